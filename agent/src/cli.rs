@@ -1,0 +1,107 @@
+//! Command-line arguments, as parsed (no meaning yet): `lib.rs` resolves them into a run.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_MANIFEST: &str = "/etc/tend/manifest.toml";
+
+#[derive(Debug, Parser)]
+#[command(name = "tend", version, about = "Declare a host in TOML; plan the drift; apply only the changes.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More output: in-sync resources, info logs (-vv: debug logs).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output: failures and the summary only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log format on stderr (RUST_LOG filters it).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report the drift between the host and the manifest; change nothing. Exit 2 on drift.
+    Plan(RunArgs),
+    /// Converge the host to the manifest. Exit 2 when something changed, 4 on failures.
+    Apply(ApplyArgs),
+    /// Validate a manifest without touching the host.
+    Check(ManifestArgs),
+    /// Print the dependency graph in Graphviz DOT.
+    Graph(ManifestArgs),
+    /// Print the facts templates see, as JSON.
+    Facts {
+        /// Read the facts of the system under DIR.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// The manifest.
+    #[arg(default_value = DEFAULT_MANIFEST)]
+    pub manifest: PathBuf,
+    /// Override a variable of [vars] (repeatable).
+    #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Resolve every host path under DIR (facts, files, state directory).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// Only these resources: an address (file.motd), a kind (file) or tag:NAME. Repeatable.
+    /// Their dependencies are checked, not applied.
+    #[arg(long, value_name = "SELECTOR", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Output on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Also write the JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Resources checked or applied at once.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// The state directory [default: ROOT/var/lib/tend].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Write Prometheus textfile metrics to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// Wait up to SECS for another run's lock before giving up (exit 1).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub lock_wait: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected K=V, got {s:?}")),
+    }
+}

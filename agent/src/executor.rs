@@ -1,0 +1,362 @@
+//! The convergence engine: check → apply → verify → refresh, in graph order.
+//!
+//! `plan` holds only a [`Probe`]: every involved resource is checked concurrently, and the
+//! results are read in graph order to predict what apply would do (skips after failures,
+//! honest unknowns after dependencies that would change, refreshes that would run).
+//!
+//! `apply` runs each resource once all its dependencies are done: check again (the host may
+//! have changed under it), apply only the drift, check once more (drift that remains is "did
+//! not converge"), then run its refresh if a changed resource notified it. A failure skips its
+//! dependents, naming the failure; unrelated resources still converge. Independent resources
+//! run concurrently, at most `jobs` at a time.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tend_resources::{Drift, Mutate, Probe, Resource, ResourceError};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::graph::Graph;
+use crate::manifest::Manifest;
+use crate::report::{Refresh, RefreshStatus, ResourceReport, Status};
+
+/// Which resources take part: `--only` selects some; their dependencies are checked, not applied.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// Selected for apply.
+    pub selected: Vec<bool>,
+    /// Selected or a dependency of a selected one.
+    pub involved: Vec<bool>,
+}
+
+impl Selection {
+    pub fn new(m: &Manifest, g: &Graph, only: &[String]) -> Result<Selection, String> {
+        let n = m.resources.len();
+        let mut selected = vec![only.is_empty(); n];
+        for sel in only {
+            let mut matched = false;
+            for (i, d) in m.resources.iter().enumerate() {
+                let hit = match sel.strip_prefix("tag:") {
+                    Some(tag) => d.tags.iter().any(|t| t == tag),
+                    None if sel.contains('.') => d.address == *sel,
+                    None => d.kind == sel,
+                };
+                if hit {
+                    selected[i] = true;
+                    matched = true;
+                }
+            }
+            if !matched {
+                let addresses: Vec<&str> = m.resources.iter().map(|d| d.address.as_str()).collect();
+                let hint = tend_resources::spec::nearest(sel, addresses.iter().copied())
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_else(|| "; selectors are an address (file.motd), a kind (file) or tag:NAME".into());
+                return Err(format!("--only {sel} matches no resource in the manifest{hint}"));
+            }
+        }
+        for (i, d) in m.resources.iter().enumerate() {
+            selected[i] &= d.enabled;
+        }
+        let mut involved = selected.clone();
+        for i in 0..n {
+            if selected[i] {
+                for a in g.ancestors(i) {
+                    involved[a] = m.resources[a].enabled;
+                }
+            }
+        }
+        Ok(Selection { selected, involved })
+    }
+}
+
+fn base_report(m: &Manifest, i: usize, status: Status) -> ResourceReport {
+    let d = &m.resources[i];
+    ResourceReport::new(&d.address, d.kind, &d.name, status)
+}
+
+fn excluded(m: &Manifest, i: usize) -> ResourceReport {
+    let mut r = base_report(m, i, Status::Excluded);
+    r.reason = Some(if m.resources[i].enabled { "not selected by --only".into() } else { "`when` is false".into() });
+    r
+}
+
+/// Why a resource is skipped, if a dependency failed or was skipped.
+fn skip_reason(m: &Manifest, g: &Graph, i: usize, reports: &[Option<ResourceReport>]) -> Option<String> {
+    g.deps[i].iter().find_map(|e| {
+        let r = reports[e.on].as_ref()?;
+        let dep = &m.resources[e.on].address;
+        match r.status {
+            Status::Failed => Some(format!("requires {dep}, which failed")),
+            Status::Skipped => Some(format!("requires {dep}, which was skipped")),
+            _ => None,
+        }
+    })
+}
+
+fn millis(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Dry run: check everything involved, predict the rest. Never changes the host.
+pub async fn plan(m: &Manifest, g: &Graph, sel: &Selection, probe: Probe, jobs: usize) -> Vec<ResourceReport> {
+    let n = m.resources.len();
+    let limit = Arc::new(Semaphore::new(jobs.max(1)));
+    let mut set = JoinSet::new();
+    for i in (0..n).filter(|&i| sel.involved[i]) {
+        let resource = m.resources[i].resource.clone();
+        let probe = probe.clone();
+        let limit = limit.clone();
+        set.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let t = Instant::now();
+            let result = resource.check(&probe).await;
+            (i, result, millis(t))
+        });
+    }
+    let mut checks: Vec<Option<(Result<Drift, ResourceError>, u64)>> = (0..n).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, result, ms)) => checks[i] = Some((result, ms)),
+            Err(e) => tracing::error!("a check task died: {e}"),
+        }
+    }
+
+    let mut reports: Vec<Option<ResourceReport>> = vec![None; n];
+    for &i in &g.order {
+        let report = match checks[i].take() {
+            None if !sel.involved[i] => excluded(m, i),
+            None => {
+                let mut r = base_report(m, i, Status::Failed);
+                r.error = Some("the check did not finish".into());
+                r
+            }
+            Some((result, ms)) => {
+                let mut r = base_report(m, i, Status::InSync);
+                r.duration_ms = ms;
+                if let Some(why) = skip_reason(m, g, i, &reports) {
+                    r.status = Status::Skipped;
+                    r.reason = Some(why);
+                    reports[i] = Some(r);
+                    continue;
+                }
+                match result {
+                    Ok(drift) if drift.is_empty() => {}
+                    Ok(drift) => {
+                        r.status = if sel.selected[i] { Status::WouldChange } else { Status::NotApplied };
+                        if !sel.selected[i] {
+                            r.reason = Some("a dependency outside --only: checked, not applied".into());
+                        }
+                        r.changes = drift.changes;
+                    }
+                    Err(e) => {
+                        let pending = g.ancestors(i).into_iter().find(|&a| {
+                            reports[a].as_ref().is_some_and(|r| matches!(r.status, Status::WouldChange | Status::MayChange))
+                        });
+                        match pending {
+                            Some(a) => {
+                                r.status = Status::MayChange;
+                                r.reason = Some(format!(
+                                    "may change once its dependencies apply ({} would change first): {e}",
+                                    m.resources[a].address
+                                ));
+                            }
+                            None => {
+                                r.status = Status::Failed;
+                                r.error = Some(e.to_string());
+                            }
+                        }
+                    }
+                }
+                r
+            }
+        };
+        reports[i] = Some(report);
+    }
+
+    // The refreshes apply would run.
+    for &i in &g.order {
+        let notifier_changes = reports[i]
+            .as_ref()
+            .is_some_and(|r| sel.selected[i] && matches!(r.status, Status::WouldChange | Status::MayChange));
+        if !notifier_changes {
+            continue;
+        }
+        for &t in &g.notifies[i] {
+            if let Some(target) = reports[t].as_mut().filter(|r| matches!(r.status, Status::InSync | Status::WouldChange | Status::MayChange)) {
+                let by = m.resources[i].address.clone();
+                match &mut target.refresh {
+                    Some(f) => f.notified_by.push(by),
+                    None => target.refresh = Some(Refresh { notified_by: vec![by], status: RefreshStatus::WouldRun, error: None }),
+                }
+            }
+        }
+    }
+    reports.into_iter().flatten().collect::<Vec<_>>().reorder(m)
+}
+
+trait Reorder {
+    fn reorder(self, m: &Manifest) -> Vec<ResourceReport>;
+}
+
+impl Reorder for Vec<ResourceReport> {
+    /// Reports in manifest order, whatever order they were produced in.
+    fn reorder(mut self, m: &Manifest) -> Vec<ResourceReport> {
+        let pos: std::collections::HashMap<&str, usize> =
+            m.resources.iter().enumerate().map(|(i, d)| (d.address.as_str(), i)).collect();
+        self.sort_by_key(|r| pos.get(r.address.as_str()).copied().unwrap_or(usize::MAX));
+        self
+    }
+}
+
+/// One resource's apply: check, apply the drift, verify, refresh.
+async fn converge(
+    resource: Arc<dyn Resource>,
+    mut report: ResourceReport,
+    selected: bool,
+    notified_by: Vec<String>,
+    host: Mutate,
+) -> ResourceReport {
+    let t = Instant::now();
+    match resource.check(host.probe()).await {
+        Err(e) => {
+            report.status = Status::Failed;
+            report.error = Some(e.to_string());
+        }
+        Ok(drift) if drift.is_empty() => report.status = Status::InSync,
+        Ok(drift) if !selected => {
+            report.status = Status::NotApplied;
+            report.reason = Some("a dependency outside --only: checked, not applied".into());
+            report.changes = drift.changes;
+        }
+        Ok(drift) => {
+            tracing::info!(resource = %report.address, changes = drift.changes.len(), "applying");
+            report.changes = drift.changes.clone();
+            match resource.apply(&host, &drift).await {
+                Err(e) => {
+                    report.status = Status::Failed;
+                    report.error = Some(e.to_string());
+                }
+                Ok(applied) => {
+                    report.backups = applied.backups.iter().map(|p| p.display().to_string()).collect();
+                    report.notes = applied.notes;
+                    match resource.check(host.probe()).await {
+                        Err(e) => {
+                            report.status = Status::Failed;
+                            report.error = Some(format!("check after apply failed: {e}"));
+                        }
+                        Ok(rest) if !rest.is_empty() => {
+                            report.status = Status::Failed;
+                            let what: Vec<String> = rest.changes.iter().map(|c| c.description.clone()).collect();
+                            report.error = Some(format!("did not converge: still {}", what.join("; ")));
+                        }
+                        Ok(_) => report.status = Status::Changed,
+                    }
+                }
+            }
+        }
+    }
+    if !notified_by.is_empty() && report.status != Status::Failed && resource.refreshable() {
+        tracing::info!(resource = %report.address, by = ?notified_by, "refreshing");
+        let mut refresh = Refresh { notified_by, status: RefreshStatus::Ran, error: None };
+        match resource.refresh(&host).await {
+            Ok(applied) => report.notes.extend(applied.notes),
+            Err(e) => {
+                refresh.status = RefreshStatus::Failed;
+                refresh.error = Some(e.to_string());
+                report.status = Status::Failed;
+                report.error = Some(format!("refresh failed: {e}"));
+            }
+        }
+        report.refresh = Some(refresh);
+    }
+    report.duration_ms = millis(t);
+    report
+}
+
+/// Converge the host. Dependencies first; independent resources concurrently.
+pub async fn apply(m: &Manifest, g: &Graph, sel: &Selection, host: Mutate, jobs: usize) -> Vec<ResourceReport> {
+    let n = m.resources.len();
+    let mut waiting: Vec<usize> = g.deps.iter().map(Vec::len).collect();
+    let mut dependents = vec![Vec::new(); n];
+    for (i, ds) in g.deps.iter().enumerate() {
+        for e in ds {
+            dependents[e.on].push(i);
+        }
+    }
+    let mut notified: Vec<Vec<String>> = vec![Vec::new(); n];
+    let mut reports: Vec<Option<ResourceReport>> = vec![None; n];
+    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    let limit = Arc::new(Semaphore::new(jobs.max(1)));
+    let mut set = JoinSet::new();
+    let mut running = 0usize;
+    loop {
+        // Start (or settle without running) everything that is ready.
+        while let Some(i) = ready.pop_first() {
+            let settled = if !sel.involved[i] {
+                Some(excluded(m, i))
+            } else {
+                skip_reason(m, g, i, &reports).map(|why| {
+                    let mut r = base_report(m, i, Status::Skipped);
+                    r.reason = Some(why);
+                    r
+                })
+            };
+            if let Some(r) = settled {
+                reports[i] = Some(r);
+                for &d in &dependents[i] {
+                    waiting[d] -= 1;
+                    if waiting[d] == 0 {
+                        ready.insert(d);
+                    }
+                }
+                continue;
+            }
+            let resource = m.resources[i].resource.clone();
+            let report = base_report(m, i, Status::InSync);
+            let by = std::mem::take(&mut notified[i]);
+            let host = host.clone();
+            let limit = limit.clone();
+            let selected = sel.selected[i];
+            running += 1;
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (i, converge(resource, report, selected, by, host).await)
+            });
+        }
+        if running == 0 {
+            break;
+        }
+        let Some(joined) = set.join_next().await else { break };
+        running -= 1;
+        let (i, report) = match joined {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!("a resource task died: {e}");
+                continue;
+            }
+        };
+        if report.status == Status::Changed {
+            for &t in &g.notifies[i] {
+                notified[t].push(m.resources[i].address.clone());
+            }
+        }
+        reports[i] = Some(report);
+        for &d in &dependents[i] {
+            waiting[d] -= 1;
+            if waiting[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    reports
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|| {
+            let mut r = base_report(m, i, Status::Failed);
+            r.error = Some("the engine lost this resource's task".into());
+            r
+        }))
+        .collect::<Vec<_>>()
+        .reorder(m)
+}

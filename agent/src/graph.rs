@@ -1,0 +1,231 @@
+//! Graph: explicit edges (`requires`, `notify`) and automatic ones (a path inside a directory
+//! or checkout another resource manages), a topological order, and cycle errors that print the
+//! cycle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use tend_resources::spec::Span;
+
+use crate::manifest::{Diagnostic, LoadError, Manifest};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeKind {
+    Requires,
+    Notify,
+    /// The dependent's path lies inside the dependency's.
+    Path,
+}
+
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// The node depended on.
+    pub on: usize,
+    pub kind: EdgeKind,
+    span: Option<Span>,
+}
+
+#[derive(Debug)]
+pub struct Graph {
+    /// `deps[i]`: what node `i` waits for.
+    pub deps: Vec<Vec<Edge>>,
+    /// `notifies[i]`: the nodes whose refresh node `i` triggers when it changes.
+    pub notifies: Vec<Vec<usize>>,
+    /// Every node, dependencies first; ties keep manifest order.
+    pub order: Vec<usize>,
+}
+
+impl Graph {
+    pub fn build(m: &Manifest) -> Result<Graph, LoadError> {
+        let n = m.resources.len();
+        let index: HashMap<&str, usize> = m.resources.iter().enumerate().map(|(i, d)| (d.address.as_str(), i)).collect();
+        let mut deps: Vec<Vec<Edge>> = vec![Vec::new(); n];
+        let mut notifies = vec![Vec::new(); n];
+        for (i, d) in m.resources.iter().enumerate() {
+            for (t, span) in &d.requires {
+                deps[i].push(Edge { on: index[t.as_str()], kind: EdgeKind::Requires, span: Some(span.clone()) });
+            }
+            for (t, span) in &d.notify {
+                let j = index[t.as_str()];
+                deps[j].push(Edge { on: i, kind: EdgeKind::Notify, span: Some(span.clone()) });
+                notifies[i].push(j);
+            }
+        }
+        let mut diags = Vec::new();
+        if let Some(cycle) = find_cycle(&deps) {
+            diags.push(cycle_diagnostic(m, &deps, &cycle));
+            return Err(LoadError::Invalid(diags));
+        }
+
+        // Automatic edges, unless they would contradict an explicit one.
+        let mut owners: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        for (i, d) in m.resources.iter().enumerate().filter(|(_, d)| d.enabled) {
+            for p in d.resource.paths() {
+                if let Some(&j) = owners.get(&p) {
+                    let other = &m.resources[j];
+                    diags.push(m.diagnostic(
+                        d.span.clone(),
+                        format!("{} manages {}, which {} manages too", d.address, p.display(), other.address),
+                        Some("a path belongs to one resource: merge the two or remove one".into()),
+                    ));
+                } else {
+                    owners.insert(p, i);
+                }
+            }
+        }
+        if !diags.is_empty() {
+            return Err(LoadError::Invalid(diags));
+        }
+        for (i, d) in m.resources.iter().enumerate().filter(|(_, d)| d.enabled) {
+            for p in d.resource.paths() {
+                let container = p.ancestors().skip(1).find_map(|a| {
+                    owners.get(Path::new(a)).copied().filter(|&j| j != i && m.resources[j].resource.contains_paths())
+                });
+                if let Some(j) = container {
+                    if !deps[i].iter().any(|e| e.on == j) && !reaches(&deps, j, i) {
+                        deps[i].push(Edge { on: j, kind: EdgeKind::Path, span: None });
+                    }
+                }
+            }
+        }
+        let order = topo_order(&deps);
+        Ok(Graph { deps, notifies, order })
+    }
+
+    /// Every node `i` depends on, directly or not.
+    pub fn ancestors(&self, i: usize) -> Vec<usize> {
+        let mut seen = vec![false; self.deps.len()];
+        let mut stack = vec![i];
+        let mut out = Vec::new();
+        while let Some(x) = stack.pop() {
+            for e in &self.deps[x] {
+                if !seen[e.on] {
+                    seen[e.on] = true;
+                    out.push(e.on);
+                    stack.push(e.on);
+                }
+            }
+        }
+        out
+    }
+
+    /// The graph in Graphviz DOT: solid `requires`, dashed `notify`, dotted automatic edges.
+    pub fn to_dot(&self, m: &Manifest) -> String {
+        let mut s = String::from("digraph tend {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+        for &i in &self.order {
+            let d = &m.resources[i];
+            let style = if d.enabled { "" } else { ", style=dashed, fontcolor=gray" };
+            s.push_str(&format!("  \"{}\" [label=\"{}\"{style}];\n", d.address, d.address));
+        }
+        for &i in &self.order {
+            for e in &self.deps[i] {
+                let (a, b) = (&m.resources[e.on].address, &m.resources[i].address);
+                let attrs = match e.kind {
+                    EdgeKind::Requires => "",
+                    EdgeKind::Notify => " [style=dashed, label=\"notify\"]",
+                    EdgeKind::Path => " [style=dotted, label=\"path\"]",
+                };
+                s.push_str(&format!("  \"{a}\" -> \"{b}\"{attrs};\n"));
+            }
+        }
+        s.push_str("}\n");
+        s
+    }
+}
+
+fn reaches(deps: &[Vec<Edge>], from: usize, to: usize) -> bool {
+    let mut seen = vec![false; deps.len()];
+    let mut stack = vec![from];
+    while let Some(x) = stack.pop() {
+        if x == to {
+            return true;
+        }
+        for e in &deps[x] {
+            if !seen[e.on] {
+                seen[e.on] = true;
+                stack.push(e.on);
+            }
+        }
+    }
+    false
+}
+
+/// Kahn's algorithm, always taking the lowest-numbered ready node, so ties keep manifest order.
+fn topo_order(deps: &[Vec<Edge>]) -> Vec<usize> {
+    let n = deps.len();
+    let mut pending: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut dependents = vec![Vec::new(); n];
+    for (i, ds) in deps.iter().enumerate() {
+        for e in ds {
+            dependents[e.on].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| pending[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &d in &dependents[i] {
+            pending[d] -= 1;
+            if pending[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    order
+}
+
+/// A cycle as a list of nodes where each depends on the next and the last on the first.
+fn find_cycle(deps: &[Vec<Edge>]) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut mark = vec![Mark::New; deps.len()];
+    for start in 0..deps.len() {
+        if mark[start] != Mark::New {
+            continue;
+        }
+        // Iterative DFS keeping the path, so deep graphs cannot overflow the stack.
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        mark[start] = Mark::Active;
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            if let Some(e) = deps[node].get(*next) {
+                *next += 1;
+                match mark[e.on] {
+                    Mark::New => {
+                        mark[e.on] = Mark::Active;
+                        path.push((e.on, 0));
+                    }
+                    Mark::Active => {
+                        let pos = path.iter().position(|(n, _)| *n == e.on).unwrap_or(0);
+                        return Some(path[pos..].iter().map(|(n, _)| *n).collect());
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                mark[node] = Mark::Done;
+                path.pop();
+            }
+        }
+    }
+    None
+}
+
+fn cycle_diagnostic(m: &Manifest, deps: &[Vec<Edge>], cycle: &[usize]) -> Diagnostic {
+    let mut names: Vec<&str> = cycle.iter().map(|&i| m.resources[i].address.as_str()).collect();
+    names.push(names[0]);
+    let first = cycle[0];
+    let second = cycle.get(1).copied().unwrap_or(first);
+    let span = deps[first]
+        .iter()
+        .find(|e| e.on == second)
+        .and_then(|e| e.span.clone())
+        .unwrap_or_else(|| m.resources[first].span.clone());
+    m.diagnostic(
+        span,
+        format!("dependency cycle: {}", names.join(" → ")),
+        Some("each arrow reads \"needs\" (requires, or notified by); remove one of them to break the cycle".into()),
+    )
+}

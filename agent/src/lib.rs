@@ -1,0 +1,197 @@
+//! `tend`: the agent. It loads a manifest, builds the dependency graph, runs the convergence
+//! engine over the providers of `tend-resources`, and reports.
+//!
+//! The stages, one module each:
+//! - [`manifest`]: TOML with spans → variables → rendered templates → typed resources, every
+//!   error located with file, line, column and a caret;
+//! - [`graph`]: explicit and automatic edges, topological order, cycles named;
+//! - [`executor`]: plan (read-only, through a `Probe`) and apply (check → apply → verify →
+//!   refresh, dependents of failures skipped);
+//! - [`report`] and [`printer`]: JSON report, metrics, human output, exit codes;
+//! - [`state`]: the state directory, its lock and `last-run.json`; [`secrets`]: `secret()`.
+//!
+//! `main` only parses arguments and calls [`run`].
+
+pub mod cli;
+pub mod executor;
+pub mod facts;
+pub mod graph;
+pub mod manifest;
+pub mod printer;
+pub mod report;
+pub mod secrets;
+pub mod state;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use cli::{Cli, Command, Format, LogFormat, ManifestArgs, RunArgs};
+use manifest::{LoadError, LoadOptions, Manifest};
+use report::{ManifestInfo, Mode, Report, Summary};
+use secrets::{Redactor, SecretMode};
+use tend_resources::{Mutate, Probe};
+
+/// The run could not start: bad arguments, a bad manifest, a held lock. Exit code 1.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Lock(#[from] state::LockError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub fn init_logging(cli: &Cli) {
+    let default = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cli.log_format {
+        LogFormat::Text => builder.with_ansi(color_wanted(std::io::stderr().is_terminal())).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn color_wanted(tty: bool) -> bool {
+    tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Run a parsed command line; returns the exit code.
+pub fn run(cli: &Cli) -> Result<i32, StartError> {
+    match &cli.command {
+        Command::Plan(args) => run_engine(cli, args, None),
+        Command::Apply(args) => run_engine(cli, &args.run, Some(args)),
+        Command::Check(args) => {
+            let m = load(args, SecretMode::Ephemeral, None)?;
+            let g = graph::Graph::build(&m)?;
+            let enabled = m.resources.iter().filter(|d| d.enabled).count();
+            if !cli.quiet {
+                println!(
+                    "{}: valid, {} resources ({} enabled), {} ordering edges",
+                    m.path.display(),
+                    m.resources.len(),
+                    enabled,
+                    g.deps.iter().map(Vec::len).sum::<usize>()
+                );
+            }
+            Ok(0)
+        }
+        Command::Graph(args) => {
+            let m = load(args, SecretMode::Ephemeral, None)?;
+            let g = graph::Graph::build(&m)?;
+            print!("{}", g.to_dot(&m));
+            Ok(0)
+        }
+        Command::Facts { root } => {
+            let f = facts::Facts::gather(root.as_deref().unwrap_or(Path::new("/")));
+            println!("{}", serde_json::to_string_pretty(&f).map_err(|e| StartError::Other(e.to_string()))?);
+            Ok(0)
+        }
+    }
+}
+
+/// Absolute, so that paths stay right whatever the working directory.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn root_of(args: &ManifestArgs) -> PathBuf {
+    args.root.as_deref().map_or_else(|| PathBuf::from("/"), absolute)
+}
+
+fn state_dir_of(run: &RunArgs) -> PathBuf {
+    run.state_dir.as_deref().map_or_else(|| root_of(&run.manifest).join("var/lib/tend"), absolute)
+}
+
+fn load(args: &ManifestArgs, secrets: SecretMode, state_dir: Option<&Path>) -> Result<Manifest, StartError> {
+    let root = root_of(args);
+    if !root.is_dir() {
+        return Err(StartError::Other(format!("--root {}: not a directory", root.display())));
+    }
+    let opts = LoadOptions {
+        vars: args.vars.clone(),
+        state_dir: state_dir.map(Path::to_path_buf).unwrap_or_else(|| root.join("var/lib/tend")),
+        root,
+        secrets,
+    };
+    Ok(manifest::load(&args.manifest, &opts)?)
+}
+
+fn run_engine(cli: &Cli, run: &RunArgs, apply: Option<&cli::ApplyArgs>) -> Result<i32, StartError> {
+    let started = Instant::now();
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let state_dir = state_dir_of(run);
+    let mode = if apply.is_some() { Mode::Apply } else { Mode::Plan };
+    // The lock comes first: secrets are generated while loading, and two runs must not race.
+    let _lock = match apply {
+        Some(a) => Some(state::RunLock::acquire(&state_dir, Duration::from_secs(a.lock_wait))?),
+        None => None,
+    };
+    let secret_mode = if apply.is_some() { SecretMode::Persist } else { SecretMode::ReadOnly };
+    let m = load(&run.manifest, secret_mode, Some(&state_dir))?;
+    let g = graph::Graph::build(&m)?;
+    let sel = executor::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
+    let jobs = run.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) * 2);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(jobs.clamp(1, 64))
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))?;
+    let root = root_of(&run.manifest);
+    let probe = Probe::new(&root, &state_dir);
+    let resources = match mode {
+        Mode::Plan => runtime.block_on(executor::plan(&m, &g, &sel, probe, jobs)),
+        Mode::Apply => runtime.block_on(executor::apply(&m, &g, &sel, Mutate::new(probe), jobs)),
+    };
+    let summary = Summary::of(&resources);
+    let exit_code = summary.exit_code();
+    let report = Report {
+        schema_version: report::SCHEMA_VERSION,
+        tend_version: env!("CARGO_PKG_VERSION"),
+        mode,
+        host: m.facts.hostname.clone(),
+        root: root.display().to_string(),
+        manifest: ManifestInfo { path: m.path.display().to_string(), sha256: m.sha256.clone() },
+        started_at,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        exit_code,
+        summary,
+        resources,
+    };
+    let redactor = Redactor::new(m.secrets.values());
+    let json = report.to_json(&redactor);
+    match run.format {
+        Format::Json => print!("{json}"),
+        Format::Human => {
+            let style = printer::Style { color: color_wanted(std::io::stdout().is_terminal()), verbose: cli.verbose > 0, quiet: cli.quiet };
+            print!("{}", printer::render(&report, &style, &redactor));
+        }
+    }
+    if let Some(path) = &run.report {
+        if let Err(e) = std::fs::write(path, &json) {
+            tracing::error!("cannot write the report {}: {e}", path.display());
+        }
+    }
+    if let Some(a) = apply {
+        if let Err(e) = state::write_last_run(&state_dir, &json) {
+            tracing::error!("cannot write {}/last-run.json: {e}", state_dir.display());
+        }
+        if let Some(path) = &a.metrics {
+            let tmp = path.with_extension("prom.tmp");
+            if let Err(e) = std::fs::write(&tmp, report.to_metrics()).and_then(|()| std::fs::rename(&tmp, path)) {
+                tracing::error!("cannot write the metrics {}: {e}", path.display());
+            }
+        }
+    }
+    Ok(exit_code)
+}

@@ -1,0 +1,353 @@
+//! Load: read the TOML, resolve `[vars]`, render every string, build each resource through its
+//! kind's constructor, and check every reference, before anything touches the host.
+//!
+//! Every error is a [`Diagnostic`] with file, line, column, the source line and a caret. The
+//! loader keeps going after a bad resource, so one run shows every mistake in the manifest.
+
+pub mod diagnostic;
+pub mod raw;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tend_resources::host::sha256_hex;
+use tend_resources::spec::{nearest, quote_list, BuildContext, Entry, Fields, Span, Spanned, Text, Value};
+use tend_resources::{Resource, SpecError, KINDS};
+
+pub use diagnostic::Diagnostic;
+use template::{RenderError, Renderer, VarSource};
+
+use crate::facts::Facts;
+use crate::secrets::{SecretMode, SecretStore};
+
+/// Keys every resource may have, handled by the engine rather than the provider.
+pub const COMMON_KEYS: &[&str] = &["requires", "notify", "tags", "when"];
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub vars: Vec<(String, String)>,
+    pub root: PathBuf,
+    pub state_dir: PathBuf,
+    pub secrets: SecretMode,
+}
+
+/// A declared resource, built and validated.
+#[derive(Debug, Clone)]
+pub struct Decl {
+    pub address: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub span: Span,
+    pub resource: Arc<dyn Resource>,
+    pub requires: Vec<(String, Span)>,
+    pub notify: Vec<(String, Span)>,
+    pub tags: Vec<String>,
+    /// False when `when` evaluated false: the resource takes no part in the run.
+    pub enabled: bool,
+}
+
+pub struct Manifest {
+    pub path: PathBuf,
+    pub source: String,
+    pub sha256: String,
+    pub resources: Vec<Decl>,
+    pub secrets: Arc<SecretStore>,
+    pub facts: Facts,
+}
+
+impl Manifest {
+    pub fn diagnostic(&self, span: Span, message: impl Into<String>, help: Option<String>) -> Diagnostic {
+        Diagnostic::new(self.path.clone(), &self.source, span, message, help)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read manifest {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}", render_diagnostics(.0))]
+    Invalid(Vec<Diagnostic>),
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn render_diagnostics(d: &[Diagnostic]) -> String {
+    let mut s = d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n\n");
+    if d.len() > 1 {
+        s.push_str(&format!("\n\n{} errors in the manifest", d.len()));
+    }
+    s
+}
+
+struct Ctx<'a> {
+    dir: PathBuf,
+    renderer: &'a Renderer,
+}
+
+impl BuildContext for Ctx<'_> {
+    fn manifest_dir(&self) -> &Path {
+        &self.dir
+    }
+    fn render(&self, source: &str, name: &str) -> Result<Text, String> {
+        self.renderer.render(source, name).map_err(|e| match e.help() {
+            Some(h) if matches!(e, RenderError::Undefined { .. }) => format!("{} ({h})", e.message()),
+            _ => e.message(),
+        })
+    }
+}
+
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    let facts = Facts::gather(&opts.root);
+    let secrets = Arc::new(SecretStore::new(&opts.state_dir, opts.secrets));
+    let mut loader = Loader { path: path.to_path_buf(), source: &source, diags: Vec::new() };
+    let resources = loader.load(opts, &facts, secrets.clone())?;
+    if !loader.diags.is_empty() {
+        return Err(LoadError::Invalid(loader.diags));
+    }
+    Ok(Manifest {
+        path: path.to_path_buf(),
+        sha256: sha256_hex(source.as_bytes()),
+        source,
+        resources,
+        secrets,
+        facts,
+    })
+}
+
+struct Loader<'s> {
+    path: PathBuf,
+    source: &'s str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Loader<'_> {
+    fn error(&mut self, span: Span, message: impl Into<String>, help: Option<String>) {
+        self.diags.push(Diagnostic::new(self.path.clone(), self.source, span, message, help));
+    }
+
+    fn fail(&mut self) -> LoadError {
+        LoadError::Invalid(std::mem::take(&mut self.diags))
+    }
+
+    fn load(&mut self, opts: &LoadOptions, facts: &Facts, secrets: Arc<SecretStore>) -> Result<Vec<Decl>, LoadError> {
+        let top = match toml::from_str::<raw::Node>(self.source) {
+            Ok(raw::Node(Value::Table(entries))) => entries,
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                self.error(span, format!("invalid TOML: {}", e.message().trim_end()), None);
+                return Err(self.fail());
+            }
+        };
+
+        let mut renderer = Renderer::new(secrets);
+        renderer.set("facts", serde_json::to_value(facts).unwrap_or_default());
+
+        // [vars], then --var overrides.
+        let mut var_spans: BTreeMap<String, Span> = BTreeMap::new();
+        let mut raw_vars: BTreeMap<String, VarSource> = BTreeMap::new();
+        for e in top.iter().filter(|e| e.key == "vars") {
+            let Value::Table(vars) = &e.value.value else {
+                self.error(e.value.span.clone(), "[vars] must be a table of variables", Some("write `[vars]` followed by `name = \"value\"` lines".into()));
+                continue;
+            };
+            for v in vars {
+                if ["vars", "facts", "secret"].contains(&v.key.as_str()) {
+                    self.error(v.key_span.clone(), format!("`{}` is a reserved name and cannot be a variable", v.key), None);
+                    continue;
+                }
+                let src = match &v.value.value {
+                    Value::Str(t) => VarSource::Template(t.value.clone()),
+                    Value::Int(i) => VarSource::Literal((*i).into()),
+                    Value::Bool(b) => VarSource::Literal((*b).into()),
+                    Value::Float(f) => VarSource::Literal((*f).into()),
+                    other => {
+                        self.error(v.value.span.clone(), format!("variable `{}` must be a string, number or boolean, found {}", v.key, other.type_name()), None);
+                        continue;
+                    }
+                };
+                var_spans.insert(v.key.clone(), v.value.span.clone());
+                raw_vars.insert(v.key.clone(), src);
+            }
+        }
+        for (k, v) in &opts.vars {
+            if !raw_vars.contains_key(k) {
+                let mut msg = format!("--var {k}: the manifest has no variable `{k}` in [vars]");
+                if let Some(n) = nearest(k, raw_vars.keys().map(String::as_str)) {
+                    msg.push_str(&format!("; did you mean `{n}`?"));
+                }
+                return Err(LoadError::Usage(msg));
+            }
+            raw_vars.insert(k.clone(), VarSource::Literal(serde_json::Value::String(v.clone())));
+        }
+        if let Err((name, e)) = template::resolve_vars(&mut renderer, &raw_vars) {
+            let span = var_spans.get(&name).cloned().unwrap_or(0..0);
+            self.error(span, format!("in variable `{name}`: {}", e.message()), e.help());
+            return Err(self.fail());
+        }
+        if !self.diags.is_empty() {
+            return Err(self.fail());
+        }
+
+        let ctx = Ctx { dir: self.path.parent().map(Path::to_path_buf).unwrap_or_default(), renderer: &renderer };
+        let mut decls = Vec::new();
+        for kind_entry in top.iter().filter(|e| e.key != "vars") {
+            let Some(kind) = tend_resources::kind(&kind_entry.key) else {
+                let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+                let help = match nearest(&kind_entry.key, names.iter().copied()) {
+                    Some(n) => format!("did you mean `{n}`? The kinds are {}", quote_list(&names)),
+                    None => format!("the kinds are {}", quote_list(&names)),
+                };
+                self.error(kind_entry.key_span.clone(), format!("unknown resource kind `{}`", kind_entry.key), Some(help));
+                continue;
+            };
+            let Value::Table(items) = &kind_entry.value.value else {
+                self.error(kind_entry.value.span.clone(), format!("`{}` must hold named resources: [{}.NAME]", kind.name, kind.name), None);
+                continue;
+            };
+            for item in items {
+                if let Some(d) = self.resource(kind, item, &renderer, &ctx) {
+                    decls.push(d);
+                }
+            }
+        }
+        if !self.diags.is_empty() {
+            return Err(self.fail());
+        }
+        self.check_references(&decls);
+        Ok(decls)
+    }
+
+    fn resource(&mut self, kind: &'static tend_resources::Kind, item: &Entry, renderer: &Renderer, ctx: &Ctx<'_>) -> Option<Decl> {
+        let address = format!("{}.{}", kind.name, item.key);
+        if item.key.is_empty() || !item.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            self.error(item.key_span.clone(), format!("resource name {:?} may only hold letters, digits, `_` and `-`", item.key), None);
+            return None;
+        }
+        let Value::Table(fields) = &item.value.value else {
+            self.error(item.value.span.clone(), format!("{address} must be a table: [{address}]"), None);
+            return None;
+        };
+        let table_span = item.key_span.clone();
+        let mut rendered = Vec::with_capacity(fields.len());
+        let mut ok = true;
+        for f in fields {
+            match self.render_value(&f.value, renderer, &format!("{address}.{}", f.key)) {
+                Ok(v) => rendered.push(Entry { key: f.key.clone(), key_span: f.key_span.clone(), value: v }),
+                Err(()) => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let mut fields = Fields::new(address.clone(), table_span.clone(), rendered, ctx);
+        let common = (|| -> Result<_, SpecError> {
+            let requires = fields.strings("requires")?.unwrap_or_default();
+            let notify = fields.strings("notify")?.unwrap_or_default();
+            let tags = fields.strings("tags")?.unwrap_or_default();
+            let when = fields.take("when");
+            Ok((requires, notify, tags, when))
+        })();
+        let (requires, notify, tags, when) = match common {
+            Ok(c) => c,
+            Err(e) => {
+                self.error(e.span, e.message, e.help);
+                return None;
+            }
+        };
+        let enabled = match when {
+            None => true,
+            Some(Spanned { value: Value::Bool(b), .. }) => b,
+            Some(Spanned { span, value: Value::Str(t) }) => match renderer.truthy(&t.value) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.error(span, format!("in `when` of {address}: {}", e.message()), e.help());
+                    return None;
+                }
+            },
+            Some(other) => {
+                self.error(other.span, format!("`when` must be an expression string or a boolean, found {}", other.value.type_name()), None);
+                return None;
+            }
+        };
+        let built = (kind.build)(&mut fields).and_then(|r| fields.finish().map(|()| r));
+        match built {
+            Ok(resource) => Some(Decl {
+                address,
+                kind: kind.name,
+                name: item.key.clone(),
+                span: table_span,
+                resource,
+                requires: requires.into_iter().map(|(t, s)| (t.value, s)).collect(),
+                notify: notify.into_iter().map(|(t, s)| (t.value, s)).collect(),
+                tags: tags.into_iter().map(|(t, _)| t.value).collect(),
+                enabled,
+            }),
+            Err(e) => {
+                self.error(e.span, e.message, e.help);
+                None
+            }
+        }
+    }
+
+    fn render_value(&mut self, v: &Spanned, renderer: &Renderer, name: &str) -> Result<Spanned, ()> {
+        let value = match &v.value {
+            Value::Str(t) => match renderer.render(&t.value, name) {
+                Ok(t) => Value::Str(t),
+                Err(e) => {
+                    self.error(v.span.clone(), format!("in {name}: {}", e.message()), e.help());
+                    return Err(());
+                }
+            },
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    out.push(self.render_value(i, renderer, name)?);
+                }
+                Value::Array(out)
+            }
+            Value::Table(entries) => {
+                let mut out = Vec::with_capacity(entries.len());
+                for e in entries {
+                    let value = self.render_value(&e.value, renderer, &format!("{name}.{}", e.key))?;
+                    out.push(Entry { key: e.key.clone(), key_span: e.key_span.clone(), value });
+                }
+                Value::Table(out)
+            }
+            other => other.clone(),
+        };
+        Ok(Spanned { span: v.span.clone(), value })
+    }
+
+    fn check_references(&mut self, decls: &[Decl]) {
+        let index: BTreeMap<&str, &Decl> = decls.iter().map(|d| (d.address.as_str(), d)).collect();
+        for d in decls {
+            for (target, span) in d.requires.iter().chain(&d.notify) {
+                let is_notify = d.notify.iter().any(|(t, s)| t == target && s == span);
+                let field = if is_notify { "notify" } else { "requires" };
+                match index.get(target.as_str()) {
+                    None => {
+                        let help = nearest(target, index.keys().copied())
+                            .map(|n| format!("did you mean `{n}`?"))
+                            .or_else(|| Some("addresses are KIND.NAME, as in the table header [KIND.NAME]".into()));
+                        self.error(span.clone(), format!("{} {field} `{target}`, which is not in this manifest", d.address), help);
+                    }
+                    Some(t) if t.address == d.address => {
+                        self.error(span.clone(), format!("{} cannot {field} itself", d.address), None);
+                    }
+                    Some(t) if is_notify && !t.resource.refreshable() => {
+                        self.error(
+                            span.clone(),
+                            format!("{} notifies `{target}`, but a {} has nothing to do when notified", d.address, t.kind),
+                            Some("notify a resource with a refresh action (such as an exec with refresh_only = true), or use `requires` for ordering".into()),
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+}

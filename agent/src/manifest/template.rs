@@ -1,0 +1,291 @@
+//! Strings in a manifest are MiniJinja templates over `vars` (also visible by their bare names),
+//! `facts` and the `secret(name, len)` helper. Undefined names are errors that name the variable
+//! and suggest the nearest defined one, never an empty string.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use minijinja::{Environment, UndefinedBehavior};
+use tend_resources::spec::{nearest, Text};
+
+use crate::secrets::SecretStore;
+
+/// Names a template may use besides the context: the helpers and MiniJinja's own globals.
+const GLOBALS: &[&str] = &["secret", "range", "dict", "namespace", "debug", "loop", "self", "super"];
+
+pub struct Renderer {
+    env: Environment<'static>,
+    context: serde_json::Map<String, serde_json::Value>,
+    used_secret: Arc<AtomicBool>,
+}
+
+impl Renderer {
+    pub fn new(secrets: Arc<SecretStore>) -> Renderer {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        let used_secret = Arc::new(AtomicBool::new(false));
+        let flag = used_secret.clone();
+        env.add_function("secret", move |name: String, len: Option<usize>| {
+            flag.store(true, Ordering::SeqCst);
+            secrets
+                .get(&name, len.unwrap_or(32))
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+        });
+        Renderer { env, context: serde_json::Map::new(), used_secret }
+    }
+
+    /// Make `name` visible to templates.
+    pub fn set(&mut self, name: &str, value: serde_json::Value) {
+        self.context.insert(name.to_string(), value);
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.context.contains_key(name)
+    }
+
+    /// Names a template refers to that are not defined; `Err` if it does not parse.
+    pub fn undefined(&self, source: &str) -> Result<Vec<String>, String> {
+        let tmpl = self.env.template_from_str(source).map_err(|e| describe(&e))?;
+        let mut missing: Vec<String> = tmpl
+            .undeclared_variables(true)
+            .into_iter()
+            .filter(|path| !self.defined(path))
+            .collect();
+        missing.sort();
+        Ok(missing)
+    }
+
+    /// The top-level names a template refers to (for ordering variables).
+    pub fn references(&self, source: &str) -> Result<Vec<String>, String> {
+        let tmpl = self.env.template_from_str(source).map_err(|e| describe(&e))?;
+        Ok(tmpl.undeclared_variables(true).into_iter().collect())
+    }
+
+    fn defined(&self, path: &str) -> bool {
+        let mut parts = path.split('.');
+        let Some(first) = parts.next() else { return true };
+        if GLOBALS.contains(&first) {
+            return true;
+        }
+        let Some(mut value) = self.context.get(first) else { return false };
+        for p in parts {
+            match value.get(p) {
+                Some(v) => value = v,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// A suggestion for an undefined dotted name.
+    pub fn suggest(&self, path: &str) -> Option<String> {
+        let (parent, last) = match path.rsplit_once('.') {
+            Some((p, l)) => (Some(p), l),
+            None => (None, path),
+        };
+        let candidates: Vec<String> = match parent {
+            None => self.context.keys().cloned().collect(),
+            Some(p) => {
+                let mut v = self.context.get(p.split('.').next()?)?;
+                for part in p.split('.').skip(1) {
+                    v = v.get(part)?;
+                }
+                v.as_object()?.keys().cloned().collect()
+            }
+        };
+        let near = nearest(last, candidates.iter().map(String::as_str))?;
+        Some(match parent {
+            Some(p) => format!("{p}.{near}"),
+            None => near.to_string(),
+        })
+    }
+
+    /// Render one string. Strings without template syntax are returned as they are.
+    pub fn render(&self, source: &str, name: &str) -> Result<Text, RenderError> {
+        if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
+            return Ok(Text { value: source.to_string(), sensitive: false });
+        }
+        let missing = self.undefined(source).map_err(RenderError::Syntax)?;
+        if let Some(first) = missing.first() {
+            return Err(RenderError::Undefined { name: first.clone(), suggestion: self.suggest(first) });
+        }
+        self.used_secret.store(false, Ordering::SeqCst);
+        let tmpl = self.env.template_from_named_str(name, source);
+        let value = tmpl
+            .and_then(|t| t.render(&self.context))
+            .map_err(|e| RenderError::Failed(describe(&e)))?;
+        Ok(Text { value, sensitive: self.used_secret.load(Ordering::SeqCst) })
+    }
+
+    /// Evaluate a `when` expression.
+    pub fn truthy(&self, expr: &str) -> Result<bool, RenderError> {
+        let missing = self.undefined(&format!("{{{{ {expr} }}}}")).map_err(RenderError::Syntax)?;
+        if let Some(first) = missing.first() {
+            return Err(RenderError::Undefined { name: first.clone(), suggestion: self.suggest(first) });
+        }
+        let e = self.env.compile_expression(expr).map_err(|e| RenderError::Syntax(describe(&e)))?;
+        let v = e.eval(&self.context).map_err(|e| RenderError::Failed(describe(&e)))?;
+        Ok(v.is_true())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError {
+    Syntax(String),
+    Undefined { name: String, suggestion: Option<String> },
+    Failed(String),
+}
+
+impl RenderError {
+    pub fn message(&self) -> String {
+        match self {
+            RenderError::Syntax(m) => format!("bad template: {m}"),
+            RenderError::Undefined { name, .. } => format!("undefined variable `{name}`"),
+            RenderError::Failed(m) => format!("template failed: {m}"),
+        }
+    }
+    pub fn help(&self) -> Option<String> {
+        match self {
+            RenderError::Undefined { suggestion: Some(s), .. } => Some(format!("did you mean `{s}`?")),
+            RenderError::Undefined { name, .. } => {
+                Some(format!("define it in [vars] or pass --var {name}=VALUE"))
+            }
+            RenderError::Syntax(_) => Some("templates use MiniJinja syntax: {{ name }}, {% if … %}".into()),
+            RenderError::Failed(_) => None,
+        }
+    }
+}
+
+/// minijinja's message without the template name and line noise.
+fn describe(e: &minijinja::Error) -> String {
+    let mut s = e.detail().map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
+    if let Some(line) = e.line() {
+        if line > 1 {
+            s.push_str(&format!(" (template line {line})"));
+        }
+    }
+    s
+}
+
+/// Variables in dependency order, each rendered with the ones it refers to.
+pub fn resolve_vars(
+    renderer: &mut Renderer,
+    raw: &BTreeMap<String, VarSource>,
+) -> Result<BTreeMap<String, serde_json::Value>, (String, RenderError)> {
+    let mut done = BTreeMap::new();
+    let mut stack = Vec::new();
+    for name in raw.keys() {
+        resolve_one(renderer, raw, name, &mut done, &mut stack)?;
+    }
+    Ok(done)
+}
+
+/// A variable's raw value: a template, a literal from `--var`, or a non-string TOML value.
+#[derive(Debug, Clone)]
+pub enum VarSource {
+    Template(String),
+    Literal(serde_json::Value),
+}
+
+fn resolve_one(
+    renderer: &mut Renderer,
+    raw: &BTreeMap<String, VarSource>,
+    name: &str,
+    done: &mut BTreeMap<String, serde_json::Value>,
+    stack: &mut Vec<String>,
+) -> Result<(), (String, RenderError)> {
+    if done.contains_key(name) {
+        return Ok(());
+    }
+    if let Some(pos) = stack.iter().position(|n| n == name) {
+        let mut cycle: Vec<String> = stack[pos..].to_vec();
+        cycle.push(name.to_string());
+        return Err((
+            stack[pos].clone(),
+            RenderError::Failed(format!("variables refer to each other in a cycle: {}", cycle.join(" → "))),
+        ));
+    }
+    let value = match &raw[name] {
+        VarSource::Literal(v) => v.clone(),
+        VarSource::Template(src) => {
+            stack.push(name.to_string());
+            let refs = renderer.references(src).map_err(|e| (name.to_string(), RenderError::Syntax(e)))?;
+            for r in refs {
+                let head = r.split('.').next().unwrap_or(&r);
+                let dep = if head == "vars" { r.split('.').nth(1).unwrap_or("") } else { head };
+                if raw.contains_key(dep) {
+                    resolve_one(renderer, raw, dep, done, stack)?;
+                }
+            }
+            stack.pop();
+            let text = renderer.render(src, &format!("vars.{name}")).map_err(|e| (name.to_string(), e))?;
+            serde_json::Value::String(text.value)
+        }
+    };
+    renderer.set(name, value.clone());
+    done.insert(name.to_string(), value);
+    let vars: serde_json::Map<String, serde_json::Value> = done.clone().into_iter().collect();
+    renderer.set("vars", serde_json::Value::Object(vars));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::SecretMode;
+
+    fn renderer() -> Renderer {
+        let store = Arc::new(SecretStore::new(std::path::Path::new("/nonexistent"), SecretMode::Ephemeral));
+        let mut r = Renderer::new(store);
+        r.set("facts", serde_json::json!({"os": {"id": "debian"}}));
+        r
+    }
+
+    #[test]
+    fn vars_refer_to_vars_in_any_order() {
+        let mut r = renderer();
+        let raw = BTreeMap::from([
+            ("domain".to_string(), VarSource::Template("dify{{ server_id }}.hostkey.in".into())),
+            ("server_id".to_string(), VarSource::Literal("42".into())),
+            ("url".to_string(), VarSource::Template("https://{{ vars.domain }}/".into())),
+        ]);
+        let vars = resolve_vars(&mut r, &raw).expect("resolves");
+        assert_eq!(vars["url"], "https://dify42.hostkey.in/");
+    }
+
+    #[test]
+    fn var_cycle_is_named() {
+        let mut r = renderer();
+        let raw = BTreeMap::from([
+            ("a".to_string(), VarSource::Template("{{ b }}".into())),
+            ("b".to_string(), VarSource::Template("{{ a }}".into())),
+        ]);
+        let (_, err) = resolve_vars(&mut r, &raw).expect_err("cycle");
+        assert_eq!(err.message(), "template failed: variables refer to each other in a cycle: a → b → a");
+    }
+
+    #[test]
+    fn undefined_names_suggest_the_nearest() {
+        let r = renderer();
+        let err = r.render("{{ facts.os.idd }}", "x").expect_err("undefined");
+        assert_eq!(err, RenderError::Undefined { name: "facts.os.idd".into(), suggestion: Some("facts.os.id".into()) });
+    }
+
+    #[test]
+    fn secrets_mark_the_text_sensitive() {
+        let r = renderer();
+        let t = r.render("pw={{ secret('db', 16) }}", "x").expect("renders");
+        assert!(t.sensitive);
+        assert_eq!(t.value.len(), 3 + 16);
+        assert!(!r.render("{{ facts.os.id }}", "x").expect("renders").sensitive);
+    }
+
+    #[test]
+    fn when_expressions() {
+        let r = renderer();
+        assert!(r.truthy("facts.os.id == 'debian'").expect("eval"));
+        assert!(!r.truthy("facts.os.id == 'ubuntu'").expect("eval"));
+    }
+}

@@ -1,0 +1,135 @@
+//! Human output: one line per resource that changes, fails or is skipped (in-sync ones too with
+//! `-v`), its changes and diffs under it, and a summary line. Colour only on a terminal, never
+//! with `NO_COLOR`. Results go to stdout; logs go to stderr through tracing.
+
+use std::fmt::Write as _;
+
+use crate::report::{Mode, RefreshStatus, Report, ResourceReport, Status};
+use crate::secrets::Redactor;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+    pub verbose: bool,
+    pub quiet: bool,
+}
+
+fn paint(style: &Style, code: &str, text: &str) -> String {
+    if style.color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn marker(r: &ResourceReport) -> (&'static str, &'static str) {
+    let creates = r.changes.iter().any(|c| c.field == "state" && c.new.as_deref() == Some("present"));
+    let removes = r.changes.iter().any(|c| c.field == "state" && c.new.as_deref() == Some("absent"));
+    match r.status {
+        Status::WouldChange | Status::Changed if creates => ("+", "32"),
+        Status::WouldChange | Status::Changed if removes => ("-", "31"),
+        Status::WouldChange | Status::Changed => ("~", "33"),
+        Status::MayChange => ("?", "36"),
+        Status::Failed => ("!", "31;1"),
+        Status::Skipped => ("s", "35"),
+        Status::NotApplied => ("~", "2"),
+        Status::InSync => ("=", "2"),
+        Status::Excluded => (" ", "2"),
+    }
+}
+
+fn shown(r: &ResourceReport, style: &Style) -> bool {
+    if style.quiet {
+        return r.status == Status::Failed;
+    }
+    match r.status {
+        Status::InSync if r.refresh.is_some() => true,
+        Status::InSync | Status::Excluded => style.verbose,
+        _ => true,
+    }
+}
+
+pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
+    let mut out = String::new();
+    for r in report.resources.iter().filter(|r| shown(r, style)) {
+        let (mark, color) = marker(r);
+        let label = match r.status {
+            Status::InSync if r.refresh.is_none() => " in sync".to_string(),
+            Status::Failed => format!(" failed: {}", r.error.as_deref().unwrap_or("")),
+            Status::Skipped | Status::MayChange | Status::NotApplied | Status::Excluded => {
+                format!(" {}", r.reason.as_deref().unwrap_or(""))
+            }
+            _ if r.changes.len() == 1 && r.changes[0].diff.is_none() => format!(" {}", r.changes[0].description),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "{} {}{}", paint(style, color, mark), paint(style, "1", &r.address), label);
+        let single_line = r.changes.len() == 1 && r.changes[0].diff.is_none() && r.status != Status::Failed;
+        if !single_line && r.status != Status::Skipped {
+            for c in &r.changes {
+                let _ = writeln!(out, "    {}", c.description);
+                if let Some(diff) = &c.diff {
+                    for line in diff.lines() {
+                        let colored = match line.chars().next() {
+                            Some('+') if !line.starts_with("+++") => paint(style, "32", line),
+                            Some('-') if !line.starts_with("---") => paint(style, "31", line),
+                            Some('@') => paint(style, "36", line),
+                            _ => line.to_string(),
+                        };
+                        let _ = writeln!(out, "      {colored}");
+                    }
+                }
+            }
+        }
+        for b in &r.backups {
+            let _ = writeln!(out, "    old content kept in {b}");
+        }
+        for note in &r.notes {
+            let _ = writeln!(out, "    {note}");
+        }
+        if let Some(f) = &r.refresh {
+            let verb = match f.status {
+                RefreshStatus::WouldRun => "refresh would run",
+                RefreshStatus::Ran => "refreshed",
+                RefreshStatus::Failed => "refresh failed",
+            };
+            let _ = writeln!(out, "    {} (notified by {})", paint(style, "36", verb), f.notified_by.join(", "));
+        }
+    }
+    let s = &report.summary;
+    let mut parts = Vec::new();
+    let mut part = |n: usize, what: &str| {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    };
+    match report.mode {
+        Mode::Plan => {
+            part(s.would_change, "to change");
+            part(s.may_change, "may change");
+        }
+        Mode::Apply => part(s.changed, "changed"),
+    }
+    part(s.not_applied, "not applied (outside --only)");
+    part(s.refreshes, if report.mode == Mode::Plan { "refreshes to run" } else { "refreshed" });
+    part(s.failed, "failed");
+    part(s.skipped, "skipped");
+    part(s.in_sync, "in sync");
+    part(s.excluded, "excluded");
+    if parts.is_empty() {
+        parts.push("no resources".into());
+    }
+    let head = match report.mode {
+        Mode::Plan => "Plan",
+        Mode::Apply => "Apply",
+    };
+    let _ = writeln!(out, "{head}: {} ({})", parts.join(", "), elapsed(report.duration_ms));
+    redactor.scrub(&out)
+}
+
+fn elapsed(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}

@@ -1,0 +1,147 @@
+//! What a check found: a list of [`Change`]s, each saying *why* a resource is out of sync, with the
+//! old and the new value (cargo's "dirty reason"), and a unified diff for text.
+//!
+//! Sensitive changes never hold their values: [`Change::sensitive`] takes none, so no printer,
+//! report or log can leak them by mistake.
+
+use serde::Serialize;
+use similar::TextDiff;
+
+/// One difference between the host and the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// The field of the resource this change is about (`content`, `mode`, `state`, a key name…).
+    pub field: String,
+    /// One line for a human: "mode 0644 → 0600", "create", "remove".
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<String>,
+    /// Unified diff for text content (never for sensitive values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    pub sensitive: bool,
+}
+
+impl Change {
+    /// A change with an old and a new value, both shown.
+    pub fn new(
+        field: impl Into<String>,
+        old: Option<impl Into<String>>,
+        new: Option<impl Into<String>>,
+    ) -> Change {
+        let field = field.into();
+        let old = old.map(Into::into);
+        let new = new.map(Into::into);
+        let description = match (&old, &new) {
+            (Some(o), Some(n)) => format!("{field}: {o} → {n}"),
+            (None, Some(n)) => format!("{field}: (none) → {n}"),
+            (Some(o), None) => format!("{field}: {o} → (none)"),
+            (None, None) => field.clone(),
+        };
+        Change { field, description, old, new, diff: None, sensitive: false }
+    }
+
+    /// A change described in words only.
+    pub fn note(field: impl Into<String>, description: impl Into<String>) -> Change {
+        Change {
+            field: field.into(),
+            description: description.into(),
+            old: None,
+            new: None,
+            diff: None,
+            sensitive: false,
+        }
+    }
+
+    /// A change to a secret value: the description must not contain it, and no value is kept.
+    pub fn sensitive(field: impl Into<String>, description: impl Into<String>) -> Change {
+        Change {
+            field: field.into(),
+            description: description.into(),
+            old: None,
+            new: None,
+            diff: None,
+            sensitive: true,
+        }
+    }
+
+    /// Attach a unified diff of two texts (`path` names both sides in the header).
+    pub fn with_diff(mut self, path: &str, old: &str, new: &str) -> Change {
+        if !self.sensitive {
+            self.diff = Some(unified_diff(path, old, new));
+        }
+        self
+    }
+}
+
+/// A unified diff with three lines of context, headers `a/PATH` and `b/PATH`.
+pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
+    let diff = TextDiff::from_lines(old, new);
+    let mut out = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a{path}"), &format!("b{path}"))
+        .to_string();
+    if !out.ends_with('\n') && !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// Everything a check found. Empty means in sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub changes: Vec<Change>,
+}
+
+impl Drift {
+    pub fn none() -> Drift {
+        Drift::default()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+    pub fn push(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+    /// Whether a change to `field` was found.
+    pub fn touches(&self, field: &str) -> bool {
+        self.changes.iter().any(|c| c.field == field)
+    }
+}
+
+impl From<Vec<Change>> for Drift {
+    fn from(changes: Vec<Change>) -> Drift {
+        Drift { changes }
+    }
+}
+
+/// A byte size or text summary that never shows a secret: "(sensitive)".
+pub const REDACTED: &str = "(sensitive)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_change_has_no_values_and_no_diff() {
+        let c = Change::sensitive("content", "content changed").with_diff("/x", "a", "b");
+        assert!(c.old.is_none() && c.new.is_none() && c.diff.is_none());
+        assert!(c.sensitive);
+    }
+
+    #[test]
+    fn diff_names_the_path_and_the_changed_line() {
+        let d = unified_diff("/etc/motd", "a\nb\n", "a\nc\n");
+        assert!(d.starts_with("--- a/etc/motd\n+++ b/etc/motd\n"), "{d}");
+        assert!(d.contains("-b\n+c\n"), "{d}");
+    }
+
+    #[test]
+    fn description_says_from_what_to_what() {
+        let c = Change::new("mode", Some("0644"), Some("0600"));
+        assert_eq!(c.description, "mode: 0644 → 0600");
+    }
+}

@@ -1,0 +1,96 @@
+//! `directory`: a directory with mode, owner and group (parents created), or its absence.
+//! Removal takes only empty directories: tend never deletes a tree it did not list.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::attrs::Ownership;
+use crate::change::{Change, Drift};
+use crate::host::{fmt_mode, Mutate, Probe, DEFAULT_DIR_MODE};
+use crate::resource::{Applied, Kind, Resource, ResourceError};
+use crate::spec::{Fields, SpecError};
+
+pub const KIND: Kind = Kind {
+    name: "directory",
+    summary: "a directory (parents created) with mode, owner, group, or an absent empty one",
+    build,
+};
+
+#[derive(Debug)]
+pub struct Directory {
+    path: PathBuf,
+    attrs: Ownership,
+    present: bool,
+}
+
+fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
+    let (path, _) = f.required_path("path")?;
+    let attrs = Ownership::from_fields(f)?;
+    let present = f.choice("state", &["present", "absent"])?.unwrap_or("present") == "present";
+    Ok(Arc::new(Directory { path, attrs, present }))
+}
+
+#[async_trait]
+impl Resource for Directory {
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn contains_paths(&self) -> bool {
+        true
+    }
+
+    async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
+        let mut drift = Drift::none();
+        let meta = host.metadata(&self.path)?;
+        if let Some(m) = &meta {
+            if !m.is_dir() {
+                return Err(ResourceError::Failed(format!(
+                    "{} exists and is not a directory",
+                    host.real(&self.path).display()
+                )));
+            }
+        }
+        match (meta, self.present) {
+            (None, false) => {}
+            (Some(_), false) => {
+                let real = host.real(&self.path);
+                let entries = std::fs::read_dir(&real)
+                    .map_err(|e| crate::HostError::new("list", real.clone(), e))?
+                    .count();
+                if entries > 0 {
+                    return Err(ResourceError::Failed(format!(
+                        "{} should be absent but holds {entries} entries; tend removes only empty directories",
+                        real.display()
+                    )));
+                }
+                drift.push(Change { description: "remove".into(), ..Change::new("state", Some("present"), Some("absent")) });
+            }
+            (None, true) => {
+                let mut c = Change::new("state", Some("absent"), Some("present"));
+                let attrs = self.attrs.describe();
+                c.description = if attrs.is_empty() {
+                    format!("create (mode {})", fmt_mode(DEFAULT_DIR_MODE))
+                } else {
+                    format!("create ({attrs})")
+                };
+                drift.push(c);
+            }
+            (Some(m), true) => self.attrs.check(host, &m, &mut drift)?,
+        }
+        Ok(drift)
+    }
+
+    async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError> {
+        if !self.present {
+            host.remove_dir(&self.path)?;
+        } else if drift.touches("state") {
+            host.create_dir(&self.path, self.attrs.resolve(host)?)?;
+        } else {
+            self.attrs.apply(host, &self.path, drift)?;
+        }
+        Ok(Applied::default())
+    }
+}

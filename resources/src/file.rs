@@ -1,0 +1,227 @@
+//! `file`: a regular file with given content (inline, a template beside the manifest, or copied
+//! from a source), mode, owner and group, or its absence.
+//!
+//! Content is compared byte for byte; a changed file is replaced atomically after its old
+//! content is kept in the state directory. Symlinks and directories in the way are failures,
+//! never silently replaced.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::attrs::Ownership;
+use crate::change::{Change, Drift};
+use crate::host::{fmt_mode, mode_of, sha256_hex, Attrs, Mutate, Probe, DEFAULT_FILE_MODE};
+use crate::resource::{Applied, Kind, Resource, ResourceError};
+use crate::spec::{Fields, SpecError};
+
+pub const KIND: Kind = Kind {
+    name: "file",
+    summary: "a regular file: content (inline, template or source), mode, owner, group, or absent",
+    build,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Content {
+    /// Not managed: only mode and ownership (or existence) are.
+    Unmanaged,
+    /// Known at load time: inline `content`, a rendered `template`, or a `source` beside the
+    /// manifest.
+    Bytes(Vec<u8>),
+    /// Copied from this host path, read at check time.
+    HostSource(PathBuf),
+}
+
+#[derive(Debug)]
+pub struct File {
+    path: PathBuf,
+    content: Content,
+    attrs: Ownership,
+    present: bool,
+    sensitive: bool,
+}
+
+fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
+    let (path, _) = f.required_path("path")?;
+    let which = f.at_most_one(&["content", "template", "source"])?;
+    let mut sensitive = f.bool("sensitive")?.unwrap_or(false);
+    let content = match which {
+        Some("content") => {
+            let (t, _) = f.required_string("content")?;
+            sensitive |= t.sensitive;
+            Content::Bytes(t.value.into_bytes())
+        }
+        Some("template") => {
+            let (t, span) = f.required_string("template")?;
+            let file = f.ctx().manifest_dir().join(&t.value);
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                SpecError::new(span.clone(), format!("cannot read template {}: {e}", file.display()))
+            })?;
+            let rendered = f
+                .ctx()
+                .render(&text, &t.value)
+                .map_err(|e| SpecError::new(span, format!("template {}: {e}", file.display())))?;
+            sensitive |= rendered.sensitive;
+            Content::Bytes(rendered.value.into_bytes())
+        }
+        Some(_) => {
+            let (t, span) = f.required_string("source")?;
+            let p = PathBuf::from(&t.value);
+            if p.is_absolute() {
+                Content::HostSource(p)
+            } else {
+                let file = f.ctx().manifest_dir().join(&p);
+                Content::Bytes(std::fs::read(&file).map_err(|e| {
+                    SpecError::new(span, format!("cannot read source {}: {e}", file.display()))
+                })?)
+            }
+        }
+        None => Content::Unmanaged,
+    };
+    let attrs = Ownership::from_fields(f)?;
+    let present = f.choice("state", &["present", "absent"])?.unwrap_or("present") == "present";
+    if !present && (content != Content::Unmanaged || attrs != Ownership::default()) {
+        return Err(SpecError::new(
+            f.span_of("state"),
+            format!("{} has state = \"absent\" and also content or attributes", f.address()),
+        )
+        .help("an absent file has no content, mode or owner: remove those fields"));
+    }
+    Ok(Arc::new(File { path, content, attrs, present, sensitive }))
+}
+
+impl File {
+    fn desired(&self, host: &Probe) -> Result<Option<Vec<u8>>, ResourceError> {
+        match &self.content {
+            Content::Unmanaged => Ok(None),
+            Content::Bytes(b) => Ok(Some(b.clone())),
+            Content::HostSource(src) => match host.read(src)? {
+                Some(b) => Ok(Some(b)),
+                None => Err(ResourceError::Missing(format!(
+                    "source {} does not exist",
+                    host.real(src).display()
+                ))),
+            },
+        }
+    }
+
+    fn content_change(&self, old: &[u8], new: &[u8]) -> Change {
+        let summary = format!("sha256 {} → {}", short(&sha256_hex(old)), short(&sha256_hex(new)));
+        if self.sensitive {
+            return Change::sensitive("content", "content changed (sensitive)");
+        }
+        let c = Change::new("content", Some(format!("{} bytes", old.len())), Some(format!("{} bytes", new.len())));
+        let c = Change { description: format!("content: {summary}"), ..c };
+        match (std::str::from_utf8(old), std::str::from_utf8(new)) {
+            (Ok(o), Ok(n)) => c.with_diff(&self.path.to_string_lossy(), o, n),
+            _ => c,
+        }
+    }
+}
+
+fn short(hex: &str) -> &str {
+    &hex[..12.min(hex.len())]
+}
+
+#[async_trait]
+impl Resource for File {
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
+        let mut drift = Drift::none();
+        let meta = host.metadata(&self.path)?;
+        if let Some(m) = &meta {
+            if m.file_type().is_symlink() {
+                return Err(ResourceError::Failed(format!(
+                    "{} is a symlink; tend does not replace symlinks with files",
+                    host.real(&self.path).display()
+                )));
+            }
+            if !m.is_file() {
+                return Err(ResourceError::Failed(format!(
+                    "{} exists and is not a regular file",
+                    host.real(&self.path).display()
+                )));
+            }
+        }
+        if !self.present {
+            if meta.is_some() {
+                drift.push(Change { description: "remove".into(), ..Change::new("state", Some("present"), Some("absent")) });
+            }
+            return Ok(drift);
+        }
+        let desired = self.desired(host)?;
+        let Some(meta) = meta else {
+            let mode = self.attrs.mode.unwrap_or(DEFAULT_FILE_MODE);
+            let mut c = Change::new("state", Some("absent"), Some("present"));
+            let mut what = format!("create (mode {}", fmt_mode(mode));
+            for (label, v) in [("owner", &self.attrs.owner), ("group", &self.attrs.group)] {
+                if let Some(v) = v {
+                    what.push_str(&format!(", {label} {v}"));
+                }
+            }
+            what.push(')');
+            c.description = what;
+            if let Some(new) = &desired {
+                if self.sensitive {
+                    c.sensitive = true;
+                    c.description.push_str(", content (sensitive)");
+                } else if let Ok(text) = std::str::from_utf8(new) {
+                    c = c.with_diff(&self.path.to_string_lossy(), "", text);
+                } else {
+                    c.description.push_str(&format!(", {} bytes", new.len()));
+                }
+            }
+            drift.push(c);
+            return Ok(drift);
+        };
+        if let Some(new) = desired {
+            let old = host.read(&self.path)?.unwrap_or_default();
+            if old != new {
+                drift.push(self.content_change(&old, &new));
+            }
+        }
+        self.attrs.check(host, &meta, &mut drift)?;
+        Ok(drift)
+    }
+
+    async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError> {
+        let mut applied = Applied::default();
+        if !self.present {
+            applied.backups.extend(host.backup(&self.path)?);
+            host.remove_file(&self.path)?;
+            return Ok(applied);
+        }
+        if drift.touches("state") || drift.touches("content") {
+            let meta = host.metadata(&self.path)?;
+            let content = match self.desired(host)? {
+                Some(b) => b,
+                // Unmanaged content: create empty, keep existing bytes.
+                None => host.read(&self.path)?.unwrap_or_default(),
+            };
+            let mut attrs: Attrs = self.attrs.resolve(host)?;
+            // Unmanaged aspects of an existing file keep their current values.
+            if let Some(m) = &meta {
+                use std::os::unix::fs::MetadataExt;
+                attrs.mode = attrs.mode.or(Some(mode_of(m)));
+                attrs.uid = attrs.uid.or(Some(m.uid()));
+                attrs.gid = attrs.gid.or(Some(m.gid()));
+                applied.backups.extend(host.backup(&self.path)?);
+            } else {
+                host.create_parents(&self.path)?;
+            }
+            host.write_atomic(&self.path, &content, attrs)?;
+            return Ok(applied);
+        }
+        self.attrs.apply(host, &self.path, drift)?;
+        Ok(applied)
+    }
+}
+
+/// For tests and docs: the path a file resource manages.
+pub fn path_of(f: &File) -> &Path {
+    &f.path
+}

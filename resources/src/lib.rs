@@ -1,0 +1,35 @@
+//! `tend-resources`: everything a resource provider needs, and every provider.
+//!
+//! A map of the crate:
+//! - [`resource`]: the [`Resource`] trait (check / apply / refresh) and the [`Kind`] registry entry;
+//! - [`host`]: [`Probe`] (read-only host access, all `plan` ever gets) and [`Mutate`] (writes:
+//!   atomic replace, modes, owners, backups), both resolving paths under `--root`;
+//! - [`change`]: [`Drift`] and [`Change`], the "why" of every difference, with old and new
+//!   values and diffs, and sensitive changes that hold no value at all;
+//! - [`spec`]: [`Fields`], the typed, span-carrying view of one manifest table that a provider
+//!   builds itself from (unknown fields and wrong types become located errors);
+//! - one module per provider: [`file`], [`directory`].
+//!
+//! Adding a kind: write a module with a type implementing [`Resource`] and a `build` function
+//! from [`Fields`], then add it to [`KINDS`].
+
+pub mod attrs;
+pub mod change;
+pub mod directory;
+pub mod file;
+pub mod host;
+pub mod resource;
+pub mod spec;
+
+pub use change::{Change, Drift, REDACTED};
+pub use host::{HostError, Mutate, Probe};
+pub use resource::{Applied, Kind, Resource, ResourceError};
+pub use spec::{BuildContext, Fields, SpecError};
+
+/// Every resource kind tend knows, in the order docs list them.
+pub static KINDS: &[Kind] = &[file::KIND, directory::KIND];
+
+/// The kind named `name`.
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}

@@ -1,0 +1,78 @@
+//! The provider contract: every resource kind implements [`Resource`], and registers a
+//! constructor in [`crate::KINDS`].
+//!
+//! `check` reads the host through a [`Probe`] and returns a [`Drift`]; it never changes
+//! anything. `apply` receives a [`Mutate`] and the drift that check found, and changes only
+//! that. The engine checks again after `apply`: drift that remains is a failure ("did not
+//! converge"), so a provider never has to verify itself. `refresh` is what a notification does
+//! (reload, restart); most kinds have none.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::change::Drift;
+use crate::host::{HostError, Mutate, Probe};
+use crate::spec::{Fields, SpecError};
+
+/// Why a check, an apply or a refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A failure described for the operator, e.g. "/etc/motd is a directory, expected a file".
+    #[error("{0}")]
+    Failed(String),
+    /// What the check reads is not there (a `source` file, a checkout): in a plan, when a
+    /// dependency of this resource would change, this is an honest unknown rather than a failure.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// What apply or refresh did, beyond the changes themselves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Old contents kept in the state directory before they were replaced or removed.
+    pub backups: Vec<PathBuf>,
+    /// Anything else the operator should read (command output, created parents).
+    pub notes: Vec<String>,
+}
+
+#[async_trait]
+pub trait Resource: Send + Sync + std::fmt::Debug {
+    /// The host paths this resource manages: a resource whose path lies inside one of them is
+    /// ordered after it automatically.
+    fn paths(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// Whether a path inside this resource's paths depends on it (true for directories and
+    /// checkouts; false for plain files, which contain nothing).
+    fn contains_paths(&self) -> bool {
+        false
+    }
+
+    /// Read the host and say what differs from the manifest. Never changes the host.
+    async fn check(&self, host: &Probe) -> Result<Drift, ResourceError>;
+
+    /// Change the host so that `drift` is gone.
+    async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError>;
+
+    /// Whether [`Resource::refresh`] does anything, so notifying this resource makes sense.
+    fn refreshable(&self) -> bool {
+        false
+    }
+
+    /// What a notification from a changed resource does.
+    async fn refresh(&self, _host: &Mutate) -> Result<Applied, ResourceError> {
+        Ok(Applied::default())
+    }
+}
+
+/// A resource kind: its name in manifests, one line for `--help` and docs, and its constructor.
+pub struct Kind {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub build: fn(&mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError>,
+}

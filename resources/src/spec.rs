@@ -1,0 +1,390 @@
+//! Typed access to one resource's manifest table, with the source span of every value.
+//!
+//! The loader (in the agent) parses the TOML, renders every string through the template engine
+//! and hands each provider a [`Fields`]. The provider asks for the fields it knows, by name and
+//! type; [`Fields::finish`] then rejects whatever was not asked for, suggesting the nearest known
+//! name. So the provider's constructor is the one place that defines a kind's fields: there is
+//! no second schema to fall out of step with it.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// Byte range in the manifest source.
+pub type Span = Range<usize>;
+
+/// A rendered string, and whether a secret went into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text {
+    pub value: String,
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Value {
+    Str(Text),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Array(Vec<Spanned>),
+    Table(Vec<Entry>),
+}
+
+impl Value {
+    /// The TOML type name, as error messages say it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+            Value::Int(_) => "integer",
+            Value::Float(_) => "float",
+            Value::Bool(_) => "boolean",
+            Value::Array(_) => "array",
+            Value::Table(_) => "table",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Spanned {
+    pub span: Span,
+    pub value: Value,
+}
+
+/// A key of a table with its span and value.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    pub key_span: Span,
+    pub value: Spanned,
+}
+
+/// An error in a resource's fields, located in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub span: Span,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl SpecError {
+    pub fn new(span: Span, message: impl Into<String>) -> SpecError {
+        SpecError { span, message: message.into(), help: None }
+    }
+    pub fn help(mut self, help: impl Into<String>) -> SpecError {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// What a provider may need from the loader while it builds: where the manifest lives, and the
+/// template engine for template files.
+pub trait BuildContext {
+    fn manifest_dir(&self) -> &Path;
+    /// Render a template file's text (the same variables, facts and helpers as the manifest).
+    fn render(&self, source: &str, name: &str) -> Result<Text, String>;
+}
+
+/// One resource's fields, consumed by name.
+pub struct Fields<'a> {
+    address: String,
+    table_span: Span,
+    entries: Vec<(Entry, bool)>,
+    known: Vec<&'static str>,
+    ctx: &'a dyn BuildContext,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(
+        address: String,
+        table_span: Span,
+        entries: Vec<Entry>,
+        ctx: &'a dyn BuildContext,
+    ) -> Fields<'a> {
+        Fields {
+            address,
+            table_span,
+            entries: entries.into_iter().map(|e| (e, false)).collect(),
+            known: Vec::new(),
+            ctx,
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn table_span(&self) -> Span {
+        self.table_span.clone()
+    }
+
+    pub fn ctx(&self) -> &'a dyn BuildContext {
+        self.ctx
+    }
+
+    /// Take a field if present (marks it known either way).
+    pub fn take(&mut self, name: &'static str) -> Option<Spanned> {
+        self.known.push(name);
+        self.entries.iter_mut().find(|(e, used)| !*used && e.key == name).map(|(e, used)| {
+            *used = true;
+            e.value.clone()
+        })
+    }
+
+    /// Whether a field is present, without taking it.
+    pub fn has(&self, name: &str) -> bool {
+        self.entries.iter().any(|(e, _)| e.key == name)
+    }
+
+    pub fn span_of(&self, name: &str) -> Span {
+        self.entries
+            .iter()
+            .find(|(e, _)| e.key == name)
+            .map(|(e, _)| e.key_span.start..e.value.span.end)
+            .unwrap_or_else(|| self.table_span.clone())
+    }
+
+    fn missing(&self, name: &str, what: &str) -> SpecError {
+        SpecError::new(
+            self.table_span.clone(),
+            format!("{} is missing the required field `{name}`", self.address),
+        )
+        .help(format!("add `{name} = {what}`"))
+    }
+
+    pub fn string(&mut self, name: &'static str) -> Result<Option<(Text, Span)>, SpecError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Spanned { span, value: Value::Str(t) }) => Ok(Some((t, span))),
+            Some(other) => Err(wrong_type(name, "a string", &other)),
+        }
+    }
+
+    pub fn required_string(&mut self, name: &'static str) -> Result<(Text, Span), SpecError> {
+        match self.string(name)? {
+            Some(v) => Ok(v),
+            None => Err(self.missing(name, "\"…\"")),
+        }
+    }
+
+    pub fn bool(&mut self, name: &'static str) -> Result<Option<bool>, SpecError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Spanned { value: Value::Bool(b), .. }) => Ok(Some(b)),
+            Some(other) => Err(wrong_type(name, "a boolean (true or false)", &other)),
+        }
+    }
+
+    pub fn int(&mut self, name: &'static str) -> Result<Option<(i64, Span)>, SpecError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Spanned { span, value: Value::Int(i) }) => Ok(Some((i, span))),
+            Some(other) => Err(wrong_type(name, "an integer", &other)),
+        }
+    }
+
+    /// An absolute host path.
+    pub fn path(&mut self, name: &'static str) -> Result<Option<(PathBuf, Span)>, SpecError> {
+        match self.string(name)? {
+            None => Ok(None),
+            Some((t, span)) => Ok(Some((absolute_path(name, &t.value, &span)?, span))),
+        }
+    }
+
+    pub fn required_path(&mut self, name: &'static str) -> Result<(PathBuf, Span), SpecError> {
+        match self.path(name)? {
+            Some(v) => Ok(v),
+            None => Err(self.missing(name, "\"/absolute/path\"")),
+        }
+    }
+
+    /// One of a closed set of words.
+    pub fn choice(
+        &mut self,
+        name: &'static str,
+        choices: &[&'static str],
+    ) -> Result<Option<&'static str>, SpecError> {
+        match self.string(name)? {
+            None => Ok(None),
+            Some((t, span)) => match choices.iter().find(|c| **c == t.value) {
+                Some(c) => Ok(Some(c)),
+                None => {
+                    let mut err = SpecError::new(
+                        span,
+                        format!("`{name}` must be one of {}, not {:?}", quote_list(choices), t.value),
+                    );
+                    if let Some(near) = nearest(&t.value, choices.iter().copied()) {
+                        err = err.help(format!("did you mean {near:?}?"));
+                    }
+                    Err(err)
+                }
+            },
+        }
+    }
+
+    /// A file mode: `"0644"` (string, octal) or `0o644` (TOML octal integer).
+    pub fn mode(&mut self, name: &'static str) -> Result<Option<u32>, SpecError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Spanned { span, value: Value::Str(t) }) => {
+                let digits = t.value.trim_start_matches("0o");
+                match u32::from_str_radix(digits, 8) {
+                    Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(Some(m)),
+                    _ => Err(SpecError::new(
+                        span,
+                        format!("`{name}` must be an octal mode such as \"0644\", not {:?}", t.value),
+                    )),
+                }
+            }
+            Some(Spanned { span, value: Value::Int(i) }) if (0..=0o7777).contains(&i) => {
+                let _ = span;
+                Ok(Some(i as u32))
+            }
+            Some(other) => Err(wrong_type(name, "an octal mode such as \"0644\"", &other)),
+        }
+    }
+
+    /// A list of strings.
+    pub fn strings(&mut self, name: &'static str) -> Result<Option<Vec<(Text, Span)>>, SpecError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Spanned { value: Value::Array(items), .. }) => items
+                .into_iter()
+                .map(|item| match item.value {
+                    Value::Str(t) => Ok((t, item.span)),
+                    other => Err(wrong_type(
+                        name,
+                        "a list of strings",
+                        &Spanned { span: item.span, value: other },
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(wrong_type(name, "a list of strings", &other)),
+        }
+    }
+
+    /// A table of string values, in manifest order.
+    pub fn string_table(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Option<Vec<(String, Text, Span)>>, SpecError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Spanned { value: Value::Table(entries), .. }) => entries
+                .into_iter()
+                .map(|e| match e.value.value {
+                    Value::Str(t) => Ok((e.key, t, e.value.span)),
+                    other => Err(wrong_type(
+                        name,
+                        "a table of strings",
+                        &Spanned { span: e.value.span, value: other },
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(wrong_type(name, "a table of strings", &other)),
+        }
+    }
+
+    /// At most one of `names` may be given; returns which one.
+    pub fn at_most_one(&self, names: &[&'static str]) -> Result<Option<&'static str>, SpecError> {
+        let present: Vec<_> = names.iter().copied().filter(|n| self.has(n)).collect();
+        match present.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one)),
+            [first, second, ..] => Err(SpecError::new(
+                self.span_of(second),
+                format!("`{first}` and `{second}` cannot both be set on {}", self.address),
+            )
+            .help(format!("choose one of {}", quote_list(names)))),
+        }
+    }
+
+    /// Reject every field that no one asked for, suggesting the nearest known name.
+    pub fn finish(self) -> Result<(), SpecError> {
+        if let Some((e, _)) = self.entries.iter().find(|(_, used)| !used) {
+            let mut known = self.known.clone();
+            known.sort_unstable();
+            known.dedup();
+            let mut err = SpecError::new(
+                e.key_span.clone(),
+                format!("unknown field `{}` in {}", e.key, self.address),
+            );
+            err = match nearest(&e.key, known.iter().copied()) {
+                Some(near) => err.help(format!("did you mean `{near}`?")),
+                None => err.help(format!("the fields are {}", quote_list(&known))),
+            };
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+fn wrong_type(name: &str, expected: &str, got: &Spanned) -> SpecError {
+    SpecError::new(
+        got.span.clone(),
+        format!("`{name}` must be {expected}, found {}", got.value.type_name()),
+    )
+}
+
+fn absolute_path(name: &str, value: &str, span: &Span) -> Result<PathBuf, SpecError> {
+    let p = PathBuf::from(value);
+    if !p.is_absolute() {
+        return Err(SpecError::new(
+            span.clone(),
+            format!("`{name}` must be an absolute path, not {value:?}"),
+        ));
+    }
+    Ok(p)
+}
+
+/// `"a", "b" or "c"` style list (`a, b, c` with backticks for field names).
+pub fn quote_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+    match quoted.len() {
+        0 => String::new(),
+        1 => quoted[0].clone(),
+        n => format!("{} or {}", quoted[..n - 1].join(", "), quoted[n - 1]),
+    }
+}
+
+/// The candidate nearest to `word` by edit distance, when near enough to be a typo.
+pub fn nearest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    candidates
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_finds_typos_and_ignores_strangers() {
+        let fields = ["content", "source", "template", "mode"];
+        assert_eq!(nearest("contnet", fields.iter().copied()), Some("content"));
+        assert_eq!(nearest("mdoe", fields.iter().copied()), Some("mode"));
+        assert_eq!(nearest("colour", fields.iter().copied()), None);
+    }
+
+    #[test]
+    fn lists_read_as_prose() {
+        assert_eq!(quote_list(&["a", "b", "c"]), "`a`, `b` or `c`");
+    }
+}
