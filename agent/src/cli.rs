@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub const DEFAULT_MANIFEST: &str = "/etc/tend/manifest.toml";
 
 #[derive(Debug, Parser)]
-#[command(name = "tend", version, about = "Declare a host in TOML; plan the drift; apply only the changes.")]
+#[command(
+    name = "tend",
+    version,
+    about = "Declare a host in TOML; plan the drift; apply only the changes."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -51,19 +51,21 @@ impl Selection {
                 let addresses: Vec<&str> = m.resources.iter().map(|d| d.address.as_str()).collect();
                 let hint = tend_resources::spec::nearest(sel, addresses.iter().copied())
                     .map(|n| format!("; did you mean `{n}`?"))
-                    .unwrap_or_else(|| "; selectors are an address (file.motd), a kind (file) or tag:NAME".into());
-                return Err(format!("--only {sel} matches no resource in the manifest{hint}"));
+                    .unwrap_or_else(|| {
+                        "; selectors are an address (file.motd), a kind (file) or tag:NAME".into()
+                    });
+                return Err(format!(
+                    "--only {sel} matches no resource in the manifest{hint}"
+                ));
             }
         }
         for (i, d) in m.resources.iter().enumerate() {
             selected[i] &= d.enabled;
         }
         let mut involved = selected.clone();
-        for i in 0..n {
-            if selected[i] {
-                for a in g.ancestors(i) {
-                    involved[a] = m.resources[a].enabled;
-                }
+        for i in (0..n).filter(|&i| selected[i]) {
+            for a in g.ancestors(i) {
+                involved[a] = m.resources[a].enabled;
             }
         }
         Ok(Selection { selected, involved })
@@ -77,12 +79,21 @@ fn base_report(m: &Manifest, i: usize, status: Status) -> ResourceReport {
 
 fn excluded(m: &Manifest, i: usize) -> ResourceReport {
     let mut r = base_report(m, i, Status::Excluded);
-    r.reason = Some(if m.resources[i].enabled { "not selected by --only".into() } else { "`when` is false".into() });
+    r.reason = Some(if m.resources[i].enabled {
+        "not selected by --only".into()
+    } else {
+        "`when` is false".into()
+    });
     r
 }
 
 /// Why a resource is skipped, if a dependency failed or was skipped.
-fn skip_reason(m: &Manifest, g: &Graph, i: usize, reports: &[Option<ResourceReport>]) -> Option<String> {
+fn skip_reason(
+    m: &Manifest,
+    g: &Graph,
+    i: usize,
+    reports: &[Option<ResourceReport>],
+) -> Option<String> {
     g.deps[i].iter().find_map(|e| {
         let r = reports[e.on].as_ref()?;
         let dep = &m.resources[e.on].address;
@@ -99,7 +110,13 @@ fn millis(t: Instant) -> u64 {
 }
 
 /// Dry run: check everything involved, predict the rest. Never changes the host.
-pub async fn plan(m: &Manifest, g: &Graph, sel: &Selection, probe: Probe, jobs: usize) -> Vec<ResourceReport> {
+pub async fn plan(
+    m: &Manifest,
+    g: &Graph,
+    sel: &Selection,
+    probe: Probe,
+    jobs: usize,
+) -> Vec<ResourceReport> {
     let n = m.resources.len();
     let limit = Arc::new(Semaphore::new(jobs.max(1)));
     let mut set = JoinSet::new();
@@ -114,7 +131,8 @@ pub async fn plan(m: &Manifest, g: &Graph, sel: &Selection, probe: Probe, jobs: 
             (i, result, millis(t))
         });
     }
-    let mut checks: Vec<Option<(Result<Drift, ResourceError>, u64)>> = (0..n).map(|_| None).collect();
+    let mut checks: Vec<Option<(Result<Drift, ResourceError>, u64)>> =
+        (0..n).map(|_| None).collect();
     while let Some(joined) = set.join_next().await {
         match joined {
             Ok((i, result, ms)) => checks[i] = Some((result, ms)),
@@ -143,15 +161,26 @@ pub async fn plan(m: &Manifest, g: &Graph, sel: &Selection, probe: Probe, jobs: 
                 match result {
                     Ok(drift) if drift.is_empty() => {}
                     Ok(drift) => {
-                        r.status = if sel.selected[i] { Status::WouldChange } else { Status::NotApplied };
+                        r.status = if sel.selected[i] {
+                            Status::WouldChange
+                        } else {
+                            Status::NotApplied
+                        };
                         if !sel.selected[i] {
-                            r.reason = Some("a dependency outside --only: checked, not applied".into());
+                            r.reason =
+                                Some("a dependency outside --only: checked, not applied".into());
                         }
                         r.changes = drift.changes;
                     }
+                    Err(ResourceError::Unknown(why)) => {
+                        r.status = Status::MayChange;
+                        r.reason = Some(why);
+                    }
                     Err(e) => {
                         let pending = g.ancestors(i).into_iter().find(|&a| {
-                            reports[a].as_ref().is_some_and(|r| matches!(r.status, Status::WouldChange | Status::MayChange))
+                            reports[a].as_ref().is_some_and(|r| {
+                                matches!(r.status, Status::WouldChange | Status::MayChange)
+                            })
                         });
                         match pending {
                             Some(a) => {
@@ -176,18 +205,29 @@ pub async fn plan(m: &Manifest, g: &Graph, sel: &Selection, probe: Probe, jobs: 
 
     // The refreshes apply would run.
     for &i in &g.order {
-        let notifier_changes = reports[i]
-            .as_ref()
-            .is_some_and(|r| sel.selected[i] && matches!(r.status, Status::WouldChange | Status::MayChange));
+        let notifier_changes = reports[i].as_ref().is_some_and(|r| {
+            sel.selected[i] && matches!(r.status, Status::WouldChange | Status::MayChange)
+        });
         if !notifier_changes {
             continue;
         }
         for &t in &g.notifies[i] {
-            if let Some(target) = reports[t].as_mut().filter(|r| matches!(r.status, Status::InSync | Status::WouldChange | Status::MayChange)) {
+            if let Some(target) = reports[t].as_mut().filter(|r| {
+                matches!(
+                    r.status,
+                    Status::InSync | Status::WouldChange | Status::MayChange
+                )
+            }) {
                 let by = m.resources[i].address.clone();
                 match &mut target.refresh {
                     Some(f) => f.notified_by.push(by),
-                    None => target.refresh = Some(Refresh { notified_by: vec![by], status: RefreshStatus::WouldRun, error: None }),
+                    None => {
+                        target.refresh = Some(Refresh {
+                            notified_by: vec![by],
+                            status: RefreshStatus::WouldRun,
+                            error: None,
+                        })
+                    }
                 }
             }
         }
@@ -202,8 +242,12 @@ trait Reorder {
 impl Reorder for Vec<ResourceReport> {
     /// Reports in manifest order, whatever order they were produced in.
     fn reorder(mut self, m: &Manifest) -> Vec<ResourceReport> {
-        let pos: std::collections::HashMap<&str, usize> =
-            m.resources.iter().enumerate().map(|(i, d)| (d.address.as_str(), i)).collect();
+        let pos: std::collections::HashMap<&str, usize> = m
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.address.as_str(), i))
+            .collect();
         self.sort_by_key(|r| pos.get(r.address.as_str()).copied().unwrap_or(usize::MAX));
         self
     }
@@ -238,7 +282,11 @@ async fn converge(
                     report.error = Some(e.to_string());
                 }
                 Ok(applied) => {
-                    report.backups = applied.backups.iter().map(|p| p.display().to_string()).collect();
+                    report.backups = applied
+                        .backups
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect();
                     report.notes = applied.notes;
                     match resource.check(host.probe()).await {
                         Err(e) => {
@@ -247,8 +295,10 @@ async fn converge(
                         }
                         Ok(rest) if !rest.is_empty() => {
                             report.status = Status::Failed;
-                            let what: Vec<String> = rest.changes.iter().map(|c| c.description.clone()).collect();
-                            report.error = Some(format!("did not converge: still {}", what.join("; ")));
+                            let what: Vec<String> =
+                                rest.changes.iter().map(|c| c.description.clone()).collect();
+                            report.error =
+                                Some(format!("did not converge: still {}", what.join("; ")));
                         }
                         Ok(_) => report.status = Status::Changed,
                     }
@@ -258,7 +308,11 @@ async fn converge(
     }
     if !notified_by.is_empty() && report.status != Status::Failed && resource.refreshable() {
         tracing::info!(resource = %report.address, by = ?notified_by, "refreshing");
-        let mut refresh = Refresh { notified_by, status: RefreshStatus::Ran, error: None };
+        let mut refresh = Refresh {
+            notified_by,
+            status: RefreshStatus::Ran,
+            error: None,
+        };
         match resource.refresh(&host).await {
             Ok(applied) => report.notes.extend(applied.notes),
             Err(e) => {
@@ -275,7 +329,13 @@ async fn converge(
 }
 
 /// Converge the host. Dependencies first; independent resources concurrently.
-pub async fn apply(m: &Manifest, g: &Graph, sel: &Selection, host: Mutate, jobs: usize) -> Vec<ResourceReport> {
+pub async fn apply(
+    m: &Manifest,
+    g: &Graph,
+    sel: &Selection,
+    host: Mutate,
+    jobs: usize,
+) -> Vec<ResourceReport> {
     let n = m.resources.len();
     let mut waiting: Vec<usize> = g.deps.iter().map(Vec::len).collect();
     let mut dependents = vec![Vec::new(); n];
@@ -286,7 +346,8 @@ pub async fn apply(m: &Manifest, g: &Graph, sel: &Selection, host: Mutate, jobs:
     }
     let mut notified: Vec<Vec<String>> = vec![Vec::new(); n];
     let mut reports: Vec<Option<ResourceReport>> = vec![None; n];
-    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..n).filter(|&i| waiting[i] == 0).collect();
     let limit = Arc::new(Semaphore::new(jobs.max(1)));
     let mut set = JoinSet::new();
     let mut running = 0usize;
@@ -327,7 +388,9 @@ pub async fn apply(m: &Manifest, g: &Graph, sel: &Selection, host: Mutate, jobs:
         if running == 0 {
             break;
         }
-        let Some(joined) = set.join_next().await else { break };
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
         running -= 1;
         let (i, report) = match joined {
             Ok(x) => x,
@@ -352,11 +415,13 @@ pub async fn apply(m: &Manifest, g: &Graph, sel: &Selection, host: Mutate, jobs:
     reports
         .into_iter()
         .enumerate()
-        .map(|(i, r)| r.unwrap_or_else(|| {
-            let mut r = base_report(m, i, Status::Failed);
-            r.error = Some("the engine lost this resource's task".into());
-            r
-        }))
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| {
+                let mut r = base_report(m, i, Status::Failed);
+                r.error = Some("the engine lost this resource's task".into());
+                r
+            })
+        })
         .collect::<Vec<_>>()
         .reorder(m)
 }

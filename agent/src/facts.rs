@@ -31,11 +31,18 @@ impl Facts {
             .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
             .unwrap_or_default();
         let uname = nix::sys::utsname::uname().ok();
-        let machine = uname.as_ref().map(|u| u.machine().to_string_lossy().into_owned()).unwrap_or_default();
+        let machine = uname
+            .as_ref()
+            .map(|u| u.machine().to_string_lossy().into_owned())
+            .unwrap_or_default();
         let hostname = if root == Path::new("/") {
-            uname.as_ref().map(|u| u.nodename().to_string_lossy().into_owned())
+            uname
+                .as_ref()
+                .map(|u| u.nodename().to_string_lossy().into_owned())
         } else {
-            std::fs::read_to_string(root.join("etc/hostname")).ok().map(|s| s.trim().to_string())
+            std::fs::read_to_string(root.join("etc/hostname"))
+                .ok()
+                .map(|s| s.trim().to_string())
         }
         .unwrap_or_default();
         Facts {
@@ -55,7 +62,12 @@ pub fn parse_os_release(text: &str) -> OsFacts {
     let map: BTreeMap<&str, String> = text
         .lines()
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim(), v.trim().trim_matches('"').trim_matches('\'').to_string()))
+        .map(|(k, v)| {
+            (
+                k.trim(),
+                v.trim().trim_matches('"').trim_matches('\'').to_string(),
+            )
+        })
         .collect();
     let get = |k: &str| map.get(k).cloned().unwrap_or_default();
     let codename = map
@@ -63,7 +75,12 @@ pub fn parse_os_release(text: &str) -> OsFacts {
         .or_else(|| map.get("UBUNTU_CODENAME"))
         .cloned()
         .unwrap_or_default();
-    OsFacts { id: get("ID"), version_id: get("VERSION_ID"), codename, pretty_name: get("PRETTY_NAME") }
+    OsFacts {
+        id: get("ID"),
+        version_id: get("VERSION_ID"),
+        codename,
+        pretty_name: get("PRETTY_NAME"),
+    }
 }
 
 /// The kernel's machine name in Debian's architecture naming (what apt sources use).
@@ -99,7 +116,10 @@ mod tests {
         let os = parse_os_release(
             "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
         );
-        assert_eq!((os.id.as_str(), os.version_id.as_str(), os.codename.as_str()), ("debian", "12", "bookworm"));
+        assert_eq!(
+            (os.id.as_str(), os.version_id.as_str(), os.codename.as_str()),
+            ("debian", "12", "bookworm")
+        );
     }
 
     #[test]

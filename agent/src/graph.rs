@@ -38,16 +38,29 @@ pub struct Graph {
 impl Graph {
     pub fn build(m: &Manifest) -> Result<Graph, LoadError> {
         let n = m.resources.len();
-        let index: HashMap<&str, usize> = m.resources.iter().enumerate().map(|(i, d)| (d.address.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = m
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.address.as_str(), i))
+            .collect();
         let mut deps: Vec<Vec<Edge>> = vec![Vec::new(); n];
         let mut notifies = vec![Vec::new(); n];
         for (i, d) in m.resources.iter().enumerate() {
             for (t, span) in &d.requires {
-                deps[i].push(Edge { on: index[t.as_str()], kind: EdgeKind::Requires, span: Some(span.clone()) });
+                deps[i].push(Edge {
+                    on: index[t.as_str()],
+                    kind: EdgeKind::Requires,
+                    span: Some(span.clone()),
+                });
             }
             for (t, span) in &d.notify {
                 let j = index[t.as_str()];
-                deps[j].push(Edge { on: i, kind: EdgeKind::Notify, span: Some(span.clone()) });
+                deps[j].push(Edge {
+                    on: i,
+                    kind: EdgeKind::Notify,
+                    span: Some(span.clone()),
+                });
                 notifies[i].push(j);
             }
         }
@@ -65,7 +78,12 @@ impl Graph {
                     let other = &m.resources[j];
                     diags.push(m.diagnostic(
                         d.span.clone(),
-                        format!("{} manages {}, which {} manages too", d.address, p.display(), other.address),
+                        format!(
+                            "{} manages {}, which {} manages too",
+                            d.address,
+                            p.display(),
+                            other.address
+                        ),
                         Some("a path belongs to one resource: merge the two or remove one".into()),
                     ));
                 } else {
@@ -79,17 +97,28 @@ impl Graph {
         for (i, d) in m.resources.iter().enumerate().filter(|(_, d)| d.enabled) {
             for p in d.resource.paths() {
                 let container = p.ancestors().skip(1).find_map(|a| {
-                    owners.get(Path::new(a)).copied().filter(|&j| j != i && m.resources[j].resource.contains_paths())
+                    owners
+                        .get(Path::new(a))
+                        .copied()
+                        .filter(|&j| j != i && m.resources[j].resource.contains_paths())
                 });
                 if let Some(j) = container {
                     if !deps[i].iter().any(|e| e.on == j) && !reaches(&deps, j, i) {
-                        deps[i].push(Edge { on: j, kind: EdgeKind::Path, span: None });
+                        deps[i].push(Edge {
+                            on: j,
+                            kind: EdgeKind::Path,
+                            span: None,
+                        });
                     }
                 }
             }
         }
         let order = topo_order(&deps);
-        Ok(Graph { deps, notifies, order })
+        Ok(Graph {
+            deps,
+            notifies,
+            order,
+        })
     }
 
     /// Every node `i` depends on, directly or not.
@@ -111,11 +140,20 @@ impl Graph {
 
     /// The graph in Graphviz DOT: solid `requires`, dashed `notify`, dotted automatic edges.
     pub fn to_dot(&self, m: &Manifest) -> String {
-        let mut s = String::from("digraph tend {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+        let mut s = String::from(
+            "digraph tend {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+        );
         for &i in &self.order {
             let d = &m.resources[i];
-            let style = if d.enabled { "" } else { ", style=dashed, fontcolor=gray" };
-            s.push_str(&format!("  \"{}\" [label=\"{}\"{style}];\n", d.address, d.address));
+            let style = if d.enabled {
+                ""
+            } else {
+                ", style=dashed, fontcolor=gray"
+            };
+            s.push_str(&format!(
+                "  \"{}\" [label=\"{}\"{style}];\n",
+                d.address, d.address
+            ));
         }
         for &i in &self.order {
             for e in &self.deps[i] {
@@ -160,7 +198,8 @@ fn topo_order(deps: &[Vec<Edge>]) -> Vec<usize> {
             dependents[e.on].push(i);
         }
     }
-    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| pending[i] == 0).collect();
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..n).filter(|&i| pending[i] == 0).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(i) = ready.pop_first() {
         order.push(i);
@@ -214,7 +253,10 @@ fn find_cycle(deps: &[Vec<Edge>]) -> Option<Vec<usize>> {
 }
 
 fn cycle_diagnostic(m: &Manifest, deps: &[Vec<Edge>], cycle: &[usize]) -> Diagnostic {
-    let mut names: Vec<&str> = cycle.iter().map(|&i| m.resources[i].address.as_str()).collect();
+    let mut names: Vec<&str> = cycle
+        .iter()
+        .map(|&i| m.resources[i].address.as_str())
+        .collect();
     names.push(names[0]);
     let first = cycle[0];
     let second = cycle.get(1).copied().unwrap_or(first);

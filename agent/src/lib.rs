@@ -55,9 +55,13 @@ pub fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match cli.log_format {
-        LogFormat::Text => builder.with_ansi(color_wanted(std::io::stderr().is_terminal())).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(color_wanted(std::io::stderr().is_terminal()))
+            .try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }
@@ -94,7 +98,10 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
         }
         Command::Facts { root } => {
             let f = facts::Facts::gather(root.as_deref().unwrap_or(Path::new("/")));
-            println!("{}", serde_json::to_string_pretty(&f).map_err(|e| StartError::Other(e.to_string()))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&f).map_err(|e| StartError::Other(e.to_string()))?
+            );
             Ok(0)
         }
     }
@@ -106,21 +113,34 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 fn root_of(args: &ManifestArgs) -> PathBuf {
-    args.root.as_deref().map_or_else(|| PathBuf::from("/"), absolute)
+    args.root
+        .as_deref()
+        .map_or_else(|| PathBuf::from("/"), absolute)
 }
 
 fn state_dir_of(run: &RunArgs) -> PathBuf {
-    run.state_dir.as_deref().map_or_else(|| root_of(&run.manifest).join("var/lib/tend"), absolute)
+    run.state_dir
+        .as_deref()
+        .map_or_else(|| root_of(&run.manifest).join("var/lib/tend"), absolute)
 }
 
-fn load(args: &ManifestArgs, secrets: SecretMode, state_dir: Option<&Path>) -> Result<Manifest, StartError> {
+fn load(
+    args: &ManifestArgs,
+    secrets: SecretMode,
+    state_dir: Option<&Path>,
+) -> Result<Manifest, StartError> {
     let root = root_of(args);
     if !root.is_dir() {
-        return Err(StartError::Other(format!("--root {}: not a directory", root.display())));
+        return Err(StartError::Other(format!(
+            "--root {}: not a directory",
+            root.display()
+        )));
     }
     let opts = LoadOptions {
         vars: args.vars.clone(),
-        state_dir: state_dir.map(Path::to_path_buf).unwrap_or_else(|| root.join("var/lib/tend")),
+        state_dir: state_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| root.join("var/lib/tend")),
         root,
         secrets,
     };
@@ -131,17 +151,33 @@ fn run_engine(cli: &Cli, run: &RunArgs, apply: Option<&cli::ApplyArgs>) -> Resul
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let state_dir = state_dir_of(run);
-    let mode = if apply.is_some() { Mode::Apply } else { Mode::Plan };
+    let mode = if apply.is_some() {
+        Mode::Apply
+    } else {
+        Mode::Plan
+    };
     // The lock comes first: secrets are generated while loading, and two runs must not race.
     let _lock = match apply {
-        Some(a) => Some(state::RunLock::acquire(&state_dir, Duration::from_secs(a.lock_wait))?),
+        Some(a) => Some(state::RunLock::acquire(
+            &state_dir,
+            Duration::from_secs(a.lock_wait),
+        )?),
         None => None,
     };
-    let secret_mode = if apply.is_some() { SecretMode::Persist } else { SecretMode::ReadOnly };
+    let secret_mode = if apply.is_some() {
+        SecretMode::Persist
+    } else {
+        SecretMode::ReadOnly
+    };
     let m = load(&run.manifest, secret_mode, Some(&state_dir))?;
     let g = graph::Graph::build(&m)?;
     let sel = executor::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
-    let jobs = run.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) * 2);
+    let jobs = run.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2)
+            * 2
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(jobs.clamp(1, 64))
         .enable_all()
@@ -161,7 +197,10 @@ fn run_engine(cli: &Cli, run: &RunArgs, apply: Option<&cli::ApplyArgs>) -> Resul
         mode,
         host: m.facts.hostname.clone(),
         root: root.display().to_string(),
-        manifest: ManifestInfo { path: m.path.display().to_string(), sha256: m.sha256.clone() },
+        manifest: ManifestInfo {
+            path: m.path.display().to_string(),
+            sha256: m.sha256.clone(),
+        },
         started_at,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         exit_code,
@@ -173,7 +212,11 @@ fn run_engine(cli: &Cli, run: &RunArgs, apply: Option<&cli::ApplyArgs>) -> Resul
     match run.format {
         Format::Json => print!("{json}"),
         Format::Human => {
-            let style = printer::Style { color: color_wanted(std::io::stdout().is_terminal()), verbose: cli.verbose > 0, quiet: cli.quiet };
+            let style = printer::Style {
+                color: color_wanted(std::io::stdout().is_terminal()),
+                verbose: cli.verbose > 0,
+                quiet: cli.quiet,
+            };
             print!("{}", printer::render(&report, &style, &redactor));
         }
     }
@@ -188,7 +231,9 @@ fn run_engine(cli: &Cli, run: &RunArgs, apply: Option<&cli::ApplyArgs>) -> Resul
         }
         if let Some(path) = &a.metrics {
             let tmp = path.with_extension("prom.tmp");
-            if let Err(e) = std::fs::write(&tmp, report.to_metrics()).and_then(|()| std::fs::rename(&tmp, path)) {
+            if let Err(e) =
+                std::fs::write(&tmp, report.to_metrics()).and_then(|()| std::fs::rename(&tmp, path))
+            {
                 tracing::error!("cannot write the metrics {}: {e}", path.display());
             }
         }

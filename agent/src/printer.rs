@@ -23,8 +23,14 @@ fn paint(style: &Style, code: &str, text: &str) -> String {
 }
 
 fn marker(r: &ResourceReport) -> (&'static str, &'static str) {
-    let creates = r.changes.iter().any(|c| c.field == "state" && c.new.as_deref() == Some("present"));
-    let removes = r.changes.iter().any(|c| c.field == "state" && c.new.as_deref() == Some("absent"));
+    let creates = r
+        .changes
+        .iter()
+        .any(|c| c.field == "state" && c.new.as_deref() == Some("present"));
+    let removes = r
+        .changes
+        .iter()
+        .any(|c| c.field == "state" && c.new.as_deref() == Some("absent"));
     match r.status {
         Status::WouldChange | Status::Changed if creates => ("+", "32"),
         Status::WouldChange | Status::Changed if removes => ("-", "31"),
@@ -59,11 +65,20 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
             Status::Skipped | Status::MayChange | Status::NotApplied | Status::Excluded => {
                 format!(" {}", r.reason.as_deref().unwrap_or(""))
             }
-            _ if r.changes.len() == 1 && r.changes[0].diff.is_none() => format!(" {}", r.changes[0].description),
+            _ if r.changes.len() == 1 && r.changes[0].diff.is_none() => {
+                format!(" {}", r.changes[0].description)
+            }
             _ => String::new(),
         };
-        let _ = writeln!(out, "{} {}{}", paint(style, color, mark), paint(style, "1", &r.address), label);
-        let single_line = r.changes.len() == 1 && r.changes[0].diff.is_none() && r.status != Status::Failed;
+        let _ = writeln!(
+            out,
+            "{} {}{}",
+            paint(style, color, mark),
+            paint(style, "1", &r.address),
+            label
+        );
+        let single_line =
+            r.changes.len() == 1 && r.changes[0].diff.is_none() && r.status != Status::Failed;
         if !single_line && r.status != Status::Skipped {
             for c in &r.changes {
                 let _ = writeln!(out, "    {}", c.description);
@@ -92,7 +107,12 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
                 RefreshStatus::Ran => "refreshed",
                 RefreshStatus::Failed => "refresh failed",
             };
-            let _ = writeln!(out, "    {} (notified by {})", paint(style, "36", verb), f.notified_by.join(", "));
+            let _ = writeln!(
+                out,
+                "    {} (notified by {})",
+                paint(style, "36", verb),
+                f.notified_by.join(", ")
+            );
         }
     }
     let s = &report.summary;
@@ -110,7 +130,14 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
         Mode::Apply => part(s.changed, "changed"),
     }
     part(s.not_applied, "not applied (outside --only)");
-    part(s.refreshes, if report.mode == Mode::Plan { "refreshes to run" } else { "refreshed" });
+    part(
+        s.refreshes,
+        if report.mode == Mode::Plan {
+            "refreshes to run"
+        } else {
+            "refreshed"
+        },
+    );
     part(s.failed, "failed");
     part(s.skipped, "skipped");
     part(s.in_sync, "in sync");
@@ -122,7 +149,12 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
         Mode::Plan => "Plan",
         Mode::Apply => "Apply",
     };
-    let _ = writeln!(out, "{head}: {} ({})", parts.join(", "), elapsed(report.duration_ms));
+    let _ = writeln!(
+        out,
+        "{head}: {} ({})",
+        parts.join(", "),
+        elapsed(report.duration_ms)
+    );
     redactor.scrub(&out)
 }
 

@@ -110,7 +110,10 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(resources: &[ResourceReport]) -> Summary {
-        let mut s = Summary { total: resources.len(), ..Summary::default() };
+        let mut s = Summary {
+            total: resources.len(),
+            ..Summary::default()
+        };
         for r in resources {
             match r.status {
                 Status::InSync => s.in_sync += 1,
@@ -122,7 +125,10 @@ impl Summary {
                 Status::NotApplied => s.not_applied += 1,
                 Status::Excluded => s.excluded += 1,
             }
-            if r.refresh.as_ref().is_some_and(|f| f.status != RefreshStatus::Failed) {
+            if r.refresh
+                .as_ref()
+                .is_some_and(|f| f.status != RefreshStatus::Failed)
+            {
                 s.refreshes += 1;
             }
         }
@@ -131,7 +137,9 @@ impl Summary {
 
     /// Puppet's detailed exit codes: 0 nothing, 2 changes (or drift), 4 failures, 6 both.
     pub fn exit_code(&self) -> i32 {
-        let changes = self.would_change + self.may_change + self.changed + self.not_applied + self.refreshes > 0;
+        let changes =
+            self.would_change + self.may_change + self.changed + self.not_applied + self.refreshes
+                > 0;
         let failures = self.failed > 0;
         i32::from(changes) * 2 + i32::from(failures) * 4
     }
@@ -161,7 +169,8 @@ pub struct Report {
 impl Report {
     /// The report as JSON text, every known secret scrubbed.
     pub fn to_json(&self, redactor: &Redactor) -> String {
-        let text = serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        let text = serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
         redactor.scrub(&text) + "\n"
     }
 
@@ -170,22 +179,58 @@ impl Report {
         let s = &self.summary;
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, value: String| {
-            out.push_str(&format!("# HELP tend_{name} {help}\n# TYPE tend_{name} gauge\ntend_{name} {value}\n"));
+            out.push_str(&format!(
+                "# HELP tend_{name} {help}\n# TYPE tend_{name} gauge\ntend_{name} {value}\n"
+            ));
         };
-        gauge("last_run_timestamp_seconds", "When the last run started (Unix time).", unix_now().to_string());
-        gauge("last_run_duration_seconds", "How long the last run took.", format!("{:.3}", self.duration_ms as f64 / 1000.0));
-        gauge("last_run_exit_code", "Exit code of the last run (0, 2, 4 or 6).", self.exit_code.to_string());
-        gauge("resources", "Resources in the manifest.", s.total.to_string());
-        gauge("resources_changed", "Resources changed by the last run.", s.changed.to_string());
-        gauge("resources_failed", "Resources that failed in the last run.", s.failed.to_string());
-        gauge("resources_skipped", "Resources skipped because a dependency failed.", s.skipped.to_string());
-        gauge("resources_in_sync", "Resources already in sync.", s.in_sync.to_string());
+        gauge(
+            "last_run_timestamp_seconds",
+            "When the last run started (Unix time).",
+            unix_now().to_string(),
+        );
+        gauge(
+            "last_run_duration_seconds",
+            "How long the last run took.",
+            format!("{:.3}", self.duration_ms as f64 / 1000.0),
+        );
+        gauge(
+            "last_run_exit_code",
+            "Exit code of the last run (0, 2, 4 or 6).",
+            self.exit_code.to_string(),
+        );
+        gauge(
+            "resources",
+            "Resources in the manifest.",
+            s.total.to_string(),
+        );
+        gauge(
+            "resources_changed",
+            "Resources changed by the last run.",
+            s.changed.to_string(),
+        );
+        gauge(
+            "resources_failed",
+            "Resources that failed in the last run.",
+            s.failed.to_string(),
+        );
+        gauge(
+            "resources_skipped",
+            "Resources skipped because a dependency failed.",
+            s.skipped.to_string(),
+        );
+        gauge(
+            "resources_in_sync",
+            "Resources already in sync.",
+            s.in_sync.to_string(),
+        );
         out
     }
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -193,7 +238,10 @@ mod tests {
     use super::*;
 
     fn with(statuses: &[Status]) -> Summary {
-        let rs: Vec<_> = statuses.iter().map(|s| ResourceReport::new("file.a", "file", "a", *s)).collect();
+        let rs: Vec<_> = statuses
+            .iter()
+            .map(|s| ResourceReport::new("file.a", "file", "a", *s))
+            .collect();
         Summary::of(&rs)
     }
 

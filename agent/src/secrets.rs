@@ -37,18 +37,34 @@ pub const MAX_LEN: usize = 4096;
 
 impl SecretStore {
     pub fn new(state_dir: &Path, mode: SecretMode) -> SecretStore {
-        SecretStore { dir: state_dir.join("secrets"), mode, cache: Mutex::new(HashMap::new()) }
+        SecretStore {
+            dir: state_dir.join("secrets"),
+            mode,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The secret `name`, `len` characters long when it is first generated.
     pub fn get(&self, name: &str, len: usize) -> Result<String, String> {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) || name.starts_with('.') {
-            return Err(format!("secret name {name:?} must be letters, digits, `_`, `-` or `.`"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            || name.starts_with('.')
+        {
+            return Err(format!(
+                "secret name {name:?} must be letters, digits, `_`, `-` or `.`"
+            ));
         }
         if !(MIN_LEN..=MAX_LEN).contains(&len) {
-            return Err(format!("secret length must be between {MIN_LEN} and {MAX_LEN}, not {len}"));
+            return Err(format!(
+                "secret length must be between {MIN_LEN} and {MAX_LEN}, not {len}"
+            ));
         }
-        let mut cache = self.cache.lock().map_err(|_| "secret store poisoned".to_string())?;
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| "secret store poisoned".to_string())?;
         if let Some(v) = cache.get(name) {
             return Ok(v.clone());
         }
@@ -81,19 +97,34 @@ impl SecretStore {
             crate::state::ensure_private_dir(d).map_err(|e| e.to_string())?;
         }
         let m = Mutate::new(Probe::new("/", state));
-        m.write_atomic(&self.dir.join(name), value.as_bytes(), Attrs { mode: Some(0o600), uid: None, gid: None })
-            .map_err(|e| e.to_string())
+        m.write_atomic(
+            &self.dir.join(name),
+            value.as_bytes(),
+            Attrs {
+                mode: Some(0o600),
+                uid: None,
+                gid: None,
+            },
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Every secret value handed out so far (for scrubbing output).
     pub fn values(&self) -> Vec<String> {
-        self.cache.lock().map(|c| c.values().cloned().collect()).unwrap_or_default()
+        self.cache
+            .lock()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
 /// Alphanumeric only: safe unquoted in .env files, URLs and shell words.
 fn generate(len: usize) -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 /// Replaces every known secret value in `text` with `(sensitive)`.
@@ -128,22 +159,33 @@ mod tests {
     fn persisted_secret_is_stable_and_private() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("state");
-        let a = SecretStore::new(&state, SecretMode::Persist).get("db", 24).expect("get");
+        let a = SecretStore::new(&state, SecretMode::Persist)
+            .get("db", 24)
+            .expect("get");
         assert_eq!(a.len(), 24);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
-        let b = SecretStore::new(&state, SecretMode::Persist).get("db", 24).expect("again");
+        let b = SecretStore::new(&state, SecretMode::Persist)
+            .get("db", 24)
+            .expect("again");
         assert_eq!(a, b);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(state.join("secrets/db")).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(state.join("secrets/db"))
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let plan = SecretStore::new(&state, SecretMode::ReadOnly).get("db", 24).expect("plan");
+        let plan = SecretStore::new(&state, SecretMode::ReadOnly)
+            .get("db", 24)
+            .expect("plan");
         assert_eq!(plan, a);
     }
 
     #[test]
     fn plan_never_writes_a_secret() {
         let dir = tempfile::tempdir().expect("tempdir");
-        SecretStore::new(dir.path(), SecretMode::ReadOnly).get("x", 16).expect("get");
+        SecretStore::new(dir.path(), SecretMode::ReadOnly)
+            .get("x", 16)
+            .expect("get");
         assert!(!dir.path().join("secrets").exists());
     }
 
@@ -157,6 +199,9 @@ mod tests {
     #[test]
     fn redactor_scrubs_every_occurrence() {
         let r = Redactor::new(vec!["s3cr3tvalue".into()]);
-        assert_eq!(r.scrub("a=s3cr3tvalue b=s3cr3tvalue"), "a=(sensitive) b=(sensitive)");
+        assert_eq!(
+            r.scrub("a=s3cr3tvalue b=s3cr3tvalue"),
+            "a=(sensitive) b=(sensitive)"
+        );
     }
 }

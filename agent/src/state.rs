@@ -40,7 +40,11 @@ pub enum LockError {
     #[error("cannot open the lock file {}: {source}", path.display())]
     Open { path: PathBuf, source: io::Error },
     #[error("another tend run holds the lock {} ({holder}); waited {waited}s (raise --lock-wait to wait longer)", path.display())]
-    Held { path: PathBuf, holder: String, waited: u64 },
+    Held {
+        path: PathBuf,
+        holder: String,
+        waited: u64,
+    },
 }
 
 impl RunLock {
@@ -48,16 +52,32 @@ impl RunLock {
         let path = state_dir.join("lock");
         let open = || {
             ensure_private_dir(state_dir)?;
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
         };
-        let mut file = open().map_err(|source| LockError::Open { path: path.clone(), source })?;
+        let mut file = open().map_err(|source| LockError::Open {
+            path: path.clone(),
+            source,
+        })?;
         let start = Instant::now();
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(mut lock) => {
                     // Record who holds it, for the message a waiting run prints.
-                    let who = format!("pid {}, started {}", std::process::id(), humantime::format_rfc3339_seconds(std::time::SystemTime::now()));
-                    let _ = lock.set_len(0).and_then(|()| lock.rewind()).and_then(|()| lock.write_all(who.as_bytes()));
+                    let who = format!(
+                        "pid {}, started {}",
+                        std::process::id(),
+                        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    );
+                    let _ = lock
+                        .set_len(0)
+                        .and_then(|()| lock.rewind())
+                        .and_then(|()| lock.write_all(who.as_bytes()));
                     return Ok(RunLock { _lock: lock });
                 }
                 Err((f, _)) => {
@@ -68,7 +88,11 @@ impl RunLock {
                         if holder.is_empty() {
                             holder = "holder unknown".into();
                         }
-                        return Err(LockError::Held { path, holder, waited: wait.as_secs() });
+                        return Err(LockError::Held {
+                            path,
+                            holder,
+                            waited: wait.as_secs(),
+                        });
                     }
                     file = f;
                     std::thread::sleep(Duration::from_millis(100));
@@ -82,8 +106,16 @@ impl RunLock {
 pub fn write_last_run(state_dir: &Path, json: &str) -> io::Result<()> {
     ensure_private_dir(state_dir)?;
     let m = Mutate::new(Probe::new("/", state_dir));
-    m.write_atomic(&state_dir.join("last-run.json"), json.as_bytes(), Attrs { mode: Some(0o600), uid: None, gid: None })
-        .map_err(|e| io::Error::other(e.to_string()))
+    m.write_atomic(
+        &state_dir.join("last-run.json"),
+        json.as_bytes(),
+        Attrs {
+            mode: Some(0o600),
+            uid: None,
+            gid: None,
+        },
+    )
+    .map_err(|e| io::Error::other(e.to_string()))
 }
 
 #[cfg(test)]
@@ -94,9 +126,14 @@ mod tests {
     fn second_lock_names_the_holder() {
         let dir = tempfile::tempdir().expect("tempdir");
         let _held = RunLock::acquire(dir.path(), Duration::ZERO).expect("first");
-        let err = RunLock::acquire(dir.path(), Duration::from_millis(200)).err().expect("second must fail");
+        let err = RunLock::acquire(dir.path(), Duration::from_millis(200))
+            .err()
+            .expect("second must fail");
         let msg = err.to_string();
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         let mode = fs::metadata(dir.path()).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
     }

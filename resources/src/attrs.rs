@@ -37,21 +37,38 @@ impl Ownership {
     }
 
     /// Add a change for each managed aspect that differs on an existing path.
-    pub fn check(&self, host: &Probe, meta: &Metadata, drift: &mut Drift) -> Result<(), ResourceError> {
+    pub fn check(
+        &self,
+        host: &Probe,
+        meta: &Metadata,
+        drift: &mut Drift,
+    ) -> Result<(), ResourceError> {
         let want = self.resolve(host)?;
         if let Some(mode) = want.mode {
             if mode_of(meta) != mode {
-                drift.push(Change::new("mode", Some(fmt_mode(mode_of(meta))), Some(fmt_mode(mode))));
+                drift.push(Change::new(
+                    "mode",
+                    Some(fmt_mode(mode_of(meta))),
+                    Some(fmt_mode(mode)),
+                ));
             }
         }
         if let (Some(uid), Some(name)) = (want.uid, &self.owner) {
             if meta.uid() != uid {
-                drift.push(Change::new("owner", Some(meta.uid().to_string()), Some(id_label(name, uid))));
+                drift.push(Change::new(
+                    "owner",
+                    Some(meta.uid().to_string()),
+                    Some(id_label(name, uid)),
+                ));
             }
         }
         if let (Some(gid), Some(name)) = (want.gid, &self.group) {
             if meta.gid() != gid {
-                drift.push(Change::new("group", Some(meta.gid().to_string()), Some(id_label(name, gid))));
+                drift.push(Change::new(
+                    "group",
+                    Some(meta.gid().to_string()),
+                    Some(id_label(name, gid)),
+                ));
             }
         }
         Ok(())

@@ -40,7 +40,14 @@ impl Change {
             (Some(o), None) => format!("{field}: {o} → (none)"),
             (None, None) => field.clone(),
         };
-        Change { field, description, old, new, diff: None, sensitive: false }
+        Change {
+            field,
+            description,
+            old,
+            new,
+            diff: None,
+            sensitive: false,
+        }
     }
 
     /// A change described in words only.

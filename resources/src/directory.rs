@@ -28,8 +28,15 @@ pub struct Directory {
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let (path, _) = f.required_path("path")?;
     let attrs = Ownership::from_fields(f)?;
-    let present = f.choice("state", &["present", "absent"])?.unwrap_or("present") == "present";
-    Ok(Arc::new(Directory { path, attrs, present }))
+    let present = f
+        .choice("state", &["present", "absent"])?
+        .unwrap_or("present")
+        == "present";
+    Ok(Arc::new(Directory {
+        path,
+        attrs,
+        present,
+    }))
 }
 
 #[async_trait]
@@ -66,7 +73,10 @@ impl Resource for Directory {
                         real.display()
                     )));
                 }
-                drift.push(Change { description: "remove".into(), ..Change::new("state", Some("present"), Some("absent")) });
+                drift.push(Change {
+                    description: "remove".into(),
+                    ..Change::new("state", Some("present"), Some("absent"))
+                });
             }
             (None, true) => {
                 let mut c = Change::new("state", Some("absent"), Some("present"));

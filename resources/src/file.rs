@@ -56,7 +56,10 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
             let (t, span) = f.required_string("template")?;
             let file = f.ctx().manifest_dir().join(&t.value);
             let text = std::fs::read_to_string(&file).map_err(|e| {
-                SpecError::new(span.clone(), format!("cannot read template {}: {e}", file.display()))
+                SpecError::new(
+                    span.clone(),
+                    format!("cannot read template {}: {e}", file.display()),
+                )
             })?;
             let rendered = f
                 .ctx()
@@ -80,15 +83,27 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         None => Content::Unmanaged,
     };
     let attrs = Ownership::from_fields(f)?;
-    let present = f.choice("state", &["present", "absent"])?.unwrap_or("present") == "present";
+    let present = f
+        .choice("state", &["present", "absent"])?
+        .unwrap_or("present")
+        == "present";
     if !present && (content != Content::Unmanaged || attrs != Ownership::default()) {
         return Err(SpecError::new(
             f.span_of("state"),
-            format!("{} has state = \"absent\" and also content or attributes", f.address()),
+            format!(
+                "{} has state = \"absent\" and also content or attributes",
+                f.address()
+            ),
         )
         .help("an absent file has no content, mode or owner: remove those fields"));
     }
-    Ok(Arc::new(File { path, content, attrs, present, sensitive }))
+    Ok(Arc::new(File {
+        path,
+        content,
+        attrs,
+        present,
+        sensitive,
+    }))
 }
 
 impl File {
@@ -107,12 +122,23 @@ impl File {
     }
 
     fn content_change(&self, old: &[u8], new: &[u8]) -> Change {
-        let summary = format!("sha256 {} → {}", short(&sha256_hex(old)), short(&sha256_hex(new)));
+        let summary = format!(
+            "sha256 {} → {}",
+            short(&sha256_hex(old)),
+            short(&sha256_hex(new))
+        );
         if self.sensitive {
             return Change::sensitive("content", "content changed (sensitive)");
         }
-        let c = Change::new("content", Some(format!("{} bytes", old.len())), Some(format!("{} bytes", new.len())));
-        let c = Change { description: format!("content: {summary}"), ..c };
+        let c = Change::new(
+            "content",
+            Some(format!("{} bytes", old.len())),
+            Some(format!("{} bytes", new.len())),
+        );
+        let c = Change {
+            description: format!("content: {summary}"),
+            ..c
+        };
         match (std::str::from_utf8(old), std::str::from_utf8(new)) {
             (Ok(o), Ok(n)) => c.with_diff(&self.path.to_string_lossy(), o, n),
             _ => c,
@@ -149,7 +175,10 @@ impl Resource for File {
         }
         if !self.present {
             if meta.is_some() {
-                drift.push(Change { description: "remove".into(), ..Change::new("state", Some("present"), Some("absent")) });
+                drift.push(Change {
+                    description: "remove".into(),
+                    ..Change::new("state", Some("present"), Some("absent"))
+                });
             }
             return Ok(drift);
         }

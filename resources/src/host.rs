@@ -28,7 +28,11 @@ pub struct HostError {
 
 impl HostError {
     pub fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> HostError {
-        HostError { op, path: path.into(), source }
+        HostError {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -38,6 +42,7 @@ pub type HostResult<T> = Result<T, HostError>;
 #[derive(Debug, Clone)]
 pub struct Probe {
     inner: Arc<ProbeInner>,
+    dry_run: bool,
 }
 
 #[derive(Debug)]
@@ -58,7 +63,14 @@ impl Probe {
                 passwd: OnceLock::new(),
                 group: OnceLock::new(),
             }),
+            dry_run: true,
         }
+    }
+
+    /// True in `plan`: providers must not run anything whose effects they cannot vouch for
+    /// (an `exec` guard not declared read-only, say).
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
     }
 
     pub fn root(&self) -> &Path {
@@ -186,7 +198,12 @@ pub const TEMP_PREFIX: &str = ".tend-tmp.";
 impl Mutate {
     /// Only the engine calls this, in apply mode.
     pub fn new(probe: Probe) -> Mutate {
-        Mutate { probe }
+        Mutate {
+            probe: Probe {
+                dry_run: false,
+                ..probe
+            },
+        }
     }
 
     pub fn probe(&self) -> &Probe {
@@ -198,13 +215,26 @@ impl Mutate {
     /// the directory is fsynced. A crash leaves the old file or the new one, never a mix.
     pub fn write_atomic(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()> {
         let real = self.real(path);
-        let dir = real.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
-        let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!("{TEMP_PREFIX}{name}.{:016x}", rand::random::<u64>()));
+        let dir = real
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let name = real
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(
+            "{TEMP_PREFIX}{name}.{:016x}",
+            rand::random::<u64>()
+        ));
         let mode = attrs.mode.unwrap_or(DEFAULT_FILE_MODE);
         let result = (|| -> io::Result<()> {
             // 0o600 at creation: nobody else can open it before the final owner and mode are set.
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
             if attrs.uid.is_some() || attrs.gid.is_some() {
                 std::os::unix::fs::fchown(&f, attrs.uid, attrs.gid)?;
             }
@@ -282,7 +312,9 @@ impl Mutate {
     /// removed: `backups/<sha256>` (content-addressed, written once). Returns that path, or
     /// `None` when there is no file.
     pub fn backup(&self, path: &Path) -> HostResult<Option<PathBuf>> {
-        let Some(old) = self.read(path)? else { return Ok(None) };
+        let Some(old) = self.read(path)? else {
+            return Ok(None);
+        };
         let sum = sha256_hex(&old);
         let dir = self.state_dir().join("backups");
         if !dir.exists() {
@@ -296,7 +328,15 @@ impl Mutate {
         let dest = dir.join(&sum);
         if !dest.exists() {
             let staging = Mutate::new(Probe::new("/", self.state_dir()));
-            staging.write_atomic(&dest, &old, Attrs { mode: Some(0o600), uid: None, gid: None })?;
+            staging.write_atomic(
+                &dest,
+                &old,
+                Attrs {
+                    mode: Some(0o600),
+                    uid: None,
+                    gid: None,
+                },
+            )?;
         }
         Ok(Some(dest))
     }
@@ -329,8 +369,14 @@ mod tests {
     #[test]
     fn real_paths_stay_under_the_root() {
         let p = Probe::new("/sandbox", "/sandbox/var/lib/tend");
-        assert_eq!(p.real(Path::new("/etc/motd")), PathBuf::from("/sandbox/etc/motd"));
-        assert_eq!(p.real(Path::new("/../../etc/passwd")), PathBuf::from("/sandbox/etc/passwd"));
+        assert_eq!(
+            p.real(Path::new("/etc/motd")),
+            PathBuf::from("/sandbox/etc/motd")
+        );
+        assert_eq!(
+            p.real(Path::new("/../../etc/passwd")),
+            PathBuf::from("/sandbox/etc/passwd")
+        );
         assert_eq!(p.real(Path::new("/a/../b")), PathBuf::from("/sandbox/b"));
     }
 
@@ -338,14 +384,31 @@ mod tests {
     fn atomic_write_sets_mode_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().expect("tempdir");
         let m = Mutate::new(Probe::new(dir.path(), dir.path().join("state")));
-        m.write_atomic(Path::new("/f"), b"one", Attrs { mode: Some(0o640), ..Attrs::default() })
-            .expect("write");
-        m.write_atomic(Path::new("/f"), b"two", Attrs { mode: Some(0o600), ..Attrs::default() })
-            .expect("rewrite");
+        m.write_atomic(
+            Path::new("/f"),
+            b"one",
+            Attrs {
+                mode: Some(0o640),
+                ..Attrs::default()
+            },
+        )
+        .expect("write");
+        m.write_atomic(
+            Path::new("/f"),
+            b"two",
+            Attrs {
+                mode: Some(0o600),
+                ..Attrs::default()
+            },
+        )
+        .expect("rewrite");
         assert_eq!(fs::read(dir.path().join("f")).expect("read"), b"two");
         let meta = fs::metadata(dir.path().join("f")).expect("meta");
         assert_eq!(mode_of(&meta), 0o600);
-        let names: Vec<_> = fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("e").file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("e").file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("f")]);
     }
 
@@ -353,11 +416,18 @@ mod tests {
     fn ids_resolve_from_the_roots_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::create_dir(dir.path().join("etc")).expect("mkdir");
-        fs::write(dir.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/false\n").expect("w");
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/false\n",
+        )
+        .expect("w");
         let p = Probe::new(dir.path(), dir.path().join("state"));
         assert_eq!(p.uid("www-data").expect("uid"), 33);
         assert_eq!(p.uid("1234").expect("numeric"), 1234);
         let err = p.uid("nobody-here").expect_err("unknown user");
-        assert!(err.to_string().contains("no user named \"nobody-here\""), "{err}");
+        assert!(
+            err.to_string().contains("no user named \"nobody-here\""),
+            "{err}"
+        );
     }
 }

@@ -28,6 +28,10 @@ pub enum ResourceError {
     /// dependency of this resource would change, this is an honest unknown rather than a failure.
     #[error("{0}")]
     Missing(String),
+    /// Plan cannot know without doing something it must not do (run a guard that may have
+    /// effects): reported as "may change", never guessed.
+    #[error("{0}")]
+    Unknown(String),
 }
 
 /// What apply or refresh did, beyond the changes themselves.

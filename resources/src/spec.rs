@@ -57,6 +57,9 @@ pub struct Entry {
     pub value: Spanned,
 }
 
+/// A key of a string table, its rendered value and the value's span.
+pub type KeyedText = (String, Text, Span);
+
 /// An error in a resource's fields, located in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecError {
@@ -67,7 +70,11 @@ pub struct SpecError {
 
 impl SpecError {
     pub fn new(span: Span, message: impl Into<String>) -> SpecError {
-        SpecError { span, message: message.into(), help: None }
+        SpecError {
+            span,
+            message: message.into(),
+            help: None,
+        }
     }
     pub fn help(mut self, help: impl Into<String>) -> SpecError {
         self.help = Some(help.into());
@@ -123,10 +130,13 @@ impl<'a> Fields<'a> {
     /// Take a field if present (marks it known either way).
     pub fn take(&mut self, name: &'static str) -> Option<Spanned> {
         self.known.push(name);
-        self.entries.iter_mut().find(|(e, used)| !*used && e.key == name).map(|(e, used)| {
-            *used = true;
-            e.value.clone()
-        })
+        self.entries
+            .iter_mut()
+            .find(|(e, used)| !*used && e.key == name)
+            .map(|(e, used)| {
+                *used = true;
+                e.value.clone()
+            })
     }
 
     /// Whether a field is present, without taking it.
@@ -153,7 +163,10 @@ impl<'a> Fields<'a> {
     pub fn string(&mut self, name: &'static str) -> Result<Option<(Text, Span)>, SpecError> {
         match self.take(name) {
             None => Ok(None),
-            Some(Spanned { span, value: Value::Str(t) }) => Ok(Some((t, span))),
+            Some(Spanned {
+                span,
+                value: Value::Str(t),
+            }) => Ok(Some((t, span))),
             Some(other) => Err(wrong_type(name, "a string", &other)),
         }
     }
@@ -168,7 +181,10 @@ impl<'a> Fields<'a> {
     pub fn bool(&mut self, name: &'static str) -> Result<Option<bool>, SpecError> {
         match self.take(name) {
             None => Ok(None),
-            Some(Spanned { value: Value::Bool(b), .. }) => Ok(Some(b)),
+            Some(Spanned {
+                value: Value::Bool(b),
+                ..
+            }) => Ok(Some(b)),
             Some(other) => Err(wrong_type(name, "a boolean (true or false)", &other)),
         }
     }
@@ -176,7 +192,10 @@ impl<'a> Fields<'a> {
     pub fn int(&mut self, name: &'static str) -> Result<Option<(i64, Span)>, SpecError> {
         match self.take(name) {
             None => Ok(None),
-            Some(Spanned { span, value: Value::Int(i) }) => Ok(Some((i, span))),
+            Some(Spanned {
+                span,
+                value: Value::Int(i),
+            }) => Ok(Some((i, span))),
             Some(other) => Err(wrong_type(name, "an integer", &other)),
         }
     }
@@ -209,7 +228,11 @@ impl<'a> Fields<'a> {
                 None => {
                     let mut err = SpecError::new(
                         span,
-                        format!("`{name}` must be one of {}, not {:?}", quote_list(choices), t.value),
+                        format!(
+                            "`{name}` must be one of {}, not {:?}",
+                            quote_list(choices),
+                            t.value
+                        ),
                     );
                     if let Some(near) = nearest(&t.value, choices.iter().copied()) {
                         err = err.help(format!("did you mean {near:?}?"));
@@ -224,17 +247,26 @@ impl<'a> Fields<'a> {
     pub fn mode(&mut self, name: &'static str) -> Result<Option<u32>, SpecError> {
         match self.take(name) {
             None => Ok(None),
-            Some(Spanned { span, value: Value::Str(t) }) => {
+            Some(Spanned {
+                span,
+                value: Value::Str(t),
+            }) => {
                 let digits = t.value.trim_start_matches("0o");
                 match u32::from_str_radix(digits, 8) {
                     Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(Some(m)),
                     _ => Err(SpecError::new(
                         span,
-                        format!("`{name}` must be an octal mode such as \"0644\", not {:?}", t.value),
+                        format!(
+                            "`{name}` must be an octal mode such as \"0644\", not {:?}",
+                            t.value
+                        ),
                     )),
                 }
             }
-            Some(Spanned { span, value: Value::Int(i) }) if (0..=0o7777).contains(&i) => {
+            Some(Spanned {
+                span,
+                value: Value::Int(i),
+            }) if (0..=0o7777).contains(&i) => {
                 let _ = span;
                 Ok(Some(i as u32))
             }
@@ -246,14 +278,20 @@ impl<'a> Fields<'a> {
     pub fn strings(&mut self, name: &'static str) -> Result<Option<Vec<(Text, Span)>>, SpecError> {
         match self.take(name) {
             None => Ok(None),
-            Some(Spanned { value: Value::Array(items), .. }) => items
+            Some(Spanned {
+                value: Value::Array(items),
+                ..
+            }) => items
                 .into_iter()
                 .map(|item| match item.value {
                     Value::Str(t) => Ok((t, item.span)),
                     other => Err(wrong_type(
                         name,
                         "a list of strings",
-                        &Spanned { span: item.span, value: other },
+                        &Spanned {
+                            span: item.span,
+                            value: other,
+                        },
                     )),
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -266,17 +304,23 @@ impl<'a> Fields<'a> {
     pub fn string_table(
         &mut self,
         name: &'static str,
-    ) -> Result<Option<Vec<(String, Text, Span)>>, SpecError> {
+    ) -> Result<Option<Vec<KeyedText>>, SpecError> {
         match self.take(name) {
             None => Ok(None),
-            Some(Spanned { value: Value::Table(entries), .. }) => entries
+            Some(Spanned {
+                value: Value::Table(entries),
+                ..
+            }) => entries
                 .into_iter()
                 .map(|e| match e.value.value {
                     Value::Str(t) => Ok((e.key, t, e.value.span)),
                     other => Err(wrong_type(
                         name,
                         "a table of strings",
-                        &Spanned { span: e.value.span, value: other },
+                        &Spanned {
+                            span: e.value.span,
+                            value: other,
+                        },
                     )),
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -286,14 +330,21 @@ impl<'a> Fields<'a> {
     }
 
     /// At most one of `names` may be given; returns which one.
-    pub fn at_most_one(&self, names: &[&'static str]) -> Result<Option<&'static str>, SpecError> {
+    pub fn at_most_one(
+        &mut self,
+        names: &[&'static str],
+    ) -> Result<Option<&'static str>, SpecError> {
+        self.known.extend_from_slice(names);
         let present: Vec<_> = names.iter().copied().filter(|n| self.has(n)).collect();
         match present.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some(one)),
             [first, second, ..] => Err(SpecError::new(
                 self.span_of(second),
-                format!("`{first}` and `{second}` cannot both be set on {}", self.address),
+                format!(
+                    "`{first}` and `{second}` cannot both be set on {}",
+                    self.address
+                ),
             )
             .help(format!("choose one of {}", quote_list(names)))),
         }
@@ -322,7 +373,10 @@ impl<'a> Fields<'a> {
 fn wrong_type(name: &str, expected: &str, got: &Spanned) -> SpecError {
     SpecError::new(
         got.span.clone(),
-        format!("`{name}` must be {expected}, found {}", got.value.type_name()),
+        format!(
+            "`{name}` must be {expected}, found {}",
+            got.value.type_name()
+        ),
     )
 }
 
@@ -356,19 +410,30 @@ pub fn nearest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> Opt
         .map(|(_, c)| c)
 }
 
+/// Optimal-string-alignment distance: insertions, deletions, substitutions and transpositions
+/// of neighbours each cost one (`mdoe` is one step from `mode`).
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]

@@ -37,7 +37,9 @@ impl Diagnostic {
     ) -> Diagnostic {
         let start = floor_char_boundary(source, span.start.min(source.len()));
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
         let line = source[..start].matches('\n').count() + 1;
         let column = source[line_start..start].chars().count() + 1;
         let end = floor_char_boundary(source, span.end.clamp(start, line_end));
@@ -47,7 +49,9 @@ impl Diagnostic {
             file,
             line,
             column,
-            source_line: source[line_start..line_end].trim_end_matches('\r').to_string(),
+            source_line: source[line_start..line_end]
+                .trim_end_matches('\r')
+                .to_string(),
             width,
             help,
         }
@@ -65,7 +69,13 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let gutter = " ".repeat(self.line.to_string().len());
         writeln!(f, "error: {}", self.message)?;
-        writeln!(f, "{gutter}--> {}:{}:{}", self.file.display(), self.line, self.column)?;
+        writeln!(
+            f,
+            "{gutter}--> {}:{}:{}",
+            self.file.display(),
+            self.line,
+            self.column
+        )?;
         writeln!(f, "{gutter} |")?;
         writeln!(f, "{} | {}", self.line, self.source_line)?;
         let pad: String = self
@@ -90,7 +100,13 @@ mod tests {
     fn caret_points_at_the_span() {
         let src = "[file.a]\npath = \"/x\"\ncontnet = \"hi\"\n";
         let start = src.find("contnet").expect("present");
-        let d = Diagnostic::new("m.toml".into(), src, start..start + 7, "unknown field", Some("did you mean `content`?".into()));
+        let d = Diagnostic::new(
+            "m.toml".into(),
+            src,
+            start..start + 7,
+            "unknown field",
+            Some("did you mean `content`?".into()),
+        );
         assert_eq!((d.line, d.column, d.width), (3, 1, 7));
         assert_eq!(
             d.to_string(),

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tend_resources::host::sha256_hex;
-use tend_resources::spec::{nearest, quote_list, BuildContext, Entry, Fields, Span, Spanned, Text, Value};
+use tend_resources::spec::{
+    nearest, quote_list, BuildContext, Entry, Fields, Span, Spanned, Text, Value,
+};
 use tend_resources::{Resource, SpecError, KINDS};
 
 pub use diagnostic::Diagnostic;
@@ -58,7 +60,12 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    pub fn diagnostic(&self, span: Span, message: impl Into<String>, help: Option<String>) -> Diagnostic {
+    pub fn diagnostic(
+        &self,
+        span: Span,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Diagnostic {
         Diagnostic::new(self.path.clone(), &self.source, span, message, help)
     }
 }
@@ -66,7 +73,10 @@ impl Manifest {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read manifest {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}", render_diagnostics(.0))]
     Invalid(Vec<Diagnostic>),
     #[error("{0}")]
@@ -74,7 +84,11 @@ pub enum LoadError {
 }
 
 fn render_diagnostics(d: &[Diagnostic]) -> String {
-    let mut s = d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n\n");
+    let mut s = d
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n\n");
     if d.len() > 1 {
         s.push_str(&format!("\n\n{} errors in the manifest", d.len()));
     }
@@ -91,18 +105,29 @@ impl BuildContext for Ctx<'_> {
         &self.dir
     }
     fn render(&self, source: &str, name: &str) -> Result<Text, String> {
-        self.renderer.render(source, name).map_err(|e| match e.help() {
-            Some(h) if matches!(e, RenderError::Undefined { .. }) => format!("{} ({h})", e.message()),
-            _ => e.message(),
-        })
+        self.renderer
+            .render(source, name)
+            .map_err(|e| match e.help() {
+                Some(h) if matches!(e, RenderError::Undefined { .. }) => {
+                    format!("{} ({h})", e.message())
+                }
+                _ => e.message(),
+            })
     }
 }
 
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let facts = Facts::gather(&opts.root);
     let secrets = Arc::new(SecretStore::new(&opts.state_dir, opts.secrets));
-    let mut loader = Loader { path: path.to_path_buf(), source: &source, diags: Vec::new() };
+    let mut loader = Loader {
+        path: path.to_path_buf(),
+        source: &source,
+        diags: Vec::new(),
+    };
     let resources = loader.load(opts, &facts, secrets.clone())?;
     if !loader.diags.is_empty() {
         return Err(LoadError::Invalid(loader.diags));
@@ -125,20 +150,35 @@ struct Loader<'s> {
 
 impl Loader<'_> {
     fn error(&mut self, span: Span, message: impl Into<String>, help: Option<String>) {
-        self.diags.push(Diagnostic::new(self.path.clone(), self.source, span, message, help));
+        self.diags.push(Diagnostic::new(
+            self.path.clone(),
+            self.source,
+            span,
+            message,
+            help,
+        ));
     }
 
     fn fail(&mut self) -> LoadError {
         LoadError::Invalid(std::mem::take(&mut self.diags))
     }
 
-    fn load(&mut self, opts: &LoadOptions, facts: &Facts, secrets: Arc<SecretStore>) -> Result<Vec<Decl>, LoadError> {
+    fn load(
+        &mut self,
+        opts: &LoadOptions,
+        facts: &Facts,
+        secrets: Arc<SecretStore>,
+    ) -> Result<Vec<Decl>, LoadError> {
         let top = match toml::from_str::<raw::Node>(self.source) {
             Ok(raw::Node(Value::Table(entries))) => entries,
             Ok(_) => Vec::new(),
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
-                self.error(span, format!("invalid TOML: {}", e.message().trim_end()), None);
+                self.error(
+                    span,
+                    format!("invalid TOML: {}", e.message().trim_end()),
+                    None,
+                );
                 return Err(self.fail());
             }
         };
@@ -151,12 +191,20 @@ impl Loader<'_> {
         let mut raw_vars: BTreeMap<String, VarSource> = BTreeMap::new();
         for e in top.iter().filter(|e| e.key == "vars") {
             let Value::Table(vars) = &e.value.value else {
-                self.error(e.value.span.clone(), "[vars] must be a table of variables", Some("write `[vars]` followed by `name = \"value\"` lines".into()));
+                self.error(
+                    e.value.span.clone(),
+                    "[vars] must be a table of variables",
+                    Some("write `[vars]` followed by `name = \"value\"` lines".into()),
+                );
                 continue;
             };
             for v in vars {
                 if ["vars", "facts", "secret"].contains(&v.key.as_str()) {
-                    self.error(v.key_span.clone(), format!("`{}` is a reserved name and cannot be a variable", v.key), None);
+                    self.error(
+                        v.key_span.clone(),
+                        format!("`{}` is a reserved name and cannot be a variable", v.key),
+                        None,
+                    );
                     continue;
                 }
                 let src = match &v.value.value {
@@ -165,7 +213,15 @@ impl Loader<'_> {
                     Value::Bool(b) => VarSource::Literal((*b).into()),
                     Value::Float(f) => VarSource::Literal((*f).into()),
                     other => {
-                        self.error(v.value.span.clone(), format!("variable `{}` must be a string, number or boolean, found {}", v.key, other.type_name()), None);
+                        self.error(
+                            v.value.span.clone(),
+                            format!(
+                                "variable `{}` must be a string, number or boolean, found {}",
+                                v.key,
+                                other.type_name()
+                            ),
+                            None,
+                        );
                         continue;
                     }
                 };
@@ -181,18 +237,32 @@ impl Loader<'_> {
                 }
                 return Err(LoadError::Usage(msg));
             }
-            raw_vars.insert(k.clone(), VarSource::Literal(serde_json::Value::String(v.clone())));
+            raw_vars.insert(
+                k.clone(),
+                VarSource::Literal(serde_json::Value::String(v.clone())),
+            );
         }
         if let Err((name, e)) = template::resolve_vars(&mut renderer, &raw_vars) {
             let span = var_spans.get(&name).cloned().unwrap_or(0..0);
-            self.error(span, format!("in variable `{name}`: {}", e.message()), e.help());
+            self.error(
+                span,
+                format!("in variable `{name}`: {}", e.message()),
+                e.help(),
+            );
             return Err(self.fail());
         }
         if !self.diags.is_empty() {
             return Err(self.fail());
         }
 
-        let ctx = Ctx { dir: self.path.parent().map(Path::to_path_buf).unwrap_or_default(), renderer: &renderer };
+        let ctx = Ctx {
+            dir: self
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            renderer: &renderer,
+        };
         let mut decls = Vec::new();
         for kind_entry in top.iter().filter(|e| e.key != "vars") {
             let Some(kind) = tend_resources::kind(&kind_entry.key) else {
@@ -201,11 +271,22 @@ impl Loader<'_> {
                     Some(n) => format!("did you mean `{n}`? The kinds are {}", quote_list(&names)),
                     None => format!("the kinds are {}", quote_list(&names)),
                 };
-                self.error(kind_entry.key_span.clone(), format!("unknown resource kind `{}`", kind_entry.key), Some(help));
+                self.error(
+                    kind_entry.key_span.clone(),
+                    format!("unknown resource kind `{}`", kind_entry.key),
+                    Some(help),
+                );
                 continue;
             };
             let Value::Table(items) = &kind_entry.value.value else {
-                self.error(kind_entry.value.span.clone(), format!("`{}` must hold named resources: [{}.NAME]", kind.name, kind.name), None);
+                self.error(
+                    kind_entry.value.span.clone(),
+                    format!(
+                        "`{}` must hold named resources: [{}.NAME]",
+                        kind.name, kind.name
+                    ),
+                    None,
+                );
                 continue;
             };
             for item in items {
@@ -221,14 +302,36 @@ impl Loader<'_> {
         Ok(decls)
     }
 
-    fn resource(&mut self, kind: &'static tend_resources::Kind, item: &Entry, renderer: &Renderer, ctx: &Ctx<'_>) -> Option<Decl> {
+    fn resource(
+        &mut self,
+        kind: &'static tend_resources::Kind,
+        item: &Entry,
+        renderer: &Renderer,
+        ctx: &Ctx<'_>,
+    ) -> Option<Decl> {
         let address = format!("{}.{}", kind.name, item.key);
-        if item.key.is_empty() || !item.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            self.error(item.key_span.clone(), format!("resource name {:?} may only hold letters, digits, `_` and `-`", item.key), None);
+        if item.key.is_empty()
+            || !item
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            self.error(
+                item.key_span.clone(),
+                format!(
+                    "resource name {:?} may only hold letters, digits, `_` and `-`",
+                    item.key
+                ),
+                None,
+            );
             return None;
         }
         let Value::Table(fields) = &item.value.value else {
-            self.error(item.value.span.clone(), format!("{address} must be a table: [{address}]"), None);
+            self.error(
+                item.value.span.clone(),
+                format!("{address} must be a table: [{address}]"),
+                None,
+            );
             return None;
         };
         let table_span = item.key_span.clone();
@@ -236,7 +339,11 @@ impl Loader<'_> {
         let mut ok = true;
         for f in fields {
             match self.render_value(&f.value, renderer, &format!("{address}.{}", f.key)) {
-                Ok(v) => rendered.push(Entry { key: f.key.clone(), key_span: f.key_span.clone(), value: v }),
+                Ok(v) => rendered.push(Entry {
+                    key: f.key.clone(),
+                    key_span: f.key_span.clone(),
+                    value: v,
+                }),
                 Err(()) => ok = false,
             }
         }
@@ -260,16 +367,33 @@ impl Loader<'_> {
         };
         let enabled = match when {
             None => true,
-            Some(Spanned { value: Value::Bool(b), .. }) => b,
-            Some(Spanned { span, value: Value::Str(t) }) => match renderer.truthy(&t.value) {
+            Some(Spanned {
+                value: Value::Bool(b),
+                ..
+            }) => b,
+            Some(Spanned {
+                span,
+                value: Value::Str(t),
+            }) => match renderer.truthy(&t.value) {
                 Ok(b) => b,
                 Err(e) => {
-                    self.error(span, format!("in `when` of {address}: {}", e.message()), e.help());
+                    self.error(
+                        span,
+                        format!("in `when` of {address}: {}", e.message()),
+                        e.help(),
+                    );
                     return None;
                 }
             },
             Some(other) => {
-                self.error(other.span, format!("`when` must be an expression string or a boolean, found {}", other.value.type_name()), None);
+                self.error(
+                    other.span,
+                    format!(
+                        "`when` must be an expression string or a boolean, found {}",
+                        other.value.type_name()
+                    ),
+                    None,
+                );
                 return None;
             }
         };
@@ -293,12 +417,21 @@ impl Loader<'_> {
         }
     }
 
-    fn render_value(&mut self, v: &Spanned, renderer: &Renderer, name: &str) -> Result<Spanned, ()> {
+    fn render_value(
+        &mut self,
+        v: &Spanned,
+        renderer: &Renderer,
+        name: &str,
+    ) -> Result<Spanned, ()> {
         let value = match &v.value {
             Value::Str(t) => match renderer.render(&t.value, name) {
                 Ok(t) => Value::Str(t),
                 Err(e) => {
-                    self.error(v.span.clone(), format!("in {name}: {}", e.message()), e.help());
+                    self.error(
+                        v.span.clone(),
+                        format!("in {name}: {}", e.message()),
+                        e.help(),
+                    );
                     return Err(());
                 }
             },
@@ -312,14 +445,22 @@ impl Loader<'_> {
             Value::Table(entries) => {
                 let mut out = Vec::with_capacity(entries.len());
                 for e in entries {
-                    let value = self.render_value(&e.value, renderer, &format!("{name}.{}", e.key))?;
-                    out.push(Entry { key: e.key.clone(), key_span: e.key_span.clone(), value });
+                    let value =
+                        self.render_value(&e.value, renderer, &format!("{name}.{}", e.key))?;
+                    out.push(Entry {
+                        key: e.key.clone(),
+                        key_span: e.key_span.clone(),
+                        value,
+                    });
                 }
                 Value::Table(out)
             }
             other => other.clone(),
         };
-        Ok(Spanned { span: v.span.clone(), value })
+        Ok(Spanned {
+            span: v.span.clone(),
+            value,
+        })
     }
 
     fn check_references(&mut self, decls: &[Decl]) {
@@ -332,11 +473,27 @@ impl Loader<'_> {
                     None => {
                         let help = nearest(target, index.keys().copied())
                             .map(|n| format!("did you mean `{n}`?"))
-                            .or_else(|| Some("addresses are KIND.NAME, as in the table header [KIND.NAME]".into()));
-                        self.error(span.clone(), format!("{} {field} `{target}`, which is not in this manifest", d.address), help);
+                            .or_else(|| {
+                                Some(
+                                    "addresses are KIND.NAME, as in the table header [KIND.NAME]"
+                                        .into(),
+                                )
+                            });
+                        self.error(
+                            span.clone(),
+                            format!(
+                                "{} {field} `{target}`, which is not in this manifest",
+                                d.address
+                            ),
+                            help,
+                        );
                     }
                     Some(t) if t.address == d.address => {
-                        self.error(span.clone(), format!("{} cannot {field} itself", d.address), None);
+                        self.error(
+                            span.clone(),
+                            format!("{} cannot {field} itself", d.address),
+                            None,
+                        );
                     }
                     Some(t) if is_notify && !t.resource.refreshable() => {
                         self.error(

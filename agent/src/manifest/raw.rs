@@ -18,7 +18,10 @@ impl<'de> Deserialize<'de> for Node {
 struct NodeVisitor;
 
 fn text(s: String) -> Value {
-    Value::Str(Text { value: s, sensitive: false })
+    Value::Str(Text {
+        value: s,
+        sensitive: false,
+    })
 }
 
 impl<'de> Visitor<'de> for NodeVisitor {
@@ -35,7 +38,9 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node(Value::Int(v)))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-        i64::try_from(v).map(|i| Node(Value::Int(i))).map_err(|_| E::custom("integer out of range"))
+        i64::try_from(v)
+            .map(|i| Node(Value::Int(i)))
+            .map_err(|_| E::custom("integer out of range"))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
         Ok(Node(Value::Float(v)))
@@ -67,13 +72,21 @@ fn table<'de, A: MapAccess<'de>>(mut map: A, first: Option<SpannedKey>) -> Resul
     if next.is_none() {
         next = map.next_key::<SpannedKey>()?;
     }
-    while let Some(SpannedKey { key, span: key_span }) = next {
+    while let Some(SpannedKey {
+        key,
+        span: key_span,
+    }) = next
+    {
         let SpannedNode(mut value) = map.next_value::<SpannedNode>()?;
         if value.span == (0..0) {
             // Implicit tables (`[file.motd]` makes `file`) have no span of their own.
             value.span = key_span.clone();
         }
-        entries.push(Entry { key, key_span, value });
+        entries.push(Entry {
+            key,
+            key_span,
+            value,
+        });
         next = map.next_key::<SpannedKey>()?;
     }
     Ok(Node(Value::Table(entries)))
@@ -92,7 +105,10 @@ impl<'de> Deserialize<'de> for SpannedNode {
 struct SpannedNodeVisitor;
 
 fn unspanned(n: Node) -> SpannedNode {
-    SpannedNode(Spanned { span: 0..0, value: n.0 })
+    SpannedNode(Spanned {
+        span: 0..0,
+        value: n.0,
+    })
 }
 
 impl<'de> Visitor<'de> for SpannedNodeVisitor {
@@ -140,7 +156,10 @@ impl<'de> Visitor<'de> for SpannedNodeVisitor {
             }
         }
         let node = node.ok_or_else(|| de::Error::missing_field(VALUE))?;
-        Ok(SpannedNode(Spanned { span: start..end, value: node.0 }))
+        Ok(SpannedNode(Spanned {
+            span: start..end,
+            value: node.0,
+        }))
     }
 }
 
@@ -173,7 +192,10 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<SpannedKey, E> {
-        Ok(SpannedKey { key: v.to_string(), span: 0..0 })
+        Ok(SpannedKey {
+            key: v.to_string(),
+            span: 0..0,
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SpannedKey, A::Error> {
@@ -187,6 +209,9 @@ impl<'de> Visitor<'de> for KeyVisitor {
             }
         }
         let key = key.ok_or_else(|| de::Error::missing_field(VALUE))?;
-        Ok(SpannedKey { key, span: start..end })
+        Ok(SpannedKey {
+            key,
+            span: start..end,
+        })
     }
 }

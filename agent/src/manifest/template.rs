@@ -12,7 +12,16 @@ use tend_resources::spec::{nearest, Text};
 use crate::secrets::SecretStore;
 
 /// Names a template may use besides the context: the helpers and MiniJinja's own globals.
-const GLOBALS: &[&str] = &["secret", "range", "dict", "namespace", "debug", "loop", "self", "super"];
+const GLOBALS: &[&str] = &[
+    "secret",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "self",
+    "super",
+];
 
 pub struct Renderer {
     env: Environment<'static>,
@@ -33,7 +42,11 @@ impl Renderer {
                 .get(&name, len.unwrap_or(32))
                 .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
         });
-        Renderer { env, context: serde_json::Map::new(), used_secret }
+        Renderer {
+            env,
+            context: serde_json::Map::new(),
+            used_secret,
+        }
     }
 
     /// Make `name` visible to templates.
@@ -47,7 +60,10 @@ impl Renderer {
 
     /// Names a template refers to that are not defined; `Err` if it does not parse.
     pub fn undefined(&self, source: &str) -> Result<Vec<String>, String> {
-        let tmpl = self.env.template_from_str(source).map_err(|e| describe(&e))?;
+        let tmpl = self
+            .env
+            .template_from_str(source)
+            .map_err(|e| describe(&e))?;
         let mut missing: Vec<String> = tmpl
             .undeclared_variables(true)
             .into_iter()
@@ -59,17 +75,24 @@ impl Renderer {
 
     /// The top-level names a template refers to (for ordering variables).
     pub fn references(&self, source: &str) -> Result<Vec<String>, String> {
-        let tmpl = self.env.template_from_str(source).map_err(|e| describe(&e))?;
+        let tmpl = self
+            .env
+            .template_from_str(source)
+            .map_err(|e| describe(&e))?;
         Ok(tmpl.undeclared_variables(true).into_iter().collect())
     }
 
     fn defined(&self, path: &str) -> bool {
         let mut parts = path.split('.');
-        let Some(first) = parts.next() else { return true };
+        let Some(first) = parts.next() else {
+            return true;
+        };
         if GLOBALS.contains(&first) {
             return true;
         }
-        let Some(mut value) = self.context.get(first) else { return false };
+        let Some(mut value) = self.context.get(first) else {
+            return false;
+        };
         for p in parts {
             match value.get(p) {
                 Some(v) => value = v,
@@ -105,28 +128,47 @@ impl Renderer {
     /// Render one string. Strings without template syntax are returned as they are.
     pub fn render(&self, source: &str, name: &str) -> Result<Text, RenderError> {
         if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
-            return Ok(Text { value: source.to_string(), sensitive: false });
+            return Ok(Text {
+                value: source.to_string(),
+                sensitive: false,
+            });
         }
         let missing = self.undefined(source).map_err(RenderError::Syntax)?;
         if let Some(first) = missing.first() {
-            return Err(RenderError::Undefined { name: first.clone(), suggestion: self.suggest(first) });
+            return Err(RenderError::Undefined {
+                name: first.clone(),
+                suggestion: self.suggest(first),
+            });
         }
         self.used_secret.store(false, Ordering::SeqCst);
         let tmpl = self.env.template_from_named_str(name, source);
         let value = tmpl
             .and_then(|t| t.render(&self.context))
             .map_err(|e| RenderError::Failed(describe(&e)))?;
-        Ok(Text { value, sensitive: self.used_secret.load(Ordering::SeqCst) })
+        Ok(Text {
+            value,
+            sensitive: self.used_secret.load(Ordering::SeqCst),
+        })
     }
 
     /// Evaluate a `when` expression.
     pub fn truthy(&self, expr: &str) -> Result<bool, RenderError> {
-        let missing = self.undefined(&format!("{{{{ {expr} }}}}")).map_err(RenderError::Syntax)?;
+        let missing = self
+            .undefined(&format!("{{{{ {expr} }}}}"))
+            .map_err(RenderError::Syntax)?;
         if let Some(first) = missing.first() {
-            return Err(RenderError::Undefined { name: first.clone(), suggestion: self.suggest(first) });
+            return Err(RenderError::Undefined {
+                name: first.clone(),
+                suggestion: self.suggest(first),
+            });
         }
-        let e = self.env.compile_expression(expr).map_err(|e| RenderError::Syntax(describe(&e)))?;
-        let v = e.eval(&self.context).map_err(|e| RenderError::Failed(describe(&e)))?;
+        let e = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| RenderError::Syntax(describe(&e)))?;
+        let v = e
+            .eval(&self.context)
+            .map_err(|e| RenderError::Failed(describe(&e)))?;
         Ok(v.is_true())
     }
 }
@@ -134,8 +176,12 @@ impl Renderer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenderError {
     Syntax(String),
-    Undefined { name: String, suggestion: Option<String> },
+    Undefined {
+        name: String,
+        suggestion: Option<String>,
+    },
     Failed(String),
+    Cycle(String),
 }
 
 impl RenderError {
@@ -144,23 +190,34 @@ impl RenderError {
             RenderError::Syntax(m) => format!("bad template: {m}"),
             RenderError::Undefined { name, .. } => format!("undefined variable `{name}`"),
             RenderError::Failed(m) => format!("template failed: {m}"),
+            RenderError::Cycle(c) => format!("variables refer to each other in a cycle: {c}"),
         }
     }
     pub fn help(&self) -> Option<String> {
         match self {
-            RenderError::Undefined { suggestion: Some(s), .. } => Some(format!("did you mean `{s}`?")),
+            RenderError::Undefined {
+                suggestion: Some(s),
+                ..
+            } => Some(format!("did you mean `{s}`?")),
             RenderError::Undefined { name, .. } => {
                 Some(format!("define it in [vars] or pass --var {name}=VALUE"))
             }
-            RenderError::Syntax(_) => Some("templates use MiniJinja syntax: {{ name }}, {% if … %}".into()),
+            RenderError::Syntax(_) => {
+                Some("templates use MiniJinja syntax: {{ name }}, {% if … %}".into())
+            }
             RenderError::Failed(_) => None,
+            RenderError::Cycle(_) => {
+                Some("a variable cannot depend on itself, directly or through others".into())
+            }
         }
     }
 }
 
 /// minijinja's message without the template name and line noise.
 fn describe(e: &minijinja::Error) -> String {
-    let mut s = e.detail().map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
+    let mut s = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
     if let Some(line) = e.line() {
         if line > 1 {
             s.push_str(&format!(" (template line {line})"));
@@ -202,25 +259,30 @@ fn resolve_one(
     if let Some(pos) = stack.iter().position(|n| n == name) {
         let mut cycle: Vec<String> = stack[pos..].to_vec();
         cycle.push(name.to_string());
-        return Err((
-            stack[pos].clone(),
-            RenderError::Failed(format!("variables refer to each other in a cycle: {}", cycle.join(" → "))),
-        ));
+        return Err((stack[pos].clone(), RenderError::Cycle(cycle.join(" → "))));
     }
     let value = match &raw[name] {
         VarSource::Literal(v) => v.clone(),
         VarSource::Template(src) => {
             stack.push(name.to_string());
-            let refs = renderer.references(src).map_err(|e| (name.to_string(), RenderError::Syntax(e)))?;
+            let refs = renderer
+                .references(src)
+                .map_err(|e| (name.to_string(), RenderError::Syntax(e)))?;
             for r in refs {
                 let head = r.split('.').next().unwrap_or(&r);
-                let dep = if head == "vars" { r.split('.').nth(1).unwrap_or("") } else { head };
+                let dep = if head == "vars" {
+                    r.split('.').nth(1).unwrap_or("")
+                } else {
+                    head
+                };
                 if raw.contains_key(dep) {
                     resolve_one(renderer, raw, dep, done, stack)?;
                 }
             }
             stack.pop();
-            let text = renderer.render(src, &format!("vars.{name}")).map_err(|e| (name.to_string(), e))?;
+            let text = renderer
+                .render(src, &format!("vars.{name}"))
+                .map_err(|e| (name.to_string(), e))?;
             serde_json::Value::String(text.value)
         }
     };
@@ -237,7 +299,10 @@ mod tests {
     use crate::secrets::SecretMode;
 
     fn renderer() -> Renderer {
-        let store = Arc::new(SecretStore::new(std::path::Path::new("/nonexistent"), SecretMode::Ephemeral));
+        let store = Arc::new(SecretStore::new(
+            std::path::Path::new("/nonexistent"),
+            SecretMode::Ephemeral,
+        ));
         let mut r = Renderer::new(store);
         r.set("facts", serde_json::json!({"os": {"id": "debian"}}));
         r
@@ -247,9 +312,15 @@ mod tests {
     fn vars_refer_to_vars_in_any_order() {
         let mut r = renderer();
         let raw = BTreeMap::from([
-            ("domain".to_string(), VarSource::Template("dify{{ server_id }}.hostkey.in".into())),
+            (
+                "domain".to_string(),
+                VarSource::Template("dify{{ server_id }}.hostkey.in".into()),
+            ),
             ("server_id".to_string(), VarSource::Literal("42".into())),
-            ("url".to_string(), VarSource::Template("https://{{ vars.domain }}/".into())),
+            (
+                "url".to_string(),
+                VarSource::Template("https://{{ vars.domain }}/".into()),
+            ),
         ]);
         let vars = resolve_vars(&mut r, &raw).expect("resolves");
         assert_eq!(vars["url"], "https://dify42.hostkey.in/");
@@ -263,14 +334,23 @@ mod tests {
             ("b".to_string(), VarSource::Template("{{ a }}".into())),
         ]);
         let (_, err) = resolve_vars(&mut r, &raw).expect_err("cycle");
-        assert_eq!(err.message(), "template failed: variables refer to each other in a cycle: a → b → a");
+        assert_eq!(
+            err.message(),
+            "variables refer to each other in a cycle: a → b → a"
+        );
     }
 
     #[test]
     fn undefined_names_suggest_the_nearest() {
         let r = renderer();
         let err = r.render("{{ facts.os.idd }}", "x").expect_err("undefined");
-        assert_eq!(err, RenderError::Undefined { name: "facts.os.idd".into(), suggestion: Some("facts.os.id".into()) });
+        assert_eq!(
+            err,
+            RenderError::Undefined {
+                name: "facts.os.idd".into(),
+                suggestion: Some("facts.os.id".into())
+            }
+        );
     }
 
     #[test]
@@ -279,7 +359,11 @@ mod tests {
         let t = r.render("pw={{ secret('db', 16) }}", "x").expect("renders");
         assert!(t.sensitive);
         assert_eq!(t.value.len(), 3 + 16);
-        assert!(!r.render("{{ facts.os.id }}", "x").expect("renders").sensitive);
+        assert!(
+            !r.render("{{ facts.os.id }}", "x")
+                .expect("renders")
+                .sensitive
+        );
     }
 
     #[test]

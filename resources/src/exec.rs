@@ -1,0 +1,329 @@
+//! `exec`: the escape hatch. A command, guarded by `creates` (a path), `unless` / `onlyif`
+//! (commands whose exit status decides), or run only when notified (`refresh_only`).
+//!
+//! Guards are commands too, so `plan` runs them only when the manifest declares them read-only
+//! (`readonly_guards = true`); otherwise plan reports an honest "unknown". Output is captured
+//! (the last lines) into the report; a non-zero exit is a failure quoting them. Commands run on
+//! the machine itself, not chrooted into `--root`; `creates` is resolved under the root and the
+//! root is passed as `TEND_ROOT`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::AsyncReadExt;
+
+use crate::change::{Change, Drift};
+use crate::host::{Mutate, Probe};
+use crate::resource::{Applied, Kind, Resource, ResourceError};
+use crate::spec::{Fields, Span, Spanned, SpecError, Value};
+
+pub const KIND: Kind = Kind {
+    name: "exec",
+    summary: "a command, guarded by creates / unless / onlyif, or run only when notified",
+    build,
+};
+
+/// Lines of output kept in the report.
+const TAIL_LINES: usize = 20;
+
+#[derive(Debug, Clone)]
+struct Cmd {
+    argv: Vec<String>,
+    sensitive: bool,
+}
+
+impl Cmd {
+    fn shown(&self) -> String {
+        if self.sensitive {
+            crate::change::REDACTED.to_string()
+        } else {
+            self.argv.join(" ")
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Exec {
+    command: Cmd,
+    creates: Option<PathBuf>,
+    unless: Option<Cmd>,
+    onlyif: Option<Cmd>,
+    refresh_only: bool,
+    readonly_guards: bool,
+    cwd: Option<PathBuf>,
+    env: BTreeMap<String, String>,
+    timeout: Duration,
+    user: Option<String>,
+    /// An unguarded command is in sync once it has run in this apply.
+    ran: AtomicBool,
+}
+
+fn command(f: &mut Fields<'_>, name: &'static str) -> Result<Option<Cmd>, SpecError> {
+    match f.take(name) {
+        None => Ok(None),
+        Some(Spanned {
+            value: Value::Str(t),
+            ..
+        }) => Ok(Some(Cmd {
+            argv: vec!["/bin/sh".into(), "-c".into(), t.value],
+            sensitive: t.sensitive,
+        })),
+        Some(Spanned {
+            span,
+            value: Value::Array(items),
+        }) => {
+            let mut argv = Vec::new();
+            let mut sensitive = false;
+            for i in items {
+                match i.value {
+                    Value::Str(t) => {
+                        sensitive |= t.sensitive;
+                        argv.push(t.value);
+                    }
+                    other => return Err(bad_command(name, i.span, other.type_name())),
+                }
+            }
+            if argv.is_empty() {
+                return Err(SpecError::new(span, format!("`{name}` must not be empty")));
+            }
+            Ok(Some(Cmd { argv, sensitive }))
+        }
+        Some(other) => Err(bad_command(name, other.span, other.value.type_name())),
+    }
+}
+
+fn bad_command(name: &str, span: Span, found: &str) -> SpecError {
+    SpecError::new(span, format!("`{name}` must be a string (run by /bin/sh -c) or a list of strings (argv), found {found}"))
+}
+
+fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
+    let span = f.table_span();
+    let Some(cmd) = command(f, "command")? else {
+        return Err(SpecError::new(
+            span,
+            format!("{} is missing the required field `command`", f.address()),
+        )
+        .help("add `command = \"…\"` (run by /bin/sh -c) or `command = [\"argv0\", \"arg\"]`"));
+    };
+    let creates = f.path("creates")?.map(|(p, _)| p);
+    let unless = command(f, "unless")?;
+    let onlyif = command(f, "onlyif")?;
+    let refresh_only = f.bool("refresh_only")?.unwrap_or(false);
+    let readonly_guards = f.bool("readonly_guards")?.unwrap_or(false);
+    let cwd = f.path("cwd")?.map(|(p, _)| p);
+    let env = f
+        .string_table("env")?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v, _)| (k, v.value))
+        .collect();
+    let timeout = match f.int("timeout")? {
+        None => Duration::from_secs(300),
+        Some((secs, span)) if secs > 0 => {
+            let _ = span;
+            Duration::from_secs(secs.unsigned_abs())
+        }
+        Some((_, span)) => {
+            return Err(SpecError::new(
+                span,
+                "`timeout` must be a positive number of seconds",
+            ))
+        }
+    };
+    let user = f.string("user")?.map(|(t, _)| t.value);
+    if refresh_only && (creates.is_some() || unless.is_some() || onlyif.is_some()) {
+        return Err(SpecError::new(
+            f.span_of("refresh_only"),
+            "a refresh_only exec runs when notified; it takes no guard",
+        )
+        .help("remove creates / unless / onlyif, or refresh_only"));
+    }
+    Ok(Arc::new(Exec {
+        command: cmd,
+        creates,
+        unless,
+        onlyif,
+        refresh_only,
+        readonly_guards,
+        cwd,
+        env,
+        timeout,
+        user,
+        ran: AtomicBool::new(false),
+    }))
+}
+
+/// What a command did.
+struct Outcome {
+    status: Option<i32>,
+    tail: String,
+}
+
+impl Exec {
+    async fn run(&self, host: &Probe, cmd: &Cmd) -> Result<Outcome, ResourceError> {
+        let mut c = tokio::process::Command::new(&cmd.argv[0]);
+        c.args(&cmd.argv[1..])
+            .envs(&self.env)
+            .env("TEND_ROOT", host.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(cwd) = &self.cwd {
+            c.current_dir(host.real(cwd));
+        }
+        if let Some(user) = &self.user {
+            let uid = host.uid(user)?;
+            c.uid(uid);
+            c.gid(host.gid(user).unwrap_or(uid));
+        }
+        let mut child = c
+            .spawn()
+            .map_err(|e| ResourceError::Failed(format!("cannot start {}: {e}", cmd.argv[0])))?;
+        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+        let collect = async {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            // Both pipes at once: a command that fills stderr must not block on it.
+            let read_out = async {
+                if let Some(o) = out.as_mut() {
+                    let _ = o.read_to_end(&mut a).await;
+                }
+            };
+            let read_err = async {
+                if let Some(e) = err.as_mut() {
+                    let _ = e.read_to_end(&mut b).await;
+                }
+            };
+            tokio::join!(read_out, read_err);
+            let status = child.wait().await;
+            (a, b, status)
+        };
+        match tokio::time::timeout(self.timeout, collect).await {
+            Err(_) => Err(ResourceError::Failed(format!(
+                "`{}` did not finish within {} s and was killed",
+                cmd.shown(),
+                self.timeout.as_secs()
+            ))),
+            Ok((a, b, status)) => {
+                let status = status.map_err(|e| {
+                    ResourceError::Failed(format!("waiting for {}: {e}", cmd.argv[0]))
+                })?;
+                let mut text = String::from_utf8_lossy(&a).into_owned();
+                text.push_str(&String::from_utf8_lossy(&b));
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+                Ok(Outcome {
+                    status: status.code(),
+                    tail,
+                })
+            }
+        }
+    }
+
+    /// Whether the command needs to run, by its guards.
+    async fn needed(&self, host: &Probe) -> Result<Option<String>, ResourceError> {
+        if let Some(p) = &self.creates {
+            if host.metadata(p)?.is_some() {
+                return Ok(None);
+            }
+        }
+        let guards = self.unless.is_some() || self.onlyif.is_some();
+        if guards && host.dry_run() && !self.readonly_guards {
+            return Err(ResourceError::Unknown(
+                "unknown: guard not run in plan (set readonly_guards = true if unless/onlyif change nothing)".into(),
+            ));
+        }
+        if let Some(u) = &self.unless {
+            if self.run(host, u).await?.status == Some(0) {
+                return Ok(None);
+            }
+        }
+        if let Some(o) = &self.onlyif {
+            if self.run(host, o).await?.status != Some(0) {
+                return Ok(None);
+            }
+        }
+        let why = match (&self.creates, &self.unless, &self.onlyif) {
+            (Some(p), _, _) => format!("{} does not exist", p.display()),
+            (_, Some(u), _) => format!("`{}` failed", u.shown()),
+            (_, _, Some(o)) => format!("`{}` succeeded", o.shown()),
+            _ if self.ran.load(Ordering::SeqCst) => return Ok(None),
+            _ => "no guard: runs on every apply".into(),
+        };
+        Ok(Some(why))
+    }
+
+    async fn execute(&self, host: &Mutate) -> Result<Applied, ResourceError> {
+        let outcome = self.run(host.probe(), &self.command).await?;
+        self.ran.store(true, Ordering::SeqCst);
+        let mut applied = Applied::default();
+        match outcome.status {
+            Some(0) => {
+                if !outcome.tail.is_empty() {
+                    applied
+                        .notes
+                        .push(format!("output:\n{}", indent(&outcome.tail)));
+                }
+                Ok(applied)
+            }
+            status => Err(ResourceError::Failed(format!(
+                "`{}` exited with {}{}",
+                self.command.shown(),
+                status.map_or_else(|| "a signal".to_string(), |s| format!("status {s}")),
+                if outcome.tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(":\n{}", indent(&outcome.tail))
+                }
+            ))),
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[async_trait]
+impl Resource for Exec {
+    async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
+        if self.refresh_only {
+            return Ok(Drift::none());
+        }
+        Ok(match self.needed(host).await? {
+            None => Drift::none(),
+            Some(why) => {
+                let c = if self.command.sensitive {
+                    Change::sensitive("command", format!("run (sensitive): {why}"))
+                } else {
+                    Change::note("command", format!("run `{}`: {why}", self.command.shown()))
+                };
+                vec![c].into()
+            }
+        })
+    }
+
+    async fn apply(&self, host: &Mutate, _drift: &Drift) -> Result<Applied, ResourceError> {
+        self.execute(host).await
+    }
+
+    fn refreshable(&self) -> bool {
+        true
+    }
+
+    async fn refresh(&self, host: &Mutate) -> Result<Applied, ResourceError> {
+        // A guarded command that just ran needs no second run.
+        if !self.refresh_only && self.ran.load(Ordering::SeqCst) {
+            return Ok(Applied::default());
+        }
+        self.execute(host).await
+    }
+}

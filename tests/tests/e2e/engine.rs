@@ -1,0 +1,271 @@
+//! The engine: failures skip dependents and spare the rest, honest unknowns in plan,
+//! refreshes listed and run once, `--only`, "did not converge".
+
+use tend_tests::{resource, with_status, Sandbox};
+
+#[test]
+fn a_failure_skips_its_dependents_and_spares_unrelated_resources() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("/etc/broken")).expect("mkdir");
+    sb.write_manifest(
+        r#"
+[file.broken]
+path = "/etc/broken"
+content = "x"
+
+[file.dependent]
+path = "/etc/dependent"
+content = "y"
+requires = ["file.broken"]
+
+[file.transitive]
+path = "/etc/transitive"
+content = "z"
+requires = ["file.dependent"]
+
+[file.unrelated]
+path = "/etc/unrelated"
+content = "u"
+"#,
+    );
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 6, "changes and failures: {report:#}");
+    assert_eq!(with_status(&report, "failed"), ["file.broken"]);
+    assert_eq!(
+        with_status(&report, "skipped"),
+        ["file.dependent", "file.transitive"]
+    );
+    assert_eq!(
+        resource(&report, "file.dependent")["reason"],
+        "requires file.broken, which failed"
+    );
+    assert_eq!(
+        resource(&report, "file.transitive")["reason"],
+        "requires file.dependent, which was skipped"
+    );
+    assert_eq!(with_status(&report, "changed"), ["file.unrelated"]);
+    assert!(!sb.path("/etc/dependent").exists());
+    assert_eq!(sb.read("/etc/unrelated"), "u");
+
+    // Plan predicts the same.
+    let plan = sb.plan_json();
+    assert_eq!(
+        with_status(&plan, "skipped"),
+        ["file.dependent", "file.transitive"]
+    );
+    let human = sb.plan();
+    assert!(
+        human.stdout.contains("! file.broken failed: "),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains("s file.dependent requires file.broken, which failed"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn plan_on_an_empty_host_lists_creations_and_honest_unknowns() {
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        r#"
+[file.seed]
+path = "/opt/app/seed.txt"
+content = "seed"
+
+[file.copy]
+path = "/etc/app/copy.txt"
+source = "/opt/app/seed.txt"
+requires = ["file.seed"]
+"#,
+    );
+    let plan = sb.plan_json();
+    assert_eq!(plan["exit_code"], 2);
+    assert_eq!(with_status(&plan, "would_change"), ["file.seed"]);
+    assert_eq!(with_status(&plan, "may_change"), ["file.copy"]);
+    let reason = resource(&plan, "file.copy")["reason"]
+        .as_str()
+        .expect("reason")
+        .to_string();
+    assert!(
+        reason.starts_with(
+            "may change once its dependencies apply (file.seed would change first): source "
+        ),
+        "{reason}"
+    );
+    assert!(!sb.path("/opt").exists());
+
+    // Without the dependency, the same missing source is a failure, not an unknown.
+    sb.write_manifest(
+        "[file.copy]\npath = \"/etc/app/copy.txt\"\nsource = \"/opt/app/seed.txt\"\n",
+    );
+    let plan = sb.plan_json();
+    assert_eq!(plan["exit_code"], 4);
+    assert_eq!(with_status(&plan, "failed"), ["file.copy"]);
+}
+
+#[test]
+fn refreshes_are_listed_in_plan_and_run_once_in_apply() {
+    let sb = Sandbox::new();
+    let log = sb.path("/refresh.log");
+    sb.write_manifest(&format!(
+        r#"
+[file.a]
+path = "/etc/a"
+content = "a"
+notify = ["exec.reload"]
+
+[file.b]
+path = "/etc/b"
+content = "b"
+notify = ["exec.reload"]
+
+[exec.reload]
+command = "echo reloaded >> {}"
+refresh_only = true
+"#,
+        log.display()
+    ));
+    let plan = sb.plan_json();
+    let refresh = &resource(&plan, "exec.reload")["refresh"];
+    assert_eq!(refresh["status"], "would_run");
+    assert_eq!(
+        refresh["notified_by"],
+        serde_json::json!(["file.a", "file.b"])
+    );
+    assert!(!log.exists());
+
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2);
+    assert_eq!(resource(&report, "exec.reload")["refresh"]["status"], "ran");
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        "reloaded\n",
+        "exactly one refresh for two notifiers"
+    );
+
+    // Nothing changed: no refresh.
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 0);
+    assert!(resource(&report, "exec.reload").get("refresh").is_none());
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), "reloaded\n");
+
+    // One notifier changes: one more refresh, naming it.
+    sb.write("/etc/b", "tampered");
+    let (_, report) = sb.apply_json();
+    assert_eq!(
+        resource(&report, "exec.reload")["refresh"]["notified_by"],
+        serde_json::json!(["file.b"])
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        "reloaded\nreloaded\n"
+    );
+}
+
+#[test]
+fn only_applies_the_selection_and_checks_its_dependencies() {
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        r#"
+[directory.app]
+path = "/srv/app"
+
+[file.conf]
+path = "/srv/app/conf"
+content = "c"
+tags = ["web"]
+
+[file.elsewhere]
+path = "/etc/elsewhere"
+content = "e"
+"#,
+    );
+    // The dependency already exists but with the wrong mode: checked, reported, not applied.
+    std::fs::create_dir_all(sb.path("/srv/app")).expect("mkdir");
+    sb.set_mode("/srv/app", 0o700);
+    let r = sb.tend("apply", &["--only", "tag:web", "--format", "json"]);
+    let report = r.json();
+    assert_eq!(r.code, 2);
+    assert_eq!(with_status(&report, "changed"), ["file.conf"]);
+    assert_eq!(with_status(&report, "excluded"), ["file.elsewhere"]);
+    assert!(!sb.path("/etc/elsewhere").exists());
+
+    let r = sb.tend("plan", &["--only", "file.conf", "--format", "json"]);
+    assert_eq!(r.json()["summary"]["in_sync"], 2, "{}", r.stdout);
+
+    let bad = sb.tend("plan", &["--only", "file.cnof"]);
+    assert_eq!(bad.code, 1);
+    assert_eq!(
+        bad.stderr.trim(),
+        "--only file.cnof matches no resource in the manifest; did you mean `file.conf`?"
+    );
+}
+
+#[test]
+fn drift_that_apply_cannot_fix_is_did_not_converge() {
+    let sb = Sandbox::new();
+    // The command succeeds but never creates what its guard looks for.
+    sb.write_manifest("[exec.lazy]\ncommand = \"true\"\ncreates = \"/var/done\"\n\n[file.fine]\npath = \"/etc/fine\"\ncontent = \"f\"\n");
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 6);
+    let err = resource(&report, "exec.lazy")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert_eq!(
+        err,
+        "did not converge: still run `/bin/sh -c true`: /var/done does not exist"
+    );
+    assert_eq!(with_status(&report, "changed"), ["file.fine"]);
+}
+
+#[test]
+fn when_false_excludes_a_resource() {
+    let sb = Sandbox::new();
+    sb.write("/etc/os-release", "ID=debian\nVERSION_CODENAME=bookworm\n");
+    sb.write_manifest(
+        r#"
+[file.debian]
+path = "/etc/debian-only"
+content = "{{ facts.os.codename }}"
+when = "facts.os.id == 'debian'"
+
+[file.ubuntu]
+path = "/etc/ubuntu-only"
+content = "u"
+when = "facts.os.id == 'ubuntu'"
+"#,
+    );
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2);
+    assert_eq!(sb.read("/etc/debian-only"), "bookworm");
+    assert!(!sb.path("/etc/ubuntu-only").exists());
+    assert_eq!(
+        resource(&report, "file.ubuntu")["reason"],
+        "`when` is false"
+    );
+}
+
+#[test]
+fn independent_resources_run_concurrently_and_all_converge() {
+    let sb = Sandbox::new();
+    let mut m = String::new();
+    for i in 0..200 {
+        m.push_str(&format!(
+            "[file.f{i}]\npath = \"/many/d{}/f{i}\"\ncontent = \"{i}\"\n",
+            i % 7
+        ));
+    }
+    sb.write_manifest(&m);
+    let r = sb.tend("apply", &["--jobs", "8", "--format", "json"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.json()["summary"]["changed"], 200);
+    let r = sb.tend("apply", &["--jobs", "8", "--format", "json"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["summary"]["in_sync"], 200);
+}

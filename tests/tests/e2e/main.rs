@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `tend` binary against `--root` sandboxes. One binary (as ripgrep
+//! does), one module per area.
+
+mod cli;
+mod directory;
+mod engine;
+mod errors;
+mod exec;
+mod file;
+mod secrets;

@@ -1,0 +1,66 @@
+//! Secrets: generated once, stable, private, and never in any output.
+
+use tend_tests::Sandbox;
+
+#[test]
+fn secret_values_never_reach_output_and_stay_stable() {
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        r#"
+[file.env]
+path = "/srv/app.env"
+content = "DB_PASSWORD={{ secret('db_password', 24) }}\n"
+mode = "0600"
+
+[file.leaky]
+path = "/srv/leaky.txt"
+content = "not marked: {{ secret('db_password', 24) }}\n"
+
+[exec.uses]
+command = "echo password is {{ secret('db_password', 24) }}"
+creates = "/never"
+"#,
+    );
+    let report_file = sb.dir.path().join("report.json");
+    let plan = sb.tend(
+        "plan",
+        &["--report", report_file.to_str().expect("utf8"), "-vv"],
+    );
+    let apply = sb.tend("apply", &["-vv"]);
+    let apply_json = sb.tend(
+        "apply",
+        &["--format", "json", "--log-format", "json", "-vv"],
+    );
+    let secret =
+        std::fs::read_to_string(sb.state_dir().join("secrets/db_password")).expect("stored secret");
+    assert_eq!(secret.len(), 24);
+    assert_eq!(sb.read("/srv/app.env"), format!("DB_PASSWORD={secret}\n"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(sb.state_dir().join("secrets/db_password"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let last_run = std::fs::read_to_string(sb.state_dir().join("last-run.json")).expect("last-run");
+    let report = std::fs::read_to_string(&report_file).expect("report");
+    for (what, text) in [
+        ("plan stdout", &plan.stdout),
+        ("plan stderr", &plan.stderr),
+        ("apply stdout", &apply.stdout),
+        ("apply stderr", &apply.stderr),
+        ("json stdout", &apply_json.stdout),
+        ("json stderr", &apply_json.stderr),
+        ("last-run.json", &last_run),
+        ("report", &report),
+    ] {
+        assert!(!text.contains(&secret), "{what} leaks the secret:\n{text}");
+    }
+    assert!(apply.stdout.contains("(sensitive)"), "{}", apply.stdout);
+    // The secret stays the same on later runs: the file is in sync.
+    let again = sb.plan_json();
+    assert_eq!(
+        tend_tests::resource(&again, "file.env")["status"],
+        "in_sync"
+    );
+}
