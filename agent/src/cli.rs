@@ -36,11 +36,25 @@ pub enum Command {
     Check(ManifestArgs),
     /// Print the dependency graph in Graphviz DOT.
     Graph(ManifestArgs),
+    /// Look at what other programs read.
+    #[command(subcommand)]
+    Inspect(Inspect),
     /// Print the facts templates see, as JSON.
     Facts {
         /// Read the facts of the system under DIR.
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Inspect {
+    /// The keys and values docker compose reads from a .env file, after its expansion rules and
+    /// with this process's environment consulted first, as JSON. Exit 1, naming the line, on a
+    /// file compose would reject.
+    Env {
+        /// The .env file.
+        file: PathBuf,
     },
 }
 

@@ -96,6 +96,21 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
             print!("{}", g.to_dot(&m));
             Ok(0)
         }
+        Command::Inspect(cli::Inspect::Env { file }) => {
+            let text = std::fs::read(file)
+                .map_err(|e| StartError::Other(format!("cannot read {}: {e}", file.display())))?;
+            let text = String::from_utf8_lossy(&text);
+            let env = |k: &str| std::env::var(k).ok();
+            let values = tend_resources::dotenv::parse(&text)
+                .and_then(|doc| tend_resources::dotenv::evaluate(&doc, &env))
+                .map_err(|e| StartError::Other(format!("{}: {e}", file.display())))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&values)
+                    .map_err(|e| StartError::Other(e.to_string()))?
+            );
+            Ok(0)
+        }
         Command::Facts { root } => {
             let f = facts::Facts::gather(root.as_deref().unwrap_or(Path::new("/")));
             println!(

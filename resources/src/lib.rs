@@ -8,7 +8,7 @@
 //!   values and diffs, and sensitive changes that hold no value at all;
 //! - [`spec`]: [`Fields`], the typed, span-carrying view of one manifest table that a provider
 //!   builds itself from (unknown fields and wrong types become located errors);
-//! - one module per provider: [`file`], [`directory`], [`exec`].
+//! - one module per provider: [`file`], [`directory`], [`env_file`] (with the [`dotenv`] parser), [`exec`].
 //!
 //! Adding a kind: write a module with a type implementing [`Resource`] and a `build` function
 //! from [`Fields`], then add it to [`KINDS`].
@@ -16,6 +16,8 @@
 pub mod attrs;
 pub mod change;
 pub mod directory;
+pub mod dotenv;
+pub mod env_file;
 pub mod exec;
 pub mod file;
 pub mod host;
@@ -28,7 +30,7 @@ pub use resource::{Applied, Kind, Resource, ResourceError};
 pub use spec::{BuildContext, Fields, SpecError};
 
 /// Every resource kind tend knows, in the order docs list them.
-pub static KINDS: &[Kind] = &[file::KIND, directory::KIND, exec::KIND];
+pub static KINDS: &[Kind] = &[file::KIND, directory::KIND, env_file::KIND, exec::KIND];
 
 /// The kind named `name`.
 pub fn kind(name: &str) -> Option<&'static Kind> {

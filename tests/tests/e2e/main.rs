@@ -4,6 +4,7 @@
 mod cli;
 mod directory;
 mod engine;
+mod env_file;
 mod errors;
 mod exec;
 mod file;
