@@ -36,6 +36,8 @@ pub enum Command {
     Check(ManifestArgs),
     /// Print the dependency graph in Graphviz DOT.
     Graph(ManifestArgs),
+    /// Put back a file's content from the backups tend kept before replacing or removing it.
+    Restore(RestoreArgs),
     /// Look at what other programs read.
     #[command(subcommand)]
     Inspect(Inspect),
@@ -45,6 +47,24 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The file, as the manifest names it.
+    pub path: PathBuf,
+    /// The backup to restore: a sha256 or a unique prefix of one [default: the newest].
+    #[arg(long, value_name = "SHA")]
+    pub from: Option<String>,
+    /// List the backups of PATH, newest first, and change nothing.
+    #[arg(long)]
+    pub list: bool,
+    /// Resolve PATH (and the default state directory) under DIR.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// The state directory [default: ROOT/var/lib/tend].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +123,9 @@ pub struct ApplyArgs {
     /// Wait up to SECS for another run's lock before giving up (exit 1).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub lock_wait: u64,
+    /// Backups of replaced files kept per path in the state directory.
+    #[arg(long, value_name = "N", default_value_t = tend_resources::host::DEFAULT_KEEP_BACKUPS)]
+    pub keep_backups: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::graph::Graph;
+use crate::journal::Journal;
 use crate::manifest::Manifest;
 use crate::report::{Refresh, RefreshStatus, ResourceReport, Status};
 
@@ -116,6 +117,7 @@ pub async fn plan(
     sel: &Selection,
     probe: Probe,
     jobs: usize,
+    owed: &std::collections::BTreeMap<String, Vec<String>>,
 ) -> Vec<ResourceReport> {
     let n = m.resources.len();
     let limit = Arc::new(Semaphore::new(jobs.max(1)));
@@ -203,7 +205,25 @@ pub async fn plan(
         reports[i] = Some(report);
     }
 
-    // The refreshes apply would run.
+    // The refreshes apply would run: owed by an interrupted run, then triggered by this one.
+    for (i, d) in m.resources.iter().enumerate() {
+        let Some(by) = owed.get(&d.address) else {
+            continue;
+        };
+        if let Some(target) = reports[i].as_mut().filter(|r| {
+            sel.selected[i] && r.status != Status::Failed && r.status != Status::Skipped
+        }) {
+            let by = by
+                .iter()
+                .map(|n| format!("{n} {}", crate::journal::CARRIED_OVER))
+                .collect();
+            target.refresh = Some(Refresh {
+                notified_by: by,
+                status: RefreshStatus::WouldRun,
+                error: None,
+            });
+        }
+    }
     for &i in &g.order {
         let notifier_changes = reports[i].as_ref().is_some_and(|r| {
             sel.selected[i] && matches!(r.status, Status::WouldChange | Status::MayChange)
@@ -254,13 +274,24 @@ impl Reorder for Vec<ResourceReport> {
 }
 
 /// One resource's apply: check, apply the drift, verify, refresh.
-async fn converge(
-    resource: Arc<dyn Resource>,
-    mut report: ResourceReport,
+/// What one resource's task needs besides the resource.
+struct Task {
+    report: ResourceReport,
     selected: bool,
     notified_by: Vec<String>,
-    host: Mutate,
-) -> ResourceReport {
+    /// Addresses this resource notifies when it changes.
+    notifies: Vec<String>,
+    journal: Arc<Journal>,
+}
+
+async fn converge(resource: Arc<dyn Resource>, task: Task, host: Mutate) -> ResourceReport {
+    let Task {
+        mut report,
+        selected,
+        notified_by,
+        notifies,
+        journal,
+    } = task;
     let t = Instant::now();
     match resource.check(host.probe()).await {
         Err(e) => {
@@ -276,7 +307,19 @@ async fn converge(
         Ok(drift) => {
             tracing::info!(resource = %report.address, changes = drift.changes.len(), "applying");
             report.changes = drift.changes.clone();
-            match resource.apply(&host, &drift).await {
+            // The refreshes this change owes are on disk before anything changes.
+            let journaled = if notifies.is_empty() {
+                Ok(())
+            } else {
+                journal.add(&notifies, &report.address)
+            };
+            let applied = match journaled {
+                Ok(()) => resource.apply(&host, &drift).await,
+                Err(e) => Err(ResourceError::Failed(format!(
+                    "cannot journal the refreshes it owes, so nothing was changed: {e}"
+                ))),
+            };
+            match applied {
                 Err(e) => {
                     report.status = Status::Failed;
                     report.error = Some(e.to_string());
@@ -314,7 +357,15 @@ async fn converge(
             error: None,
         };
         match resource.refresh(&host).await {
-            Ok(applied) => report.notes.extend(applied.notes),
+            Ok(applied) => {
+                report.notes.extend(applied.notes);
+                if let Err(e) = journal.clear(&report.address) {
+                    tracing::error!(
+                        "cannot clear {} from the refresh journal: {e}",
+                        report.address
+                    );
+                }
+            }
             Err(e) => {
                 refresh.status = RefreshStatus::Failed;
                 refresh.error = Some(e.to_string());
@@ -335,6 +386,7 @@ pub async fn apply(
     sel: &Selection,
     host: Mutate,
     jobs: usize,
+    journal: Arc<Journal>,
 ) -> Vec<ResourceReport> {
     let n = m.resources.len();
     let mut waiting: Vec<usize> = g.deps.iter().map(Vec::len).collect();
@@ -345,6 +397,14 @@ pub async fn apply(
         }
     }
     let mut notified: Vec<Vec<String>> = vec![Vec::new(); n];
+    for (i, d) in m.resources.iter().enumerate() {
+        if let Some(by) = journal.pending().get(&d.address) {
+            notified[i].extend(
+                by.iter()
+                    .map(|n| format!("{n} {}", crate::journal::CARRIED_OVER)),
+            );
+        }
+    }
     let mut reports: Vec<Option<ResourceReport>> = vec![None; n];
     let mut ready: std::collections::BTreeSet<usize> =
         (0..n).filter(|&i| waiting[i] == 0).collect();
@@ -374,15 +434,22 @@ pub async fn apply(
                 continue;
             }
             let resource = m.resources[i].resource.clone();
-            let report = base_report(m, i, Status::InSync);
-            let by = std::mem::take(&mut notified[i]);
+            let task = Task {
+                report: base_report(m, i, Status::InSync),
+                selected: sel.selected[i],
+                notified_by: std::mem::take(&mut notified[i]),
+                notifies: g.notifies[i]
+                    .iter()
+                    .map(|&t| m.resources[t].address.clone())
+                    .collect(),
+                journal: journal.clone(),
+            };
             let host = host.clone();
             let limit = limit.clone();
-            let selected = sel.selected[i];
             running += 1;
             set.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                (i, converge(resource, report, selected, by, host).await)
+                (i, converge(resource, task, host).await)
             });
         }
         if running == 0 {

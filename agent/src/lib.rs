@@ -16,6 +16,7 @@ pub mod cli;
 pub mod executor;
 pub mod facts;
 pub mod graph;
+pub mod journal;
 pub mod manifest;
 pub mod printer;
 pub mod report;
@@ -96,6 +97,7 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
             print!("{}", g.to_dot(&m));
             Ok(0)
         }
+        Command::Restore(args) => restore(args, cli.quiet),
         Command::Inspect(cli::Inspect::Env { file }) => {
             let text = std::fs::read(file)
                 .map_err(|e| StartError::Other(format!("cannot read {}: {e}", file.display())))?;
@@ -199,10 +201,38 @@ fn run_engine(cli: &Cli, run: &RunArgs, apply: Option<&cli::ApplyArgs>) -> Resul
         .build()
         .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))?;
     let root = root_of(&run.manifest);
-    let probe = Probe::new(&root, &state_dir);
-    let resources = match mode {
-        Mode::Plan => runtime.block_on(executor::plan(&m, &g, &sel, probe, jobs)),
-        Mode::Apply => runtime.block_on(executor::apply(&m, &g, &sel, Mutate::new(probe), jobs)),
+    let key = state::host_key(&state_dir, apply.is_some()).map_err(|e| {
+        StartError::Other(format!(
+            "cannot read the host key in {}: {e}",
+            state_dir.display()
+        ))
+    })?;
+    // Plan on a host that never ran apply: fingerprints with a throwaway key (they show that
+    // something changes, but do not compare across runs).
+    let key = key.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
+    let probe = Probe::with_key(&root, &state_dir, key);
+    let journal = journal::Journal::load(&state_dir)
+        .map_err(|e| StartError::Other(format!("cannot read the refresh journal: {e}")))?;
+    let resources = match apply {
+        None => runtime.block_on(executor::plan(
+            &m,
+            &g,
+            &sel,
+            probe,
+            jobs,
+            &journal.pending(),
+        )),
+        Some(a) => {
+            let host = Mutate::new(probe).keep_backups(a.keep_backups);
+            runtime.block_on(executor::apply(
+                &m,
+                &g,
+                &sel,
+                host,
+                jobs,
+                std::sync::Arc::new(journal),
+            ))
+        }
     };
     let summary = Summary::of(&resources);
     let exit_code = summary.exit_code();
@@ -254,4 +284,104 @@ fn run_engine(cli: &Cli, run: &RunArgs, apply: Option<&cli::ApplyArgs>) -> Resul
         }
     }
     Ok(exit_code)
+}
+
+/// `tend restore`: put a backup back, keeping the current content as a backup in turn.
+fn restore(args: &cli::RestoreArgs, quiet: bool) -> Result<i32, StartError> {
+    use std::os::unix::fs::MetadataExt;
+    use tend_resources::host::{mode_of, Attrs, BackupStore};
+    let root = args
+        .root
+        .as_deref()
+        .map_or_else(|| PathBuf::from("/"), absolute);
+    let state_dir = args
+        .state_dir
+        .as_deref()
+        .map_or_else(|| root.join("var/lib/tend"), absolute);
+    let probe = Probe::new(&root, &state_dir);
+    let real = probe.real(&args.path);
+    let store = BackupStore::new(&state_dir);
+    let mut entries = store
+        .entries(&real)
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    entries.reverse();
+    if entries.is_empty() {
+        return Err(StartError::Other(format!(
+            "no backups of {} in {}",
+            real.display(),
+            state_dir.display()
+        )));
+    }
+    let when = |t: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t))
+            .to_string()
+    };
+    if args.list {
+        for e in &entries {
+            println!("{}  {}", e.sha256, when(e.unix_time));
+        }
+        return Ok(0);
+    }
+    let chosen = match &args.from {
+        None => entries[0].clone(),
+        Some(prefix) => {
+            let hits: Vec<_> = entries
+                .iter()
+                .filter(|e| e.sha256.starts_with(prefix.as_str()))
+                .collect();
+            match hits.as_slice() {
+                [one] => (*one).clone(),
+                [] => {
+                    return Err(StartError::Other(format!(
+                        "no backup of {} matches {prefix}; `tend restore {} --list` shows them",
+                        real.display(),
+                        args.path.display()
+                    )))
+                }
+                _ => {
+                    return Err(StartError::Other(format!(
+                        "{prefix} matches {} backups; give more digits",
+                        hits.len()
+                    )))
+                }
+            }
+        }
+    };
+    let _lock = state::RunLock::acquire(&state_dir, Duration::ZERO)?;
+    let content = std::fs::read(store.blob(&chosen.sha256))
+        .map_err(|e| StartError::Other(format!("cannot read backup {}: {e}", chosen.sha256)))?;
+    let host = Mutate::new(probe);
+    let meta = host
+        .metadata(&args.path)
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let attrs = match &meta {
+        Some(m) => Attrs {
+            mode: Some(mode_of(m)),
+            uid: Some(m.uid()),
+            gid: Some(m.gid()),
+        },
+        // The backup does not record the old mode: the safe one.
+        None => Attrs {
+            mode: Some(0o600),
+            uid: None,
+            gid: None,
+        },
+    };
+    let kept = host
+        .backup(&args.path)
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    host.write_atomic(&args.path, &content, attrs)
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    if !quiet {
+        println!(
+            "restored {} from backup {} (taken {})",
+            real.display(),
+            chosen.sha256,
+            when(chosen.unix_time)
+        );
+        if let Some(k) = kept {
+            println!("the content it replaced is kept in {}", k.display());
+        }
+    }
+    Ok(0)
 }

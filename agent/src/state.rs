@@ -102,6 +102,40 @@ impl RunLock {
     }
 }
 
+/// The host's key for secret fingerprints (`STATE/host.key`, 32 random bytes, mode 0600).
+/// `create` (apply) makes it when missing; otherwise a missing key gives `None`.
+pub fn host_key(state_dir: &Path, create: bool) -> io::Result<Option<Vec<u8>>> {
+    let path = state_dir.join("host.key");
+    match fs::read(&path) {
+        Ok(k) if k.len() == 32 => return Ok(Some(k)),
+        Ok(_) => {
+            return Err(io::Error::other(format!(
+                "{} is not a 32-byte key",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if !create {
+        return Ok(None);
+    }
+    ensure_private_dir(state_dir)?;
+    let key: [u8; 32] = rand::random();
+    let m = Mutate::new(Probe::new("/", state_dir));
+    m.write_atomic(
+        &path,
+        &key,
+        Attrs {
+            mode: Some(0o600),
+            uid: None,
+            gid: None,
+        },
+    )
+    .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(Some(key.to_vec()))
+}
+
 /// Write `last-run.json` atomically, mode 0600.
 pub fn write_last_run(state_dir: &Path, json: &str) -> io::Result<()> {
     ensure_private_dir(state_dir)?;

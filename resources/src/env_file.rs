@@ -150,10 +150,14 @@ impl EnvFile {
         })
     }
 
-    fn key_change(&self, key: &Key, old: Option<&String>) -> Change {
+    fn key_change(&self, host: &Probe, key: &Key, old: Option<&String>) -> Change {
         if key.sensitive {
-            let what = if old.is_some() { "changed" } else { "set" };
-            Change::sensitive(&key.name, format!("{}: (sensitive) {what}", key.name))
+            let old = old.map_or_else(|| "(unset)".to_string(), |o| host.fingerprint(o.as_bytes()));
+            let new = host.fingerprint(key.value.as_bytes());
+            Change::sensitive(
+                &key.name,
+                format!("{}: (sensitive) {old} → {new}", key.name),
+            )
         } else {
             let c = Change::new(&key.name, old.cloned(), Some(key.value.clone()));
             Change {
@@ -298,7 +302,7 @@ impl Resource for EnvFile {
             .chain(self.on_create.iter().filter(|_| creating));
         for k in keys {
             if values.get(&k.name) != Some(&k.value) {
-                drift.push(self.key_change(k, values.get(&k.name)));
+                drift.push(self.key_change(host, k, values.get(&k.name)));
             }
         }
         for k in &self.absent {

@@ -121,14 +121,21 @@ impl File {
         }
     }
 
-    fn content_change(&self, old: &[u8], new: &[u8]) -> Change {
+    fn content_change(&self, host: &Probe, old: &[u8], new: &[u8]) -> Change {
         let summary = format!(
             "sha256 {} → {}",
             short(&sha256_hex(old)),
             short(&sha256_hex(new))
         );
         if self.sensitive {
-            return Change::sensitive("content", "content changed (sensitive)");
+            return Change::sensitive(
+                "content",
+                format!(
+                    "content: (sensitive) {} → {}",
+                    host.fingerprint(old),
+                    host.fingerprint(new)
+                ),
+            );
         }
         let c = Change::new(
             "content",
@@ -197,7 +204,8 @@ impl Resource for File {
             if let Some(new) = &desired {
                 if self.sensitive {
                     c.sensitive = true;
-                    c.description.push_str(", content (sensitive)");
+                    c.description
+                        .push_str(&format!(", content (sensitive) {}", host.fingerprint(new)));
                 } else if let Ok(text) = std::str::from_utf8(new) {
                     c = c.with_diff(&self.path.to_string_lossy(), "", text);
                 } else {
@@ -210,7 +218,7 @@ impl Resource for File {
         if let Some(new) = desired {
             let old = host.read(&self.path)?.unwrap_or_default();
             if old != new {
-                drift.push(self.content_change(&old, &new));
+                drift.push(self.content_change(host, &old, &new));
             }
         }
         self.attrs.check(host, &meta, &mut drift)?;

@@ -49,6 +49,8 @@ pub struct Probe {
 struct ProbeInner {
     root: PathBuf,
     state_dir: PathBuf,
+    /// Key of the secret fingerprints (see [`crate::fingerprint`]).
+    fingerprint_key: Vec<u8>,
     passwd: OnceLock<HashMap<String, u32>>,
     group: OnceLock<HashMap<String, u32>>,
 }
@@ -56,15 +58,31 @@ struct ProbeInner {
 impl Probe {
     /// `root` is `/` on a real host; `state_dir` is the real path of tend's state directory.
     pub fn new(root: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Probe {
+        Probe::with_key(root, state_dir, rand::random::<[u8; 32]>().to_vec())
+    }
+
+    /// A probe whose secret fingerprints use `key` (the host's key from the state directory, so
+    /// fingerprints are comparable across runs).
+    pub fn with_key(
+        root: impl Into<PathBuf>,
+        state_dir: impl Into<PathBuf>,
+        key: Vec<u8>,
+    ) -> Probe {
         Probe {
             inner: Arc::new(ProbeInner {
                 root: root.into(),
                 state_dir: state_dir.into(),
+                fingerprint_key: key,
                 passwd: OnceLock::new(),
                 group: OnceLock::new(),
             }),
             dry_run: true,
         }
+    }
+
+    /// `ab12…`: a fingerprint of a secret value that shows it changed without revealing it.
+    pub fn fingerprint(&self, value: &[u8]) -> String {
+        crate::fingerprint::short(&self.inner.fingerprint_key, value)
     }
 
     /// True in `plan`: providers must not run anything whose effects they cannot vouch for
@@ -171,6 +189,7 @@ impl Probe {
 #[derive(Debug, Clone)]
 pub struct Mutate {
     probe: Probe,
+    keep_backups: usize,
 }
 
 impl Deref for Mutate {
@@ -194,6 +213,8 @@ pub const DEFAULT_FILE_MODE: u32 = 0o644;
 pub const DEFAULT_DIR_MODE: u32 = 0o755;
 /// Prefix of tend's temporary files, so leftovers of a killed run can be recognised.
 pub const TEMP_PREFIX: &str = ".tend-tmp.";
+/// Backups kept per path unless `--keep-backups` says otherwise.
+pub const DEFAULT_KEEP_BACKUPS: usize = 5;
 
 impl Mutate {
     /// Only the engine calls this, in apply mode.
@@ -203,7 +224,40 @@ impl Mutate {
                 dry_run: false,
                 ..probe
             },
+            keep_backups: DEFAULT_KEEP_BACKUPS,
         }
+    }
+
+    /// How many backups to keep per path (older ones are pruned).
+    pub fn keep_backups(mut self, n: usize) -> Mutate {
+        self.keep_backups = n;
+        self
+    }
+
+    /// Refuse to write through a directory that another user could redirect: a symlink among the
+    /// parents (inside the root) owned by neither root nor us.
+    fn guard_parents(&self, real: &Path) -> HostResult<()> {
+        let me = nix::unistd::geteuid().as_raw();
+        let mut dir = real.parent();
+        while let Some(d) = dir {
+            if d == self.root() || !d.starts_with(self.root()) {
+                break;
+            }
+            if let Ok(meta) = fs::symlink_metadata(d) {
+                if meta.file_type().is_symlink() && meta.uid() != 0 && meta.uid() != me {
+                    return Err(HostError::new(
+                        "write through",
+                        d,
+                        io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            format!("it is a symlink owned by uid {}, who could redirect the write; refusing", meta.uid()),
+                        ),
+                    ));
+                }
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 
     pub fn probe(&self) -> &Probe {
@@ -215,6 +269,7 @@ impl Mutate {
     /// the directory is fsynced. A crash leaves the old file or the new one, never a mix.
     pub fn write_atomic(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()> {
         let real = self.real(path);
+        self.guard_parents(&real)?;
         let dir = real
             .parent()
             .map(Path::to_path_buf)
@@ -223,18 +278,28 @@ impl Mutate {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(
-            "{TEMP_PREFIX}{name}.{:016x}",
-            rand::random::<u64>()
-        ));
+        // One fixed temporary name per target: a run killed mid-write leaves at most this one
+        // file, and the next write of the same target (runs hold the lock) replaces it.
+        let tmp = dir.join(format!("{TEMP_PREFIX}{name}"));
         let mode = attrs.mode.unwrap_or(DEFAULT_FILE_MODE);
         let result = (|| -> io::Result<()> {
-            // 0o600 at creation: nobody else can open it before the final owner and mode are set.
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
+            // 0o600 at creation: nobody else can open it before the final owner and mode are
+            // set. O_NOFOLLOW: a symlink planted under the temporary name is not followed.
+            let open = || {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .open(&tmp)
+            };
+            let mut f = match open() {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    fs::remove_file(&tmp)?;
+                    open()?
+                }
+                other => other?,
+            };
             if attrs.uid.is_some() || attrs.gid.is_some() {
                 std::os::unix::fs::fchown(&f, attrs.uid, attrs.gid)?;
             }
@@ -267,6 +332,7 @@ impl Mutate {
     /// Create a directory (and its missing parents, with the default mode).
     pub fn create_dir(&self, path: &Path, attrs: Attrs) -> HostResult<()> {
         let real = self.real(path);
+        self.guard_parents(&real)?;
         if let Some(parent) = real.parent() {
             fs::create_dir_all(parent).map_err(|e| HostError::new("create", parent, e))?;
         }
@@ -294,6 +360,7 @@ impl Mutate {
 
     pub fn remove_file(&self, path: &Path) -> HostResult<()> {
         let real = self.real(path);
+        self.guard_parents(&real)?;
         fs::remove_file(&real).map_err(|e| HostError::new("remove", real.clone(), e))?;
         if let Some(dir) = real.parent() {
             File::open(dir)
@@ -309,23 +376,18 @@ impl Mutate {
     }
 
     /// Keep the current content of `path` in the state directory before it is replaced or
-    /// removed: `backups/<sha256>` (content-addressed, written once). Returns that path, or
-    /// `None` when there is no file.
+    /// removed: `backups/<sha256>` (content-addressed, written once, mode 0600), recorded in the
+    /// path's index `backups/index/<sha256 of the path>`; only the newest `keep_backups` entries
+    /// of a path are kept, and contents no index names any more are deleted. Returns the backup,
+    /// or `None` when there is no file.
     pub fn backup(&self, path: &Path) -> HostResult<Option<PathBuf>> {
         let Some(old) = self.read(path)? else {
             return Ok(None);
         };
         let sum = sha256_hex(&old);
-        let dir = self.state_dir().join("backups");
-        if !dir.exists() {
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| HostError::new("create", dir.clone(), e))?;
-        }
-        let dest = dir.join(&sum);
+        let store = BackupStore::new(self.state_dir());
+        store.ensure()?;
+        let dest = store.blob(&sum);
         if !dest.exists() {
             let staging = Mutate::new(Probe::new("/", self.state_dir()));
             staging.write_atomic(
@@ -338,7 +400,122 @@ impl Mutate {
                 },
             )?;
         }
+        store.record(&self.real(path), &sum, self.keep_backups)?;
         Ok(Some(dest))
+    }
+}
+
+/// One backup of a path: when it was taken and which content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupEntry {
+    pub unix_time: u64,
+    pub sha256: String,
+}
+
+/// The backups in a state directory.
+#[derive(Debug, Clone)]
+pub struct BackupStore {
+    dir: PathBuf,
+}
+
+impl BackupStore {
+    pub fn new(state_dir: &Path) -> BackupStore {
+        BackupStore {
+            dir: state_dir.join("backups"),
+        }
+    }
+
+    fn ensure(&self) -> HostResult<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        for d in [self.dir.clone(), self.dir.join("index")] {
+            if !d.exists() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&d)
+                    .map_err(|e| HostError::new("create", d.clone(), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn blob(&self, sha256: &str) -> PathBuf {
+        self.dir.join(sha256)
+    }
+
+    fn index_of(&self, real: &Path) -> PathBuf {
+        self.dir
+            .join("index")
+            .join(sha256_hex(real.as_os_str().as_encoded_bytes()))
+    }
+
+    /// The backups of the file at `real` (its real path), oldest first.
+    pub fn entries(&self, real: &Path) -> HostResult<Vec<BackupEntry>> {
+        let index = self.index_of(real);
+        let text = match fs::read_to_string(&index) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(HostError::new("read", index, e)),
+        };
+        Ok(text
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (t, sum) = l.split_once(' ')?;
+                Some(BackupEntry {
+                    unix_time: t.parse().ok()?,
+                    sha256: sum.to_string(),
+                })
+            })
+            .collect())
+    }
+
+    fn record(&self, real: &Path, sum: &str, keep: usize) -> HostResult<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut entries = self.entries(real)?;
+        entries.push(BackupEntry {
+            unix_time: now,
+            sha256: sum.to_string(),
+        });
+        let drop_count = entries.len().saturating_sub(keep.max(1));
+        let dropped: Vec<BackupEntry> = entries.drain(..drop_count).collect();
+        // First line: the path itself, so the index reads on its own.
+        let mut text = format!("{}\n", real.display());
+        for e in &entries {
+            text.push_str(&format!("{} {}\n", e.unix_time, e.sha256));
+        }
+        let staging = Mutate::new(Probe::new("/", self.dir.clone()));
+        staging.write_atomic(
+            &self.index_of(real),
+            text.as_bytes(),
+            Attrs {
+                mode: Some(0o600),
+                uid: None,
+                gid: None,
+            },
+        )?;
+        for d in dropped {
+            if !self.referenced(&d.sha256)? {
+                let _ = fs::remove_file(self.blob(&d.sha256));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any path's index still names this content.
+    fn referenced(&self, sum: &str) -> HostResult<bool> {
+        let dir = self.dir.join("index");
+        let list = fs::read_dir(&dir).map_err(|e| HostError::new("list", dir.clone(), e))?;
+        for entry in list.flatten() {
+            if fs::read_to_string(entry.path())
+                .is_ok_and(|t| t.lines().skip(1).any(|l| l.ends_with(sum)))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -369,6 +546,11 @@ mod tests {
     #[test]
     fn real_paths_stay_under_the_root() {
         let p = Probe::new("/sandbox", "/sandbox/var/lib/tend");
+        assert_ne!(
+            p.fingerprint(b"x"),
+            Probe::new("/", "/").fingerprint(b"x"),
+            "ephemeral keys differ"
+        );
         assert_eq!(
             p.real(Path::new("/etc/motd")),
             PathBuf::from("/sandbox/etc/motd")

@@ -20,6 +20,7 @@ pub mod dotenv;
 pub mod env_file;
 pub mod exec;
 pub mod file;
+pub mod fingerprint;
 pub mod host;
 pub mod resource;
 pub mod spec;

@@ -156,8 +156,23 @@ fn secret_keys_never_show_their_values() {
     );
     let plan = sb.plan();
     assert_eq!(plan.code, 2);
+    let line = plan
+        .stdout
+        .lines()
+        .find(|l| l.contains("API_TOKEN"))
+        .expect("a line for the key");
+    // `(sensitive) ab12… → cd34…`: fingerprints under the host key, never the values.
+    let shape = line
+        .split("API_TOKEN: (sensitive) ")
+        .nth(1)
+        .expect("sensitive marker");
+    let parts: Vec<&str> = shape.split(" → ").collect();
     assert!(
-        plan.stdout.contains("API_TOKEN: (sensitive) changed"),
+        parts.len() == 2
+            && parts
+                .iter()
+                .all(|p| p.chars().count() == 5 && p.ends_with('…'))
+            && parts[0] != parts[1],
         "{}",
         plan.stdout
     );

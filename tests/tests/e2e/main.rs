@@ -8,4 +8,5 @@ mod env_file;
 mod errors;
 mod exec;
 mod file;
+mod hardening;
 mod secrets;

@@ -1,0 +1,117 @@
+//! Durable refreshes: before a resource that notifies others applies, the refreshes it will
+//! trigger are written to `STATE/journal.json` (atomically, fsynced); an entry is cleared only
+//! when its refresh succeeded. A run that dies between a change and its refresh leaves the entry
+//! behind, and the next run performs the refresh and says why. (Ansible loses its handlers when
+//! a play fails; a restart must never be lost.)
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tend_resources::host::{Attrs, Mutate, Probe};
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Contents {
+    /// Target address → the notifiers whose change it has not yet answered.
+    pending: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    contents: Mutex<Contents>,
+}
+
+/// Label of a notification carried over from an earlier run.
+pub const CARRIED_OVER: &str = "(journaled by an interrupted run)";
+
+impl Journal {
+    /// Read the journal; a missing one is empty.
+    pub fn load(state_dir: &Path) -> io::Result<Journal> {
+        let path = state_dir.join("journal.json");
+        let contents = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| io::Error::other(format!("{} is damaged: {e}", path.display())))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Contents::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(Journal {
+            path,
+            contents: Mutex::new(contents),
+        })
+    }
+
+    /// Refreshes owed from earlier runs: target → notifiers.
+    pub fn pending(&self) -> BTreeMap<String, Vec<String>> {
+        self.contents
+            .lock()
+            .map(|c| c.pending.clone())
+            .unwrap_or_default()
+    }
+
+    /// Record, durably, that `notifier` is about to change and owes `targets` a refresh.
+    pub fn add(&self, targets: &[String], notifier: &str) -> io::Result<()> {
+        let mut c = self
+            .contents
+            .lock()
+            .map_err(|_| io::Error::other("journal lock poisoned"))?;
+        for t in targets {
+            let list = c.pending.entry(t.clone()).or_default();
+            if !list.iter().any(|n| n == notifier) {
+                list.push(notifier.to_string());
+            }
+        }
+        self.save(&c)
+    }
+
+    /// The refresh of `target` succeeded.
+    pub fn clear(&self, target: &str) -> io::Result<()> {
+        let mut c = self
+            .contents
+            .lock()
+            .map_err(|_| io::Error::other("journal lock poisoned"))?;
+        if c.pending.remove(target).is_some() {
+            self.save(&c)?;
+        }
+        Ok(())
+    }
+
+    fn save(&self, c: &Contents) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("/"));
+        crate::state::ensure_private_dir(dir)?;
+        let text = serde_json::to_vec_pretty(c).map_err(io::Error::other)?;
+        Mutate::new(Probe::new("/", dir))
+            .write_atomic(
+                &self.path,
+                &text,
+                Attrs {
+                    mode: Some(0o600),
+                    uid: None,
+                    gid: None,
+                },
+            )
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_survive_until_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::load(dir.path()).expect("empty");
+        j.add(&["exec.reload".into()], "file.a").expect("add");
+        j.add(&["exec.reload".into()], "file.b").expect("add");
+        let again = Journal::load(dir.path()).expect("reload");
+        assert_eq!(again.pending()["exec.reload"], ["file.a", "file.b"]);
+        again.clear("exec.reload").expect("clear");
+        assert!(Journal::load(dir.path())
+            .expect("reload")
+            .pending()
+            .is_empty());
+    }
+}
