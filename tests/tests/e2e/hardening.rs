@@ -135,7 +135,7 @@ fn concurrent_applies_wait_or_fail_naming_the_holder() {
         marker.display()
     ));
     std::fs::create_dir_all(sb.path("/var")).expect("mkdir");
-    let mut first = spawn(&sb, &["--format", "json"]);
+    let first = spawn(&sb, &["--format", "json"]);
     // Wait until the first run holds the lock (it records itself in the lock file).
     let lock = sb.state_dir().join("lock");
     let started = Instant::now();
@@ -330,7 +330,7 @@ fn a_parent_symlink_owned_by_another_user_is_refused() {
         &sb.path("/srv/app"),
         Some(nix::unistd::Uid::from_raw(4321)),
         None,
-        nix::unistd::FchownatFlags::NoFollowSymlink,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .expect("lchown");
     sb.write_manifest("[file.conf]\npath = \"/srv/app/conf\"\ncontent = \"x\"\n");
