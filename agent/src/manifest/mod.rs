@@ -121,6 +121,11 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, LoadError> {
         path: path.to_path_buf(),
         source,
     })?;
+    load_source(path, source, opts)
+}
+
+/// Load a manifest from its text; `path` names it in errors and locates template files.
+pub fn load_source(path: &Path, source: String, opts: &LoadOptions) -> Result<Manifest, LoadError> {
     let facts = Facts::gather(&opts.root);
     let secrets = Arc::new(SecretStore::new(&opts.state_dir, opts.secrets));
     let mut loader = Loader {
