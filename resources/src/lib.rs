@@ -21,6 +21,7 @@ pub mod env_file;
 pub mod exec;
 pub mod file;
 pub mod fingerprint;
+pub mod git;
 pub mod host;
 pub mod resource;
 pub mod spec;
@@ -31,7 +32,13 @@ pub use resource::{Applied, Kind, Resource, ResourceError};
 pub use spec::{BuildContext, Fields, SpecError};
 
 /// Every resource kind tend knows, in the order docs list them.
-pub static KINDS: &[Kind] = &[file::KIND, directory::KIND, env_file::KIND, exec::KIND];
+pub static KINDS: &[Kind] = &[
+    file::KIND,
+    directory::KIND,
+    env_file::KIND,
+    exec::KIND,
+    git::KIND,
+];
 
 /// The kind named `name`.
 pub fn kind(name: &str) -> Option<&'static Kind> {

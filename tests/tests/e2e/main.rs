@@ -8,5 +8,6 @@ mod env_file;
 mod errors;
 mod exec;
 mod file;
+mod git;
 mod hardening;
 mod secrets;

@@ -1,0 +1,502 @@
+//! `git` against real repositories made with the git CLI, served by path, `file://` and
+//! `git daemon` on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tend_tests::{changed_fields, resource, with_status, Sandbox};
+
+const ENV_EXAMPLE: &str = include_str!("../../fixtures/dify/env.example");
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository shaped like Dify's: tags 1.11.4 and 1.12.1 (annotated), one more commit on main,
+/// `docker/.env.example` from the real Dify file, `docker/.env` and `docker/volumes/` ignored.
+struct Upstream {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Upstream {
+    fn new() -> Upstream {
+        let dir = tempfile::Builder::new()
+            .prefix("tend-upstream-")
+            .tempdir()
+            .expect("tempdir");
+        let path = dir.path().join("dify.git");
+        std::fs::create_dir_all(path.join("docker")).expect("mkdir");
+        git(&path, &["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(path.join(".gitignore"), "docker/.env\ndocker/volumes/\n").expect("write");
+        let old_example: String = ENV_EXAMPLE
+            .lines()
+            .take(1200)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(path.join("docker/.env.example"), old_example).expect("write");
+        std::fs::write(path.join("README.md"), "Dify 1.11.4\n").expect("write");
+        git(&path, &["add", "-A"]);
+        git(&path, &["commit", "--quiet", "-m", "release 1.11.4"]);
+        git(&path, &["tag", "-a", "1.11.4", "-m", "1.11.4"]);
+        std::fs::write(path.join("docker/.env.example"), ENV_EXAMPLE).expect("write");
+        std::fs::write(path.join("README.md"), "Dify 1.12.1\n").expect("write");
+        std::fs::write(path.join("docker/new-in-1.12.txt"), "new\n").expect("write");
+        git(&path, &["add", "-A"]);
+        git(&path, &["commit", "--quiet", "-m", "release 1.12.1"]);
+        git(&path, &["tag", "-a", "1.12.1", "-m", "1.12.1"]);
+        std::fs::write(path.join("README.md"), "Dify main\n").expect("write");
+        git(&path, &["commit", "--quiet", "-am", "after the release"]);
+        Upstream { _dir: dir, path }
+    }
+
+    fn rev(&self, r: &str) -> String {
+        git(&self.path, &["rev-parse", &format!("{r}^{{commit}}")])
+    }
+
+    fn url(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+fn manifest(url: &str, extra: &str) -> String {
+    format!("[vars]\ndify_version = \"1.11.4\"\n\n[git.dify]\npath = \"/opt/dify\"\nurl = \"{url}\"\nref = \"{{{{ dify_version }}}}\"\n{extra}\n")
+}
+
+fn head(sb: &Sandbox) -> String {
+    git(&sb.path("/opt/dify"), &["rev-parse", "HEAD"])
+}
+
+fn porcelain(sb: &Sandbox) -> String {
+    git(&sb.path("/opt/dify"), &["status", "--porcelain"])
+}
+
+#[test]
+fn tag_timeline_keeps_ignored_files_byte_for_byte() {
+    let up = Upstream::new();
+    let sb = Sandbox::new();
+    sb.write_manifest(&manifest(&up.url(), ""));
+
+    let plan = sb.plan_json();
+    let c = &resource(&plan, "git.dify")["changes"][0];
+    assert_eq!(
+        c["description"],
+        format!("clone {} at 1.11.4 ({})", up.url(), &up.rev("1.11.4")[..7])
+    );
+    assert!(!sb.path("/opt/dify").exists());
+
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(head(&sb), up.rev("1.11.4"));
+    assert_eq!(porcelain(&sb), "");
+    assert_eq!(sb.read("/opt/dify/README.md"), "Dify 1.11.4\n");
+    assert_eq!(sb.apply().code, 0, "second run");
+
+    // The operator's .env and data, ignored by git, must survive every move.
+    let env = "SECRET_KEY=mine\nDB_PASSWORD='p@ss word'\n";
+    sb.write("/opt/dify/docker/.env", env);
+    sb.write("/opt/dify/docker/volumes/db/data", "rows");
+
+    let plan = sb
+        .tend(
+            "plan",
+            &["--var", "dify_version=1.12.1", "--format", "json"],
+        )
+        .json();
+    assert_eq!(changed_fields(&plan, "git.dify"), ["ref"]);
+    let d = resource(&plan, "git.dify")["changes"][0]["description"]
+        .as_str()
+        .expect("description")
+        .to_string();
+    assert_eq!(
+        d,
+        format!(
+            "ref: 1.11.4 ({}) → 1.12.1 ({}), 3 files change",
+            &up.rev("1.11.4")[..7],
+            &up.rev("1.12.1")[..7]
+        )
+    );
+
+    assert_eq!(sb.tend("apply", &["--var", "dify_version=1.12.1"]).code, 2);
+    assert_eq!(head(&sb), up.rev("1.12.1"));
+    assert_eq!(porcelain(&sb), "");
+    assert_eq!(sb.read("/opt/dify/README.md"), "Dify 1.12.1\n");
+    assert_eq!(sb.read("/opt/dify/docker/.env"), env);
+    assert_eq!(sb.read("/opt/dify/docker/volumes/db/data"), "rows");
+    assert_eq!(sb.tend("apply", &["--var", "dify_version=1.12.1"]).code, 0);
+
+    // And back.
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(head(&sb), up.rev("1.11.4"));
+    assert_eq!(sb.read("/opt/dify/docker/.env"), env);
+}
+
+/// `git daemon` serving the upstream's parent directory on a free loopback port.
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn serve(up: &Upstream) -> Daemon {
+        let base = up.path.parent().expect("parent").to_path_buf();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--export-all",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(&base)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed().as_secs() < 10, "git daemon did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Daemon { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("git://127.0.0.1:{}/dify.git", self.port)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn shallow_clone_then_move_to_another_tag() {
+    let up = Upstream::new();
+    let daemon = Daemon::serve(&up);
+    let sb = Sandbox::new();
+    sb.write_manifest(&manifest(&daemon.url(), "depth = 1"));
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(head(&sb), up.rev("1.11.4"));
+    assert_eq!(
+        git(
+            &sb.path("/opt/dify"),
+            &["rev-parse", "--is-shallow-repository"]
+        ),
+        "true"
+    );
+    assert_eq!(
+        git(&sb.path("/opt/dify"), &["rev-list", "--count", "HEAD"]),
+        "1"
+    );
+    assert_eq!(sb.apply().code, 0);
+    assert_eq!(sb.tend("apply", &["--var", "dify_version=1.12.1"]).code, 2);
+    assert_eq!(head(&sb), up.rev("1.12.1"));
+    assert_eq!(porcelain(&sb), "");
+    assert_eq!(sb.tend("apply", &["--var", "dify_version=1.12.1"]).code, 0);
+}
+
+#[test]
+fn depth_over_a_file_url_fetches_in_full_and_says_so() {
+    let up = Upstream::new();
+    let sb = Sandbox::new();
+    sb.write_manifest(&manifest(&format!("file://{}", up.url()), "depth = 1"));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2);
+    assert_eq!(head(&sb), up.rev("1.11.4"));
+    assert_eq!(
+        resource(&report, "git.dify")["notes"][0],
+        format!(
+            "file://{} is a local repository, which cannot be fetched shallow: fetched in full",
+            up.url()
+        )
+    );
+    assert_eq!(sb.apply().code, 0);
+}
+
+#[test]
+fn a_tag_moved_upstream_is_drift_or_with_a_pin_a_failure() {
+    let up = Upstream::new();
+    let sb = Sandbox::new();
+    let pinned = up.rev("1.11.4");
+    sb.write_manifest(&manifest(&up.url(), ""));
+    assert_eq!(sb.apply().code, 2);
+
+    // Upstream re-points 1.11.4 at the newest commit.
+    git(
+        &up.path,
+        &["tag", "-f", "-a", "1.11.4", "-m", "moved", "main"],
+    );
+    let moved = up.rev("1.11.4");
+    let plan = sb.plan_json();
+    assert_eq!(changed_fields(&plan, "git.dify"), ["tag", "ref"]);
+    assert_eq!(
+        resource(&plan, "git.dify")["changes"][0]["description"],
+        format!(
+            "tag 1.11.4 moved upstream: {} here, {} on the remote",
+            &pinned[..7],
+            &moved[..7]
+        )
+    );
+
+    // With a pin, the move is a failure and nothing is touched.
+    sb.write_manifest(&manifest(&up.url(), &format!("commit = \"{pinned}\"")));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4);
+    assert_eq!(
+        resource(&report, "git.dify")["error"],
+        format!(
+            "tag 1.11.4 now points to {}, expected {pinned} (the commit pin); nothing was touched",
+            &moved[..7]
+        )
+    );
+    assert_eq!(head(&sb), pinned);
+
+    // Without it, apply follows the tag.
+    sb.write_manifest(&manifest(&up.url(), ""));
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(head(&sb), moved);
+    assert_eq!(sb.apply().code, 0);
+}
+
+#[test]
+fn local_changes_fail_by_default_and_are_saved_before_a_discard() {
+    let up = Upstream::new();
+    let sb = Sandbox::new();
+    sb.write_manifest(&manifest(&up.url(), ""));
+    assert_eq!(sb.apply().code, 2);
+    sb.write("/opt/dify/README.md", "my local fix\n");
+
+    let plan = sb.plan_json();
+    assert_eq!(changed_fields(&plan, "git.dify"), ["local_changes"]);
+    assert_eq!(
+        resource(&plan, "git.dify")["changes"][0]["description"],
+        "local changes in tracked files: README.md"
+    );
+
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4);
+    let err = resource(&report, "git.dify")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(
+        err.starts_with("local changes in tracked files would be lost: README.md; "),
+        "{err}"
+    );
+    assert_eq!(
+        sb.read("/opt/dify/README.md"),
+        "my local fix\n",
+        "fail leaves them as they are"
+    );
+
+    sb.write_manifest(&manifest(&up.url(), "on_local_changes = \"discard\""));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2);
+    let patch = resource(&report, "git.dify")["backups"][0]
+        .as_str()
+        .expect("patch path")
+        .to_string();
+    let text = std::fs::read_to_string(&patch).expect("patch");
+    assert!(text.contains("-Dify 1.11.4\n+my local fix\n"), "{text}");
+    assert_eq!(sb.read("/opt/dify/README.md"), "Dify 1.11.4\n");
+    assert_eq!(porcelain(&sb), "");
+    assert_eq!(sb.apply().code, 0);
+}
+
+#[test]
+fn wrong_remote_url_is_corrected() {
+    let up = Upstream::new();
+    let sb = Sandbox::new();
+    sb.write_manifest(&manifest(&up.url(), ""));
+    assert_eq!(sb.apply().code, 2);
+    git(
+        &sb.path("/opt/dify"),
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            "https://example.invalid/fork.git",
+        ],
+    );
+    let plan = sb.plan_json();
+    assert_eq!(with_status(&plan, "would_change"), ["git.dify"]);
+    assert_eq!(changed_fields(&plan, "git.dify"), ["url"]);
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(
+        git(&sb.path("/opt/dify"), &["remote", "get-url", "origin"]),
+        up.url()
+    );
+    assert_eq!(sb.apply().code, 0);
+}
+
+#[test]
+fn a_non_repository_path_is_refused_untouched() {
+    let up = Upstream::new();
+    let sb = Sandbox::new();
+    sb.write("/opt/dify/precious.txt", "keep");
+    sb.write_manifest(&manifest(&up.url(), ""));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4);
+    let err = resource(&report, "git.dify")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(
+        err.ends_with("/opt/dify exists and is not a git repository; nothing was touched"),
+        "{err}"
+    );
+    assert_eq!(sb.read("/opt/dify/precious.txt"), "keep");
+    assert!(!sb.path("/opt/dify/.git").exists());
+}
+
+#[test]
+fn an_unreachable_remote_fails_clearly_and_spares_the_rest() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let sb = Sandbox::new();
+    sb.write_manifest(&format!(
+        "{}\n[file.other]\npath = \"/etc/other\"\ncontent = \"x\"\n",
+        manifest(&format!("git://127.0.0.1:{port}/nothing.git"), "")
+    ));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 6);
+    let err = resource(&report, "git.dify")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "cannot reach git://127.0.0.1:{port}/nothing.git: "
+        )),
+        "{err}"
+    );
+    assert_eq!(resource(&report, "file.other")["status"], "changed");
+}
+
+#[test]
+fn clone_from_git_daemon_on_loopback_and_follow_a_branch() {
+    let up = Upstream::new();
+    let daemon = Daemon::serve(&up);
+    let sb = Sandbox::new();
+    sb.write_manifest(&format!(
+        "[git.app]\npath = \"/srv/app\"\nurl = \"{}\"\nref = \"main\"\n",
+        daemon.url()
+    ));
+    assert_eq!(sb.apply().code, 2);
+    let checkout = sb.path("/srv/app");
+    assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), up.rev("main"));
+    assert_eq!(
+        git(&checkout, &["symbolic-ref", "HEAD"]),
+        "refs/heads/main",
+        "a branch is checked out as a branch"
+    );
+    assert_eq!(sb.apply().code, 0);
+    // Upstream moves on: plan sees it through ls-remote, without fetching.
+    std::fs::write(up.path.join("README.md"), "newer\n").expect("write");
+    git(&up.path, &["commit", "--quiet", "-am", "newer"]);
+    let plan = sb.plan_json();
+    assert_eq!(changed_fields(&plan, "git.app"), ["ref"]);
+    assert_eq!(sb.read("/srv/app/README.md"), "Dify main\n");
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), up.rev("main"));
+    assert_eq!(sb.read("/srv/app/README.md"), "newer\n");
+    assert_eq!(sb.apply().code, 0);
+}
+
+#[test]
+fn an_env_file_inside_the_checkout_is_ordered_after_it() {
+    let up = Upstream::new();
+    let sb = Sandbox::new();
+    sb.write_manifest(&format!(
+        "{}\n[env_file.dify]\npath = \"/opt/dify/docker/.env\"\ncreate_from = \"/opt/dify/docker/.env.example\"\n[env_file.dify.set]\nEXPOSE_NGINX_PORT = \"127.0.0.1:3000\"\n",
+        manifest(&up.url(), "")
+    ));
+    let plan = sb.plan_json();
+    assert_eq!(
+        with_status(&plan, "may_change"),
+        ["env_file.dify"],
+        "{plan:#}"
+    );
+    assert_eq!(sb.apply().code, 2);
+    assert!(sb
+        .read("/opt/dify/docker/.env")
+        .contains("\nEXPOSE_NGINX_PORT=127.0.0.1:3000\n"));
+    assert_eq!(porcelain(&sb), "", ".env is ignored by the checkout");
+    assert_eq!(sb.apply().code, 0);
+}
+
+#[test]
+fn staged_and_deleted_tracked_files_count_as_local_changes() {
+    let up = Upstream::new();
+    let sb = Sandbox::new();
+    sb.write_manifest(&manifest(&up.url(), ""));
+    assert_eq!(sb.apply().code, 2);
+    let checkout = sb.path("/opt/dify");
+    sb.write("/opt/dify/README.md", "staged edit\n");
+    git(&checkout, &["add", "README.md"]);
+    std::fs::remove_file(checkout.join("docker/.env.example")).expect("rm");
+    let plan = sb.plan_json();
+    assert_eq!(
+        resource(&plan, "git.dify")["changes"][0]["description"],
+        "local changes in tracked files: README.md, docker/.env.example"
+    );
+    // An untracked file is not a local change.
+    git(&checkout, &["checkout", "HEAD", "--", "."]);
+    git(&checkout, &["reset", "--quiet"]);
+    sb.write("/opt/dify/notes.txt", "mine");
+    assert_eq!(sb.plan().code, 0, "{}", sb.plan().stdout);
+}
+
+#[test]
+fn plan_with_an_unreachable_remote_is_an_honest_unknown() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let sb = Sandbox::new();
+    sb.write_manifest(&manifest(
+        &format!("git://127.0.0.1:{port}/nothing.git"),
+        "",
+    ));
+    let plan = sb.plan_json();
+    assert_eq!(plan["exit_code"], 2);
+    assert_eq!(with_status(&plan, "may_change"), ["git.dify"]);
+    let reason = resource(&plan, "git.dify")["reason"]
+        .as_str()
+        .expect("reason")
+        .to_string();
+    assert!(
+        reason.starts_with(&format!(
+            "unknown: cannot reach git://127.0.0.1:{port}/nothing.git: "
+        )),
+        "{reason}"
+    );
+}
