@@ -8,21 +8,26 @@
 //!   values and diffs, and sensitive changes that hold no value at all;
 //! - [`spec`]: [`Fields`], the typed, span-carrying view of one manifest table that a provider
 //!   builds itself from (unknown fields and wrong types become located errors);
+//! - [`dpkg`] (the dpkg database, read directly) and [`apt`] (running apt-get);
 //! - one module per provider: [`file`], [`directory`], [`env_file`] (with the [`dotenv`] parser), [`exec`].
 //!
 //! Adding a kind: write a module with a type implementing [`Resource`] and a `build` function
 //! from [`Fields`], then add it to [`KINDS`].
 
+pub mod apt;
+pub mod apt_repo;
 pub mod attrs;
 pub mod change;
 pub mod directory;
 pub mod dotenv;
+pub mod dpkg;
 pub mod env_file;
 pub mod exec;
 pub mod file;
 pub mod fingerprint;
 pub mod git;
 pub mod host;
+pub mod package;
 pub mod resource;
 pub mod spec;
 
@@ -38,6 +43,8 @@ pub static KINDS: &[Kind] = &[
     env_file::KIND,
     exec::KIND,
     git::KIND,
+    apt_repo::KIND,
+    package::KIND,
 ];
 
 /// The kind named `name`.

@@ -303,6 +303,9 @@ impl Loader<'_> {
         if !self.diags.is_empty() {
             return Err(self.fail());
         }
+        // Document order: `[package.a]`, `[apt_repo.b]`, `[package.c]` stay in that order although
+        // TOML groups the tables by kind.
+        decls.sort_by_key(|d| d.span.start);
         self.check_references(&decls);
         Ok(decls)
     }

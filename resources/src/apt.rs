@@ -1,0 +1,147 @@
+//! Running apt: `apt-get` (chrooted under `--root`) with a controlled environment, a bounded
+//! wait for the dpkg lock, and apt's own error lines in failures; and the "lists need an
+//! update" marker that `apt_repo` leaves for `package`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::host::Probe;
+use crate::resource::ResourceError;
+
+/// How long apt may wait for another process's dpkg lock.
+pub const LOCK_TIMEOUT_SECS: u64 = 600;
+/// How long one apt-get may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// `STATE/apt-update-needed`: sources files whose lists must be fetched before the next install.
+pub fn marker(host: &Probe) -> PathBuf {
+    host.state_dir().join("apt-update-needed")
+}
+
+pub fn pending_sources(host: &Probe) -> Vec<String> {
+    std::fs::read_to_string(marker(host))
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Record that `sources` (a host path) changed: its lists must be fetched.
+pub fn mark_sources_changed(host: &Probe, sources: &Path) -> Result<(), ResourceError> {
+    let mut pending = pending_sources(host);
+    let s = sources.display().to_string();
+    if !pending.contains(&s) {
+        pending.push(s);
+    }
+    let dir = host.state_dir();
+    std::fs::create_dir_all(dir)
+        .map_err(|e| crate::HostError::new("create", dir.to_path_buf(), e))?;
+    let staging = crate::host::Mutate::new(Probe::new("/", dir));
+    staging.write_atomic(
+        &marker(host),
+        format!("{}\n", pending.join("\n")).as_bytes(),
+        crate::host::Attrs {
+            mode: Some(0o600),
+            uid: None,
+            gid: None,
+        },
+    )?;
+    Ok(())
+}
+
+pub fn clear_marker(host: &Probe) {
+    let _ = std::fs::remove_file(marker(host));
+}
+
+/// Newest modification time of the package lists, if any.
+pub fn lists_age(host: &Probe) -> Option<Duration> {
+    let dir = host.real(Path::new("/var/lib/apt/lists"));
+    let newest = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_string_lossy().ends_with("Packages")
+                || e.file_name().to_string_lossy().ends_with("Release")
+        })
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()?;
+    newest.elapsed().ok()
+}
+
+/// Run an apt tool (`apt-get`, `apt-cache`) under the probe's root; returns its output.
+pub async fn run(host: &Probe, tool: &str, args: &[String]) -> Result<String, ResourceError> {
+    let root = host.root();
+    let mut cmd = if root == Path::new("/") {
+        tokio::process::Command::new(tool)
+    } else {
+        let mut c = tokio::process::Command::new("chroot");
+        c.arg(root).arg(tool);
+        c
+    };
+    cmd.args(args)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    tracing::info!("running {tool} {}", args.join(" "));
+    let out = tokio::time::timeout(RUN_TIMEOUT, cmd.output())
+        .await
+        .map_err(|_| {
+            ResourceError::Failed(format!(
+                "{tool} did not finish within {} s",
+                RUN_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| ResourceError::Failed(format!("cannot run {tool}: {e}")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        // apt's own error lines say what went wrong; otherwise the last lines.
+        let errors: Vec<&str> = stderr
+            .lines()
+            .chain(stdout.lines())
+            .filter(|l| l.starts_with("E: "))
+            .collect();
+        let detail = if errors.is_empty() {
+            let all: Vec<&str> = stderr.lines().chain(stdout.lines()).collect();
+            all[all.len().saturating_sub(10)..].join("\n  ")
+        } else {
+            errors.join("\n  ")
+        };
+        return Err(ResourceError::Failed(format!(
+            "{tool} {} failed ({}):\n  {detail}",
+            args.iter()
+                .filter(|a| !a.starts_with("-o") && !a.contains("::"))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+            out.status
+        )));
+    }
+    Ok(stdout)
+}
+
+/// Options every apt-get run gets: wait (bounded) for the dpkg lock, keep existing config files.
+pub fn common_options() -> Vec<String> {
+    vec![
+        "-y".into(),
+        "-q".into(),
+        "-o".into(),
+        format!("DPkg::Lock::Timeout={LOCK_TIMEOUT_SECS}"),
+        "-o".into(),
+        "Dpkg::Options::=--force-confdef".into(),
+        "-o".into(),
+        "Dpkg::Options::=--force-confold".into(),
+    ]
+}

@@ -1,0 +1,350 @@
+//! `apt_repo` and `package` against the real apt and dpkg of this machine, offline: a local
+//! repository built here (`dpkg-deb`, `dpkg-scanpackages`, a `Release` signed with a throwaway
+//! GPG key), served from a `file:` URI. Everything the tests install or write is removed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use tend_tests::{changed_fields, resource, run, with_status, Run};
+
+/// apt and dpkg are machine-wide: one test at a time.
+static APT: Mutex<()> = Mutex::new(());
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sha256(path: &Path) -> String {
+    sh(Command::new("sha256sum").arg(path))
+        .split_whitespace()
+        .next()
+        .expect("sum")
+        .to_string()
+}
+
+/// A signed flat repository holding one tiny package.
+struct LocalRepo {
+    dir: tempfile::TempDir,
+    fingerprint: String,
+    package: String,
+}
+
+impl LocalRepo {
+    fn build(tag: &str) -> LocalRepo {
+        let dir = tempfile::Builder::new()
+            .prefix("tend-apt-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let gnupg = root.join("gnupg");
+        std::fs::create_dir(&gnupg).expect("mkdir");
+        std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let gpg = || {
+            let mut c = Command::new("gpg");
+            c.env("GNUPGHOME", &gnupg).args([
+                "--batch",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ]);
+            c
+        };
+        sh(gpg().args([
+            "--quick-gen-key",
+            "tend test repository <repo@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ]));
+        let colons = sh(gpg().args(["--with-colons", "--list-keys"]));
+        let fingerprint = colons
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .expect("fpr")
+            .to_string();
+        let key = sh(gpg().args(["--armor", "--export", &fingerprint]));
+        std::fs::write(root.join("key.asc"), key).expect("write key");
+
+        let package = format!("tend-test-{tag}");
+        let pkg = root.join("pkg");
+        std::fs::create_dir_all(pkg.join("DEBIAN")).expect("mkdir");
+        std::fs::create_dir_all(pkg.join(format!("usr/share/{package}"))).expect("mkdir");
+        std::fs::write(
+            pkg.join(format!("usr/share/{package}/hello.txt")),
+            "hello from a local repository\n",
+        )
+        .expect("write");
+        std::fs::write(
+            pkg.join("DEBIAN/control"),
+            format!("Package: {package}\nVersion: 1.0-1\nArchitecture: all\nMaintainer: tend tests <t@example.invalid>\nDescription: tiny test package for tend\n"),
+        )
+        .expect("write control");
+        let repo = root.join("repo");
+        std::fs::create_dir(&repo).expect("mkdir");
+        sh(Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&pkg)
+            .arg(repo.join(format!("{package}_1.0-1_all.deb"))));
+        let packages = sh(Command::new("dpkg-scanpackages")
+            .args(["--multiversion", "."])
+            .current_dir(&repo));
+        std::fs::write(repo.join("Packages"), packages).expect("write Packages");
+        let size = std::fs::metadata(repo.join("Packages"))
+            .expect("meta")
+            .len();
+        let date = sh(Command::new("date").args(["-u", "-R"]));
+        std::fs::write(
+            repo.join("Release"),
+            format!(
+                "Origin: tend-test\nLabel: tend-test\nDate: {}\nSHA256:\n {} {size} Packages\n",
+                date.trim(),
+                sha256(&repo.join("Packages"))
+            ),
+        )
+        .expect("write Release");
+        sh(gpg()
+            .args(["--local-user", &fingerprint, "--clearsign", "-o"])
+            .arg(repo.join("InRelease"))
+            .arg(repo.join("Release")));
+        LocalRepo {
+            dir,
+            fingerprint,
+            package,
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("file:{}", self.dir.path().join("repo").display())
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("key.asc")
+    }
+}
+
+/// Removes what a test put on the machine, whatever happened.
+struct Cleanup {
+    names: Vec<String>,
+    packages: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for n in &self.names {
+            for p in [
+                format!("/etc/apt/sources.list.d/{n}.sources"),
+                format!("/etc/apt/keyrings/{n}.asc"),
+                format!("/etc/apt/keyrings/{n}.gpg"),
+            ] {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        for p in &self.packages {
+            let _ = Command::new("dpkg").args(["--purge", p]).output();
+        }
+    }
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f", "${db:Status-Abbrev}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("ii"))
+}
+
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new(manifest: &str) -> Host {
+        let dir = tempfile::Builder::new()
+            .prefix("tend-apt-run-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::write(dir.path().join("m.toml"), manifest).expect("manifest");
+        Host { dir }
+    }
+
+    fn write(&self, manifest: &str) {
+        std::fs::write(self.dir.path().join("m.toml"), manifest).expect("manifest");
+    }
+
+    fn tend(&self, sub: &str) -> Run {
+        let m = self.dir.path().join("m.toml");
+        let state = self.dir.path().join("state");
+        run(
+            &[
+                sub,
+                m.to_str().expect("utf8"),
+                "--state-dir",
+                state.to_str().expect("utf8"),
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+    }
+}
+
+fn manifest(repo: &LocalRepo, name: &str, fingerprint: &str, state: &str) -> String {
+    format!(
+        r#"
+[apt_repo.local]
+name = "{name}"
+uris = "{uri}"
+suites = "./"
+key = {{ path = "{key}" }}
+fingerprint = "{fingerprint}"
+
+[package.hello]
+names = ["{package}"]
+state = "{state}"
+requires = ["apt_repo.local"]
+# Only this repository's lists are fetched (no other mirror): the test runs offline.
+cache_max_age = 31536000
+"#,
+        uri = repo.uri(),
+        key = repo.key().display(),
+        package = repo.package,
+    )
+}
+
+#[test]
+fn local_signed_repository_timeline() {
+    let _serial = APT.lock().unwrap_or_else(|e| e.into_inner());
+    let tag = format!("{:08x}", rand_u32());
+    let repo = LocalRepo::build(&tag);
+    let name = format!("tend-test-{tag}");
+    let _cleanup = Cleanup {
+        names: vec![name.clone()],
+        packages: vec![repo.package.clone()],
+    };
+    let host = Host::new(&manifest(&repo, &name, &repo.fingerprint, "present"));
+
+    let plan = host.tend("plan").json();
+    assert_eq!(changed_fields(&plan, "apt_repo.local"), ["key", "sources"]);
+    assert_eq!(
+        with_status(&plan, "would_change"),
+        ["apt_repo.local", "package.hello"]
+    );
+    assert!(!Path::new(&format!("/etc/apt/sources.list.d/{name}.sources")).exists());
+
+    let apply = host.tend("apply");
+    assert_eq!(apply.code, 2, "{}", apply.stdout);
+    assert!(installed(&repo.package));
+    assert_eq!(
+        std::fs::read_to_string(format!("/usr/share/{}/hello.txt", repo.package))
+            .expect("installed file"),
+        "hello from a local repository\n"
+    );
+    let sources = std::fs::read_to_string(format!("/etc/apt/sources.list.d/{name}.sources"))
+        .expect("sources");
+    assert!(
+        sources.contains(&format!("Signed-By: /etc/apt/keyrings/{name}.asc\n")),
+        "{sources}"
+    );
+    assert_eq!(host.tend("apply").code, 0, "second run");
+
+    // Removed by hand: plan names exactly that package.
+    sh(Command::new("apt-get")
+        .args(["remove", "-y", "-q", &repo.package])
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    let plan = host.tend("plan").json();
+    assert_eq!(with_status(&plan, "would_change"), ["package.hello"]);
+    assert_eq!(
+        changed_fields(&plan, "package.hello"),
+        vec![repo.package.as_str()]
+    );
+    assert_eq!(host.tend("apply").code, 2);
+    assert!(installed(&repo.package));
+
+    // state = "absent" removes it.
+    host.write(&manifest(&repo, &name, &repo.fingerprint, "absent"));
+    let (plan, apply) = (host.tend("plan").json(), host.tend("apply"));
+    assert_eq!(
+        resource(&plan, "package.hello")["changes"][0]["description"],
+        format!("{}: installed 1.0-1 → removed", repo.package)
+    );
+    assert_eq!(apply.code, 2, "{}", apply.stdout);
+    assert!(!installed(&repo.package));
+    assert_eq!(host.tend("apply").code, 0);
+}
+
+#[test]
+fn a_wrong_fingerprint_writes_nothing() {
+    let _serial = APT.lock().unwrap_or_else(|e| e.into_inner());
+    let tag = format!("{:08x}", rand_u32());
+    let repo = LocalRepo::build(&tag);
+    let name = format!("tend-test-{tag}");
+    let _cleanup = Cleanup {
+        names: vec![name.clone()],
+        packages: vec![repo.package.clone()],
+    };
+    let wrong = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88";
+    let host = Host::new(&manifest(&repo, &name, wrong, "present"));
+    let r = host.tend("apply");
+    assert_eq!(r.code, 4, "{}", r.stdout);
+    let report = r.json();
+    let err = resource(&report, "apt_repo.local")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "the key's fingerprint is {}, expected {wrong}; nothing was written",
+            repo.fingerprint
+        )
+    );
+    assert_eq!(resource(&report, "package.hello")["status"], "skipped");
+    for p in [
+        format!("/etc/apt/sources.list.d/{name}.sources"),
+        format!("/etc/apt/keyrings/{name}.asc"),
+    ] {
+        assert!(!Path::new(&p).exists(), "{p} was written");
+    }
+}
+
+#[test]
+fn a_package_from_debians_archive_installs_and_removes() {
+    let _serial = APT.lock().unwrap_or_else(|e| e.into_inner());
+    if installed("hello") {
+        eprintln!("hello is installed on this machine already; the test would remove it: skipped");
+        return;
+    }
+    let _cleanup = Cleanup {
+        names: vec![],
+        packages: vec!["hello".into()],
+    };
+    let host = Host::new("[package.hello]\nnames = [\"hello\"]\n");
+    let r = host.tend("apply");
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(installed("hello"));
+    assert!(Path::new("/usr/bin/hello").exists());
+    assert_eq!(host.tend("apply").code, 0);
+    host.write("[package.hello]\nnames = [\"hello\"]\nstate = \"absent\"\n");
+    assert_eq!(host.tend("apply").code, 2);
+    assert!(!installed("hello"));
+    assert_eq!(host.tend("plan").code, 0);
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    t ^ std::process::id()
+}
