@@ -348,3 +348,59 @@ fn rand_u32() -> u32 {
         .map_or(0, |d| d.subsec_nanos());
     t ^ std::process::id()
 }
+
+/// A `--root` made by `debootstrap --variant=minbase` (downloads Debian's base system from
+/// Debian's archive, a few minutes): `package` installs into it with apt chrooted there, and the
+/// host's dpkg database is untouched.
+#[test]
+fn package_installs_into_a_debootstrap_root_and_leaves_the_host_alone() {
+    let _serial = APT.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::Builder::new()
+        .prefix("tend-debootstrap-")
+        .tempdir()
+        .expect("tempdir");
+    let root = dir.path().join("root");
+    let codename = std::fs::read_to_string("/etc/os-release")
+        .expect("os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(str::to_string))
+        .expect("codename");
+    sh(Command::new("debootstrap")
+        .args(["--variant=minbase", &codename])
+        .arg(&root)
+        .arg("http://deb.debian.org/debian"));
+    let host_status = std::fs::read("/var/lib/dpkg/status").expect("host status");
+    let manifest = dir.path().join("m.toml");
+    std::fs::write(&manifest, "[package.hello]\nnames = [\"hello\"]\n").expect("manifest");
+    let args = |sub: &'static str| {
+        vec![
+            sub.to_string(),
+            manifest.display().to_string(),
+            "--root".into(),
+            root.display().to_string(),
+            "--format".into(),
+            "json".into(),
+        ]
+    };
+    let tend = |sub: &'static str| {
+        let a = args(sub);
+        run(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    };
+    let plan = tend("plan");
+    assert_eq!(plan.code, 2, "{}", plan.stdout);
+    assert_eq!(
+        resource(&plan.json(), "package.hello")["changes"][0]["description"],
+        "hello: not installed → install"
+    );
+    let apply = tend("apply");
+    assert_eq!(apply.code, 2, "{}", apply.stdout);
+    assert!(root.join("usr/bin/hello").exists());
+    let inside = std::fs::read_to_string(root.join("var/lib/dpkg/status")).expect("root status");
+    assert!(inside.contains("Package: hello\nStatus: install ok installed\n"));
+    assert_eq!(
+        std::fs::read("/var/lib/dpkg/status").expect("host status"),
+        host_status,
+        "the host's database changed"
+    );
+    assert_eq!(tend("apply").code, 0);
+}
