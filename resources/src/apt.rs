@@ -72,6 +72,27 @@ pub fn lists_age(host: &Probe) -> Option<Duration> {
     newest.elapsed().ok()
 }
 
+/// The PID holding dpkg's frontend lock, if another process holds it (read with `F_GETLK`,
+/// which takes nothing).
+pub fn lock_holder(host: &Probe) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let path = host.real(Path::new("/var/lib/dpkg/lock-frontend"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .ok()?;
+    let mut lock = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as i16,
+        l_whence: nix::libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_GETLK(&mut lock)).ok()?;
+    (lock.l_type != nix::libc::F_UNLCK as i16).then_some(lock.l_pid)
+}
+
 /// Run an apt tool (`apt-get`, `apt-cache`) under the probe's root; returns its output.
 pub async fn run(host: &Probe, tool: &str, args: &[String]) -> Result<String, ResourceError> {
     let root = host.root();
@@ -94,6 +115,11 @@ pub async fn run(host: &Probe, tool: &str, args: &[String]) -> Result<String, Re
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if tool == "apt-get" {
+        if let Some(pid) = lock_holder(host) {
+            tracing::warn!("the dpkg lock is held by process {pid}; apt-get waits up to {LOCK_TIMEOUT_SECS} s for it");
+        }
+    }
     tracing::info!("running {tool} {}", args.join(" "));
     let out = tokio::time::timeout(RUN_TIMEOUT, cmd.output())
         .await
@@ -144,4 +170,40 @@ pub fn common_options() -> Vec<String> {
         "-o".into(),
         "Dpkg::Options::=--force-confold".into(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dpkg_lock_holder_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lock = dir.path().join("var/lib/dpkg/lock-frontend");
+        std::fs::create_dir_all(lock.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&lock, "").expect("write");
+        let probe = Probe::new(dir.path(), dir.path().join("state"));
+        assert_eq!(lock_holder(&probe), None);
+        // dpkg locks with fcntl; so does Python's lockf.
+        let mut holder = std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import fcntl, sys, time; f = open(sys.argv[1], 'w'); fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)")
+            .arg(&lock)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("read");
+        assert_eq!(line.trim(), "locked");
+        assert_eq!(
+            lock_holder(&probe),
+            Some(i32::try_from(holder.id()).expect("pid"))
+        );
+        let _ = holder.kill();
+        let _ = holder.wait();
+    }
 }
