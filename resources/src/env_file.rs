@@ -8,7 +8,6 @@
 //! takes only at its first start.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,7 +16,7 @@ use async_trait::async_trait;
 use crate::attrs::Ownership;
 use crate::change::{Change, Drift};
 use crate::dotenv::{self, apply_edits, Document, Edits};
-use crate::host::{fmt_mode, mode_of, Attrs, Mutate, Probe};
+use crate::host::{fmt_mode, Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
@@ -260,15 +259,7 @@ impl Resource for EnvFile {
 
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
         let mut drift = Drift::none();
-        let meta = host.metadata(&self.path)?;
-        if let Some(m) = &meta {
-            if !m.is_file() {
-                return Err(ResourceError::Failed(format!(
-                    "{} exists and is not a regular file",
-                    host.real(&self.path).display()
-                )));
-            }
-        }
+        let meta = crate::file::regular_file(host, &self.path)?;
         let (text, creating) = self.base(host)?;
         let doc = self.parse(
             host,
@@ -345,22 +336,14 @@ impl Resource for EnvFile {
         let doc = self.parse(host, &text, &self.path)?;
         let edits = self.edits(host, &doc, creating)?;
         let new = apply_edits(&doc, &edits);
-        let meta = host.metadata(&self.path)?;
         if creating || new != text {
-            let mut attrs: Attrs = self.attrs.resolve(host)?;
-            match &meta {
-                Some(m) => {
-                    attrs.mode = attrs.mode.or(Some(mode_of(m)));
-                    attrs.uid = attrs.uid.or(Some(m.uid()));
-                    attrs.gid = attrs.gid.or(Some(m.gid()));
-                    applied.backups.extend(host.backup(&self.path)?);
-                }
-                None => {
-                    attrs.mode = attrs.mode.or(Some(DEFAULT_MODE));
-                    host.create_parents(&self.path)?;
-                }
-            }
-            host.write_atomic(&self.path, new.as_bytes(), attrs)?;
+            let attrs = self.attrs.resolve(host)?;
+            applied.backups.extend(host.replace_file(
+                &self.path,
+                new.as_bytes(),
+                attrs,
+                DEFAULT_MODE,
+            )?);
         } else {
             self.attrs.apply(host, &self.path, drift)?;
         }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use crate::attrs::Ownership;
 use crate::change::{Change, Drift};
-use crate::host::{fmt_mode, mode_of, sha256_hex, Attrs, Mutate, Probe, DEFAULT_FILE_MODE};
+use crate::host::{fmt_mode, sha256_hex, Mutate, Probe, DEFAULT_FILE_MODE};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
@@ -165,21 +165,7 @@ impl Resource for File {
 
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
         let mut drift = Drift::none();
-        let meta = host.metadata(&self.path)?;
-        if let Some(m) = &meta {
-            if m.file_type().is_symlink() {
-                return Err(ResourceError::Failed(format!(
-                    "{} is a symlink; tend does not replace symlinks with files",
-                    host.real(&self.path).display()
-                )));
-            }
-            if !m.is_file() {
-                return Err(ResourceError::Failed(format!(
-                    "{} exists and is not a regular file",
-                    host.real(&self.path).display()
-                )));
-            }
-        }
+        let meta = regular_file(host, &self.path)?;
         if !self.present {
             if meta.is_some() {
                 drift.push(Change {
@@ -233,24 +219,18 @@ impl Resource for File {
             return Ok(applied);
         }
         if drift.touches("state") || drift.touches("content") {
-            let meta = host.metadata(&self.path)?;
             let content = match self.desired(host)? {
                 Some(b) => b,
                 // Unmanaged content: create empty, keep existing bytes.
                 None => host.read(&self.path)?.unwrap_or_default(),
             };
-            let mut attrs: Attrs = self.attrs.resolve(host)?;
-            // Unmanaged aspects of an existing file keep their current values.
-            if let Some(m) = &meta {
-                use std::os::unix::fs::MetadataExt;
-                attrs.mode = attrs.mode.or(Some(mode_of(m)));
-                attrs.uid = attrs.uid.or(Some(m.uid()));
-                attrs.gid = attrs.gid.or(Some(m.gid()));
-                applied.backups.extend(host.backup(&self.path)?);
-            } else {
-                host.create_parents(&self.path)?;
-            }
-            host.write_atomic(&self.path, &content, attrs)?;
+            let attrs = self.attrs.resolve(host)?;
+            applied.backups.extend(host.replace_file(
+                &self.path,
+                &content,
+                attrs,
+                DEFAULT_FILE_MODE,
+            )?);
             return Ok(applied);
         }
         self.attrs.apply(host, &self.path, drift)?;
@@ -258,7 +238,23 @@ impl Resource for File {
     }
 }
 
-/// For tests and docs: the path a file resource manages.
-pub fn path_of(f: &File) -> &Path {
-    &f.path
+/// `lstat` of a path that must be a regular file when it exists: a symlink or anything else in
+/// the way is a failure, never silently replaced.
+pub fn regular_file(host: &Probe, path: &Path) -> Result<Option<std::fs::Metadata>, ResourceError> {
+    let meta = host.metadata(path)?;
+    if let Some(m) = &meta {
+        if m.file_type().is_symlink() {
+            return Err(ResourceError::Failed(format!(
+                "{} is a symlink; tend does not replace symlinks with files",
+                host.real(path).display()
+            )));
+        }
+        if !m.is_file() {
+            return Err(ResourceError::Failed(format!(
+                "{} exists and is not a regular file",
+                host.real(path).display()
+            )));
+        }
+    }
+    Ok(meta)
 }

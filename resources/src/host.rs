@@ -375,6 +375,33 @@ impl Mutate {
         fs::remove_dir(&real).map_err(|e| HostError::new("remove", real, e))
     }
 
+    /// Replace (or create) a managed file: the aspects `attrs` leaves unset keep their current
+    /// values (a new file gets `default_mode`), the old content is backed up first, missing
+    /// parents are created, and the write is atomic. Returns the backup, if there was a file.
+    pub fn replace_file(
+        &self,
+        path: &Path,
+        content: &[u8],
+        mut attrs: Attrs,
+        default_mode: u32,
+    ) -> HostResult<Option<PathBuf>> {
+        let backup = match self.metadata(path)? {
+            Some(m) => {
+                attrs.mode = attrs.mode.or(Some(mode_of(&m)));
+                attrs.uid = attrs.uid.or(Some(m.uid()));
+                attrs.gid = attrs.gid.or(Some(m.gid()));
+                self.backup(path)?
+            }
+            None => {
+                attrs.mode = attrs.mode.or(Some(default_mode));
+                self.create_parents(path)?;
+                None
+            }
+        };
+        self.write_atomic(path, content, attrs)?;
+        Ok(backup)
+    }
+
     /// Keep the current content of `path` in the state directory before it is replaced or
     /// removed: `backups/<sha256>` (content-addressed, written once, mode 0600), recorded in the
     /// path's index `backups/index/<sha256 of the path>`; only the newest `keep_backups` entries
