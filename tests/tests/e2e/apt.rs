@@ -135,6 +135,13 @@ impl LocalRepo {
     }
 }
 
+impl Drop for LocalRepo {
+    fn drop(&mut self) {
+        // gpg started an agent for the throwaway keyring: stop it with the keyring.
+        let _ = Command::new("gpgconf").args(["--kill", "all"]).env("GNUPGHOME", self.dir.path().join("gnupg")).output();
+    }
+}
+
 /// Removes what a test put on the machine, whatever happened.
 struct Cleanup {
     names: Vec<String>,

@@ -160,16 +160,16 @@ impl Daemon {
             .local_addr()
             .expect("addr")
             .port();
-        let child = Command::new("git")
-            .args([
-                "daemon",
-                "--export-all",
-                "--reuseaddr",
-                "--listen=127.0.0.1",
-            ])
+        // The daemon binary itself, not `git daemon`: `git` would fork it and a kill would leave
+        // it running, holding the test's output pipes open. No inherited stdio either.
+        let exec_path = git(&base, &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
             .arg(&base)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("git daemon");
