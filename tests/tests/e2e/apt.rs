@@ -138,7 +138,10 @@ impl LocalRepo {
 impl Drop for LocalRepo {
     fn drop(&mut self) {
         // gpg started an agent for the throwaway keyring: stop it with the keyring.
-        let _ = Command::new("gpgconf").args(["--kill", "all"]).env("GNUPGHOME", self.dir.path().join("gnupg")).output();
+        let _ = Command::new("gpgconf")
+            .args(["--kill", "all"])
+            .env("GNUPGHOME", self.dir.path().join("gnupg"))
+            .output();
     }
 }
 
