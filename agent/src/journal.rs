@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use tend_resources::host::{Attrs, Mutate, Probe};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Contents {
@@ -80,19 +79,8 @@ impl Journal {
 
     fn save(&self, c: &Contents) -> io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("/"));
-        crate::state::ensure_private_dir(dir)?;
         let text = serde_json::to_vec_pretty(c).map_err(io::Error::other)?;
-        Mutate::new(Probe::new("/", dir))
-            .write_atomic(
-                &self.path,
-                &text,
-                Attrs {
-                    mode: Some(0o600),
-                    uid: None,
-                    gid: None,
-                },
-            )
-            .map_err(|e| io::Error::other(e.to_string()))
+        crate::state::write_private(dir, "journal.json", &text)
     }
 }
 

@@ -12,7 +12,6 @@ use std::sync::Mutex;
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use tend_resources::host::{Attrs, Mutate, Probe};
 
 /// How secrets are obtained in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,20 +92,8 @@ impl SecretStore {
 
     fn store(&self, name: &str, value: &str) -> Result<(), String> {
         let state = self.dir.parent().unwrap_or(Path::new("/"));
-        for d in [state, self.dir.as_path()] {
-            crate::state::ensure_private_dir(d).map_err(|e| e.to_string())?;
-        }
-        let m = Mutate::new(Probe::new("/", state));
-        m.write_atomic(
-            &self.dir.join(name),
-            value.as_bytes(),
-            Attrs {
-                mode: Some(0o600),
-                uid: None,
-                gid: None,
-            },
-        )
-        .map_err(|e| e.to_string())
+        crate::state::ensure_private_dir(state).map_err(|e| e.to_string())?;
+        crate::state::write_private(&self.dir, name, value.as_bytes()).map_err(|e| e.to_string())
     }
 
     /// Every secret value handed out so far (for scrubbing output).

@@ -120,36 +120,28 @@ pub fn host_key(state_dir: &Path, create: bool) -> io::Result<Option<Vec<u8>>> {
     if !create {
         return Ok(None);
     }
-    ensure_private_dir(state_dir)?;
     let key: [u8; 32] = rand::random();
-    let m = Mutate::new(Probe::new("/", state_dir));
-    m.write_atomic(
-        &path,
-        &key,
-        Attrs {
-            mode: Some(0o600),
-            uid: None,
-            gid: None,
-        },
-    )
-    .map_err(|e| io::Error::other(e.to_string()))?;
+    write_private(state_dir, "host.key", &key)?;
     Ok(Some(key.to_vec()))
 }
 
 /// Write `last-run.json` atomically, mode 0600.
 pub fn write_last_run(state_dir: &Path, json: &str) -> io::Result<()> {
-    ensure_private_dir(state_dir)?;
-    let m = Mutate::new(Probe::new("/", state_dir));
-    m.write_atomic(
-        &state_dir.join("last-run.json"),
-        json.as_bytes(),
-        Attrs {
-            mode: Some(0o600),
-            uid: None,
-            gid: None,
-        },
-    )
-    .map_err(|e| io::Error::other(e.to_string()))
+    write_private(state_dir, "last-run.json", json.as_bytes())
+}
+
+/// Write `DIR/name` atomically with mode 0600, `DIR` made private (0700) first: every file tend
+/// keeps for itself (reports, journal, keys, secrets) goes through here.
+pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    ensure_private_dir(dir)?;
+    let private = Attrs {
+        mode: Some(0o600),
+        uid: None,
+        gid: None,
+    };
+    Mutate::new(Probe::new("/", dir))
+        .write_atomic(&dir.join(name), bytes, private)
+        .map_err(|e| io::Error::other(e.to_string()))
 }
 
 #[cfg(test)]
