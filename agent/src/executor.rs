@@ -284,7 +284,19 @@ struct Task {
     journal: Arc<Journal>,
 }
 
-async fn converge(resource: Arc<dyn Resource>, task: Task, host: Mutate) -> ResourceReport {
+/// A resource between its apply and its verification: writes of a wave become durable and
+/// visible together (one `syncfs`, the renames, one fsync per directory) before any is verified.
+struct Applying {
+    report: ResourceReport,
+    notified_by: Vec<String>,
+    journal: Arc<Journal>,
+    /// Whether apply ran (and so must be verified).
+    applied: bool,
+    started: Instant,
+}
+
+/// Check, journal the refreshes owed, apply only the drift.
+async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) -> Applying {
     let Task {
         mut report,
         selected,
@@ -292,7 +304,8 @@ async fn converge(resource: Arc<dyn Resource>, task: Task, host: Mutate) -> Reso
         notifies,
         journal,
     } = task;
-    let t = Instant::now();
+    let started = Instant::now();
+    let mut applied = false;
     match resource.check(host.probe()).await {
         Err(e) => {
             report.status = Status::Failed;
@@ -313,40 +326,64 @@ async fn converge(resource: Arc<dyn Resource>, task: Task, host: Mutate) -> Reso
             } else {
                 journal.add(&notifies, &report.address)
             };
-            let applied = match journaled {
-                Ok(()) => resource.apply(&host, &drift).await,
+            let result = match journaled {
+                Ok(()) => resource.apply(host, &drift).await,
                 Err(e) => Err(ResourceError::Failed(format!(
                     "cannot journal the refreshes it owes, so nothing was changed: {e}"
                 ))),
             };
-            match applied {
+            match result {
                 Err(e) => {
                     report.status = Status::Failed;
                     report.error = Some(e.to_string());
                 }
-                Ok(applied) => {
-                    report.backups = applied
+                Ok(done) => {
+                    report.backups = done
                         .backups
                         .iter()
                         .map(|p| p.display().to_string())
                         .collect();
-                    report.notes = applied.notes;
-                    match resource.check(host.probe()).await {
-                        Err(e) => {
-                            report.status = Status::Failed;
-                            report.error = Some(format!("check after apply failed: {e}"));
-                        }
-                        Ok(rest) if !rest.is_empty() => {
-                            report.status = Status::Failed;
-                            let what: Vec<String> =
-                                rest.changes.iter().map(|c| c.description.clone()).collect();
-                            report.error =
-                                Some(format!("did not converge: still {}", what.join("; ")));
-                        }
-                        Ok(_) => report.status = Status::Changed,
-                    }
+                    report.notes = done.notes;
+                    applied = true;
                 }
             }
+        }
+    }
+    Applying {
+        report,
+        notified_by,
+        journal,
+        applied,
+        started,
+    }
+}
+
+/// Verify what was applied (remaining drift = "did not converge"), then refresh if notified.
+async fn verify_and_refresh(
+    resource: &Arc<dyn Resource>,
+    state: Applying,
+    host: &Mutate,
+) -> ResourceReport {
+    let Applying {
+        mut report,
+        notified_by,
+        journal,
+        applied,
+        started,
+    } = state;
+    if applied {
+        match resource.check(host.probe()).await {
+            Err(e) => {
+                report.status = Status::Failed;
+                report.error = Some(format!("check after apply failed: {e}"));
+            }
+            Ok(rest) if !rest.is_empty() => {
+                report.status = Status::Failed;
+                let what: Vec<String> =
+                    rest.changes.iter().map(|c| c.description.clone()).collect();
+                report.error = Some(format!("did not converge: still {}", what.join("; ")));
+            }
+            Ok(_) => report.status = Status::Changed,
         }
     }
     if !notified_by.is_empty() && report.status != Status::Failed && resource.refreshable() {
@@ -356,9 +393,9 @@ async fn converge(resource: Arc<dyn Resource>, task: Task, host: Mutate) -> Reso
             status: RefreshStatus::Ran,
             error: None,
         };
-        match resource.refresh(&host).await {
-            Ok(applied) => {
-                report.notes.extend(applied.notes);
+        match resource.refresh(host).await {
+            Ok(done) => {
+                report.notes.extend(done.notes);
                 if let Err(e) = journal.clear(&report.address) {
                     tracing::error!(
                         "cannot clear {} from the refresh journal: {e}",
@@ -375,11 +412,13 @@ async fn converge(resource: Arc<dyn Resource>, task: Task, host: Mutate) -> Reso
         }
         report.refresh = Some(refresh);
     }
-    report.duration_ms = millis(t);
+    report.duration_ms = millis(started);
     report
 }
 
-/// Converge the host. Dependencies first; independent resources concurrently.
+/// Converge the host, in waves: every resource whose dependencies are done applies
+/// (concurrently, at most `jobs` at a time); the wave's file writes are then made durable and
+/// visible together; then each is verified and refreshed. Dependents wait for the next wave.
 pub async fn apply(
     m: &Manifest,
     g: &Graph,
@@ -406,14 +445,13 @@ pub async fn apply(
         }
     }
     let mut reports: Vec<Option<ResourceReport>> = vec![None; n];
-    let mut ready: std::collections::BTreeSet<usize> =
-        (0..n).filter(|&i| waiting[i] == 0).collect();
+    let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
     let limit = Arc::new(Semaphore::new(jobs.max(1)));
-    let mut set = JoinSet::new();
-    let mut running = 0usize;
+    let host = host.batched();
     loop {
-        // Start (or settle without running) everything that is ready.
-        while let Some(i) = ready.pop_first() {
+        // Settle what does not run (excluded, skipped); their dependents may join this wave.
+        let mut wave = Vec::new();
+        while let Some(i) = ready.pop() {
             let settled = if !sel.involved[i] {
                 Some(excluded(m, i))
             } else {
@@ -423,16 +461,26 @@ pub async fn apply(
                     r
                 })
             };
-            if let Some(r) = settled {
-                reports[i] = Some(r);
-                for &d in &dependents[i] {
-                    waiting[d] -= 1;
-                    if waiting[d] == 0 {
-                        ready.insert(d);
+            match settled {
+                Some(r) => {
+                    reports[i] = Some(r);
+                    for &d in &dependents[i] {
+                        waiting[d] -= 1;
+                        if waiting[d] == 0 {
+                            ready.push(d);
+                        }
                     }
                 }
-                continue;
+                None => wave.push(i),
             }
+        }
+        if wave.is_empty() {
+            break;
+        }
+        wave.sort_unstable();
+
+        let mut set = JoinSet::new();
+        for &i in &wave {
             let resource = m.resources[i].resource.clone();
             let task = Task {
                 report: base_report(m, i, Status::InSync),
@@ -444,38 +492,58 @@ pub async fn apply(
                     .collect(),
                 journal: journal.clone(),
             };
-            let host = host.clone();
-            let limit = limit.clone();
-            running += 1;
+            let (host, limit) = (host.clone(), limit.clone());
             set.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                (i, converge(resource, task, host).await)
+                let state = apply_drift(&resource, task, &host).await;
+                (i, resource, state)
             });
         }
-        if running == 0 {
-            break;
-        }
-        let Some(joined) = set.join_next().await else {
-            break;
-        };
-        running -= 1;
-        let (i, report) = match joined {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!("a resource task died: {e}");
-                continue;
-            }
-        };
-        if report.status == Status::Changed {
-            for &t in &g.notifies[i] {
-                notified[t].push(m.resources[i].address.clone());
+        let mut applying = Vec::with_capacity(wave.len());
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(x) => applying.push(x),
+                Err(e) => tracing::error!("a resource task died: {e}"),
             }
         }
-        reports[i] = Some(report);
-        for &d in &dependents[i] {
-            waiting[d] -= 1;
-            if waiting[d] == 0 {
-                ready.insert(d);
+
+        let committed = host.clone();
+        let errors = tokio::task::spawn_blocking(move || committed.commit())
+            .await
+            .unwrap_or_default();
+        for e in &errors {
+            tracing::error!("{e}");
+        }
+
+        let mut set = JoinSet::new();
+        for (i, resource, state) in applying {
+            let (host, limit) = (host.clone(), limit.clone());
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (i, verify_and_refresh(&resource, state, &host).await)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let (i, report) = match joined {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!("a resource task died: {e}");
+                    continue;
+                }
+            };
+            if report.status == Status::Changed {
+                for &t in &g.notifies[i] {
+                    notified[t].push(m.resources[i].address.clone());
+                }
+            }
+            reports[i] = Some(report);
+        }
+        for &i in &wave {
+            for &d in &dependents[i] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    ready.push(d);
+                }
             }
         }
     }
