@@ -99,7 +99,10 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
             let _ = writeln!(out, "    old content kept in {b}");
         }
         for note in &r.notes {
-            let _ = writeln!(out, "    {note}");
+            // Multi-line notes (command output) stay indented under their resource.
+            for line in note.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
         }
         if let Some(f) = &r.refresh {
             let verb = match f.status {
