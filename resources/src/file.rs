@@ -208,6 +208,19 @@ impl Resource for File {
             }
         }
         self.attrs.check(host, &meta, &mut drift)?;
+        // A run killed between writing the temporary and renaming it leaves it behind; the next
+        // write of this file would replace it, but an in-sync file is never written again.
+        let tmp = crate::host::temp_path(&self.path);
+        if host.metadata(&tmp)?.is_some() {
+            let name = tmp
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            drift.push(Change::note(
+                "leftover",
+                format!("remove {name}, left by an interrupted run"),
+            ));
+        }
         Ok(drift)
     }
 
@@ -217,6 +230,9 @@ impl Resource for File {
             applied.backups.extend(host.backup(&self.path)?);
             host.remove_file(&self.path)?;
             return Ok(applied);
+        }
+        if drift.touches("leftover") && !drift.touches("content") {
+            host.remove_file(&crate::host::temp_path(&self.path))?;
         }
         if drift.touches("state") || drift.touches("content") {
             let content = match self.desired(host)? {

@@ -360,13 +360,9 @@ impl Mutate {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("/"));
-        let name = real
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         // One fixed temporary name per target: a run killed mid-write leaves at most this one
         // file, and the next write of the same target (runs hold the lock) replaces it.
-        let tmp = dir.join(format!("{TEMP_PREFIX}{name}"));
+        let tmp = self.real(&temp_path(path));
         let mode = attrs.mode.unwrap_or(DEFAULT_FILE_MODE);
         let result = (|| -> io::Result<()> {
             // 0o600 at creation: nobody else can open it before the final owner and mode are
@@ -644,6 +640,16 @@ impl BackupStore {
         }
         Ok(false)
     }
+}
+
+/// The temporary beside `path` (a host path) that an atomic write of it uses:
+/// `.tend-tmp.NAME` in the same directory.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{TEMP_PREFIX}{name}"))
 }
 
 /// Lower-case hex sha256.

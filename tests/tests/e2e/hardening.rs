@@ -387,3 +387,21 @@ fn sensitive_file_changes_show_fingerprints_that_compare_across_runs() {
         0o600
     );
 }
+
+#[test]
+fn a_temporary_left_beside_an_in_sync_file_is_removed() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[file.conf]\npath = \"/etc/app.conf\"\ncontent = \"v1\"\n");
+    assert_eq!(sb.apply().code, 2);
+    // What a run killed between the write and the rename leaves behind.
+    sb.write("/etc/.tend-tmp.app.conf", "half of v2");
+    let plan = sb.plan_json();
+    assert_eq!(
+        resource(&plan, "file.conf")["changes"][0]["description"],
+        "remove .tend-tmp.app.conf, left by an interrupted run"
+    );
+    assert_eq!(sb.apply().code, 2);
+    assert!(!sb.path("/etc/.tend-tmp.app.conf").exists());
+    assert_eq!(sb.read("/etc/app.conf"), "v1");
+    assert_eq!(sb.apply().code, 0);
+}
