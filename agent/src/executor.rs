@@ -252,28 +252,10 @@ pub async fn plan(
             }
         }
     }
-    reports.into_iter().flatten().collect::<Vec<_>>().reorder(m)
+    // Indexed by node, so already in manifest order.
+    reports.into_iter().flatten().collect()
 }
 
-trait Reorder {
-    fn reorder(self, m: &Manifest) -> Vec<ResourceReport>;
-}
-
-impl Reorder for Vec<ResourceReport> {
-    /// Reports in manifest order, whatever order they were produced in.
-    fn reorder(mut self, m: &Manifest) -> Vec<ResourceReport> {
-        let pos: std::collections::HashMap<&str, usize> = m
-            .resources
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (d.address.as_str(), i))
-            .collect();
-        self.sort_by_key(|r| pos.get(r.address.as_str()).copied().unwrap_or(usize::MAX));
-        self
-    }
-}
-
-/// One resource's apply: check, apply the drift, verify, refresh.
 /// What one resource's task needs besides the resource.
 struct Task {
     report: ResourceReport,
@@ -557,6 +539,5 @@ pub async fn apply(
                 r
             })
         })
-        .collect::<Vec<_>>()
-        .reorder(m)
+        .collect()
 }

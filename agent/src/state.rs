@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
-use tend_resources::host::{Attrs, Mutate, Probe};
 
 /// Create `dir` (and parents) with mode 0700, or tighten an existing one to 0700.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
@@ -134,13 +133,7 @@ pub fn write_last_run(state_dir: &Path, json: &str) -> io::Result<()> {
 /// keeps for itself (reports, journal, keys, secrets) goes through here.
 pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     ensure_private_dir(dir)?;
-    let private = Attrs {
-        mode: Some(0o600),
-        uid: None,
-        gid: None,
-    };
-    Mutate::new(Probe::new("/", dir))
-        .write_atomic(&dir.join(name), bytes, private)
+    tend_resources::host::write_private_file(&dir.join(name), bytes)
         .map_err(|e| io::Error::other(e.to_string()))
 }
 

@@ -40,15 +40,17 @@ pub fn mark_sources_changed(host: &Probe, sources: &Path) -> Result<(), Resource
     let dir = host.state_dir();
     std::fs::create_dir_all(dir)
         .map_err(|e| crate::HostError::new("create", dir.to_path_buf(), e))?;
-    let staging = crate::host::Mutate::new(Probe::new("/", dir));
-    staging.write_atomic(
+    crate::host::write_private_file(
         &marker(host),
-        format!("{}\n", pending.join("\n")).as_bytes(),
-        crate::host::Attrs {
-            mode: Some(0o600),
-            uid: None,
-            gid: None,
-        },
+        format!(
+            "{}
+",
+            pending.join(
+                "
+"
+            )
+        )
+        .as_bytes(),
     )?;
     Ok(())
 }

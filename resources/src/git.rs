@@ -17,7 +17,7 @@ use git2::{
 };
 
 use crate::change::{Change, Drift};
-use crate::host::{Attrs, Mutate, Probe};
+use crate::host::{Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
@@ -113,6 +113,9 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     }))
 }
 
+/// How an unreachable remote's failure begins: plan turns exactly this failure into an unknown.
+const UNREACHABLE: &str = "cannot reach";
+
 /// Where a ref points, and what kind of ref it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RefKind {
@@ -207,7 +210,7 @@ impl Spec {
             .map_err(|e| failed(format!("remote {}: {}", self.url, e.message())))?;
         let conn = remote
             .connect_auth(Direction::Fetch, Some(self.callbacks()), None)
-            .map_err(|e| failed(format!("cannot reach {}: {}", self.url, e.message())))?;
+            .map_err(|e| failed(format!("{UNREACHABLE} {}: {}", self.url, e.message())))?;
         let heads = conn
             .list()
             .map_err(|e| failed(format!("cannot list refs of {}: {}", self.url, e.message())))?;
@@ -477,7 +480,7 @@ impl Spec {
         match self.check_inner(host) {
             // Plan cannot know where the ref points without the remote: an honest unknown
             // (the network may be back by the time apply runs, which then fails if it is not).
-            Err(ResourceError::Failed(m)) if host.dry_run() && m.starts_with("cannot reach ") => {
+            Err(ResourceError::Failed(m)) if host.dry_run() && m.starts_with(UNREACHABLE) => {
                 Err(ResourceError::Unknown(format!("unknown: {m}")))
             }
             other => other,
@@ -694,17 +697,10 @@ impl Spec {
             .state_dir()
             .join("git-patches")
             .join(format!("{}-{stamp}.patch", name.trim_matches('_')));
-        let staging = Mutate::new(Probe::new("/", host.state_dir()));
-        staging.create_parents(&dest)?;
-        staging.write_atomic(
-            &dest,
-            &patch,
-            Attrs {
-                mode: Some(0o600),
-                uid: None,
-                gid: None,
-            },
-        )?;
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| crate::HostError::new("create", dir, e))?;
+        }
+        crate::host::write_private_file(&dest, &patch)?;
         Ok(dest)
     }
 

@@ -512,16 +512,7 @@ impl Mutate {
         store.ensure()?;
         let dest = store.blob(&sum);
         if !dest.exists() {
-            let staging = Mutate::new(Probe::new("/", self.state_dir()));
-            staging.write_atomic(
-                &dest,
-                &old,
-                Attrs {
-                    mode: Some(0o600),
-                    uid: None,
-                    gid: None,
-                },
-            )?;
+            write_private_file(&dest, &old)?;
         }
         store.record(&self.real(path), &sum, self.keep_backups)?;
         Ok(Some(dest))
@@ -609,16 +600,7 @@ impl BackupStore {
         for e in &entries {
             text.push_str(&format!("{} {}\n", e.unix_time, e.sha256));
         }
-        let staging = Mutate::new(Probe::new("/", self.dir.clone()));
-        staging.write_atomic(
-            &self.index_of(real),
-            text.as_bytes(),
-            Attrs {
-                mode: Some(0o600),
-                uid: None,
-                gid: None,
-            },
-        )?;
+        write_private_file(&self.index_of(real), text.as_bytes())?;
         for d in dropped {
             if !self.referenced(&d.sha256)? {
                 let _ = fs::remove_file(self.blob(&d.sha256));
@@ -640,6 +622,18 @@ impl BackupStore {
         }
         Ok(false)
     }
+}
+
+/// Write one of tend's own files (state directory: backups, indexes, patches, markers) at a real
+/// path: atomic, mode 0600, owned by the running user, never under `--root`.
+pub fn write_private_file(real: &Path, bytes: &[u8]) -> HostResult<()> {
+    let dir = real.parent().unwrap_or(Path::new("/"));
+    let private = Attrs {
+        mode: Some(0o600),
+        uid: None,
+        gid: None,
+    };
+    Mutate::new(Probe::new("/", dir)).write_atomic(real, bytes, private)
 }
 
 /// The temporary beside `path` (a host path) that an atomic write of it uses:

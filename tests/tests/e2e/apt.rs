@@ -210,6 +210,24 @@ impl Host {
     }
 }
 
+/// The apt lock of the tests, a fresh signed repository, its apt name, and what removes it all.
+fn fixture() -> (
+    std::sync::MutexGuard<'static, ()>,
+    LocalRepo,
+    String,
+    Cleanup,
+) {
+    let serial = APT.lock().unwrap_or_else(|e| e.into_inner());
+    let tag = format!("{:08x}", rand_u32());
+    let repo = LocalRepo::build(&tag);
+    let name = format!("tend-test-{tag}");
+    let cleanup = Cleanup {
+        names: vec![name.clone()],
+        packages: vec![repo.package.clone()],
+    };
+    (serial, repo, name, cleanup)
+}
+
 fn manifest(repo: &LocalRepo, name: &str, fingerprint: &str, state: &str) -> String {
     format!(
         r#"
@@ -235,14 +253,7 @@ cache_max_age = 31536000
 
 #[test]
 fn local_signed_repository_timeline() {
-    let _serial = APT.lock().unwrap_or_else(|e| e.into_inner());
-    let tag = format!("{:08x}", rand_u32());
-    let repo = LocalRepo::build(&tag);
-    let name = format!("tend-test-{tag}");
-    let _cleanup = Cleanup {
-        names: vec![name.clone()],
-        packages: vec![repo.package.clone()],
-    };
+    let (_serial, repo, name, _cleanup) = fixture();
     let host = Host::new(&manifest(&repo, &name, &repo.fingerprint, "present"));
 
     let plan = host.tend("plan").json();
@@ -268,6 +279,28 @@ fn local_signed_repository_timeline() {
         "{sources}"
     );
     assert_eq!(host.tend("apply").code, 0, "second run");
+
+    // The sources file edited by hand: plan names that file only, apply puts it back.
+    let sources_path = format!("/etc/apt/sources.list.d/{name}.sources");
+    std::fs::write(
+        &sources_path,
+        sources.replace("Suites: ./", "Suites: ./\nEnabled: no"),
+    )
+    .expect("edit");
+    let plan = host.tend("plan").json();
+    assert_eq!(with_status(&plan, "would_change"), ["apt_repo.local"]);
+    assert_eq!(changed_fields(&plan, "apt_repo.local"), ["sources"]);
+    let diff = resource(&plan, "apt_repo.local")["changes"][0]["diff"]
+        .as_str()
+        .expect("diff")
+        .to_string();
+    assert!(diff.contains("-Enabled: no\n"), "{diff}");
+    assert_eq!(host.tend("apply").code, 2);
+    assert_eq!(
+        std::fs::read_to_string(&sources_path).expect("sources"),
+        sources
+    );
+    assert_eq!(host.tend("apply").code, 0);
 
     // Removed by hand: plan names exactly that package.
     sh(Command::new("apt-get")
@@ -296,14 +329,7 @@ fn local_signed_repository_timeline() {
 
 #[test]
 fn a_wrong_fingerprint_writes_nothing() {
-    let _serial = APT.lock().unwrap_or_else(|e| e.into_inner());
-    let tag = format!("{:08x}", rand_u32());
-    let repo = LocalRepo::build(&tag);
-    let name = format!("tend-test-{tag}");
-    let _cleanup = Cleanup {
-        names: vec![name.clone()],
-        packages: vec![repo.package.clone()],
-    };
+    let (_serial, repo, name, _cleanup) = fixture();
     let wrong = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88";
     let host = Host::new(&manifest(&repo, &name, wrong, "present"));
     let r = host.tend("apply");

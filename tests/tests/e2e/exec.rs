@@ -74,3 +74,42 @@ fn timeout_kills_the_command() {
         "`/bin/sh -c sleep 30` did not finish within 1 s and was killed"
     );
 }
+
+#[test]
+fn cwd_env_and_user_reach_the_command() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("/work")).expect("mkdir");
+    sb.write_manifest(
+        r#"
+[exec.where]
+command = "pwd; echo \"$GREETING\"; id -u"
+cwd = "/work"
+env = { GREETING = "hello from env" }
+creates = "/never"
+
+[exec.nobody]
+command = ["id", "-u"]
+user = "65534"
+creates = "/never"
+"#,
+    );
+    let (_, report) = sb.apply_json();
+    // The commands succeed but their guard never holds: the run fails with "did not converge",
+    // and each command's output is in its notes.
+    let error = resource(&report, "exec.where")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(error.starts_with("did not converge"), "{error}");
+    assert_eq!(
+        resource(&report, "exec.where")["notes"][0],
+        format!(
+            "output:\n  {}\n  hello from env\n  0",
+            sb.path("/work").display()
+        )
+    );
+    assert_eq!(
+        resource(&report, "exec.nobody")["notes"][0],
+        "output:\n  65534"
+    );
+}
