@@ -95,12 +95,15 @@ impl Graph {
             return Err(LoadError::Invalid(diags));
         }
         for (i, d) in m.resources.iter().enumerate().filter(|(_, d)| d.enabled) {
-            for p in d.resource.paths() {
-                let container = p.ancestors().skip(1).find_map(|a| {
+            // A path a resource reads depends on its owner too (a compose project on its
+            // `.env`), and so does one inside a directory or checkout another resource manages.
+            let read = d.resource.reads().into_iter().map(|p| (p, 0));
+            for (p, skip) in d.resource.paths().into_iter().map(|p| (p, 1)).chain(read) {
+                let container = p.ancestors().skip(skip).find_map(|a| {
                     owners
                         .get(Path::new(a))
                         .copied()
-                        .filter(|&j| j != i && m.resources[j].resource.contains_paths())
+                        .filter(|&j| j != i && (a == p || m.resources[j].resource.contains_paths()))
                 });
                 if let Some(j) = container {
                     if !deps[i].iter().any(|e| e.on == j) && !reaches(&deps, j, i) {

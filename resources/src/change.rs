@@ -74,6 +74,12 @@ impl Change {
         }
     }
 
+    /// The same change with another one-line description.
+    pub fn described(mut self, description: impl Into<String>) -> Change {
+        self.description = description.into();
+        self
+    }
+
     /// Attach a unified diff of two texts (`path` names both sides in the header).
     pub fn with_diff(mut self, path: &str, old: &str, new: &str) -> Change {
         if !self.sensitive {

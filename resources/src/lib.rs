@@ -19,6 +19,7 @@ pub mod apt_repo;
 pub mod attrs;
 pub mod change;
 pub mod directory;
+pub mod docker;
 pub mod dotenv;
 pub mod dpkg;
 pub mod env_file;
@@ -45,6 +46,11 @@ pub static KINDS: &[Kind] = &[
     git::KIND,
     apt_repo::KIND,
     package::KIND,
+    docker::compose::KIND,
+    docker::container::KIND,
+    docker::image::KIND,
+    docker::volume::KIND,
+    docker::network::KIND,
 ];
 
 /// The kind named `name`.

@@ -51,6 +51,12 @@ pub trait Resource: Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
+    /// Host paths this resource reads but does not manage (a compose project's directory and
+    /// `.env`): it is ordered after whichever resource manages them, or a directory holding them.
+    fn reads(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
     /// Whether a path inside this resource's paths depends on it (true for directories and
     /// checkouts; false for plain files, which contain nothing).
     fn contains_paths(&self) -> bool {

@@ -140,6 +140,14 @@ impl<'a> Fields<'a> {
     }
 
     /// Whether a field is present, without taking it.
+    /// The value of a field without taking it (to choose how to read it).
+    pub fn peek(&self, name: &str) -> Option<&Value> {
+        self.entries
+            .iter()
+            .find(|(e, _)| e.key == name)
+            .map(|(e, _)| &e.value.value)
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.entries.iter().any(|(e, _)| e.key == name)
     }

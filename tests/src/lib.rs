@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
+pub mod docker;
+
 /// The `tend` binary of this workspace, built on first use (the tests crate cannot depend on
 /// another package's binary, so it asks cargo once).
 pub fn tend_bin() -> PathBuf {
@@ -121,6 +123,11 @@ impl Sandbox {
 
     /// `tend SUBCOMMAND MANIFEST --root ROOT ARGS…`
     pub fn tend(&self, sub: &str, args: &[&str]) -> Run {
+        self.tend_env(sub, args, &[])
+    }
+
+    /// Like [`Sandbox::tend`], with extra environment variables.
+    pub fn tend_env(&self, sub: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
         let manifest = self.manifest_path();
         let root = self.root();
         let mut all: Vec<&str> = vec![
@@ -130,7 +137,7 @@ impl Sandbox {
             root.to_str().expect("utf8"),
         ];
         all.extend_from_slice(args);
-        run(&all, &[])
+        run(&all, env)
     }
 
     pub fn plan(&self) -> Run {

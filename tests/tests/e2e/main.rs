@@ -4,6 +4,7 @@
 mod apt;
 mod cli;
 mod directory;
+mod docker;
 mod engine;
 mod env_file;
 mod errors;

@@ -1,0 +1,229 @@
+//! What a compose project is made of on disk, read without running compose: which files compose
+//! would load, the project name it would use, the `env_file`s the services reference, and the
+//! `.env` keys. From these comes the fingerprint that lets a no-op check skip compose entirely.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::dotenv;
+use crate::host::Probe;
+use crate::resource::ResourceError;
+
+/// Compose's own search order when no `-f` is given (v2 reads `compose.yaml` first; v1 only the
+/// `docker-compose.*` names), each with the override file compose loads beside it.
+const DEFAULT_FILES: &[(&str, &[&str])] = &[
+    (
+        "compose.yaml",
+        &["compose.override.yaml", "compose.override.yml"],
+    ),
+    (
+        "compose.yml",
+        &["compose.override.yml", "compose.override.yaml"],
+    ),
+    (
+        "docker-compose.yaml",
+        &[
+            "docker-compose.override.yaml",
+            "docker-compose.override.yml",
+        ],
+    ),
+    (
+        "docker-compose.yml",
+        &[
+            "docker-compose.override.yml",
+            "docker-compose.override.yaml",
+        ],
+    ),
+];
+
+/// One compose project as read from disk.
+#[derive(Debug)]
+pub struct Project {
+    /// Host paths of the compose files, in the order compose merges them.
+    pub files: Vec<PathBuf>,
+    pub name: String,
+    /// sha256 of everything compose reads: the files, `.env`, every referenced `env_file`.
+    pub inputs: BTreeMap<String, String>,
+    /// The `.env` keys and their values as written (to fingerprint, never to show).
+    pub env: BTreeMap<String, String>,
+}
+
+/// Read the project in `dir` (a host path). `files` are the manifest's, relative to `dir` or
+/// absolute; `project` is the manifest's name for it.
+pub fn read(
+    host: &Probe,
+    dir: &Path,
+    files: &[PathBuf],
+    project: Option<&str>,
+) -> Result<Project, ResourceError> {
+    let Some(meta) = host.metadata(dir)? else {
+        return Err(ResourceError::Missing(format!(
+            "the compose directory {} does not exist",
+            dir.display()
+        )));
+    };
+    if !meta.is_dir() {
+        return Err(ResourceError::Failed(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    let files: Vec<PathBuf> = if files.is_empty() {
+        default_files(host, dir)?
+    } else {
+        files.iter().map(|f| dir.join(f)).collect()
+    };
+    let mut inputs = BTreeMap::new();
+    let mut name = None;
+    let mut env_files = Vec::new();
+    for f in &files {
+        let Some(bytes) = host.read(f)? else {
+            return Err(ResourceError::Missing(format!(
+                "the compose file {} does not exist",
+                f.display()
+            )));
+        };
+        inputs.insert(f.display().to_string(), sha256(&bytes));
+        let text = String::from_utf8_lossy(&bytes);
+        let docs = YamlLoader::load_from_str(&text).map_err(|e| {
+            ResourceError::Failed(format!("{} is not valid YAML: {e}", f.display()))
+        })?;
+        let Some(doc) = docs.first() else { continue };
+        if let Some(n) = doc["name"].as_str() {
+            // A later file overrides the name, as compose merges.
+            name = Some(n.to_string());
+        }
+        let base = f.parent().unwrap_or(dir);
+        if let Some(services) = doc["services"].as_hash() {
+            for service in services.values() {
+                env_files.extend(referenced_env_files(&service["env_file"], base));
+            }
+        }
+    }
+    let env_path = dir.join(".env");
+    let mut env = BTreeMap::new();
+    if let Some(bytes) = host.read(&env_path)? {
+        inputs.insert(env_path.display().to_string(), sha256(&bytes));
+        let text = String::from_utf8_lossy(&bytes);
+        // Values as written: enough to tell which keys changed, without evaluating anything.
+        if let Ok(doc) = dotenv::parse::parse(&text) {
+            for s in &doc.statements {
+                env.insert(s.key.clone(), doc.text[s.value_range.clone()].to_string());
+            }
+        }
+    }
+    for f in env_files {
+        let digest = match host.read(&f)? {
+            Some(bytes) => sha256(&bytes),
+            None => "missing".to_string(),
+        };
+        inputs.insert(f.display().to_string(), digest);
+    }
+    let name = match (project, name) {
+        (Some(p), _) => p.to_string(),
+        (None, Some(n)) => n,
+        (None, None) => match env.get("COMPOSE_PROJECT_NAME") {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => normalize_name(&dir.file_name().unwrap_or_default().to_string_lossy()),
+        },
+    };
+    Ok(Project {
+        files,
+        name,
+        inputs,
+        env,
+    })
+}
+
+fn default_files(host: &Probe, dir: &Path) -> Result<Vec<PathBuf>, ResourceError> {
+    for (main, overrides) in DEFAULT_FILES {
+        let path = dir.join(main);
+        if host.metadata(&path)?.is_some() {
+            let mut files = vec![path];
+            for o in *overrides {
+                let o = dir.join(o);
+                if host.metadata(&o)?.is_some() {
+                    files.push(o);
+                    break;
+                }
+            }
+            return Ok(files);
+        }
+    }
+    Err(ResourceError::Missing(format!(
+        "no compose file in {} (looked for compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml)",
+        dir.display()
+    )))
+}
+
+/// `env_file: a.env`, `env_file: [a.env, b.env]` or `env_file: [{path: a.env}]`.
+fn referenced_env_files(value: &Yaml, base: &Path) -> Vec<PathBuf> {
+    let one = |v: &Yaml| -> Option<PathBuf> {
+        let p = v.as_str().or_else(|| v["path"].as_str())?;
+        Some(base.join(p))
+    };
+    match value {
+        Yaml::Array(items) => items.iter().filter_map(one).collect(),
+        other => one(other).into_iter().collect(),
+    }
+}
+
+/// Compose's rule for a project name from a directory: lower case, only `a-z 0-9 _ -`.
+pub fn normalize_name(dir_name: &str) -> String {
+    dir_name
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
+        .collect::<String>()
+        .trim_start_matches(['_', '-'])
+        .to_string()
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    crate::host::sha256_hex(bytes)
+}
+
+/// One digest of many named parts, independent of how they were split.
+pub fn digest_of<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in parts {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_names_follow_compose() {
+        assert_eq!(normalize_name("Dify Docker"), "difydocker");
+        assert_eq!(normalize_name("my_app-2"), "my_app-2");
+        assert_eq!(normalize_name("_x"), "x");
+    }
+
+    #[test]
+    fn env_files_in_every_spelling() {
+        let doc = &YamlLoader::load_from_str(
+            "services:\n  a:\n    env_file: a.env\n  b:\n    env_file: [b.env, /abs/c.env]\n  c:\n    env_file:\n      - path: d.env\n        required: false\n",
+        )
+        .expect("yaml")[0];
+        let base = Path::new("/srv/p");
+        let mut all = Vec::new();
+        for s in doc["services"].as_hash().expect("services").values() {
+            all.extend(referenced_env_files(&s["env_file"], base));
+        }
+        let all: Vec<_> = all.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            all,
+            ["/srv/p/a.env", "/srv/p/b.env", "/abs/c.env", "/srv/p/d.env"]
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! Helpers for the Docker tests: the docker CLI (to set up and to observe, never to do tend's
+//! work), the local test image, unique project names, and cleanup that runs even when a test
+//! fails.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Once;
+
+/// The image every Docker test runs: busybox-static in an image `FROM scratch` (no registry is
+/// reachable, so nothing may pull).
+pub const IMAGE: &str = "tend-test/busybox:1";
+
+/// `docker ARGS…`; panics with docker's message when it fails.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `docker ARGS…`, whatever happens.
+pub fn docker_quiet(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Build [`IMAGE`] once when it is missing (scripts/test builds it too).
+pub fn test_image() -> &'static str {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        if docker_quiet(&["image", "inspect", IMAGE]) {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+            .expect("copy /bin/busybox (install busybox-static)");
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n",
+        )
+        .expect("write Dockerfile");
+        docker(&["build", "-q", "-t", IMAGE, dir.path().to_str().expect("utf8")]);
+    });
+    IMAGE
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{:08x}", rand_u32())
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}
+
+/// What a test made: [`Cleanup`] removes it.
+#[derive(Default)]
+pub struct Made {
+    pub projects: Vec<String>,
+    pub containers: Vec<String>,
+    pub images: Vec<String>,
+    pub volumes: Vec<String>,
+    pub networks: Vec<String>,
+}
+
+/// Removes a compose project's containers and networks, and named containers, images, volumes
+/// and networks, when dropped (so also when the test fails).
+pub struct Cleanup(pub Made);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let made = &self.0;
+        for p in &made.projects {
+            let filter = format!("label=com.docker.compose.project={p}");
+            let ids = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &filter])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for id in ids.split_whitespace() {
+                docker_quiet(&["rm", "-f", id]);
+            }
+            docker_quiet(&["network", "rm", &format!("{p}_default")]);
+        }
+        for c in &made.containers {
+            docker_quiet(&["rm", "-f", c]);
+        }
+        for i in &made.images {
+            docker_quiet(&["rmi", "-f", i]);
+        }
+        for v in &made.volumes {
+            docker_quiet(&["volume", "rm", "-f", v]);
+        }
+        for n in &made.networks {
+            docker_quiet(&["network", "rm", n]);
+        }
+    }
+}
+
+/// Container IDs of a project's services: `service → id`.
+pub fn service_ids(project: &str) -> std::collections::BTreeMap<String, String> {
+    let filter = format!("label=com.docker.compose.project={project}");
+    docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Label \"com.docker.compose.service\"}} {{.ID}}",
+    ])
+    .lines()
+    .filter_map(|l| l.split_once(' '))
+    .map(|(s, id)| (s.to_string(), id.to_string()))
+    .collect()
+}
+
+/// A directory holding a `docker-compose` that logs each call to `log` and runs the real one:
+/// put it first on PATH to count compose processes.
+pub fn compose_spy(dir: &Path, log: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let real =
+        which("docker-compose").expect("docker-compose on PATH (apt-get install docker-compose)");
+    std::fs::create_dir_all(dir).expect("mkdir spy");
+    let script = dir.join("docker-compose");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .expect("write spy");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+pub fn which(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
