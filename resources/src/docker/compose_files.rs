@@ -71,12 +71,38 @@ pub fn read(
             dir.display()
         )));
     }
-    let files: Vec<PathBuf> = if files.is_empty() {
-        default_files(host, dir)?
-    } else {
-        files.iter().map(|f| dir.join(f)).collect()
-    };
     let mut inputs = BTreeMap::new();
+    let env_path = dir.join(".env");
+    let mut env = BTreeMap::new();
+    if let Some(bytes) = host.read(&env_path)? {
+        inputs.insert(env_path.display().to_string(), sha256(&bytes));
+        let text = String::from_utf8_lossy(&bytes);
+        // Values as written: enough to tell which keys changed, without evaluating anything.
+        if let Ok(doc) = dotenv::parse::parse(&text) {
+            for s in &doc.statements {
+                env.insert(s.key.clone(), doc.text[s.value_range.clone()].to_string());
+            }
+        }
+    }
+    // Compose honours COMPOSE_FILE from `.env` when no -f is given; tend always passes -f, so
+    // it reads the variable the way compose would have.
+    let from_env: Vec<PathBuf> = env
+        .get("COMPOSE_FILE")
+        .map(|v| unquote(v))
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            let sep = env
+                .get("COMPOSE_PATH_SEPARATOR")
+                .map(|s| unquote(s))
+                .unwrap_or_else(|| ":".into());
+            v.split(sep.as_str()).map(PathBuf::from).collect()
+        })
+        .unwrap_or_default();
+    let files: Vec<PathBuf> = match (files.is_empty(), from_env.is_empty()) {
+        (false, _) => files.iter().map(|f| dir.join(f)).collect(),
+        (true, false) => from_env.iter().map(|f| dir.join(f)).collect(),
+        (true, true) => default_files(host, dir)?,
+    };
     let mut name = None;
     let mut env_files = Vec::new();
     for f in &files {
@@ -103,18 +129,6 @@ pub fn read(
             }
         }
     }
-    let env_path = dir.join(".env");
-    let mut env = BTreeMap::new();
-    if let Some(bytes) = host.read(&env_path)? {
-        inputs.insert(env_path.display().to_string(), sha256(&bytes));
-        let text = String::from_utf8_lossy(&bytes);
-        // Values as written: enough to tell which keys changed, without evaluating anything.
-        if let Ok(doc) = dotenv::parse::parse(&text) {
-            for s in &doc.statements {
-                env.insert(s.key.clone(), doc.text[s.value_range.clone()].to_string());
-            }
-        }
-    }
     for f in env_files {
         let digest = match host.read(&f)? {
             Some(bytes) => sha256(&bytes),
@@ -122,13 +136,17 @@ pub fn read(
         };
         inputs.insert(f.display().to_string(), digest);
     }
-    let name = match (project, name) {
-        (Some(p), _) => p.to_string(),
-        (None, Some(n)) => n,
-        (None, None) => match env.get("COMPOSE_PROJECT_NAME") {
-            Some(n) if !n.is_empty() => n.clone(),
-            _ => normalize_name(&dir.file_name().unwrap_or_default().to_string_lossy()),
-        },
+    // Compose v2's precedence: -p, COMPOSE_PROJECT_NAME, the top-level `name`, the directory.
+    let from_env = env
+        .get("COMPOSE_PROJECT_NAME")
+        .map(|v| unquote(v))
+        .filter(|v| !v.is_empty());
+    let name = match (project, from_env, name) {
+        (Some(p), _, _) => p.to_string(),
+        (None, Some(n), _) | (None, None, Some(n)) => n,
+        (None, None, None) => {
+            normalize_name(&dir.file_name().unwrap_or_default().to_string_lossy())
+        }
     };
     Ok(Project {
         files,
@@ -182,6 +200,17 @@ pub fn normalize_name(dir_name: &str) -> String {
         .to_string()
 }
 
+/// A `.env` value as written, without its quotes (enough for names and paths).
+fn unquote(v: &str) -> String {
+    let t = v.trim();
+    for q in ['"', '\''] {
+        if t.len() >= 2 && t.starts_with(q) && t.ends_with(q) {
+            return t[1..t.len() - 1].to_string();
+        }
+    }
+    t.to_string()
+}
+
 pub fn sha256(bytes: &[u8]) -> String {
     crate::host::sha256_hex(bytes)
 }
@@ -207,6 +236,51 @@ mod tests {
         assert_eq!(normalize_name("Dify Docker"), "difydocker");
         assert_eq!(normalize_name("my_app-2"), "my_app-2");
         assert_eq!(normalize_name("_x"), "x");
+    }
+
+    #[test]
+    fn project_name_and_files_as_compose_v2_picks_them() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let host = Probe::new(tmp.path(), tmp.path().join("state"));
+        let dir = Path::new("/My Stack");
+        let write = |name: &str, text: &str| {
+            std::fs::create_dir_all(host.real(dir)).expect("mkdir");
+            std::fs::write(host.real(&dir.join(name)), text).expect("write");
+        };
+        write("docker-compose.yml", "services: {}\n");
+        let read = |project| read(&host, dir, &[], project).expect("reads");
+        assert_eq!(
+            read(None).name,
+            "mystack",
+            "the directory's name, normalised"
+        );
+        write("docker-compose.yml", "name: from-file\nservices: {}\n");
+        assert_eq!(read(None).name, "from-file");
+        write(".env", "COMPOSE_PROJECT_NAME=\"from-env\"\n");
+        assert_eq!(read(None).name, "from-env", ".env beats the file's name");
+        assert_eq!(
+            read(Some("manifest")).name,
+            "manifest",
+            "-p beats everything"
+        );
+        write("docker-compose.override.yml", "services: {}\n");
+        let files = read(None).files;
+        assert_eq!(
+            files,
+            [
+                dir.join("docker-compose.yml"),
+                dir.join("docker-compose.override.yml")
+            ]
+        );
+        write("a.yml", "services: {}\n");
+        write("b.yml", "services:\n  x:\n    env_file: x.env\n");
+        write(".env", "COMPOSE_FILE=a.yml:b.yml\n");
+        let p = read(None);
+        assert_eq!(p.files, [dir.join("a.yml"), dir.join("b.yml")]);
+        assert_eq!(
+            p.inputs.get("/My Stack/x.env").map(String::as_str),
+            Some("missing")
+        );
     }
 
     #[test]
