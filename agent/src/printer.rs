@@ -70,6 +70,8 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
             }
             _ => String::new(),
         };
+        // A multi-line error (a command's own message) stays indented under its resource.
+        let label = label.replace('\n', "\n    ");
         let _ = writeln!(
             out,
             "{} {}{}",
@@ -116,6 +118,11 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
                 paint(style, "36", verb),
                 f.notified_by.join(", ")
             );
+            if let Some(e) = &f.error {
+                for line in e.lines() {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
         }
     }
     let s = &report.summary;

@@ -172,7 +172,15 @@ struct Running {
     running: bool,
     state: String,
     health: Health,
+    /// The exit code of a container that exited ("Exited (0) 3 minutes ago").
+    exit_code: Option<i64>,
     config_hash: Option<String>,
+}
+
+impl Running {
+    fn completed(&self) -> bool {
+        !self.running && self.exit_code == Some(0)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +222,12 @@ async fn containers(project: &str) -> Result<Vec<Running>, ResourceError> {
                 Health::None
             };
             let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            let exit_code = status
+                .strip_prefix("Exited (")
+                .and_then(|r| r.split_once(')'))
+                .and_then(|(code, _)| code.parse().ok());
             Some(Running {
+                exit_code,
                 id: c.id.unwrap_or_default(),
                 service: labels.get(SERVICE_LABEL).cloned().unwrap_or_default(),
                 running: state == "running",
@@ -226,8 +239,12 @@ async fn containers(project: &str) -> Result<Vec<Running>, ResourceError> {
         .collect())
 }
 
-/// The change for a service whose containers exist but are not all up and healthy.
-fn runtime_change(service: &str, cs: &[&Running]) -> Option<Change> {
+/// The change for a service whose containers exist but are not all up and healthy (a one-shot
+/// service is in sync once it exited with 0).
+fn runtime_change(service: &str, cs: &[&Running], one_shot: bool) -> Option<Change> {
+    if one_shot && !cs.is_empty() && cs.iter().all(|c| c.running || c.completed()) {
+        return None;
+    }
     if cs.is_empty() {
         return Some(
             Change::new(
@@ -430,15 +447,30 @@ impl Compose {
             .collect())
     }
 
-    async fn wait_ready(&self, project: &str) -> Result<(), ResourceError> {
+    async fn wait_ready(&self, project: &Project) -> Result<(), ResourceError> {
         let started = Instant::now();
         loop {
-            let list = containers(project).await?;
+            let list = containers(&project.name).await?;
+            if let Some(c) = list.iter().find(|c| {
+                project.one_shots.contains(&c.service)
+                    && !c.running
+                    && c.exit_code.is_some_and(|x| x != 0)
+            }) {
+                return Err(ResourceError::Failed(format!(
+                    "the one-shot service {} exited with {} (see: docker logs {})",
+                    c.service,
+                    c.exit_code.unwrap_or_default(),
+                    &c.id[..c.id.len().min(12)]
+                )));
+            }
             let waiting: Vec<String> = list
                 .iter()
+                .filter(|c| !(project.one_shots.contains(&c.service) && c.completed()))
                 .filter(|c| !c.running || matches!(c.health, Health::Starting | Health::Unhealthy))
                 .map(|c| {
-                    let why = if !c.running {
+                    let why = if let (false, Some(code)) = (c.running, c.exit_code) {
+                        format!("exited with {code}")
+                    } else if !c.running {
                         c.state.clone()
                     } else if c.health == Health::Starting {
                         "health: starting".into()
@@ -543,7 +575,7 @@ impl Compose {
                 .push(format!("restarted: {}", list.join(", ")));
         }
         if self.wait {
-            self.wait_ready(&project.name).await?;
+            self.wait_ready(&project).await?;
         }
         self.record(host, &project, cli, None).await?;
         Ok(applied)
@@ -582,7 +614,7 @@ impl Resource for Compose {
         if let Some(r) = record.as_ref().filter(|r| r.fingerprint == fingerprint) {
             for s in &r.services {
                 let cs = services.get(s.as_str()).cloned().unwrap_or_default();
-                if let Some(c) = runtime_change(s, &cs) {
+                if let Some(c) = runtime_change(s, &cs, project.one_shots.contains(s)) {
                     drift.push(c);
                 }
             }
@@ -608,7 +640,9 @@ impl Resource for Compose {
                         reasons.join("; ")
                     )),
                 );
-            } else if let Some(c) = runtime_change(service, &cs) {
+            } else if let Some(c) =
+                runtime_change(service, &cs, project.one_shots.contains(service))
+            {
                 drift.push(c);
             }
         }

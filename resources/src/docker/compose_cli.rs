@@ -101,25 +101,16 @@ pub struct Output {
 }
 
 impl Output {
-    /// The lines worth quoting in a report: compose's errors, else its last lines.
+    /// The lines worth quoting in a report: the last of what compose said on stderr (where it
+    /// writes its progress and its errors), else on stdout.
     pub fn summary(&self) -> String {
-        let lines: Vec<&str> = self
-            .stderr
-            .lines()
-            .chain(self.stdout.lines())
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        let errors: Vec<&str> = lines
-            .iter()
-            .copied()
-            .filter(|l| {
-                let l = l.to_lowercase();
-                l.contains("error") || l.contains("invalid") || l.contains("denied")
-            })
-            .collect();
-        let pick = if errors.is_empty() { &lines } else { &errors };
-        let start = pick.len().saturating_sub(15);
-        pick[start..].join("\n")
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
     }
 }
 

@@ -2,7 +2,7 @@
 //! would load, the project name it would use, the `env_file`s the services reference, and the
 //! `.env` keys. From these comes the fingerprint that lets a no-op check skip compose entirely.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -49,6 +49,9 @@ pub struct Project {
     pub inputs: BTreeMap<String, String>,
     /// The `.env` keys and their values as written (to fingerprint, never to show).
     pub env: BTreeMap<String, String>,
+    /// Services others wait for with `condition: service_completed_successfully` (Dify's
+    /// `init_permissions`): run once, and exited with 0 is their converged state.
+    pub one_shots: BTreeSet<String>,
 }
 
 /// Read the project in `dir` (a host path). `files` are the manifest's, relative to `dir` or
@@ -105,6 +108,7 @@ pub fn read(
     };
     let mut name = None;
     let mut env_files = Vec::new();
+    let mut one_shots = BTreeSet::new();
     for f in &files {
         let Some(bytes) = host.read(f)? else {
             return Err(ResourceError::Missing(format!(
@@ -126,6 +130,15 @@ pub fn read(
         if let Some(services) = doc["services"].as_hash() {
             for service in services.values() {
                 env_files.extend(referenced_env_files(&service["env_file"], base));
+                if let Some(deps) = service["depends_on"].as_hash() {
+                    for (name, how) in deps {
+                        if how["condition"].as_str() == Some("service_completed_successfully") {
+                            if let Some(n) = name.as_str() {
+                                one_shots.insert(n.to_string());
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -149,6 +162,7 @@ pub fn read(
         }
     };
     Ok(Project {
+        one_shots,
         files,
         name,
         inputs,
@@ -273,7 +287,7 @@ mod tests {
             ]
         );
         write("a.yml", "services: {}\n");
-        write("b.yml", "services:\n  x:\n    env_file: x.env\n");
+        write("b.yml", "services:\n  x:\n    env_file: x.env\n    depends_on:\n      init:\n        condition: service_completed_successfully\n      db:\n        condition: service_healthy\n");
         write(".env", "COMPOSE_FILE=a.yml:b.yml\n");
         let p = read(None);
         assert_eq!(p.files, [dir.join("a.yml"), dir.join("b.yml")]);

@@ -7,13 +7,21 @@ use tend_tests::docker::{
 };
 use tend_tests::{changed_fields, resource, with_status, Sandbox};
 
-/// Three services: one with a healthcheck, one reading `GREETING` from `.env`, one idle.
+/// Three services: one with a healthcheck, one reading `GREETING` from `.env`, one idle; and a
+/// one-shot `init` that `web` waits for (as Dify's `init_permissions`), converged once exited 0.
 /// SIGKILL stops them at once (a shell as PID 1 ignores SIGTERM; compose would wait 10 s).
 fn stack(image: &str) -> String {
     format!(
         r#"version: "3.8"
 services:
+  init:
+    image: {image}
+    command: ["true"]
+    restart: "no"
   web:
+    depends_on:
+      init:
+        condition: service_completed_successfully
     image: {image}
     command: ["sleep", "3600"]
     stop_signal: SIGKILL
@@ -70,7 +78,12 @@ fn compose_timeline_recreates_exactly_what_changed() {
     assert_eq!(code, 2, "{plan:#}");
     assert_eq!(
         changed_fields(&plan, "compose.app"),
-        ["service idle", "service web", "service worker"]
+        [
+            "service idle",
+            "service init",
+            "service web",
+            "service worker"
+        ]
     );
     let (code, report) = json("apply");
     assert_eq!(code, 2, "{report:#}");
@@ -82,7 +95,14 @@ fn compose_timeline_recreates_exactly_what_changed() {
     ]);
     assert_eq!(status, "healthy", "apply waits for the healthcheck");
     let ids = service_ids(&project);
-    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    let init = docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &ids["init"],
+    ]);
+    assert_eq!(init, "exited 0", "the one-shot ran");
 
     // A no-op run: in sync, and not one compose process.
     std::fs::remove_file(&log).expect("reset the spy's log");
