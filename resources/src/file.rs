@@ -107,6 +107,23 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
 }
 
 impl File {
+    /// A present file with content known at load time, for kinds that render one (`nginx_site`)
+    /// and delegate the comparing, diffing, backing up and atomic writing to `file`.
+    pub fn with_content(
+        path: PathBuf,
+        content: Vec<u8>,
+        attrs: Ownership,
+        sensitive: bool,
+    ) -> File {
+        File {
+            path,
+            content: Content::Bytes(content),
+            attrs,
+            present: true,
+            sensitive,
+        }
+    }
+
     fn desired(&self, host: &Probe) -> Result<Option<Vec<u8>>, ResourceError> {
         match &self.content {
             Content::Unmanaged => Ok(None),

@@ -17,6 +17,7 @@
 pub mod apt;
 pub mod apt_repo;
 pub mod attrs;
+pub mod cert;
 pub mod change;
 pub mod directory;
 pub mod docker;
@@ -28,6 +29,7 @@ pub mod file;
 pub mod fingerprint;
 pub mod git;
 pub mod host;
+pub mod nginx;
 pub mod package;
 pub mod resource;
 pub mod spec;
@@ -51,6 +53,7 @@ pub static KINDS: &[Kind] = &[
     docker::image::KIND,
     docker::volume::KIND,
     docker::network::KIND,
+    nginx::site::KIND,
 ];
 
 /// The kind named `name`.

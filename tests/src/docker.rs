@@ -162,3 +162,56 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
+
+/// An image with the host's nginx (Debian's, with the libraries `ldd` names) over the busybox
+/// test image, for checking a site inside a container. Built once when missing.
+pub fn nginx_image() -> &'static str {
+    const NGINX_IMAGE: &str = "tend-test/nginx:1";
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let base = test_image();
+        if docker_quiet(&["image", "inspect", NGINX_IMAGE]) {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rootfs = dir.path().join("rootfs");
+        let copy = |src: &str| {
+            let dst = rootfs.join(src.trim_start_matches('/'));
+            std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(src, &dst).unwrap_or_else(|e| panic!("copy {src}: {e} (install nginx)"));
+        };
+        copy("/usr/sbin/nginx");
+        let ldd = Command::new("ldd")
+            .arg("/usr/sbin/nginx")
+            .output()
+            .expect("ldd");
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // "libssl.so.3 => /lib/x86_64-linux-gnu/libssl.so.3 (0x…)" or "/lib64/ld-linux… (0x…)"
+            if let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) {
+                copy(path);
+            }
+        }
+        for d in ["var/lib/nginx", "var/log/nginx", "tmp", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).expect("mkdir");
+        }
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .expect("passwd");
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            format!("FROM {base}\nCOPY rootfs/ /\nCMD [\"sleep\", \"3600\"]\n"),
+        )
+        .expect("write Dockerfile");
+        docker(&[
+            "build",
+            "-q",
+            "-t",
+            NGINX_IMAGE,
+            dir.path().to_str().expect("utf8"),
+        ]);
+    });
+    NGINX_IMAGE
+}

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding, RestartPolicy,
     RestartPolicyNameEnum,
@@ -17,7 +16,6 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RestartContainerOptions,
     StartContainerOptions,
 };
-use futures_util::StreamExt;
 
 use crate::change::{Change, Drift};
 use crate::dotenv;
@@ -485,38 +483,11 @@ impl Container {
 
     /// Run `argv` in the container; a non-zero exit is a failure quoting its output.
     async fn exec(&self, argv: &[String]) -> Result<String, ResourceError> {
-        let docker = super::engine().await?;
-        let shown = argv.join(" ");
-        let created = docker
-            .create_exec(
-                &self.name,
-                CreateExecOptions {
-                    cmd: Some(argv.to_vec()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| super::api_error(&format!("cannot run {shown} in {}", self.name), e))?;
-        let mut said = String::new();
-        if let StartExecResults::Attached { mut output, .. } = docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(|e| super::api_error(&format!("cannot run {shown} in {}", self.name), e))?
-        {
-            while let Some(Ok(chunk)) = output.next().await {
-                said.push_str(&chunk.to_string());
-            }
-        }
-        let status = docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(|e| super::api_error("cannot read the command's status", e))?
-            .exit_code;
+        let (status, said) = super::exec_in(&self.name, argv).await?;
         if status != Some(0) {
             return Err(ResourceError::Failed(format!(
-                "{shown} in {} exited with {}:\n{}",
+                "{} in {} exited with {}:\n{}",
+                argv.join(" "),
                 self.name,
                 status.map_or("no status".into(), |s| s.to_string()),
                 said.trim_end()

@@ -95,3 +95,43 @@ pub fn labels_differ(
         .map(|(k, v)| format!("{k}={v}"))
         .collect()
 }
+
+/// Run `argv` in a running container (API exec); its exit status and its output (stdout and
+/// stderr interleaved).
+pub async fn exec_in(
+    container: &str,
+    argv: &[String],
+) -> Result<(Option<i64>, String), ResourceError> {
+    use bollard::exec::{CreateExecOptions, StartExecResults};
+    use futures_util::StreamExt;
+    let docker = engine().await?;
+    let shown = argv.join(" ");
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(argv.to_vec()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| api_error(&format!("cannot run {shown} in {container}"), e))?;
+    let mut said = String::new();
+    if let StartExecResults::Attached { mut output, .. } = docker
+        .start_exec(&created.id, None)
+        .await
+        .map_err(|e| api_error(&format!("cannot run {shown} in {container}"), e))?
+    {
+        while let Some(Ok(chunk)) = output.next().await {
+            said.push_str(&chunk.to_string());
+        }
+    }
+    let status = docker
+        .inspect_exec(&created.id)
+        .await
+        .map_err(|e| api_error("cannot read the command's status", e))?
+        .exit_code;
+    Ok((status, said))
+}

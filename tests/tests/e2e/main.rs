@@ -12,4 +12,5 @@ mod exec;
 mod file;
 mod git;
 mod hardening;
+mod nginx;
 mod secrets;

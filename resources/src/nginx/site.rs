@@ -1,0 +1,198 @@
+//! The `nginx_site` kind: the rendered file is compared, diffed, backed up and written as a
+//! `file` would be; what it adds is the check by `nginx -t` before the live file is replaced.
+//! `plan` runs the check too when the host's nginx is the checker (read-only: a throwaway
+//! configuration in a temporary directory), so a plan already says that apply would be refused.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::render::{Http2, Site, TlsPaths};
+use super::validate::{self, Validator};
+use crate::attrs::Ownership;
+use crate::change::Drift;
+use crate::file::File;
+use crate::host::{Mutate, Probe};
+use crate::resource::{Applied, Kind, Resource, ResourceError};
+use crate::spec::{Fields, Spanned, SpecError, Value};
+
+pub const KIND: Kind = Kind {
+    name: "nginx_site",
+    summary: "an nginx reverse-proxy site (80 → 301, 443 → upstream), checked by nginx -t first",
+    build,
+};
+
+#[derive(Debug)]
+pub struct NginxSite {
+    site: Site,
+    validator: Validator,
+    file: File,
+}
+
+fn port(f: &mut Fields<'_>, name: &'static str, default: u16) -> Result<u16, SpecError> {
+    match f.int(name)? {
+        None => Ok(default),
+        Some((p, span)) => u16::try_from(p)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| SpecError::new(span, format!("`{name}` must be a port, 1 to 65535"))),
+    }
+}
+
+fn tls(f: &mut Fields<'_>) -> Result<TlsPaths, SpecError> {
+    let span = f.table_span();
+    let help = "write tls = { cert = \"/etc/letsencrypt/live/NAME/fullchain.pem\", key = \"/etc/letsencrypt/live/NAME/privkey.pem\", chain = \"…/chain.pem\" }";
+    let Some(Spanned { value, span: tspan }) = f.take("tls") else {
+        return Err(SpecError::new(
+            span,
+            format!("{} is missing the required field `tls`", f.address()),
+        )
+        .help(help));
+    };
+    let Value::Table(entries) = value else {
+        return Err(SpecError::new(tspan, "`tls` must be a table").help(help));
+    };
+    let (mut cert, mut key, mut chain, mut dhparam) = (None, None, None, None);
+    for e in entries {
+        let v = match e.value.value {
+            Value::Str(t) if t.value.starts_with('/') => t.value,
+            _ => {
+                return Err(SpecError::new(
+                    e.value.span,
+                    format!("`tls.{}` must be an absolute path as nginx sees it", e.key),
+                ))
+            }
+        };
+        match e.key.as_str() {
+            "cert" => cert = Some(v),
+            "key" => key = Some(v),
+            "chain" => chain = Some(v),
+            "dhparam" => dhparam = Some(v),
+            other => {
+                return Err(
+                    SpecError::new(e.key_span, format!("unknown field `tls.{other}`"))
+                        .help("the fields are `cert`, `key`, `chain` and `dhparam`"),
+                )
+            }
+        }
+    }
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(TlsPaths {
+            cert,
+            key,
+            chain,
+            dhparam,
+        }),
+        _ => Err(SpecError::new(tspan, "`tls` needs both `cert` and `key`").help(help)),
+    }
+}
+
+fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
+    let (path, _) = f.required_path("path")?;
+    let names = f.strings("server_names")?.unwrap_or_default();
+    if names.is_empty() {
+        return Err(SpecError::new(
+            f.table_span(),
+            format!("{} needs `server_names`, at least one", f.address()),
+        ));
+    }
+    let (upstream, span) = f.required_string("upstream")?;
+    if !(upstream.value.starts_with("http://") || upstream.value.starts_with("https://")) {
+        return Err(SpecError::new(
+            span,
+            format!(
+                "`upstream` must be an http:// or https:// URL, not {:?}",
+                upstream.value
+            ),
+        ));
+    }
+    let http_port = match f.peek("http_port") {
+        Some(Value::Bool(false)) => {
+            f.take("http_port");
+            None
+        }
+        _ => Some(port(f, "http_port", 80)?),
+    };
+    let https_port = port(f, "https_port", 443)?;
+    let tls = tls(f)?;
+    let acme_webroot = f.string("acme_webroot")?.map(|(t, _)| t.value);
+    let client_max_body_size = f
+        .string("client_max_body_size")?
+        .map_or_else(|| "100M".to_string(), |(t, _)| t.value);
+    let proxy_read_timeout = f
+        .string("proxy_read_timeout")?
+        .map_or_else(|| "3600s".to_string(), |(t, _)| t.value);
+    let http2 = match f.choice("http2", &["on", "listen", "off"])?.unwrap_or("on") {
+        "listen" => Http2::Listen,
+        "off" => Http2::Off,
+        _ => Http2::Directive,
+    };
+    let ipv6 = f.bool("ipv6")?.unwrap_or(true);
+    let extra = f.string("extra")?.map(|(t, _)| t.value);
+    let validator = match f.string("validate")? {
+        None => Validator::Host,
+        Some((t, span)) => Validator::parse(&t.value).ok_or_else(|| {
+            SpecError::new(
+                span,
+                format!(
+                    "`validate` must be \"host\", \"container:NAME\" or \"off\", not {:?}",
+                    t.value
+                ),
+            )
+        })?,
+    };
+    let attrs = Ownership::from_fields(f)?;
+    let site = Site {
+        address: f.address().to_string(),
+        server_names: names.into_iter().map(|(t, _)| t.value).collect(),
+        upstream: upstream.value,
+        http_port,
+        https_port,
+        tls,
+        acme_webroot,
+        client_max_body_size,
+        proxy_read_timeout,
+        http2,
+        ipv6,
+        extra,
+    };
+    let content = site.render(&site.tls).into_bytes();
+    Ok(Arc::new(NginxSite {
+        file: File::with_content(path, content, attrs, false),
+        site,
+        validator,
+    }))
+}
+
+#[async_trait]
+impl Resource for NginxSite {
+    fn paths(&self) -> Vec<PathBuf> {
+        self.file.paths()
+    }
+
+    async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
+        let drift = self.file.check(host).await?;
+        let content_changes = drift.touches("content") || drift.touches("state");
+        if content_changes && host.dry_run() && self.validator == Validator::Host {
+            validate::check(&self.site, &self.validator).await?;
+        }
+        Ok(drift)
+    }
+
+    async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError> {
+        let mut notes = Vec::new();
+        if drift.touches("content") || drift.touches("state") {
+            match validate::check(&self.site, &self.validator).await? {
+                Some(note) => notes.push(format!("nginx -t accepted it ({note})")),
+                None if self.validator != Validator::Off => {
+                    notes.push("nginx -t accepted it".into())
+                }
+                None => {}
+            }
+        }
+        let mut applied = self.file.apply(host, drift).await?;
+        applied.notes.extend(notes);
+        Ok(applied)
+    }
+}

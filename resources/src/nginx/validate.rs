@@ -1,0 +1,263 @@
+//! `nginx -t` on a candidate site before it goes live: inside a throwaway full configuration that
+//! includes only the candidate, run by the host's nginx or inside a running container (through
+//! the Docker API: the files are uploaded, checked, removed). When the certificate files the site
+//! names do not exist yet (a first boot, before certbot ran), the check uses a temporary
+//! self-signed pair in their place, so the first boot is not blocked; the line numbers stay those
+//! of the rendered file, and nginx's message is quoted with the offending line.
+
+use super::render::{Site, TlsPaths};
+use crate::cert::keys;
+use crate::resource::ResourceError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validator {
+    Host,
+    Container(String),
+    Off,
+}
+
+impl Validator {
+    pub fn parse(s: &str) -> Option<Validator> {
+        match s {
+            "host" => Some(Validator::Host),
+            "off" => Some(Validator::Off),
+            _ => s
+                .strip_prefix("container:")
+                .filter(|n| !n.is_empty())
+                .map(|n| Validator::Container(n.to_string())),
+        }
+    }
+}
+
+/// The files of one check: `nginx.conf`, `site.conf` and maybe a temporary pair, under `dir` as
+/// the checking nginx sees it.
+struct Candidate {
+    files: Vec<(&'static str, Vec<u8>)>,
+    /// Said in the report: which certificate files were stood in for.
+    stand_in: Option<String>,
+}
+
+fn candidate(site: &Site, dir: &str, missing: &[String]) -> Result<Candidate, ResourceError> {
+    let mut tls = site.tls.clone();
+    let mut files = Vec::new();
+    let mut stand_in = None;
+    let core_missing = missing.iter().any(|m| *m == tls.cert || *m == tls.key);
+    let chain_missing = tls.chain.as_ref().is_some_and(|c| missing.contains(c));
+    if core_missing || chain_missing {
+        let key = keys::generate(keys::KeyType::EcdsaP256)?;
+        let cert = keys::self_signed(&site.server_names, &key, 1)?;
+        files.push(("tmp-cert.pem", cert.into_bytes()));
+        files.push(("tmp-key.pem", key.serialize_pem().into_bytes()));
+        let cert_path = format!("{dir}/tmp-cert.pem");
+        stand_in = Some(format!(
+            "{} not there yet: checked with a temporary self-signed pair",
+            missing.join(", ")
+        ));
+        tls.cert = cert_path.clone();
+        tls.key = format!("{dir}/tmp-key.pem");
+        if tls.chain.is_some() {
+            tls.chain = Some(cert_path);
+        }
+    }
+    if tls.dhparam.as_ref().is_some_and(|d| missing.contains(d)) {
+        // Making DH parameters takes minutes; ECDHE suites do not need them.
+        tls.dhparam = None;
+    }
+    files.push(("site.conf", site.render(&tls).into_bytes()));
+    files.push((
+        "nginx.conf",
+        format!(
+            "error_log {dir}/error.log;\npid {dir}/nginx.pid;\nevents {{}}\nhttp {{\n    access_log off;\n    include {dir}/site.conf;\n}}\n"
+        )
+        .into_bytes(),
+    ));
+    Ok(Candidate { files, stand_in })
+}
+
+/// The certificate files the site names, as nginx will look for them.
+fn tls_files(tls: &TlsPaths) -> Vec<String> {
+    let mut v = vec![tls.cert.clone(), tls.key.clone()];
+    v.extend(tls.chain.clone());
+    v.extend(tls.dhparam.clone());
+    v
+}
+
+/// Check the site; `Ok(note)` when nginx accepts it (the note says what was stood in for).
+pub async fn check(site: &Site, how: &Validator) -> Result<Option<String>, ResourceError> {
+    match how {
+        Validator::Off => Ok(None),
+        Validator::Host => on_host(site).await,
+        Validator::Container(name) => in_container(site, name).await,
+    }
+}
+
+fn nginx_binary() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file())
+}
+
+async fn on_host(site: &Site) -> Result<Option<String>, ResourceError> {
+    let Some(nginx) = nginx_binary() else {
+        return Err(ResourceError::Failed(
+            "validate = \"host\", but nginx is not installed on this host: install it, check inside the container (validate = \"container:NAME\"), or set validate = \"off\"".into(),
+        ));
+    };
+    let missing: Vec<String> = tls_files(&site.tls)
+        .into_iter()
+        .filter(|p| std::fs::metadata(p).map(|m| m.len() == 0).unwrap_or(true))
+        .collect();
+    let tmp = tempfile::Builder::new()
+        .prefix("tend-nginx-check.")
+        .tempdir()
+        .map_err(|e| ResourceError::Failed(format!("cannot make a temporary directory: {e}")))?;
+    let dir = tmp.path().to_string_lossy().into_owned();
+    let c = candidate(site, &dir, &missing)?;
+    for (name, bytes) in &c.files {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, bytes).map_err(|e| crate::HostError::new("write", &p, e))?;
+    }
+    let out = tokio::process::Command::new(&nginx)
+        .args(["-t", "-q", "-p"])
+        .arg(format!("{dir}/"))
+        .arg("-c")
+        .arg(format!("{dir}/nginx.conf"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| ResourceError::Failed(format!("cannot run {}: {e}", nginx.display())))?;
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    verdict(out.status.success(), &said, &dir, site, c.stand_in)
+}
+
+async fn in_container(site: &Site, name: &str) -> Result<Option<String>, ResourceError> {
+    use crate::docker;
+    let engine = docker::engine().await?;
+    match engine.inspect_container(name, None).await {
+        Ok(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => {}
+        Ok(_) => {
+            return Err(ResourceError::Failed(format!(
+                "cannot check the site inside {name}: the container is not running"
+            )))
+        }
+        Err(e) if docker::is_not_found(&e) => {
+            return Err(ResourceError::Missing(format!(
+                "cannot check the site inside {name}: no such container"
+            )))
+        }
+        Err(e) => return Err(docker::api_error(&format!("cannot inspect {name}"), e)),
+    }
+    // Which certificate files exist in the container, in one exec.
+    let files = tls_files(&site.tls);
+    let mut argv: Vec<String> = vec![
+        "sh".into(),
+        "-c".into(),
+        "for f; do test -s \"$f\" || echo \"$f\"; done".into(),
+        "sh".into(),
+    ];
+    argv.extend(files);
+    let (_, said) = docker::exec_in(name, &argv).await?;
+    let missing: Vec<String> = said.lines().map(str::to_string).collect();
+    let dir_name = format!("tend-nginx-check.{:016x}", rand::random::<u64>());
+    let dir = format!("/tmp/{dir_name}");
+    let c = candidate(site, &dir, &missing)?;
+    let mut tar = tar::Builder::new(Vec::new());
+    for (file, bytes) in &c.files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o600);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, format!("{dir_name}/{file}"), bytes.as_slice())
+            .map_err(|e| ResourceError::Failed(format!("cannot pack the candidate: {e}")))?;
+    }
+    let tar = tar
+        .into_inner()
+        .map_err(|e| ResourceError::Failed(format!("cannot pack the candidate: {e}")))?;
+    let opts = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+        .path("/tmp")
+        .build();
+    engine
+        .upload_to_container(name, Some(opts), bollard::body_full(tar.into()))
+        .await
+        .map_err(|e| docker::api_error(&format!("cannot copy the candidate into {name}"), e))?;
+    let argv: Vec<String> = [
+        "nginx",
+        "-t",
+        "-q",
+        "-p",
+        &format!("{dir}/"),
+        "-c",
+        &format!("{dir}/nginx.conf"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let result = docker::exec_in(name, &argv).await;
+    let _ = docker::exec_in(name, &["rm".into(), "-rf".into(), dir.clone()]).await;
+    let (status, said) = result?;
+    verdict(status == Some(0), &said, &dir, site, c.stand_in)
+}
+
+/// nginx's answer, with `DIR/site.conf:N` turned into the line of the rendered file.
+fn verdict(
+    ok: bool,
+    said: &str,
+    dir: &str,
+    site: &Site,
+    stand_in: Option<String>,
+) -> Result<Option<String>, ResourceError> {
+    if ok {
+        return Ok(stand_in);
+    }
+    let rendered = site.render(&site.tls);
+    let lines: Vec<&str> = rendered.lines().collect();
+    let marker = format!("{dir}/site.conf:");
+    let mut out = Vec::new();
+    for l in said.lines().filter(|l| !l.trim().is_empty()) {
+        // "2026/11/23 04:27:51 [emerg] 12166#12166: unknown directive "bogus" in DIR/site.conf:8"
+        let msg = match l.find("] ") {
+            Some(i) => l[i + 2..].split_once(": ").map_or(&l[i + 2..], |(_, m)| m),
+            None => l,
+        };
+        if msg.contains("test failed") {
+            continue;
+        }
+        match msg.find(&marker) {
+            Some(i) => {
+                let n: usize = msg[i + marker.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .unwrap_or(0);
+                let text = msg[..i].trim_end().trim_end_matches(" in").to_string();
+                let line = lines.get(n.saturating_sub(1)).map_or("", |l| l.trim());
+                out.push(format!("{text}, line {n} of the rendered site: {line}"));
+            }
+            None => out.push(msg.replace(dir, "(check)")),
+        }
+    }
+    Err(ResourceError::Failed(format!(
+        "nginx -t rejected the rendered site; the live file was not touched:\n{}",
+        out.join("\n")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validators_parse() {
+        assert_eq!(Validator::parse("host"), Some(Validator::Host));
+        assert_eq!(
+            Validator::parse("container:nginx-certbot-nginx-1"),
+            Some(Validator::Container("nginx-certbot-nginx-1".into()))
+        );
+        assert_eq!(Validator::parse("container:"), None);
+        assert_eq!(Validator::parse("yes"), None);
+    }
+}

@@ -1,0 +1,170 @@
+//! `nginx_site` against the real nginx: Debian's on the host, and the same binary inside a
+//! container (checked through the Docker API).
+
+use tend_tests::docker::{docker, nginx_image, unique, Cleanup, Made};
+use tend_tests::{changed_fields, resource, with_status, Sandbox};
+
+/// The Dify site as production writes it (certificates under /etc/letsencrypt/live/, which do
+/// not exist here: the check stands in a temporary pair). Debian 12's nginx 1.22 takes HTTP/2 on
+/// the listen line.
+fn site(validate: &str, extra: &str) -> String {
+    format!(
+        r#"[nginx_site.dify]
+path = "/data/nginx/user_conf.d/dify42.hostkey.in.conf"
+server_names = ["dify42.hostkey.in"]
+upstream = "http://127.0.0.1:3000"
+acme_webroot = "/var/www/letsencrypt"
+tls = {{ cert = "/etc/letsencrypt/live/dify42.hostkey.in/fullchain.pem", key = "/etc/letsencrypt/live/dify42.hostkey.in/privkey.pem", chain = "/etc/letsencrypt/live/dify42.hostkey.in/chain.pem", dhparam = "/etc/letsencrypt/dhparams/dhparam.pem" }}
+http2 = "listen"
+validate = "{validate}"
+{extra}
+"#
+    )
+}
+
+const PATH: &str = "/data/nginx/user_conf.d/dify42.hostkey.in.conf";
+
+#[test]
+fn dify_site_passes_real_nginx_and_converges() {
+    let sb = Sandbox::new();
+    sb.write_manifest(&site("host", ""));
+    let plan = sb.plan_json();
+    assert_eq!(plan["exit_code"], 2, "{plan:#}");
+    let diff = resource(&plan, "nginx_site.dify")["changes"][0]["diff"]
+        .as_str()
+        .expect("plan shows the rendered file as a diff")
+        .to_string();
+    assert!(
+        diff.contains(
+            "+    ssl_certificate_key     /etc/letsencrypt/live/dify42.hostkey.in/privkey.pem;"
+        ),
+        "{diff}"
+    );
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    let notes = resource(&report, "nginx_site.dify")["notes"].to_string();
+    assert!(
+        notes.contains("nginx -t accepted it") && notes.contains("temporary self-signed pair"),
+        "{notes}"
+    );
+    let text = sb.read(PATH);
+    for line in [
+        "    listen 443 ssl http2;",
+        "        proxy_pass http://127.0.0.1:3000;",
+        "        proxy_set_header X-Forwarded-Proto $scheme;",
+        "        return 301 https://$host$request_uri;",
+        "        root /var/www/letsencrypt;",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
+    assert_eq!(sb.apply().code, 0, "second run: zero changes");
+
+    // Edited by hand: plan names the content, apply puts it back (the old bytes kept).
+    sb.write(PATH, &text.replace("3600s", "60s"));
+    let plan = sb.plan_json();
+    assert_eq!(changed_fields(&plan, "nginx_site.dify"), ["content"]);
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2);
+    assert_eq!(
+        resource(&report, "nginx_site.dify")["backups"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(sb.read(PATH), text);
+}
+
+#[test]
+fn a_broken_extra_directive_is_rejected_and_the_live_file_kept() {
+    let sb = Sandbox::new();
+    sb.write_manifest(&site("host", ""));
+    assert_eq!(sb.apply().code, 2);
+    let good = sb.read(PATH);
+    sb.write_manifest(&site(
+        "host",
+        "extra = \"add_header X-Frame-Options DENY;\\nbogus_directive on;\"",
+    ));
+    // Plan already says so: the host's nginx checks it in a throwaway configuration.
+    let plan = sb.plan_json();
+    assert_eq!(plan["exit_code"], 4, "{plan:#}");
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4, "{report:#}");
+    let err = resource(&report, "nginx_site.dify")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(
+        err.starts_with("nginx -t rejected the rendered site; the live file was not touched"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown directive \"bogus_directive\", line "),
+        "{err}"
+    );
+    assert!(
+        err.contains("of the rendered site: bogus_directive on;"),
+        "{err}"
+    );
+    assert_eq!(sb.read(PATH), good, "the live file keeps its old bytes");
+    let human = sb.apply();
+    assert_eq!(human.code, 4);
+    assert!(
+        human
+            .stdout
+            .contains("! nginx_site.dify failed: nginx -t rejected"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn checked_inside_a_running_container() {
+    let image = nginx_image();
+    let name = unique("tendx");
+    let _cleanup = Cleanup(Made {
+        containers: vec![name.clone()],
+        ..Made::default()
+    });
+    docker(&["run", "-d", "--name", &name, image]);
+    let sb = Sandbox::new();
+    let validate = format!("container:{name}");
+    sb.write_manifest(&site(&validate, ""));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    let notes = resource(&report, "nginx_site.dify")["notes"].to_string();
+    assert!(notes.contains("nginx -t accepted it"), "{notes}");
+    let left = docker(&["exec", &name, "ls", "/tmp"]);
+    assert_eq!(left, "", "the candidate is removed from the container");
+    let good = sb.read(PATH);
+
+    sb.write_manifest(&site(&validate, "extra = \"bogus_directive on;\""));
+    assert_eq!(
+        with_status(&sb.plan_json(), "would_change"),
+        ["nginx_site.dify"],
+        "plan does not exec into containers"
+    );
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4, "{report:#}");
+    let err = resource(&report, "nginx_site.dify")["error"]
+        .as_str()
+        .expect("error");
+    assert!(
+        err.contains("of the rendered site: bogus_directive on;"),
+        "{err}"
+    );
+    assert_eq!(sb.read(PATH), good);
+
+    // The container is gone: the check cannot run, so nothing is written.
+    docker(&["rm", "-f", &name]);
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4, "{report:#}");
+    let err = resource(&report, "nginx_site.dify")["error"]
+        .as_str()
+        .expect("error");
+    assert!(
+        err.contains(&format!(
+            "cannot check the site inside {name}: no such container"
+        )),
+        "{err}"
+    );
+}
