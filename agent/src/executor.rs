@@ -160,6 +160,9 @@ pub async fn plan(
                     reports[i] = Some(r);
                     continue;
                 }
+                if let Ok(drift) = &result {
+                    r.observed = drift.observed.clone();
+                }
                 match result {
                     Ok(drift) if drift.is_empty() => {}
                     Ok(drift) => {
@@ -274,6 +277,9 @@ struct Applying {
     journal: Arc<Journal>,
     /// Whether apply ran (and so must be verified).
     applied: bool,
+    /// Whether its notify targets are owed a refresh although apply failed (an audited
+    /// certificate kicks the container that renews it).
+    kick: bool,
     started: Instant,
 }
 
@@ -288,7 +294,12 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
     } = task;
     let started = Instant::now();
     let mut applied = false;
-    match resource.check(host.probe()).await {
+    let mut kick = false;
+    let checked = resource.check(host.probe()).await;
+    if let Ok(drift) = &checked {
+        report.observed = drift.observed.clone();
+    }
+    match checked {
         Err(e) => {
             report.status = Status::Failed;
             report.error = Some(e.to_string());
@@ -316,6 +327,7 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
             };
             match result {
                 Err(e) => {
+                    kick = resource.notifies_on_failure();
                     report.status = Status::Failed;
                     report.error = Some(e.to_string());
                 }
@@ -336,25 +348,32 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
         notified_by,
         journal,
         applied,
+        kick,
         started,
     }
 }
 
 /// Verify what was applied (remaining drift = "did not converge"), then refresh if notified.
+/// Also says whether the resource's notify targets are owed a refresh.
 async fn verify_and_refresh(
     resource: &Arc<dyn Resource>,
     state: Applying,
     host: &Mutate,
-) -> ResourceReport {
+) -> (ResourceReport, bool) {
     let Applying {
         mut report,
         notified_by,
         journal,
         applied,
+        kick,
         started,
     } = state;
     if applied {
-        match resource.check(host.probe()).await {
+        let rechecked = resource.check(host.probe()).await;
+        if let Ok(rest) = &rechecked {
+            report.observed = rest.observed.clone();
+        }
+        match rechecked {
             Err(e) => {
                 report.status = Status::Failed;
                 report.error = Some(format!("check after apply failed: {e}"));
@@ -395,7 +414,8 @@ async fn verify_and_refresh(
         report.refresh = Some(refresh);
     }
     report.duration_ms = millis(started);
-    report
+    let notify = report.status == Status::Changed || kick;
+    (report, notify)
 }
 
 /// Converge the host, in waves: every resource whose dependencies are done applies
@@ -506,14 +526,14 @@ pub async fn apply(
             });
         }
         while let Some(joined) = set.join_next().await {
-            let (i, report) = match joined {
+            let (i, (report, notify)) = match joined {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::error!("a resource task died: {e}");
                     continue;
                 }
             };
-            if report.status == Status::Changed {
+            if notify {
                 for &t in &g.notifies[i] {
                     notified[t].push(m.resources[i].address.clone());
                 }

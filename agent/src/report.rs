@@ -73,6 +73,9 @@ pub struct ResourceReport {
     pub backups: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What the check read for an audit (a certificate's names, issuer, days left).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub observed: std::collections::BTreeMap<String, serde_json::Value>,
     pub duration_ms: u64,
 }
 
@@ -89,6 +92,7 @@ impl ResourceReport {
             refresh: None,
             backups: Vec::new(),
             notes: Vec::new(),
+            observed: Default::default(),
             duration_ms: 0,
         }
     }

@@ -107,6 +107,10 @@ pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Drift {
     pub changes: Vec<Change>,
+    /// What the check read that an audit wants whether or not anything differs (a certificate's
+    /// names, issuer and days left): the report's `observed` object.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub observed: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Drift {
@@ -127,7 +131,10 @@ impl Drift {
 
 impl From<Vec<Change>> for Drift {
     fn from(changes: Vec<Change>) -> Drift {
-        Drift { changes }
+        Drift {
+            changes,
+            observed: Default::default(),
+        }
     }
 }
 

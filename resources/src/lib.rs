@@ -54,6 +54,7 @@ pub static KINDS: &[Kind] = &[
     docker::volume::KIND,
     docker::network::KIND,
     nginx::site::KIND,
+    cert::kind::KIND,
 ];
 
 /// The kind named `name`.

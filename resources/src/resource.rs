@@ -69,6 +69,12 @@ pub trait Resource: Send + Sync + std::fmt::Debug {
     /// Change the host so that `drift` is gone.
     async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError>;
 
+    /// Whether this resource's notify targets are refreshed even when its apply fails: an audited
+    /// certificate cannot renew itself, but can kick the container that renews it.
+    fn notifies_on_failure(&self) -> bool {
+        false
+    }
+
     /// Whether [`Resource::refresh`] does anything, so notifying this resource makes sense.
     fn refreshable(&self) -> bool {
         false
