@@ -98,6 +98,13 @@ fn skip_reason(
     g.deps[i].iter().find_map(|e| {
         let r = reports[e.on].as_ref()?;
         let dep = &m.resources[e.on].address;
+        // A notifier that kicks its targets when it fails (an audited certificate) must not
+        // also get them skipped.
+        if e.kind == crate::graph::EdgeKind::Notify
+            && m.resources[e.on].resource.notifies_on_failure()
+        {
+            return None;
+        }
         match r.status {
             Status::Failed => Some(format!("requires {dep}, which failed")),
             Status::Skipped => Some(format!("requires {dep}, which was skipped")),

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::Once;
 
 pub mod docker;
+pub mod pki;
 
 /// The `tend` binary of this workspace, built on first use (the tests crate cannot depend on
 /// another package's binary, so it asks cargo once).

@@ -2,6 +2,7 @@
 //! does), one module per area.
 
 mod apt;
+mod cert;
 mod cli;
 mod directory;
 mod docker;

@@ -1,0 +1,311 @@
+//! `cert` against real certificates (made by openssl with exact dates) and a real ACME server
+//! (pebble on loopback, validating HTTP-01 through nginx serving the webroot).
+
+use tend_tests::docker::{docker, unique, Cleanup, Made};
+use tend_tests::pki::{asn1_time, cert, key, Pebble};
+use tend_tests::{changed_fields, resource, with_status, Sandbox};
+
+/// Days left are whole days, rounded down: a certificate made to end N days from now has N
+/// left within the second it was made, N - 1 after.
+fn assert_days_left(observed: &serde_json::Value, n: i64) {
+    let d = observed["days_left"].as_i64().expect("days_left");
+    assert!(
+        d == n || d == n - 1,
+        "days_left {d}, expected {n} or {}: {observed}",
+        n - 1
+    );
+}
+
+#[test]
+fn acme_issue_renew_and_notify_once() {
+    let sb = Sandbox::new();
+    let webroot = sb.path("/var/www/acme");
+    let pebble = Pebble::start(&webroot);
+    let manifest = format!(
+        r#"[cert.site]
+names = ["site.tend.test", "www.site.tend.test"]
+cert = "/etc/ssl/site/fullchain.pem"
+key = "/etc/ssl/site/privkey.pem"
+chain = "/etc/ssl/site/chain.pem"
+provider = "acme"
+directory = "{dir}"
+ca_bundle = "{ca}"
+email = "ops@tend.test"
+challenge = {{ webroot = "/var/www/acme" }}
+notify = ["exec.reload"]
+
+[exec.reload]
+command = "echo reloaded >> $TEND_ROOT/reloads"
+refresh_only = true
+"#,
+        dir = pebble.directory,
+        ca = pebble.ca_bundle.display()
+    );
+    sb.write_manifest(&manifest);
+    let plan = sb.plan_json();
+    assert_eq!(changed_fields(&plan, "cert.site"), ["cert"]);
+    assert_eq!(pebble.orders(), 0, "plan never orders");
+
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(pebble.orders(), 1);
+    assert_eq!(sb.mode("/etc/ssl/site/privkey.pem"), 0o600);
+    let observed = &resource(&report, "cert.site")["observed"];
+    assert_eq!(observed["state"], "valid", "{observed}");
+    assert!(
+        observed["issuer"]
+            .as_str()
+            .expect("issuer")
+            .contains("Pebble Intermediate"),
+        "{observed}"
+    );
+    assert_eq!(observed["names"][1], "www.site.tend.test");
+    assert_eq!(sb.read("/reloads"), "reloaded\n");
+    assert_eq!(
+        std::fs::read_dir(webroot.join(".well-known/acme-challenge"))
+            .expect("dir")
+            .count(),
+        0,
+        "challenge files removed"
+    );
+
+    // Second run: nothing to do, no new order at the CA, no reload.
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        pebble.orders(),
+        1,
+        "a valid certificate is never re-ordered"
+    );
+    assert_eq!(sb.read("/reloads"), "reloaded\n");
+
+    // A certificate inside the renewal window (made with openssl: 5 days left).
+    let k = sb.path("/etc/ssl/site/privkey.pem");
+    let c = sb.path("/etc/ssl/site/fullchain.pem");
+    cert(
+        &c,
+        &k,
+        &["site.tend.test", "www.site.tend.test"],
+        &asn1_time(-1),
+        &asn1_time(5),
+    );
+    std::fs::copy(&c, sb.path("/etc/ssl/site/chain.pem")).expect("chain");
+    let plan = sb.plan_json();
+    assert_eq!(changed_fields(&plan, "cert.site"), ["expiry"]);
+    assert_days_left(&resource(&plan, "cert.site")["observed"], 5);
+    assert_eq!(
+        resource(&plan, "exec.reload")["refresh"]["status"],
+        "would_run"
+    );
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(pebble.orders(), 2, "renewed");
+    assert_eq!(
+        sb.read("/reloads"),
+        "reloaded\nreloaded\n",
+        "dependents notified once"
+    );
+    assert_eq!(sb.plan_json()["exit_code"], 0);
+}
+
+#[test]
+fn acme_failures_are_explained_and_backed_off() {
+    let sb = Sandbox::new();
+    // The webroot nginx serves is not the one the manifest writes to: validation fails.
+    let pebble = Pebble::start(&sb.path("/var/www/elsewhere"));
+    sb.write_manifest(&format!(
+        "[cert.site]\nnames = [\"bad.tend.test\"]\ncert = \"/etc/ssl/bad/fullchain.pem\"\nkey = \"/etc/ssl/bad/privkey.pem\"\nprovider = \"acme\"\ndirectory = \"{}\"\nca_bundle = \"{}\"\nchallenge = {{ webroot = \"/var/www/acme\" }}\n",
+        pebble.directory,
+        pebble.ca_bundle.display()
+    ));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4, "{report:#}");
+    let err = resource(&report, "cert.site")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(err.contains("the CA could not"), "{err}");
+    assert_eq!(pebble.orders(), 1);
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4);
+    let err = resource(&report, "cert.site")["error"]
+        .as_str()
+        .expect("error");
+    assert!(
+        err.starts_with("not asking the CA again for 60 min after 1 failed attempt(s)"),
+        "{err}"
+    );
+    assert_eq!(pebble.orders(), 1, "backed off: no new order");
+}
+
+#[test]
+fn audit_names_every_defect_and_kicks_the_renewer() {
+    let sb = Sandbox::new();
+    let k = sb.path("/certs/key.pem");
+    let other = sb.path("/certs/other-key.pem");
+    key(&k);
+    key(&other);
+    let now = asn1_time(-1);
+    cert(
+        &sb.path("/certs/valid.pem"),
+        &k,
+        &["a.tend.test"],
+        &now,
+        &asn1_time(60),
+    );
+    cert(
+        &sb.path("/certs/expired.pem"),
+        &k,
+        &["a.tend.test"],
+        &asn1_time(-90),
+        &asn1_time(-2),
+    );
+    cert(
+        &sb.path("/certs/names.pem"),
+        &k,
+        &["b.tend.test"],
+        &now,
+        &asn1_time(60),
+    );
+    cert(
+        &sb.path("/certs/mismatch.pem"),
+        &other,
+        &["a.tend.test"],
+        &now,
+        &asn1_time(60),
+    );
+    // A leaf followed by a certificate that did not sign it.
+    let broken = sb.read("/certs/valid.pem") + &sb.read("/certs/mismatch.pem");
+    sb.write("/certs/chain.pem", &broken);
+    let one = |name: &str, file: &str, extra: &str| {
+        format!("[cert.{name}]\nnames = [\"a.tend.test\"]\ncert = \"/certs/{file}\"\nkey = \"/certs/key.pem\"\n{extra}\n")
+    };
+    sb.write_manifest(
+        &[
+            one("valid", "valid.pem", ""),
+            one("expired", "expired.pem", "notify = [\"exec.kick\"]"),
+            one("names", "names.pem", ""),
+            one("mismatch", "mismatch.pem", ""),
+            one("missing", "missing.pem", ""),
+            one("chain", "chain.pem", ""),
+            "[exec.kick]\ncommand = \"echo kicked >> $TEND_ROOT/kicks\"\nrefresh_only = true\n"
+                .to_string(),
+        ]
+        .join("\n"),
+    );
+    let plan = sb.plan_json();
+    assert_eq!(plan["exit_code"], 2, "{plan:#}");
+    assert_eq!(with_status(&plan, "in_sync"), ["cert.valid", "exec.kick"]);
+    let valid = &resource(&plan, "cert.valid")["observed"];
+    assert_days_left(valid, 60);
+    assert_eq!(valid["names"][0], "a.tend.test");
+    assert!(valid["issuer"]
+        .as_str()
+        .expect("issuer")
+        .contains("a.tend.test"));
+    assert_eq!(changed_fields(&plan, "cert.expired"), ["expiry"]);
+    assert_eq!(
+        resource(&plan, "cert.expired")["observed"]["state"],
+        "expired"
+    );
+    assert_eq!(changed_fields(&plan, "cert.names"), ["names"]);
+    assert_eq!(changed_fields(&plan, "cert.mismatch"), ["key"]);
+    assert_eq!(changed_fields(&plan, "cert.missing"), ["cert"]);
+    assert_eq!(changed_fields(&plan, "cert.chain"), ["chain"]);
+    let desc = resource(&plan, "cert.names")["changes"][0]["description"]
+        .as_str()
+        .expect("d");
+    assert_eq!(
+        desc,
+        "names not covered: a.tend.test (the certificate has b.tend.test)"
+    );
+
+    // Apply cannot fix an audited certificate: a failure with the reason; the renewer is kicked.
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 6, "failures, and the kick ran: {report:#}");
+    let err = resource(&report, "cert.expired")["error"]
+        .as_str()
+        .expect("error");
+    assert!(
+        err.starts_with("audit only: tend does not renew this certificate"),
+        "{err}"
+    );
+    assert!(
+        err.contains("certificate expired 2 days ago")
+            || err.contains("certificate expired 3 days ago"),
+        "{err}"
+    );
+    assert_eq!(resource(&report, "exec.kick")["refresh"]["status"], "ran");
+    assert_eq!(sb.read("/kicks"), "kicked\n");
+    assert_eq!(resource(&report, "cert.valid")["status"], "in_sync");
+}
+
+#[test]
+fn audit_a_certificate_inside_a_docker_volume() {
+    let volume = unique("tendcerts");
+    let _cleanup = Cleanup(Made {
+        volumes: vec![volume.clone()],
+        ..Made::default()
+    });
+    docker(&["volume", "create", &volume]);
+    let mount = std::path::PathBuf::from(docker(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{.Mountpoint}}",
+        &volume,
+    ]));
+    // certbot's layout: live/NAME/*.pem are relative symlinks into archive/NAME/.
+    let archive = mount.join("archive/d.tend.test");
+    key(&archive.join("privkey1.pem"));
+    cert(
+        &archive.join("fullchain1.pem"),
+        &archive.join("privkey1.pem"),
+        &["d.tend.test"],
+        &asn1_time(-1),
+        &asn1_time(45),
+    );
+    let live = mount.join("live/d.tend.test");
+    std::fs::create_dir_all(&live).expect("mkdir live");
+    for f in ["privkey", "fullchain"] {
+        std::os::unix::fs::symlink(
+            format!("../../archive/d.tend.test/{f}1.pem"),
+            live.join(format!("{f}.pem")),
+        )
+        .expect("symlink");
+    }
+    let sb = Sandbox::new();
+    sb.write_manifest(&format!(
+        "[cert.dify]\nnames = [\"d.tend.test\"]\nvolume = \"{volume}\"\ncert = \"live/d.tend.test/fullchain.pem\"\nkey = \"live/d.tend.test/privkey.pem\"\n"
+    ));
+    let plan = sb.plan_json();
+    assert_eq!(plan["exit_code"], 0, "{plan:#}");
+    let o = &resource(&plan, "cert.dify")["observed"];
+    assert_days_left(o, 45);
+    assert_eq!(o["state"], "valid");
+    // Renewal window of 50 days: the same certificate is now due.
+    sb.write_manifest(&format!(
+        "[cert.dify]\nnames = [\"d.tend.test\"]\nvolume = \"{volume}\"\ncert = \"live/d.tend.test/fullchain.pem\"\nkey = \"live/d.tend.test/privkey.pem\"\nrenew_before_days = 50\n"
+    ));
+    let plan = sb.plan_json();
+    assert_eq!(changed_fields(&plan, "cert.dify"), ["expiry"]);
+}
+
+#[test]
+fn self_signed_timeline() {
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        "[cert.internal]\nnames = [\"internal.tend.test\"]\ncert = \"/etc/ssl/internal/cert.pem\"\nkey = \"/etc/ssl/internal/key.pem\"\nprovider = \"self_signed\"\ndays = 90\nrenew_before_days = 10\n",
+    );
+    assert_eq!(changed_fields(&sb.plan_json(), "cert.internal"), ["cert"]);
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    assert_days_left(&resource(&report, "cert.internal")["observed"], 90);
+    assert_eq!(sb.mode("/etc/ssl/internal/key.pem"), 0o600);
+    assert_eq!(sb.apply().code, 0);
+    // Another key put in place by hand: the pair no longer matches.
+    key(&sb.path("/etc/ssl/internal/key.pem"));
+    assert_eq!(changed_fields(&sb.plan_json(), "cert.internal"), ["key"]);
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.plan_json()["exit_code"], 0);
+}
