@@ -105,9 +105,14 @@ fn skip_reason(
         {
             return None;
         }
+        let how = match e.kind {
+            crate::graph::EdgeKind::Requires => "requires",
+            crate::graph::EdgeKind::Notify => "is notified by",
+            crate::graph::EdgeKind::Path => "depends on",
+        };
         match r.status {
-            Status::Failed => Some(format!("requires {dep}, which failed")),
-            Status::Skipped => Some(format!("requires {dep}, which was skipped")),
+            Status::Failed => Some(format!("{how} {dep}, which failed")),
+            Status::Skipped => Some(format!("{how} {dep}, which was skipped")),
             _ => None,
         }
     })

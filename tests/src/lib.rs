@@ -127,6 +127,15 @@ impl Sandbox {
         self.tend_env(sub, args, &[])
     }
 
+    /// `tend SUBCOMMAND MANIFEST --root ROOT ARGS…` with another manifest (one shipped in
+    /// `manifests/`).
+    pub fn tend_with_manifest(&self, manifest: &str, sub: &str, args: &[&str]) -> Run {
+        let root = self.root();
+        let mut all: Vec<&str> = vec![sub, manifest, "--root", root.to_str().expect("utf8")];
+        all.extend_from_slice(args);
+        run(&all, &[])
+    }
+
     /// Like [`Sandbox::tend`], with extra environment variables.
     pub fn tend_env(&self, sub: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
         let manifest = self.manifest_path();

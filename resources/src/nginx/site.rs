@@ -184,6 +184,7 @@ impl Resource for NginxSite {
         let mut notes = Vec::new();
         if drift.touches("content") || drift.touches("state") {
             match validate::check(&self.site, &self.validator).await? {
+                Some(note) if note.starts_with("not checked") => notes.push(note),
                 Some(note) => notes.push(format!("nginx -t accepted it ({note})")),
                 None if self.validator != Validator::Off => {
                     notes.push("nginx -t accepted it".into())

@@ -136,16 +136,19 @@ async fn on_host(site: &Site) -> Result<Option<String>, ResourceError> {
 async fn in_container(site: &Site, name: &str) -> Result<Option<String>, ResourceError> {
     use crate::docker;
     let engine = docker::engine().await?;
+    // On a first boot the container does not exist yet (its stack comes up after the site
+    // file); a stopped or crash-looping one cannot run a command. Neither can check: the file
+    // is written unchecked, said so in the report, and nginx checks it when the container starts.
     match engine.inspect_container(name, None).await {
         Ok(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => {}
         Ok(_) => {
-            return Err(ResourceError::Failed(format!(
-                "cannot check the site inside {name}: the container is not running"
+            return Ok(Some(format!(
+                "not checked: {name} is not running; its nginx checks the file when it starts"
             )))
         }
         Err(e) if docker::is_not_found(&e) => {
-            return Err(ResourceError::Missing(format!(
-                "cannot check the site inside {name}: no such container"
+            return Ok(Some(format!(
+                "not checked: no container {name} yet (first boot); its nginx checks the file when it starts"
             )))
         }
         Err(e) => return Err(docker::api_error(&format!("cannot inspect {name}"), e)),

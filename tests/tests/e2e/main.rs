@@ -4,6 +4,7 @@
 mod apt;
 mod cert;
 mod cli;
+mod dify;
 mod directory;
 mod docker;
 mod engine;

@@ -154,17 +154,18 @@ fn checked_inside_a_running_container() {
     );
     assert_eq!(sb.read(PATH), good);
 
-    // The container is gone: the check cannot run, so nothing is written.
+    // No container (a first boot: its stack comes up after the site file): written unchecked,
+    // and the report says so.
     docker(&["rm", "-f", &name]);
+    sb.write_manifest(&site(&validate, "extra = \"client_body_timeout 30s;\""));
     let (code, report) = sb.apply_json();
-    assert_eq!(code, 4, "{report:#}");
-    let err = resource(&report, "nginx_site.dify")["error"]
-        .as_str()
-        .expect("error");
+    assert_eq!(code, 2, "{report:#}");
+    let notes = resource(&report, "nginx_site.dify")["notes"].to_string();
     assert!(
-        err.contains(&format!(
-            "cannot check the site inside {name}: no such container"
+        notes.contains(&format!(
+            "not checked: no container {name} yet (first boot)"
         )),
-        "{err}"
+        "{notes}"
     );
+    assert!(sb.read(PATH).contains("    client_body_timeout 30s;\n"));
 }
