@@ -59,8 +59,16 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
     let mut out = String::new();
     for r in report.resources.iter().filter(|r| shown(r, style)) {
         let (mark, color) = marker(r);
+        // A certificate's audit figures, on every line that shows it.
+        let audit = match (r.observed.get("days_left"), r.observed.get("issuer")) {
+            (Some(days), Some(issuer)) => format!(
+                " ({days} days left, issued by {})",
+                issuer.as_str().unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
         let label = match r.status {
-            Status::InSync if r.refresh.is_none() => " in sync".to_string(),
+            Status::InSync if r.refresh.is_none() => format!(" in sync{audit}"),
             Status::Failed => format!(" failed: {}", r.error.as_deref().unwrap_or("")),
             Status::Skipped | Status::MayChange | Status::NotApplied | Status::Excluded => {
                 format!(" {}", r.reason.as_deref().unwrap_or(""))
