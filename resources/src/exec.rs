@@ -9,13 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::AsyncReadExt;
 
 use crate::change::{Change, Drift};
 use crate::host::{Mutate, Probe};
@@ -169,11 +167,7 @@ impl Exec {
         let mut c = tokio::process::Command::new(&cmd.argv[0]);
         c.args(&cmd.argv[1..])
             .envs(&self.env)
-            .env("TEND_ROOT", host.root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("TEND_ROOT", host.root());
         if let Some(cwd) = &self.cwd {
             c.current_dir(host.real(cwd));
         }
@@ -182,43 +176,28 @@ impl Exec {
             c.uid(uid);
             c.gid(host.gid(user).unwrap_or(uid));
         }
-        let mut child = c
-            .spawn()
-            .map_err(|e| ResourceError::Failed(format!("cannot start {}: {e}", cmd.argv[0])))?;
-        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-        let collect = async {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            // Both pipes at once: a command that fills stderr must not block on it.
-            let read_out = async {
-                if let Some(o) = out.as_mut() {
-                    let _ = o.read_to_end(&mut a).await;
-                }
-            };
-            let read_err = async {
-                if let Some(e) = err.as_mut() {
-                    let _ = e.read_to_end(&mut b).await;
-                }
-            };
-            tokio::join!(read_out, read_err);
-            let status = child.wait().await;
-            (a, b, status)
-        };
-        match tokio::time::timeout(self.timeout, collect).await {
-            Err(_) => Err(ResourceError::Failed(format!(
+        use crate::process::{capture, RunError};
+        match capture(c, self.timeout).await {
+            Err(RunError::Spawn(e)) => Err(ResourceError::Failed(format!(
+                "cannot start {}: {e}",
+                cmd.argv[0]
+            ))),
+            Err(RunError::Timeout) => Err(ResourceError::Failed(format!(
                 "`{}` did not finish within {} s and was killed",
                 cmd.shown(),
                 self.timeout.as_secs()
             ))),
-            Ok((a, b, status)) => {
-                let status = status.map_err(|e| {
-                    ResourceError::Failed(format!("waiting for {}: {e}", cmd.argv[0]))
-                })?;
-                let mut text = String::from_utf8_lossy(&a).into_owned();
-                text.push_str(&String::from_utf8_lossy(&b));
+            Err(RunError::Wait(e)) => Err(ResourceError::Failed(format!(
+                "waiting for {}: {e}",
+                cmd.argv[0]
+            ))),
+            Ok(done) => {
+                let mut text = String::from_utf8_lossy(&done.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&done.stderr));
                 let lines: Vec<&str> = text.lines().collect();
                 let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
                 Ok(Outcome {
-                    status: status.code(),
+                    status: done.status.code(),
                     tail,
                 })
             }

@@ -636,6 +636,20 @@ pub fn write_private_file(real: &Path, bytes: &[u8]) -> HostResult<()> {
     Mutate::new(Probe::new("/", dir)).write_atomic(real, bytes, private)
 }
 
+/// Like [`write_private_file`], creating missing parent directories with mode 0700 (providers'
+/// records under the state directory: compose fingerprints, ACME accounts).
+pub fn write_state_file(real: &Path, bytes: &[u8]) -> HostResult<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = real.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| HostError::new("create", dir, e))?;
+    }
+    write_private_file(real, bytes)
+}
+
 /// The temporary beside `path` (a host path) that an atomic write of it uses:
 /// `.tend-tmp.NAME` in the same directory.
 pub fn temp_path(path: &Path) -> PathBuf {

@@ -31,6 +31,7 @@ pub mod git;
 pub mod host;
 pub mod nginx;
 pub mod package;
+pub mod process;
 pub mod resource;
 pub mod spec;
 

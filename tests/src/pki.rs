@@ -136,11 +136,23 @@ pub struct Pebble {
     pub directory: String,
     /// The CA that signed pebble's HTTPS certificate (the `ca_bundle` to trust).
     pub ca_bundle: PathBuf,
+    /// The port pebble fetches HTTP-01 challenges from (on 127.0.0.1).
+    pub http_port: u16,
 }
 
 impl Pebble {
     /// `webroot` is the real path nginx serves `/.well-known/acme-challenge/` from.
     pub fn start(webroot: &Path) -> Pebble {
+        Pebble::start_with(Some(webroot))
+    }
+
+    /// Without nginx: whoever listens on [`Pebble::http_port`] answers the challenges (tend's
+    /// `standalone` challenge).
+    pub fn start_standalone() -> Pebble {
+        Pebble::start_with(None)
+    }
+
+    fn start_with(webroot: Option<&Path>) -> Pebble {
         let dir = tempfile::Builder::new()
             .prefix("tend-pebble-")
             .tempdir()
@@ -226,6 +238,10 @@ impl Pebble {
             ),
         )
         .expect("pebble config");
+        let webroot_dir = webroot
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| d.join("unused"));
+        let webroot = webroot_dir.as_path();
         std::fs::write(
             d.join("nginx.conf"),
             format!(
@@ -278,20 +294,24 @@ impl Pebble {
                 .env("PEBBLE_AUTHZREUSE", "0"),
             "pebble.log",
         ));
-        std::fs::create_dir_all(webroot).expect("webroot");
-        children.push(spawn(
-            Command::new("nginx").args([
-                "-p",
-                &format!("{}/", d.display()),
-                "-c",
-                &s("nginx.conf"),
-            ]),
-            "nginx.log",
-        ));
+        let with_nginx = webroot_dir != d.join("unused");
+        if with_nginx {
+            std::fs::create_dir_all(webroot).expect("webroot");
+            children.push(spawn(
+                Command::new("nginx").args([
+                    "-p",
+                    &format!("{}/", d.display()),
+                    "-c",
+                    &s("nginx.conf"),
+                ]),
+                "nginx.log",
+            ));
+        }
         let p = Pebble {
             children,
             directory: format!("https://127.0.0.1:{acme}/dir"),
             ca_bundle: d.join("ca.pem"),
+            http_port: http,
             dir,
         };
         wait_for(
@@ -300,7 +320,9 @@ impl Pebble {
             &p.dir.path().join("challtestsrv.log"),
         );
         wait_for(acme, "pebble", &p.dir.path().join("pebble.log"));
-        wait_for(http, "nginx", &p.dir.path().join("nginx-error.log"));
+        if with_nginx {
+            wait_for(http, "nginx", &p.dir.path().join("nginx-error.log"));
+        }
         p
     }
 

@@ -64,15 +64,7 @@ fn state_file(host: &Probe, kind: &str, name: &str) -> PathBuf {
 }
 
 fn write_state(path: &Path, bytes: &[u8]) -> Result<(), ResourceError> {
-    use std::os::unix::fs::DirBuilderExt;
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| crate::HostError::new("create", dir, e))?;
-    }
-    crate::host::write_private_file(path, bytes)?;
+    crate::host::write_state_file(path, bytes)?;
     Ok(())
 }
 

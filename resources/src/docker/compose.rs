@@ -144,16 +144,9 @@ impl Record {
 
     fn save(&self, host: &Probe, project: &str) -> Result<(), ResourceError> {
         let path = Record::path(host, project);
-        if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| crate::HostError::new("create", dir, e))?;
-        }
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| ResourceError::Failed(format!("cannot record the project: {e}")))?;
-        crate::host::write_private_file(&path, &bytes)?;
+        crate::host::write_state_file(&path, &bytes)?;
         Ok(())
     }
 
@@ -161,8 +154,6 @@ impl Record {
         let _ = std::fs::remove_file(Record::path(host, project));
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 /// One container of the project, as the list call shows it.
 #[derive(Debug, Clone)]

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
 
 use crate::resource::ResourceError;
@@ -168,46 +167,22 @@ impl Invocation<'_> {
             );
         }
         c.envs(self.env);
-        c.current_dir(self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        c.current_dir(self.dir);
         let shown = self.command_line(args);
-        let mut child = c
-            .spawn()
-            .map_err(|e| ResourceError::Failed(format!("cannot run {shown}: {e}")))?;
-        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-        let work = async {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            let read_out = async {
-                if let Some(o) = out.as_mut() {
-                    let _ = o.read_to_end(&mut a).await;
+        use crate::process::{capture, RunError};
+        let done = capture(c, self.timeout).await.map_err(|e| {
+            ResourceError::Failed(match e {
+                RunError::Spawn(e) => format!("cannot run {shown}: {e}"),
+                RunError::Timeout => {
+                    format!("{shown} did not finish within {} s", self.timeout.as_secs())
                 }
-            };
-            let read_err = async {
-                if let Some(e) = err.as_mut() {
-                    let _ = e.read_to_end(&mut b).await;
-                }
-            };
-            tokio::join!(read_out, read_err);
-            let status = child.wait().await;
-            (status, a, b)
-        };
-        let (status, a, b) = tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| {
-                ResourceError::Failed(format!(
-                    "{shown} did not finish within {} s",
-                    self.timeout.as_secs()
-                ))
-            })?;
-        let status =
-            status.map_err(|e| ResourceError::Failed(format!("{shown} failed to run: {e}")))?;
+                RunError::Wait(e) => format!("{shown} failed to run: {e}"),
+            })
+        })?;
         Ok(Output {
-            success: status.success(),
-            stdout: String::from_utf8_lossy(&a).into_owned(),
-            stderr: String::from_utf8_lossy(&b).into_owned(),
+            success: done.status.success(),
+            stdout: String::from_utf8_lossy(&done.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&done.stderr).into_owned(),
         })
     }
 

@@ -309,3 +309,25 @@ fn self_signed_timeline() {
     assert_eq!(sb.apply().code, 2);
     assert_eq!(sb.plan_json()["exit_code"], 0);
 }
+
+#[test]
+fn acme_standalone_answers_the_challenge_itself() {
+    let pebble = Pebble::start_standalone();
+    let sb = Sandbox::new();
+    sb.write_manifest(&format!(
+        "[cert.api]\nnames = [\"api.tend.test\"]\ncert = \"/etc/ssl/api/fullchain.pem\"\nkey = \"/etc/ssl/api/privkey.pem\"\nprovider = \"acme\"\nkey_type = \"rsa-2048\"\ndirectory = \"{}\"\nca_bundle = \"{}\"\nchallenge = {{ standalone = {} }}\n",
+        pebble.directory,
+        pebble.ca_bundle.display(),
+        pebble.http_port
+    ));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(pebble.orders(), 1);
+    let key = sb.read("/etc/ssl/api/privkey.pem");
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pebble.http_port)).is_err(),
+        "the challenge listener is closed after the order"
+    );
+    assert_eq!(sb.apply().code, 0);
+}
