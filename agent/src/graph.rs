@@ -2,7 +2,7 @@
 //! or checkout another resource manages), a topological order, and cycle errors that print the
 //! cycle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use tend_resources::spec::Span;
@@ -71,7 +71,9 @@ impl Graph {
         }
 
         // Automatic edges, unless they would contradict an explicit one.
-        let mut owners: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        // Hashed, not ordered: lookups per ancestor of every path, and ordered keys cost a
+        // component-by-component comparison each (a quarter of a 1000-file plan before).
+        let mut owners: HashMap<PathBuf, usize> = HashMap::new();
         for (i, d) in m.resources.iter().enumerate().filter(|(_, d)| d.enabled) {
             for p in d.resource.paths() {
                 if let Some(&j) = owners.get(&p) {
