@@ -63,3 +63,135 @@ fn the_dify_site_renders_for_nginx_certbot() {
         assert!(diff.contains(line), "{line:?} in\n{diff}");
     }
 }
+
+/// The proxy half of the Dify deployment with stand-ins (no registry here): a compose stack whose
+/// container has nginx, the site checked inside it, the certificate audited in its volume.
+#[test]
+fn proxy_stack_site_and_certificate_converge_together() {
+    use tend_tests::docker::{docker, nginx_image, service_ids, unique, Cleanup, Made};
+    use tend_tests::pki::{asn1_time, cert, key};
+    use tend_tests::{changed_fields, with_status};
+
+    let image = nginx_image();
+    let project = unique("tendp");
+    let container = format!("{project}-nginx");
+    let volume = format!("{project}_secrets");
+    let _cleanup = Cleanup(Made {
+        projects: vec![project.clone()],
+        volumes: vec![volume.clone()],
+        ..Made::default()
+    });
+    let sb = Sandbox::new();
+    sb.write(
+        "/srv/nginx/compose.yml",
+        &format!(
+            "version: \"3.8\"\nservices:\n  nginx:\n    image: {image}\n    container_name: {container}\n    stop_signal: SIGKILL\n    volumes:\n      - secrets:/etc/letsencrypt\n      - ./conf:/etc/nginx/user_conf.d\nvolumes:\n  secrets:\n    name: {volume}\n"
+        ),
+    );
+    let manifest = |extra: &str| {
+        format!(
+            r#"[directory.conf]
+path = "/srv/nginx/conf"
+
+[nginx_site.site]
+path = "/srv/nginx/conf/p.tend.test.conf"
+server_names = ["p.tend.test"]
+upstream = "http://127.0.0.1:3000"
+tls = {{ cert = "/etc/letsencrypt/live/p.tend.test/fullchain.pem", key = "/etc/letsencrypt/live/p.tend.test/privkey.pem" }}
+http2 = "listen"
+validate = "container:{container}"
+extra = "{extra}"
+notify = ["compose.proxy"]
+
+[compose.proxy]
+dir = "/srv/nginx"
+files = ["compose.yml"]
+project = "{project}"
+refresh = "restart"
+
+[cert.site]
+names = ["p.tend.test"]
+volume = "{volume}"
+cert = "live/p.tend.test/fullchain.pem"
+key = "live/p.tend.test/privkey.pem"
+requires = ["compose.proxy"]
+"#
+        )
+    };
+    // First boot: no container to check in yet, no certificate yet.
+    sb.write_manifest(&manifest("client_body_timeout 30s;"));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 6, "changes, and the audit fails: {report:#}");
+    assert!(resource(&report, "nginx_site.site")["notes"]
+        .to_string()
+        .contains("not checked: no container"));
+    assert_eq!(
+        resource(&report, "cert.site")["observed"]["state"],
+        "missing"
+    );
+    let id = service_ids(&project)["nginx"].clone();
+
+    // nginx-certbot would now obtain the certificate; here openssl writes it into the volume.
+    let mount = std::path::PathBuf::from(docker(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{.Mountpoint}}",
+        &volume,
+    ]));
+    let live = mount.join("live/p.tend.test");
+    key(&live.join("privkey.pem"));
+    cert(
+        &live.join("fullchain.pem"),
+        &live.join("privkey.pem"),
+        &["p.tend.test"],
+        &asn1_time(-1),
+        &asn1_time(80),
+    );
+    let plan = sb.plan_json();
+    assert_eq!(plan["exit_code"], 0, "{plan:#}");
+    assert_eq!(with_status(&plan, "in_sync").len(), 4);
+
+    // A site change is checked inside the running container, then restarts it (same container).
+    let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &container]);
+    sb.write_manifest(&manifest("client_body_timeout 60s;"));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    let notes = resource(&report, "nginx_site.site")["notes"].to_string();
+    assert!(notes.contains("nginx -t accepted it"), "{notes}");
+    assert_eq!(
+        resource(&report, "compose.proxy")["refresh"]["status"],
+        "ran"
+    );
+    assert_eq!(service_ids(&project)["nginx"], id);
+    assert_ne!(
+        docker(&["inspect", "-f", "{{.State.StartedAt}}", &container]),
+        started
+    );
+    let seen = docker(&[
+        "exec",
+        &container,
+        "cat",
+        "/etc/nginx/user_conf.d/p.tend.test.conf",
+    ]);
+    assert!(
+        seen.contains("client_body_timeout 60s;"),
+        "the container sees the new file"
+    );
+
+    // A broken one is refused inside the container: old file kept, nothing restarted.
+    let good = sb.read("/srv/nginx/conf/p.tend.test.conf");
+    sb.write_manifest(&manifest("client_body_timeout sixty;"));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4, "{report:#}");
+    let err = resource(&report, "nginx_site.site")["error"]
+        .as_str()
+        .expect("error");
+    assert!(err.contains("client_body_timeout sixty;"), "{err}");
+    assert_eq!(sb.read("/srv/nginx/conf/p.tend.test.conf"), good);
+    assert!(resource(&report, "compose.proxy")["refresh"].is_null());
+    assert_eq!(
+        changed_fields(&sb.plan_json(), "nginx_site.site"),
+        ["content"]
+    );
+}
