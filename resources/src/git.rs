@@ -138,6 +138,18 @@ fn failed(what: impl std::fmt::Display) -> ResourceError {
     ResourceError::Failed(what.to_string())
 }
 
+/// A failure to talk to the remote. An SSH host key that `known_hosts` does not vouch for is no
+/// network trouble (plan must not call it an unknown that may go away): it says what to do.
+fn remote_error(url: &str, e: &git2::Error) -> ResourceError {
+    let msg = e.message();
+    if msg.contains("hostkey") || msg.contains("host key") {
+        return failed(format!(
+            "refusing {url}: {msg}. The server's SSH host key must be in ~/.ssh/known_hosts of the user tend runs as: check its fingerprint with the server's owner, then add it (ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts)"
+        ));
+    }
+    failed(format!("{UNREACHABLE} {url}: {msg}"))
+}
+
 fn looks_like_commit(r: &str) -> bool {
     (7..=40).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -210,7 +222,7 @@ impl Spec {
             .map_err(|e| failed(format!("remote {}: {}", self.url, e.message())))?;
         let conn = remote
             .connect_auth(Direction::Fetch, Some(self.callbacks()), None)
-            .map_err(|e| failed(format!("{UNREACHABLE} {}: {}", self.url, e.message())))?;
+            .map_err(|e| remote_error(&self.url, &e))?;
         let heads = conn
             .list()
             .map_err(|e| failed(format!("cannot list refs of {}: {}", self.url, e.message())))?;
@@ -635,7 +647,12 @@ impl Spec {
         }
         remote
             .fetch(&[refspec.as_str()], Some(&mut opts), None)
-            .map_err(|e| failed(format!("fetching {r} from {}: {}", self.url, e.message())))?;
+            .map_err(|e| match remote_error(&self.url, &e) {
+                ResourceError::Failed(m) if m.starts_with(UNREACHABLE) => {
+                    failed(format!("fetching {r} from {}: {}", self.url, e.message()))
+                }
+                other => other,
+            })?;
         if repo.find_commit(target.commit).is_err() {
             return Err(failed(format!(
                 "{} did not provide commit {}",

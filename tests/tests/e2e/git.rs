@@ -500,3 +500,157 @@ fn plan_with_an_unreachable_remote_is_an_honest_unknown() {
         "{reason}"
     );
 }
+
+/// OpenSSH's sshd on a free loopback port, accepting one client key for root; the upstream is
+/// reached as `ssh://root@127.0.0.1:PORT/…`. Host keys are checked against `~/.ssh/known_hosts`
+/// of the HOME tend runs with.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    fn start() -> Sshd {
+        let dir = tempfile::Builder::new()
+            .prefix("tend-sshd-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path();
+        let keygen = |name: &str| {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "tend-test", "-f"])
+                .arg(d.join(name))
+                .output()
+                .expect("ssh-keygen (install openssh-client)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        keygen("host_key");
+        keygen("client_key");
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys"))
+            .expect("authorized_keys");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nPidFile {dir}/sshd.pid\nAuthorizedKeysFile {dir}/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nLogLevel ERROR\n",
+                dir = d.display()
+            ),
+        )
+        .expect("sshd_config");
+        // sshd's privilege separation directory (created by its systemd unit on a real host).
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log")).expect("log"))
+            .spawn()
+            .expect("sshd (install openssh-server)");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "sshd did not start: {}",
+                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Sshd { child, port, dir }
+    }
+
+    fn url(&self, up: &Upstream) -> String {
+        format!("ssh://root@127.0.0.1:{}{}", self.port, up.path.display())
+    }
+
+    fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_key")
+    }
+
+    /// A HOME whose known_hosts lists this server's host key (or not).
+    fn home(&self, trusted: bool) -> tempfile::TempDir {
+        let home = tempfile::tempdir().expect("home");
+        std::fs::create_dir_all(home.path().join(".ssh")).expect("mkdir .ssh");
+        if trusted {
+            let key =
+                std::fs::read_to_string(self.dir.path().join("host_key.pub")).expect("host key");
+            let mut parts = key.split_whitespace();
+            let line = format!(
+                "[127.0.0.1]:{} {} {}\n",
+                self.port,
+                parts.next().expect("type"),
+                parts.next().expect("key")
+            );
+            std::fs::write(home.path().join(".ssh/known_hosts"), line).expect("known_hosts");
+        }
+        home
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn clone_over_ssh_with_a_key_and_a_known_host() {
+    let up = Upstream::new();
+    let sshd = Sshd::start();
+    let sb = Sandbox::new();
+    let extra = format!("ssh_key = \"{}\"", sshd.client_key().display());
+    sb.write_manifest(&manifest(&sshd.url(&up), &extra));
+
+    // A host key nobody vouched for: refused, nothing cloned.
+    let stranger = sshd.home(false);
+    let r = sb.tend_env(
+        "apply",
+        &["--format", "json"],
+        &[("HOME", stranger.path().to_str().expect("utf8"))],
+    );
+    let report = r.json();
+    assert_eq!(r.code, 4, "{report:#}");
+    let err = resource(&report, "git.dify")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(
+        err.starts_with("refusing ssh://root@127.0.0.1:") && err.contains("known_hosts"),
+        "{err}"
+    );
+    // Plan says the same: an unknown host key is no network trouble that may go away.
+    let r = sb.tend_env(
+        "plan",
+        &["--format", "json"],
+        &[("HOME", stranger.path().to_str().expect("utf8"))],
+    );
+    assert_eq!(resource(&r.json(), "git.dify")["status"], "failed");
+    assert!(!sb.path("/opt/dify/.git").exists());
+
+    let home = sshd.home(true);
+    let env = [("HOME", home.path().to_str().expect("utf8"))];
+    let r = sb.tend_env("apply", &["--format", "json"], &env);
+    assert_eq!(r.code, 2, "{:#}", r.json());
+    assert_eq!(head(&sb), up.rev("1.11.4"));
+    assert_eq!(
+        sb.tend_env("apply", &[], &env).code,
+        0,
+        "second run: zero changes"
+    );
+    // Plan asks the remote over SSH too (ls-remote): a moved tag would show.
+    let r = sb.tend_env(
+        "plan",
+        &["--format", "json", "--var", "dify_version=1.12.1"],
+        &env,
+    );
+    assert_eq!(changed_fields(&r.json(), "git.dify"), ["ref"]);
+}
