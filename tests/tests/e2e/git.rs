@@ -654,3 +654,205 @@ fn clone_over_ssh_with_a_key_and_a_known_host() {
     );
     assert_eq!(changed_fields(&r.json(), "git.dify"), ["ref"]);
 }
+
+/// git's smart HTTP (git-http-backend through fcgiwrap) behind nginx with TLS and basic auth, on
+/// a free loopback port; the certificate is signed by a test CA given to tend as SSL_CERT_FILE.
+struct HttpsGit {
+    children: Vec<std::process::Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl HttpsGit {
+    const TOKEN: &'static str = "t0ken-for-tests";
+
+    fn serve(up: &Upstream) -> HttpsGit {
+        let base = up.path.parent().expect("parent").to_path_buf();
+        let dir = tempfile::Builder::new()
+            .prefix("tend-https-git-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=tend git CA",
+            "-days",
+            "2",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let hash = openssl(&["passwd", "-apr1", HttpsGit::TOKEN]);
+        std::fs::write(d.join("htpasswd"), format!("x-access-token:{hash}\n")).expect("htpasswd");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let s = |p: &str| d.join(p).display().to_string();
+        std::fs::write(
+            d.join("nginx.conf"),
+            format!(
+                "user root;\nerror_log {err};\npid {pid};\ndaemon off;\nevents {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n    location / {{\n      auth_basic \"git\";\n      auth_basic_user_file {htpasswd};\n      include /etc/nginx/fastcgi_params;\n      fastcgi_param SCRIPT_FILENAME /usr/lib/git-core/git-http-backend;\n      fastcgi_param GIT_PROJECT_ROOT {root};\n      fastcgi_param GIT_HTTP_EXPORT_ALL \"\";\n      fastcgi_param PATH_INFO $uri;\n      fastcgi_param REMOTE_USER $remote_user;\n      fastcgi_pass unix:{sock};\n    }}\n  }}\n}}\n",
+                err = s("nginx-error.log"),
+                pid = s("nginx.pid"),
+                cert = s("cert.pem"),
+                key = s("key.pem"),
+                htpasswd = s("htpasswd"),
+                root = base.display(),
+                sock = s("fcgiwrap.sock"),
+            ),
+        )
+        .expect("nginx.conf");
+        let quiet = || std::process::Stdio::null();
+        let fcgi = Command::new("fcgiwrap")
+            .args(["-s", &format!("unix:{}", s("fcgiwrap.sock"))])
+            .stdin(quiet())
+            .stdout(quiet())
+            .stderr(quiet())
+            .spawn()
+            .expect("fcgiwrap (install fcgiwrap)");
+        // Workers as root: fcgiwrap's socket belongs to root (the tests run as root).
+        let nginx = Command::new("nginx")
+            .args(["-p", &format!("{}/", d.display()), "-c", &s("nginx.conf")])
+            .stdin(quiet())
+            .stdout(quiet())
+            .stderr(quiet())
+            .spawn()
+            .expect("nginx");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            || !d.join("fcgiwrap.sock").exists()
+        {
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "nginx or fcgiwrap did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        HttpsGit {
+            children: vec![fcgi, nginx],
+            port,
+            dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/dify.git", self.port)
+    }
+
+    fn ca(&self) -> String {
+        self.dir.path().join("ca.pem").display().to_string()
+    }
+}
+
+impl Drop for HttpsGit {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn clone_over_https_with_a_token_that_is_never_printed() {
+    let up = Upstream::new();
+    let server = HttpsGit::serve(&up);
+    let sb = Sandbox::new();
+    sb.write_manifest(&manifest(&server.url(), "token_env = \"DIFY_GIT_TOKEN\""));
+    let ca = server.ca();
+
+    // No token in the environment: the failure names the variable.
+    let r = sb.tend_env("apply", &["--format", "json"], &[("SSL_CERT_FILE", &ca)]);
+    let report = r.json();
+    assert_eq!(r.code, 4, "{report:#}");
+    let err = resource(&report, "git.dify")["error"]
+        .as_str()
+        .expect("error");
+    assert!(err.contains("DIFY_GIT_TOKEN"), "{err}");
+
+    // A wrong token: refused, nothing cloned.
+    let r = sb.tend_env(
+        "apply",
+        &["--format", "json"],
+        &[("SSL_CERT_FILE", &ca), ("DIFY_GIT_TOKEN", "wrong")],
+    );
+    assert_eq!(r.code, 4, "{}", r.stdout);
+    let err = resource(&r.json(), "git.dify")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(
+        err.contains("credentials refused") && !err.contains("wrong"),
+        "{err}"
+    );
+    assert!(!sb.path("/opt/dify/.git").exists());
+
+    let env = [
+        ("SSL_CERT_FILE", ca.as_str()),
+        ("DIFY_GIT_TOKEN", HttpsGit::TOKEN),
+    ];
+    let r = sb.tend_env("apply", &["--format", "json"], &env);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert_eq!(head(&sb), up.rev("1.11.4"));
+    let r2 = sb.tend_env("apply", &["-v"], &env);
+    assert_eq!(r2.code, 0, "second run: zero changes");
+    for out in [&r.stdout, &r.stderr, &r2.stdout, &r2.stderr] {
+        assert!(!out.contains(HttpsGit::TOKEN), "the token leaked: {out}");
+    }
+    let last = std::fs::read_to_string(sb.state_dir().join("last-run.json")).expect("last run");
+    assert!(!last.contains(HttpsGit::TOKEN));
+}
