@@ -150,6 +150,26 @@ fn remote_error(url: &str, e: &git2::Error) -> ResourceError {
     failed(format!("{UNREACHABLE} {url}: {msg}"))
 }
 
+/// Let libgit2 open checkouts that belong to another user. Since CVE-2022-24765 it refuses a
+/// repository not owned by the current user (git's `safe.directory`), and `owner = "app"` makes
+/// exactly that: root (tend) opening a checkout chowned to a service user. The check guards
+/// against a repository planted in a parent directory being discovered and its config running
+/// programs; tend opens only the exact declared path (never discovery), and libgit2 runs no
+/// hooks, fsmonitor or filter programs, so disabling it costs nothing here. One process-wide
+/// switch, set before the first open.
+fn trust_checkouts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: a global libgit2 option; set once, guarded by `Once`, before this process
+        // opens any repository through this path, as libgit2's documentation requires.
+        #[allow(unsafe_code)]
+        let result = unsafe { git2::opts::set_verify_owner_validation(false) };
+        if let Err(e) = result {
+            tracing::warn!("cannot relax libgit2's owner check: {e}");
+        }
+    });
+}
+
 fn looks_like_commit(r: &str) -> bool {
     (7..=40).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -529,6 +549,7 @@ impl Spec {
             });
             return Ok(drift);
         }
+        trust_checkouts();
         let repo = Repository::open(&real).map_err(|_| {
             failed(format!(
                 "{} exists and is not a git repository; nothing was touched",
@@ -735,6 +756,7 @@ impl Spec {
                 .map_err(|e| failed(e.message()))?;
             repo
         } else {
+            trust_checkouts();
             Repository::open(&real).map_err(|_| {
                 failed(format!(
                     "{} exists and is not a git repository; nothing was touched",

@@ -856,3 +856,33 @@ fn clone_over_https_with_a_token_that_is_never_printed() {
     let last = std::fs::read_to_string(sb.state_dir().join("last-run.json")).expect("last run");
     assert!(!last.contains(HttpsGit::TOKEN));
 }
+
+#[test]
+fn owner_and_group_apply_to_the_whole_checkout() {
+    use std::os::unix::fs::MetadataExt;
+    let up = Upstream::new();
+    let sb = Sandbox::new();
+    sb.write(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234::/srv/app:/bin/sh\n",
+    );
+    sb.write("/etc/group", "root:x:0:\napp:x:1234:\n");
+    sb.write_manifest(&manifest(&up.url(), "owner = \"app\"\ngroup = \"app\""));
+    let r = sb.apply();
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    for p in [
+        "/opt/dify",
+        "/opt/dify/docker/.env.example",
+        "/opt/dify/.git/HEAD",
+    ] {
+        let m = std::fs::symlink_metadata(sb.path(p)).expect("metadata");
+        assert_eq!((m.uid(), m.gid()), (1234, 1234), "{p}");
+    }
+    assert_eq!(sb.apply().code, 0, "second run: zero changes");
+    std::os::unix::fs::lchown(sb.path("/opt/dify"), Some(0), Some(0)).expect("chown");
+    let plan = sb.plan_json();
+    assert_eq!(changed_fields(&plan, "git.dify"), ["owner", "group"]);
+    assert_eq!(sb.apply().code, 2);
+    let m = std::fs::metadata(sb.path("/opt/dify")).expect("metadata");
+    assert_eq!((m.uid(), m.gid()), (1234, 1234));
+}
