@@ -51,7 +51,7 @@ pub struct Compose {
     wait_timeout: Duration,
     remove_orphans: bool,
     pull: &'static str,
-    refresh_restart: bool,
+    refresh: Refresh,
     restart_on_recreate: Vec<String>,
     env: BTreeMap<String, String>,
 }
@@ -87,7 +87,24 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let pull = f
         .choice("pull", &["missing", "always", "never"])?
         .unwrap_or("missing");
-    let refresh_restart = f.choice("refresh", &["up", "restart"])?.unwrap_or("up") == "restart";
+    let refresh = match f.string("refresh")? {
+        None => Refresh::Up,
+        Some((t, span)) => match t.value.as_str() {
+            "up" => Refresh::Up,
+            "restart" => Refresh::Restart,
+            other => match other.strip_prefix("signal:") {
+                Some(sig) if SIGNALS.contains(&sig.trim_start_matches("SIG")) => {
+                    Refresh::Signal(format!("SIG{}", sig.trim_start_matches("SIG")))
+                }
+                _ => {
+                    return Err(SpecError::new(
+                        span,
+                        format!("`refresh` must be \"up\", \"restart\" or \"signal:NAME\" (HUP, USR1, USR2, …), not {other:?}"),
+                    ))
+                }
+            },
+        },
+    };
     let restart_on_recreate = f
         .strings("restart_on_recreate")?
         .unwrap_or_default()
@@ -110,11 +127,26 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         wait_timeout,
         remove_orphans,
         pull,
-        refresh_restart,
+        refresh,
         restart_on_recreate,
         env,
     }))
 }
+
+/// What a notification does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refresh {
+    /// `up -d`: what changed in the files is applied.
+    Up,
+    /// `up -d`, then every running service restarted (bind-mounted files compose cannot see).
+    Restart,
+    /// `up -d`, then this signal to every running container: nginx-certbot re-reads its site
+    /// files on SIGHUP without dropping connections.
+    Signal(String),
+}
+
+/// Signals a refresh may send (without the `SIG` prefix).
+const SIGNALS: &[&str] = &["HUP", "USR1", "USR2", "INT", "QUIT", "TERM", "WINCH"];
 
 /// What tend recorded after the last successful `up` of a project.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -490,8 +522,9 @@ impl Compose {
         &self,
         host: &Probe,
         restart_unhealthy: &[String],
-        restart_all: bool,
+        refresh: &Refresh,
     ) -> Result<Applied, ResourceError> {
+        let restart_all = *refresh == Refresh::Restart;
         let cli = compose_cli::find().await?;
         let project = compose_files::read(host, &self.dir, &self.files, self.project.as_deref())?;
         let real_files: Vec<PathBuf> = project.files.iter().map(|f| host.real(f)).collect();
@@ -564,6 +597,26 @@ impl Compose {
             applied
                 .notes
                 .push(format!("restarted: {}", list.join(", ")));
+        }
+        if let Refresh::Signal(sig) = refresh {
+            let now = containers(&project.name).await?;
+            let mut told = BTreeSet::new();
+            for c in now.iter().filter(|c| c.running) {
+                let opts = bollard::query_parameters::KillContainerOptionsBuilder::default()
+                    .signal(sig)
+                    .build();
+                docker
+                    .kill_container(&c.id, Some(opts))
+                    .await
+                    .map_err(|e| {
+                        super::api_error(&format!("cannot send {sig} to {}", c.service), e)
+                    })?;
+                told.insert(c.service.as_str());
+            }
+            let told: Vec<&str> = told.into_iter().collect();
+            applied
+                .notes
+                .push(format!("sent {sig} to {}", told.join(", ")));
         }
         if self.wait {
             self.wait_ready(&project).await?;
@@ -663,7 +716,7 @@ impl Resource for Compose {
             .filter(|c| c.old.as_deref() == Some("unhealthy"))
             .filter_map(|c| c.field.strip_prefix("service ").map(str::to_string))
             .collect();
-        self.up(host, &unhealthy, false).await
+        self.up(host, &unhealthy, &Refresh::Up).await
     }
 
     fn refreshable(&self) -> bool {
@@ -674,7 +727,7 @@ impl Resource for Compose {
         if !self.up {
             return Ok(Applied::default());
         }
-        self.up(host, &[], self.refresh_restart).await
+        self.up(host, &[], &self.refresh).await
     }
 }
 

@@ -554,3 +554,56 @@ fn an_image_that_cannot_be_pulled_fails_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn refresh_signal_reaches_the_running_containers() {
+    let image = test_image();
+    let project = unique("tends");
+    let _cleanup = Cleanup(Made {
+        projects: vec![project.clone()],
+        ..Made::default()
+    });
+    let sb = Sandbox::new();
+    sb.write(
+        "/srv/proxy/docker-compose.yml",
+        &format!(
+            "version: \"3.8\"\nservices:\n  proxy:\n    image: {image}\n    command: [\"sh\", \"-c\", \"trap 'echo hup >> /hups' HUP; while :; do sleep 1; done\"]\n    stop_signal: SIGKILL\n"
+        ),
+    );
+    let manifest = |content: &str| {
+        format!(
+            "[file.site]\npath = \"/srv/proxy/site.conf\"\ncontent = \"{content}\\n\"\nnotify = [\"compose.proxy\"]\n\n[compose.proxy]\ndir = \"/srv/proxy\"\nproject = \"{project}\"\nrefresh = \"signal:HUP\"\n"
+        )
+    };
+    sb.write_manifest(&manifest("a"));
+    assert_eq!(sb.apply().code, 2);
+    let id = service_ids(&project)["proxy"].clone();
+    let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &id]);
+    let hups = || {
+        std::process::Command::new("docker")
+            .args(["exec", &id, "cat", "/hups"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+            .unwrap_or(0)
+    };
+    let wait_for = |n: usize| {
+        let t = std::time::Instant::now();
+        while hups() < n && t.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        hups()
+    };
+    assert_eq!(wait_for(1), 1, "the first run's notify sent one HUP");
+    sb.write_manifest(&manifest("b"));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    let notes = resource(&report, "compose.proxy")["notes"].to_string();
+    assert!(notes.contains("sent SIGHUP to proxy"), "{notes}");
+    assert_eq!(wait_for(2), 2);
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.StartedAt}}", &id]),
+        started,
+        "not restarted"
+    );
+    assert_eq!(sb.apply().code, 0);
+}
