@@ -9,7 +9,10 @@
 //! - [`spec`]: [`Fields`], the typed, span-carrying view of one manifest table that a provider
 //!   builds itself from (unknown fields and wrong types become located errors);
 //! - [`dpkg`] (the dpkg database, read directly) and [`apt`] (running apt-get);
-//! - one module per provider: [`file`], [`directory`], [`env_file`] (with the [`dotenv`] parser), [`exec`].
+//! - one module per provider: [`file`], [`directory`], [`env_file`] (with the [`dotenv`] parser),
+//!   [`exec`], [`git`], [`package`], [`apt_repo`]; the Docker kinds in [`docker`] (compose,
+//!   container, image, volume, network, over bollard); [`nginx`] (`nginx_site`) and [`cert`];
+//! - [`process`] (running a command with captured output and a time limit).
 //!
 //! Adding a kind: write a module with a type implementing [`Resource`] and a `build` function
 //! from [`Fields`], then add it to [`KINDS`].
