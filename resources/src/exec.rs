@@ -114,25 +114,8 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let refresh_only = f.bool("refresh_only")?.unwrap_or(false);
     let readonly_guards = f.bool("readonly_guards")?.unwrap_or(false);
     let cwd = f.path("cwd")?.map(|(p, _)| p);
-    let env = f
-        .string_table("env")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v, _)| (k, v.value))
-        .collect();
-    let timeout = match f.int("timeout")? {
-        None => Duration::from_secs(300),
-        Some((secs, span)) if secs > 0 => {
-            let _ = span;
-            Duration::from_secs(secs.unsigned_abs())
-        }
-        Some((_, span)) => {
-            return Err(SpecError::new(
-                span,
-                "`timeout` must be a positive number of seconds",
-            ))
-        }
-    };
+    let env = f.string_map("env")?.into_iter().collect();
+    let timeout = f.seconds("timeout", 300)?;
     let user = f.string("user")?.map(|(t, _)| t.value);
     if refresh_only && (creates.is_some() || unless.is_some() || onlyif.is_some()) {
         return Err(SpecError::new(

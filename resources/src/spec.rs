@@ -208,6 +208,42 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A positive number of seconds, `default` when absent.
+    pub fn seconds(
+        &mut self,
+        name: &'static str,
+        default: u64,
+    ) -> Result<std::time::Duration, SpecError> {
+        match self.int(name)? {
+            None => Ok(std::time::Duration::from_secs(default)),
+            Some((s, _)) if s > 0 => Ok(std::time::Duration::from_secs(s.unsigned_abs())),
+            Some((_, span)) => Err(SpecError::new(
+                span,
+                format!("`{name}` must be a positive number of seconds"),
+            )),
+        }
+    }
+
+    /// A list of strings, empty when absent (values only).
+    pub fn string_list(&mut self, name: &'static str) -> Result<Vec<String>, SpecError> {
+        Ok(self
+            .strings(name)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, _)| t.value)
+            .collect())
+    }
+
+    /// A table of strings, empty when absent (keys and values only, in manifest order).
+    pub fn string_map(&mut self, name: &'static str) -> Result<Vec<(String, String)>, SpecError> {
+        Ok(self
+            .string_table(name)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v, _)| (k, v.value))
+            .collect())
+    }
+
     /// An absolute host path.
     pub fn path(&mut self, name: &'static str) -> Result<Option<(PathBuf, Span)>, SpecError> {
         match self.string(name)? {

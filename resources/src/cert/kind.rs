@@ -56,12 +56,7 @@ pub struct Cert {
 }
 
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
-    let names: Vec<String> = f
-        .strings("names")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(t, _)| t.value)
-        .collect();
+    let names = f.string_list("names")?;
     if names.is_empty() {
         return Err(SpecError::new(
             f.table_span(),

@@ -60,29 +60,14 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let (dir, _) = f.required_path("dir")?;
     let project = f.string("project")?.map(|(t, _)| t.value);
     let files = f
-        .strings("files")?
-        .unwrap_or_default()
+        .string_list("files")?
         .into_iter()
-        .map(|(t, _)| PathBuf::from(t.value))
+        .map(PathBuf::from)
         .collect();
-    let profiles = f
-        .strings("profiles")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(t, _)| t.value)
-        .collect();
+    let profiles = f.string_list("profiles")?;
     let up = f.choice("state", &["up", "down"])?.unwrap_or("up") == "up";
     let wait = f.bool("wait")?.unwrap_or(true);
-    let wait_timeout = match f.int("wait_timeout")? {
-        None => Duration::from_secs(300),
-        Some((s, _)) if s > 0 => Duration::from_secs(s.unsigned_abs()),
-        Some((_, span)) => {
-            return Err(SpecError::new(
-                span,
-                "`wait_timeout` must be a positive number of seconds",
-            ))
-        }
-    };
+    let wait_timeout = f.seconds("wait_timeout", 300)?;
     let remove_orphans = f.bool("remove_orphans")?.unwrap_or(false);
     let pull = f
         .choice("pull", &["missing", "always", "never"])?
@@ -105,18 +90,8 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
             },
         },
     };
-    let restart_on_recreate = f
-        .strings("restart_on_recreate")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(t, _)| t.value)
-        .collect();
-    let env = f
-        .string_table("env")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v, _)| (k, v.value))
-        .collect();
+    let restart_on_recreate = f.string_list("restart_on_recreate")?;
+    let env = f.string_map("env")?.into_iter().collect();
     Ok(Arc::new(Compose {
         dir,
         project,

@@ -134,12 +134,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     }
     let network_mode = f.string("network_mode")?.map(|(t, _)| t.value);
     let restart = f.choice("restart", RESTARTS)?;
-    let labels = f
-        .string_table("labels")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v, _)| (k, v.value))
-        .collect();
+    let labels = f.string_map("labels")?;
     let on_refresh = on_refresh(f)?;
     Ok(Arc::new(Container {
         name: name.value,

@@ -49,12 +49,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         .string("dockerfile")?
         .map(|(t, _)| t.value)
         .unwrap_or_else(|| "Dockerfile".into());
-    let build_args = f
-        .string_table("build_args")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v, _)| (k, v.value))
-        .collect();
+    let build_args = f.string_map("build_args")?;
     let target = f.string("target")?.map(|(t, _)| t.value);
     let pull = f.bool("pull")?.unwrap_or(false);
     if pull && context.is_some() {

@@ -25,12 +25,7 @@ impl Named {
             .unwrap_or("present")
             == "present";
         let driver = f.string("driver")?.map(|(t, _)| t.value);
-        let labels = f
-            .string_table("labels")?
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v, _)| (k, v.value))
-            .collect();
+        let labels = f.string_map("labels")?;
         Ok(Named {
             name: name.value,
             present,
