@@ -108,6 +108,69 @@ pub fn cert(path: &Path, key: &Path, names: &[&str], start: &str, end: &str) {
     );
 }
 
+/// A test CA (`ca.pem`, `ca.key`) and a server certificate it signed (`cert.pem`, `key.pem`) for
+/// `cn` with `san` (`DNS:…,IP:…`), in `dir`, valid two days.
+pub fn server_cert(dir: &Path, cn: &str, san: &str) {
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=tend test CA",
+            "-days",
+            "2",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "srv.csr",
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+        dir,
+    );
+    std::fs::write(dir.join("ext.cnf"), format!("subjectAltName={san}\n")).expect("ext");
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+        dir,
+    );
+}
+
 /// A port free on loopback now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -116,7 +179,8 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn wait_for(port: u16, what: &str, log: &Path) {
+/// Wait (up to 20 s) until something listens on loopback `port`; else fail with `log`'s text.
+pub fn wait_for(port: u16, what: &str, log: &Path) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -159,68 +223,7 @@ impl Pebble {
             .expect("tempdir");
         let d = dir.path();
         let s = |p: &str| d.join(p).to_string_lossy().into_owned();
-        openssl(
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-subj",
-                "/CN=tend test CA",
-                "-days",
-                "2",
-            ],
-            d,
-        );
-        openssl(
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "srv.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-            d,
-        );
-        std::fs::write(
-            d.join("ext.cnf"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-        )
-        .expect("ext");
-        openssl(
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "srv.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "cert.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ],
-            d,
-        );
+        server_cert(d, "localhost", "DNS:localhost,IP:127.0.0.1");
         let (acme, mgmt, dns, dns_mgmt, http) = (
             free_port(),
             free_port(),

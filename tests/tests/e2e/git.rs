@@ -155,11 +155,7 @@ struct Daemon {
 impl Daemon {
     fn serve(up: &Upstream) -> Daemon {
         let base = up.path.parent().expect("parent").to_path_buf();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = tend_tests::pki::free_port();
         // The daemon binary itself, not `git daemon`: `git` would fork it and a kill would leave
         // it running, holding the test's output pipes open. No inherited stdio either.
         let exec_path = git(&base, &["--exec-path"]);
@@ -173,11 +169,7 @@ impl Daemon {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("git daemon");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed().as_secs() < 10, "git daemon did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        tend_tests::pki::wait_for(port, "git daemon", Path::new("/dev/null"));
         Daemon { child, port }
     }
 
@@ -533,10 +525,7 @@ impl Sshd {
         keygen("client_key");
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys"))
             .expect("authorized_keys");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
+        let port = tend_tests::pki::free_port();
         std::fs::write(
             d.join("sshd_config"),
             format!(
@@ -555,15 +544,7 @@ impl Sshd {
             .stderr(std::fs::File::create(d.join("sshd.log")).expect("log"))
             .spawn()
             .expect("sshd (install openssh-server)");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed().as_secs() < 10,
-                "sshd did not start: {}",
-                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        tend_tests::pki::wait_for(port, "sshd", &d.join("sshd.log"));
         Sshd { child, port, dir }
     }
 
@@ -673,74 +654,15 @@ impl HttpsGit {
             .tempdir()
             .expect("tempdir");
         let d = dir.path();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-subj",
-            "/CN=tend git CA",
-            "-days",
-            "2",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "srv.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
-        let hash = openssl(&["passwd", "-apr1", HttpsGit::TOKEN]);
+        tend_tests::pki::server_cert(d, "127.0.0.1", "IP:127.0.0.1");
+        let out = Command::new("openssl")
+            .args(["passwd", "-apr1", HttpsGit::TOKEN])
+            .output()
+            .expect("openssl");
+        let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
         std::fs::write(d.join("htpasswd"), format!("x-access-token:{hash}\n")).expect("htpasswd");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
+        let port = tend_tests::pki::free_port();
         let s = |p: &str| d.join(p).display().to_string();
         std::fs::write(
             d.join("nginx.conf"),
