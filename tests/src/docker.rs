@@ -114,6 +114,11 @@ impl Drop for Cleanup {
     }
 }
 
+/// Where a volume's files are on this host.
+pub fn volume_mountpoint(volume: &str) -> std::path::PathBuf {
+    docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", volume]).into()
+}
+
 /// Container IDs of a project's services: `service → id`.
 pub fn service_ids(project: &str) -> std::collections::BTreeMap<String, String> {
     let filter = format!("label=com.docker.compose.project={project}");

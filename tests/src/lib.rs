@@ -33,6 +33,17 @@ pub fn tend_bin() -> PathBuf {
     bin
 }
 
+/// A background process a test started (a server on loopback): killed and reaped when dropped,
+/// so a failing test leaves nothing running.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// What one `tend` invocation did.
 #[derive(Debug)]
 pub struct Run {

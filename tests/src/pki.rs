@@ -5,7 +5,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn openssl(args: &[&str], cwd: &Path) {
@@ -171,6 +171,30 @@ pub fn server_cert(dir: &Path, cn: &str, san: &str) {
     );
 }
 
+/// A certificate for `name` the way certbot leaves it: `archive/NAME/{privkey1,fullchain1}.pem`
+/// and `live/NAME/{privkey,fullchain}.pem` as relative symlinks to them, under `dir` (a volume's
+/// mountpoint), valid from a day ago for `days` more days.
+pub fn certbot_layout(dir: &Path, name: &str, days: i64) {
+    let archive = dir.join("archive").join(name);
+    key(&archive.join("privkey1.pem"));
+    cert(
+        &archive.join("fullchain1.pem"),
+        &archive.join("privkey1.pem"),
+        &[name],
+        &asn1_time(-1),
+        &asn1_time(days),
+    );
+    let live = dir.join("live").join(name);
+    std::fs::create_dir_all(&live).expect("mkdir live");
+    for f in ["privkey", "fullchain"] {
+        std::os::unix::fs::symlink(
+            format!("../../archive/{name}/{f}1.pem"),
+            live.join(format!("{f}.pem")),
+        )
+        .expect("symlink");
+    }
+}
+
 /// A port free on loopback now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -194,7 +218,7 @@ pub fn wait_for(port: u16, what: &str, log: &Path) {
 
 /// pebble, its DNS stand-in and an nginx serving `webroot`, all on loopback; stopped on drop.
 pub struct Pebble {
-    children: Vec<Child>,
+    _children: Vec<crate::Reaped>,
     pub dir: tempfile::TempDir,
     /// The ACME directory URL.
     pub directory: String,
@@ -248,20 +272,22 @@ impl Pebble {
         std::fs::write(
             d.join("nginx.conf"),
             format!(
-                "error_log {err};\npid {pid};\ndaemon off;\nevents {{}}\nhttp {{\n    access_log off;\n    server {{\n        listen 127.0.0.1:{http};\n        location /.well-known/acme-challenge/ {{ root {root}; }}\n    }}\n}}\n",
+                "user root;\nerror_log {err};\npid {pid};\ndaemon off;\nevents {{}}\nhttp {{\n    access_log off;\n    server {{\n        listen 127.0.0.1:{http};\n        location /.well-known/acme-challenge/ {{ root {root}; }}\n    }}\n}}\n",
                 err = s("nginx-error.log"),
                 pid = s("nginx.pid"),
                 root = webroot.display()
             ),
         )
         .expect("nginx config");
-        let spawn = |cmd: &mut Command, log: &str| -> Child {
+        let spawn = |cmd: &mut Command, log: &str| -> crate::Reaped {
             let out = std::fs::File::create(d.join(log)).expect("log");
-            cmd.stdin(Stdio::null())
+            let child = cmd
+                .stdin(Stdio::null())
                 .stdout(out.try_clone().expect("log"))
                 .stderr(out)
                 .spawn()
-                .unwrap_or_else(|e| panic!("start {cmd:?}: {e} (install pebble and nginx)"))
+                .unwrap_or_else(|e| panic!("start {cmd:?}: {e} (install pebble and nginx)"));
+            crate::Reaped(child)
         };
         let mut children = Vec::new();
         children.push(spawn(
@@ -311,7 +337,7 @@ impl Pebble {
             ));
         }
         let p = Pebble {
-            children,
+            _children: children,
             directory: format!("https://127.0.0.1:{acme}/dir"),
             ca_bundle: d.join("ca.pem"),
             http_port: http,
@@ -336,14 +362,5 @@ impl Pebble {
             .lines()
             .filter(|l| l.contains("POST /order-plz"))
             .count()
-    }
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }

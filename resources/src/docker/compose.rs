@@ -310,15 +310,19 @@ impl Compose {
         compose_files::digest_of(parts)
     }
 
+    /// The project's files and directory as real paths (under `--root`), for running compose.
+    fn real_paths(&self, host: &Probe, project: &Project) -> (Vec<PathBuf>, PathBuf) {
+        let files = project.files.iter().map(|f| host.real(f)).collect();
+        (files, host.real(&self.dir))
+    }
+
     fn invocation<'a>(
         &'a self,
-        host: &Probe,
         cli: &'a Cli,
         project: &'a Project,
         real_files: &'a [PathBuf],
         dir: &'a std::path::Path,
     ) -> Invocation<'a> {
-        let _ = host;
         Invocation {
             cli,
             project: &project.name,
@@ -502,9 +506,8 @@ impl Compose {
         let restart_all = *refresh == Refresh::Restart;
         let cli = compose_cli::find().await?;
         let project = compose_files::read(host, &self.dir, &self.files, self.project.as_deref())?;
-        let real_files: Vec<PathBuf> = project.files.iter().map(|f| host.real(f)).collect();
-        let dir = host.real(&self.dir);
-        let inv = self.invocation(host, cli, &project, &real_files, &dir);
+        let (real_files, dir) = self.real_paths(host, &project);
+        let inv = self.invocation(cli, &project, &real_files, &dir);
         let before = containers(&project.name).await?;
         let mut applied = Applied::default();
         let v2 = matches!(cli.flavour, compose_cli::Flavour::V2 { .. });
@@ -640,9 +643,8 @@ impl Resource for Compose {
             return Ok(drift);
         }
         // Slow path: the inputs changed since the last up, or tend never brought it up.
-        let real_files: Vec<PathBuf> = project.files.iter().map(|f| host.real(f)).collect();
-        let dir = host.real(&self.dir);
-        let inv = self.invocation(host, cli, &project, &real_files, &dir);
+        let (real_files, dir) = self.real_paths(host, &project);
+        let inv = self.invocation(cli, &project, &real_files, &dir);
         let hashes = self.config_hashes(&inv).await?;
         let reasons = self.reasons(host, &project, cli, record.as_ref());
         for (service, hash) in &hashes {
@@ -708,22 +710,16 @@ impl Resource for Compose {
 
 impl Compose {
     async fn down(&self, host: &Probe) -> Result<Applied, ResourceError> {
-        let name = match compose_files::read(host, &self.dir, &self.files, self.project.as_deref())
-        {
-            Ok(project) => {
-                let cli = compose_cli::find().await?;
-                let real_files: Vec<PathBuf> = project.files.iter().map(|f| host.real(f)).collect();
-                let dir = host.real(&self.dir);
-                let inv = self.invocation(host, cli, &project, &real_files, &dir);
-                let mut args = vec!["down"];
-                if self.remove_orphans {
-                    args.push("--remove-orphans");
-                }
-                inv.run_ok(&args).await?;
-                project.name
-            }
-            Err(e) => return Err(e),
-        };
+        let project = compose_files::read(host, &self.dir, &self.files, self.project.as_deref())?;
+        let cli = compose_cli::find().await?;
+        let (real_files, dir) = self.real_paths(host, &project);
+        let inv = self.invocation(cli, &project, &real_files, &dir);
+        let mut args = vec!["down"];
+        if self.remove_orphans {
+            args.push("--remove-orphans");
+        }
+        inv.run_ok(&args).await?;
+        let name = project.name;
         Record::forget(host, &name);
         Ok(Applied::default())
     }

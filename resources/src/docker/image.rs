@@ -69,7 +69,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
 }
 
 impl Image {
-    /// The hash of what a build would send, and the archive when `with_tar`.
+    /// The hash of what a build would send, and the files it would send.
     fn context_hash(
         &self,
         host: &Probe,

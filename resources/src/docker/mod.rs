@@ -75,15 +75,6 @@ pub fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![format!("{key}={value}")])])
 }
 
-/// Labels as a sorted list of `k=v` lines, for comparing and showing.
-pub fn show_labels(labels: &[(String, String)]) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The labels a resource declares that are missing or different on the object.
 pub fn labels_differ(
     declared: &[(String, String)],

@@ -1,8 +1,8 @@
 //! `cert` against real certificates (made by openssl with exact dates) and a real ACME server
 //! (pebble on loopback, validating HTTP-01 through nginx serving the webroot).
 
-use tend_tests::docker::{docker, unique, Cleanup, Made};
-use tend_tests::pki::{asn1_time, cert, key, Pebble};
+use tend_tests::docker::{docker, unique, volume_mountpoint, Cleanup, Made};
+use tend_tests::pki::{asn1_time, cert, certbot_layout, key, Pebble};
 use tend_tests::{changed_fields, resource, with_status, Sandbox};
 
 /// Days left are whole days, rounded down: a certificate made to end N days from now has N
@@ -248,32 +248,8 @@ fn audit_a_certificate_inside_a_docker_volume() {
         ..Made::default()
     });
     docker(&["volume", "create", &volume]);
-    let mount = std::path::PathBuf::from(docker(&[
-        "volume",
-        "inspect",
-        "-f",
-        "{{.Mountpoint}}",
-        &volume,
-    ]));
-    // certbot's layout: live/NAME/*.pem are relative symlinks into archive/NAME/.
-    let archive = mount.join("archive/d.tend.test");
-    key(&archive.join("privkey1.pem"));
-    cert(
-        &archive.join("fullchain1.pem"),
-        &archive.join("privkey1.pem"),
-        &["d.tend.test"],
-        &asn1_time(-1),
-        &asn1_time(45),
-    );
-    let live = mount.join("live/d.tend.test");
-    std::fs::create_dir_all(&live).expect("mkdir live");
-    for f in ["privkey", "fullchain"] {
-        std::os::unix::fs::symlink(
-            format!("../../archive/d.tend.test/{f}1.pem"),
-            live.join(format!("{f}.pem")),
-        )
-        .expect("symlink");
-    }
+    // As certbot leaves it: live/NAME/*.pem are relative symlinks into archive/NAME/.
+    certbot_layout(&volume_mountpoint(&volume), "d.tend.test", 45);
     let sb = Sandbox::new();
     sb.write_manifest(&format!(
         "[cert.dify]\nnames = [\"d.tend.test\"]\nvolume = \"{volume}\"\ncert = \"live/d.tend.test/fullchain.pem\"\nkey = \"live/d.tend.test/privkey.pem\"\n"

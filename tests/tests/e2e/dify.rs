@@ -68,8 +68,10 @@ fn the_dify_site_renders_for_nginx_certbot() {
 /// container has nginx, the site checked inside it, the certificate audited in its volume.
 #[test]
 fn proxy_stack_site_and_certificate_converge_together() {
-    use tend_tests::docker::{docker, nginx_image, service_ids, unique, Cleanup, Made};
-    use tend_tests::pki::{asn1_time, cert, key};
+    use tend_tests::docker::{
+        docker, nginx_image, service_ids, unique, volume_mountpoint, Cleanup, Made,
+    };
+    use tend_tests::pki::certbot_layout;
     use tend_tests::{changed_fields, with_status};
 
     let image = nginx_image();
@@ -132,22 +134,7 @@ requires = ["compose.proxy"]
     let id = service_ids(&project)["nginx"].clone();
 
     // nginx-certbot would now obtain the certificate; here openssl writes it into the volume.
-    let mount = std::path::PathBuf::from(docker(&[
-        "volume",
-        "inspect",
-        "-f",
-        "{{.Mountpoint}}",
-        &volume,
-    ]));
-    let live = mount.join("live/p.tend.test");
-    key(&live.join("privkey.pem"));
-    cert(
-        &live.join("fullchain.pem"),
-        &live.join("privkey.pem"),
-        &["p.tend.test"],
-        &asn1_time(-1),
-        &asn1_time(80),
-    );
+    certbot_layout(&volume_mountpoint(&volume), "p.tend.test", 80);
     let plan = sb.plan_json();
     assert_eq!(plan["exit_code"], 0, "{plan:#}");
     assert_eq!(with_status(&plan, "in_sync").len(), 4);

@@ -43,6 +43,33 @@ services:
     )
 }
 
+/// A project of one service, `proxy`, in /srv/proxy running `sh -c COMMAND` (`extra`: more YAML
+/// under the service); returns the manifest for a content: a `file.site` at `site` that notifies
+/// `compose.proxy`, whose notification does `refresh`.
+fn notified_proxy(
+    sb: &Sandbox,
+    project: &str,
+    command: &str,
+    extra: &str,
+    site: &str,
+    refresh: &str,
+) -> impl Fn(&str) -> String {
+    let image = test_image();
+    let command = command.replace('"', "\\\"");
+    sb.write(
+        "/srv/proxy/docker-compose.yml",
+        &format!(
+            "version: \"3.8\"\nservices:\n  proxy:\n    image: {image}\n    command: [\"sh\", \"-c\", \"{command}\"]\n    stop_signal: SIGKILL\n{extra}"
+        ),
+    );
+    let (project, site, refresh) = (project.to_string(), site.to_string(), refresh.to_string());
+    move |content: &str| {
+        format!(
+            "[file.site]\npath = \"{site}\"\ncontent = \"{content}\\n\"\nnotify = [\"compose.proxy\"]\n\n[compose.proxy]\ndir = \"/srv/proxy\"\nproject = \"{project}\"\nrefresh = \"{refresh}\"\n"
+        )
+    }
+}
+
 fn change_descriptions(report: &serde_json::Value, address: &str) -> Vec<String> {
     resource(report, address)["changes"]
         .as_array()
@@ -202,24 +229,20 @@ fn a_stack_started_by_hand_is_adopted_not_recreated() {
 
 #[test]
 fn refresh_restart_through_a_notify_from_a_file() {
-    let image = test_image();
     let project = unique("tendr");
     let _cleanup = Cleanup(Made {
         projects: vec![project.clone()],
         ..Made::default()
     });
     let sb = Sandbox::new();
-    sb.write(
-        "/srv/proxy/docker-compose.yml",
-        &format!(
-            "version: \"3.8\"\nservices:\n  proxy:\n    image: {image}\n    command: [\"sh\", \"-c\", \"cat /conf/site.conf; sleep 3600\"]\n    stop_signal: SIGKILL\n    volumes:\n      - ./conf:/conf:ro\n"
-        ),
+    let manifest = notified_proxy(
+        &sb,
+        &project,
+        "cat /conf/site.conf; sleep 3600",
+        "    volumes:\n      - ./conf:/conf:ro\n",
+        "/srv/proxy/conf/site.conf",
+        "restart",
     );
-    let manifest = |content: &str| {
-        format!(
-            "[file.site]\npath = \"/srv/proxy/conf/site.conf\"\ncontent = \"{content}\\n\"\nnotify = [\"compose.proxy\"]\n\n[compose.proxy]\ndir = \"/srv/proxy\"\nproject = \"{project}\"\nrefresh = \"restart\"\n"
-        )
-    };
     sb.write_manifest(&manifest("first"));
     let (code, report) = sb.apply_json();
     assert_eq!(code, 2, "{report:#}");
@@ -366,6 +389,12 @@ fn image_rebuilt_only_when_its_context_changes() {
     assert_ne!(docker(&["image", "inspect", "-f", "{{.Id}}", &tag]), id);
     assert_eq!(docker(&["run", "--rm", &tag, "cat", "/hello.txt"]), "hellO");
     assert_eq!(sb.apply().code, 0);
+
+    // Removed by hand: plan names the image, apply builds it again.
+    docker(&["rmi", &tag]);
+    assert_eq!(changed_fields(&sb.plan_json(), "image.app"), ["image"]);
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.apply().code, 0);
 }
 
 #[test]
@@ -394,6 +423,12 @@ fn volume_and_network_timeline() {
         "db"
     );
     assert_eq!(sb.apply().code, 0);
+    // The network removed by hand: plan names it alone.
+    docker(&["network", "rm", &net]);
+    let plan = sb.plan_json();
+    assert_eq!(with_status(&plan, "would_change"), ["network.back"]);
+    assert_eq!(changed_fields(&plan, "network.back"), ["state"]);
+    assert_eq!(sb.apply().code, 2);
 
     // Labels differ: the network (nothing attached) is recreated; the volume is refused,
     // because recreating it would delete its data.
@@ -557,24 +592,20 @@ fn an_image_that_cannot_be_pulled_fails_clearly() {
 
 #[test]
 fn refresh_signal_reaches_the_running_containers() {
-    let image = test_image();
     let project = unique("tends");
     let _cleanup = Cleanup(Made {
         projects: vec![project.clone()],
         ..Made::default()
     });
     let sb = Sandbox::new();
-    sb.write(
-        "/srv/proxy/docker-compose.yml",
-        &format!(
-            "version: \"3.8\"\nservices:\n  proxy:\n    image: {image}\n    command: [\"sh\", \"-c\", \"trap 'echo hup >> /hups' HUP; while :; do sleep 1; done\"]\n    stop_signal: SIGKILL\n"
-        ),
+    let manifest = notified_proxy(
+        &sb,
+        &project,
+        "trap 'echo hup >> /hups' HUP; while :; do sleep 1; done",
+        "",
+        "/srv/proxy/site.conf",
+        "signal:HUP",
     );
-    let manifest = |content: &str| {
-        format!(
-            "[file.site]\npath = \"/srv/proxy/site.conf\"\ncontent = \"{content}\\n\"\nnotify = [\"compose.proxy\"]\n\n[compose.proxy]\ndir = \"/srv/proxy\"\nproject = \"{project}\"\nrefresh = \"signal:HUP\"\n"
-        )
-    };
     sb.write_manifest(&manifest("a"));
     assert_eq!(sb.apply().code, 2);
     let id = service_ids(&project)["proxy"].clone();

@@ -148,7 +148,7 @@ fn tag_timeline_keeps_ignored_files_byte_for_byte() {
 
 /// `git daemon` serving the upstream's parent directory on a free loopback port.
 struct Daemon {
-    child: std::process::Child,
+    _child: tend_tests::Reaped,
     port: u16,
 }
 
@@ -170,18 +170,14 @@ impl Daemon {
             .spawn()
             .expect("git daemon");
         tend_tests::pki::wait_for(port, "git daemon", Path::new("/dev/null"));
-        Daemon { child, port }
+        Daemon {
+            _child: tend_tests::Reaped(child),
+            port,
+        }
     }
 
     fn url(&self) -> String {
         format!("git://127.0.0.1:{}/dify.git", self.port)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -497,7 +493,7 @@ fn plan_with_an_unreachable_remote_is_an_honest_unknown() {
 /// reached as `ssh://root@127.0.0.1:PORT/…`. Host keys are checked against `~/.ssh/known_hosts`
 /// of the HOME tend runs with.
 struct Sshd {
-    child: std::process::Child,
+    _child: tend_tests::Reaped,
     port: u16,
     dir: tempfile::TempDir,
 }
@@ -545,7 +541,11 @@ impl Sshd {
             .spawn()
             .expect("sshd (install openssh-server)");
         tend_tests::pki::wait_for(port, "sshd", &d.join("sshd.log"));
-        Sshd { child, port, dir }
+        Sshd {
+            _child: tend_tests::Reaped(child),
+            port,
+            dir,
+        }
     }
 
     fn url(&self, up: &Upstream) -> String {
@@ -573,13 +573,6 @@ impl Sshd {
             std::fs::write(home.path().join(".ssh/known_hosts"), line).expect("known_hosts");
         }
         home
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -639,7 +632,7 @@ fn clone_over_ssh_with_a_key_and_a_known_host() {
 /// git's smart HTTP (git-http-backend through fcgiwrap) behind nginx with TLS and basic auth, on
 /// a free loopback port; the certificate is signed by a test CA given to tend as SSL_CERT_FILE.
 struct HttpsGit {
-    children: Vec<std::process::Child>,
+    _children: Vec<tend_tests::Reaped>,
     port: u16,
     dir: tempfile::TempDir,
 }
@@ -705,7 +698,7 @@ impl HttpsGit {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         HttpsGit {
-            children: vec![fcgi, nginx],
+            _children: vec![tend_tests::Reaped(fcgi), tend_tests::Reaped(nginx)],
             port,
             dir,
         }
@@ -717,15 +710,6 @@ impl HttpsGit {
 
     fn ca(&self) -> String {
         self.dir.path().join("ca.pem").display().to_string()
-    }
-}
-
-impl Drop for HttpsGit {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
