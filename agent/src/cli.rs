@@ -105,9 +105,12 @@ pub struct RunArgs {
     /// Also write the JSON report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Resources checked or applied at once.
-    #[arg(long, value_name = "N")]
-    pub jobs: Option<usize>,
+    /// Resources checked or applied at once (1 to 256).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
+    /// Write Prometheus textfile metrics to FILE (node_exporter's textfile collector), atomically.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
     /// The state directory [default: ROOT/var/lib/tend].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -117,9 +120,6 @@ pub struct RunArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub run: RunArgs,
-    /// Write Prometheus textfile metrics to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub metrics: Option<PathBuf>,
     /// Wait up to SECS for another run's lock before giving up (exit 1).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub lock_wait: u64,

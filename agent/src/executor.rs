@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use crate::graph::Graph;
 use crate::journal::Journal;
 use crate::manifest::Manifest;
-use crate::report::{Refresh, RefreshStatus, ResourceReport, Status};
+use crate::report::{ReasonClass, Refresh, RefreshStatus, ResourceReport, Status};
 
 /// Which resources take part: `--only` selects some; their dependencies are checked, not applied.
 #[derive(Debug, Clone)]
@@ -80,12 +80,68 @@ fn base_report(m: &Manifest, i: usize, status: Status) -> ResourceReport {
 
 fn excluded(m: &Manifest, i: usize) -> ResourceReport {
     let mut r = base_report(m, i, Status::Excluded);
-    r.reason = Some(if m.resources[i].enabled {
-        "not selected by --only".into()
+    if m.resources[i].enabled {
+        r.reason = Some("not selected by --only".into());
+        r.reason_class = Some(ReasonClass::NotSelected);
     } else {
-        "`when` is false".into()
-    });
+        r.reason = Some("`when` is false".into());
+        r.reason_class = Some(ReasonClass::WhenFalse);
+    }
     r
+}
+
+/// A resource that did not start because the run was asked to stop.
+fn interrupted(m: &Manifest, i: usize) -> ResourceReport {
+    let mut r = base_report(m, i, Status::Skipped);
+    r.reason = Some("not started: tend was asked to stop".into());
+    r.reason_class = Some(ReasonClass::Interrupted);
+    r
+}
+
+/// The reason class every resource that is not in sync carries, where its creation did not set a
+/// more precise one.
+fn classify(r: &mut ResourceReport) {
+    if r.reason_class.is_some() {
+        return;
+    }
+    r.reason_class = match r.status {
+        Status::InSync => None,
+        Status::WouldChange => Some(ReasonClass::WouldChange),
+        Status::MayChange => Some(ReasonClass::UnknownUntilDependenciesApply),
+        Status::Unknown => Some(ReasonClass::Unreachable),
+        Status::Changed => Some(ReasonClass::Changed),
+        Status::Failed => Some(ReasonClass::Failed),
+        Status::Skipped => Some(ReasonClass::DependencyFailed),
+        Status::NotApplied => Some(ReasonClass::OutsideOnly),
+        Status::Excluded => Some(ReasonClass::NotSelected),
+    };
+}
+
+/// A dependency whose change may move what this resource reads: a checkout or directory that
+/// holds this resource's path and would change more than its own mode or owner (a tag move
+/// brings a new `.env.example`). Then "in sync" would be a guess.
+fn moving_container(
+    m: &Manifest,
+    g: &Graph,
+    i: usize,
+    reports: &[Option<ResourceReport>],
+) -> Option<usize> {
+    g.deps[i].iter().map(|e| e.on).find(|&d| {
+        let container = &m.resources[d].resource;
+        container.contains_paths()
+            && reports[d].as_ref().is_some_and(|r| {
+                matches!(r.status, Status::WouldChange | Status::MayChange)
+                    && (r.changes.is_empty()
+                        || r.changes
+                            .iter()
+                            .any(|c| !matches!(c.field.as_str(), "mode" | "owner" | "group")))
+            })
+            && m.resources[i]
+                .resource
+                .paths()
+                .iter()
+                .any(|p| container.paths().iter().any(|c| p.starts_with(c) && p != c))
+    })
 }
 
 /// Why a resource is skipped, if a dependency failed or was skipped.
@@ -140,16 +196,21 @@ pub async fn plan(
         let limit = limit.clone();
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
+            if tend_resources::process::stopping() {
+                return (i, None, 0);
+            }
             let t = Instant::now();
             let result = resource.check(&probe).await;
-            (i, result, millis(t))
+            (i, Some(result), millis(t))
         });
     }
     let mut checks: Vec<Option<(Result<Drift, ResourceError>, u64)>> =
         (0..n).map(|_| None).collect();
+    let mut not_started = vec![false; n];
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok((i, result, ms)) => checks[i] = Some((result, ms)),
+            Ok((i, Some(result), ms)) => checks[i] = Some((result, ms)),
+            Ok((i, None, _)) => not_started[i] = true,
             Err(e) => tracing::error!("a check task died: {e}"),
         }
     }
@@ -158,6 +219,7 @@ pub async fn plan(
     for &i in &g.order {
         let report = match checks[i].take() {
             None if !sel.involved[i] => excluded(m, i),
+            None if not_started[i] => interrupted(m, i),
             None => {
                 let mut r = base_report(m, i, Status::Failed);
                 r.error = Some("the check did not finish".into());
@@ -176,7 +238,22 @@ pub async fn plan(
                     r.observed = drift.observed.clone();
                 }
                 match result {
-                    Ok(drift) if drift.is_empty() => {}
+                    Ok(drift) if drift.is_empty() => {
+                        if let Some(d) = moving_container(m, g, i, &reports) {
+                            r.status = Status::MayChange;
+                            r.reason = Some(format!(
+                                "may change once {} applies: what it reads lies in {}, which {} would change first",
+                                m.resources[d].address,
+                                m.resources[d]
+                                    .resource
+                                    .paths()
+                                    .first()
+                                    .map(|p| p.display().to_string())
+                                    .unwrap_or_default(),
+                                m.resources[d].address
+                            ));
+                        }
+                    }
                     Ok(drift) => {
                         r.status = if sel.selected[i] {
                             Status::WouldChange
@@ -189,9 +266,13 @@ pub async fn plan(
                         }
                         r.changes = drift.changes;
                     }
-                    Err(ResourceError::Unknown(why)) => {
-                        r.status = Status::MayChange;
+                    Err(ResourceError::Unknown { class, why }) => {
+                        r.status = Status::Unknown;
                         r.reason = Some(why);
+                        r.reason_class = Some(match class {
+                            tend_resources::UnknownClass::Unreachable => ReasonClass::Unreachable,
+                            tend_resources::UnknownClass::GuardNotRun => ReasonClass::GuardNotRun,
+                        });
                     }
                     Err(e) => {
                         let pending = g.ancestors(i).into_iter().find(|&a| {
@@ -268,7 +349,14 @@ pub async fn plan(
         }
     }
     // Indexed by node, so already in manifest order.
-    reports.into_iter().flatten().collect()
+    reports
+        .into_iter()
+        .flatten()
+        .map(|mut r| {
+            classify(&mut r);
+            r
+        })
+        .collect()
 }
 
 /// What one resource's task needs besides the resource.
@@ -307,6 +395,19 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
     let started = Instant::now();
     let mut applied = false;
     let mut kick = false;
+    if tend_resources::process::stopping() {
+        report.status = Status::Skipped;
+        report.reason = Some("not started: tend was asked to stop".into());
+        report.reason_class = Some(ReasonClass::Interrupted);
+        return Applying {
+            report,
+            notified_by,
+            journal,
+            applied,
+            kick,
+            started,
+        };
+    }
     let checked = resource.check(host.probe()).await;
     if let Ok(drift) = &checked {
         report.observed = drift.observed.clone();
@@ -468,6 +569,8 @@ pub async fn apply(
         while let Some(i) = ready.pop() {
             let settled = if !sel.involved[i] {
                 Some(excluded(m, i))
+            } else if tend_resources::process::stopping() {
+                Some(interrupted(m, i))
             } else {
                 skip_reason(m, g, i, &reports).map(|why| {
                     let mut r = base_report(m, i, Status::Skipped);
@@ -565,11 +668,13 @@ pub async fn apply(
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            r.unwrap_or_else(|| {
+            let mut r = r.unwrap_or_else(|| {
                 let mut r = base_report(m, i, Status::Failed);
                 r.error = Some("the engine lost this resource's task".into());
                 r
-            })
+            });
+            classify(&mut r);
+            r
         })
         .collect()
 }

@@ -30,11 +30,20 @@ impl Journal {
     /// Read the journal; a missing one is empty.
     pub fn load(state_dir: &Path) -> io::Result<Journal> {
         let path = state_dir.join("journal.json");
-        let contents = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| io::Error::other(format!("{} is damaged: {e}", path.display())))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Contents::default(),
-            Err(e) => return Err(e),
+        let contents = match tend_resources::host::read_private_file(&path)
+            .map_err(|e| io::Error::other(e.to_string()))?
+        {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| {
+                io::Error::other(format!(
+                    "{} is damaged ({e}). It lists refreshes an interrupted run still owes; \
+                     moving it away forgets them (run those refreshes by hand, e.g. restart the \
+                     services it names): mv {} {}.damaged",
+                    path.display(),
+                    path.display(),
+                    path.display()
+                ))
+            })?,
+            None => Contents::default(),
         };
         Ok(Journal {
             path,

@@ -18,6 +18,7 @@ pub mod facts;
 pub mod graph;
 pub mod journal;
 pub mod manifest;
+pub mod output;
 pub mod printer;
 pub mod report;
 pub mod secrets;
@@ -81,12 +82,14 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
             let g = graph::Graph::build(&m)?;
             let enabled = m.resources.iter().filter(|d| d.enabled).count();
             if !cli.quiet {
-                println!(
-                    "{}: valid, {} resources ({} enabled), {} ordering edges",
-                    m.path.display(),
-                    m.resources.len(),
-                    enabled,
-                    g.deps.iter().map(Vec::len).sum::<usize>()
+                output::stdout(
+                    &(format!(
+                        "{}: valid, {} resources ({} enabled), {} ordering edges",
+                        m.path.display(),
+                        m.resources.len(),
+                        enabled,
+                        g.deps.iter().map(Vec::len).sum::<usize>()
+                    ) + "\n"),
                 );
             }
             Ok(0)
@@ -94,7 +97,7 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
         Command::Graph(args) => {
             let m = load(args, SecretMode::Ephemeral, None)?;
             let g = graph::Graph::build(&m)?;
-            print!("{}", g.to_dot(&m));
+            output::stdout(&g.to_dot(&m));
             Ok(0)
         }
         Command::Restore(args) => restore(args, cli.quiet),
@@ -106,18 +109,19 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
             let values = tend_resources::dotenv::parse(&text)
                 .and_then(|doc| tend_resources::dotenv::evaluate(&doc, &env))
                 .map_err(|e| StartError::Other(format!("{}: {e}", file.display())))?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&values)
+            output::stdout(
+                &(serde_json::to_string_pretty(&values)
                     .map_err(|e| StartError::Other(e.to_string()))?
+                    + "\n"),
             );
             Ok(0)
         }
         Command::Facts { root } => {
             let f = facts::Facts::gather(root.as_deref().unwrap_or(Path::new("/")));
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&f).map_err(|e| StartError::Other(e.to_string()))?
+            output::stdout(
+                &(serde_json::to_string_pretty(&f)
+                    .map_err(|e| StartError::Other(e.to_string()))?
+                    + "\n"),
             );
             Ok(0)
         }
@@ -164,55 +168,191 @@ fn load(
     Ok(manifest::load(&args.manifest, &opts)?)
 }
 
+/// What a run writes besides stdout: `--report`, `--metrics` and (apply) `last-run.json`.
+struct Records<'a> {
+    report: Option<&'a Path>,
+    metrics: Option<&'a Path>,
+    /// Where `last-run.json` goes (apply only).
+    last_run: Option<&'a Path>,
+}
+
+impl Records<'_> {
+    /// Write every requested record; what could not be written is said on stderr and makes the
+    /// run a failure (the caller adds the failure bit).
+    fn write(&self, report: &Report, json: &str) -> bool {
+        let mut ok = true;
+        if let Some(path) = self.report {
+            if let Err(e) = output::write_file(path, json.as_bytes(), 0o600) {
+                eprintln!("error: cannot write the report {}: {e}", path.display());
+                ok = false;
+            }
+        }
+        if let Some(path) = self.metrics {
+            if let Err(e) = output::write_file(path, report.to_metrics().as_bytes(), 0o644) {
+                eprintln!("error: cannot write the metrics {}: {e}", path.display());
+                ok = false;
+            }
+        }
+        if let Some(dir) = self.last_run {
+            // Never into a state directory tend does not trust (the run said why already).
+            if state::check_trusted(dir).is_ok() {
+                if let Err(e) = state::write_last_run(dir, json) {
+                    eprintln!(
+                        "error: cannot write last-run.json in the state directory {}: {e}",
+                        dir.display()
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+}
+
 fn run_engine(cli: &Cli, run: &RunArgs, apply: Option<&cli::ApplyArgs>) -> Result<i32, StartError> {
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let state_dir = state_dir_of(run);
+    let records = Records {
+        report: run.report.as_deref(),
+        metrics: run.metrics.as_deref(),
+        last_run: apply.map(|_| state_dir.as_path()),
+    };
+    match engine(cli, run, apply, &state_dir, started, &started_at, &records) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            // A run that cannot start leaves a record too: a fleet whose manifest broke must not
+            // keep showing the last good run's exit code.
+            let report = Report {
+                schema_version: report::SCHEMA_VERSION,
+                interrupted: false,
+                error: Some(e.to_string()),
+                tend_version: env!("CARGO_PKG_VERSION"),
+                mode: if apply.is_some() {
+                    Mode::Apply
+                } else {
+                    Mode::Plan
+                },
+                host: nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                root: root_of(&run.manifest).display().to_string(),
+                manifest: ManifestInfo {
+                    path: absolute(&run.manifest.manifest).display().to_string(),
+                    sha256: String::new(),
+                },
+                started_at,
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                exit_code: 1,
+                summary: Summary::default(),
+                resources: Vec::new(),
+            };
+            let json = report.to_json(&Redactor::new(Vec::new()));
+            records.write(&report, &json);
+            Err(e)
+        }
+    }
+}
+
+/// Listen for SIGTERM (systemd's stop), SIGINT (Ctrl-C) and SIGHUP: the first asks the run to
+/// stop gracefully, the second ends it at once.
+async fn watch_signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("cannot listen for signals: a stop will end the run at once");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+    };
+    eprintln!(
+        "tend: {name}: finishing the resources in flight (dpkg and apt are waited for), ending \
+         the commands it started, starting nothing new; a second signal stops at once"
+    );
+    tend_resources::process::request_stop();
+    let again = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+    };
+    eprintln!("tend: second signal ({again}): stopping now; this run's report is not written");
+    tend_resources::process::kill_all();
+    std::process::exit(4);
+}
+
+fn engine(
+    cli: &Cli,
+    run: &RunArgs,
+    apply: Option<&cli::ApplyArgs>,
+    state_dir: &Path,
+    started: Instant,
+    started_at: &str,
+    records: &Records<'_>,
+) -> Result<i32, StartError> {
     let mode = if apply.is_some() {
         Mode::Apply
     } else {
         Mode::Plan
     };
-    // The lock comes first: secrets are generated while loading, and two runs must not race.
-    let _lock = match apply {
-        Some(a) => Some(state::RunLock::acquire(
-            &state_dir,
-            Duration::from_secs(a.lock_wait),
-        )?),
-        None => None,
-    };
-    let secret_mode = if apply.is_some() {
-        SecretMode::Persist
-    } else {
-        SecretMode::ReadOnly
-    };
-    let m = load(&run.manifest, secret_mode, Some(&state_dir))?;
-    let g = graph::Graph::build(&m)?;
-    let sel = executor::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
-    let jobs = run.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .max(2)
-            * 2
-    });
+    let jobs = run.jobs.map_or_else(
+        || {
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2)
+                * 2
+        },
+        usize::from,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(jobs.clamp(1, 64))
         .enable_all()
         .build()
         .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))?;
+    runtime.spawn(watch_signals());
+    // Before anything is read from it or written to it.
+    state::check_trusted(state_dir).map_err(|e| StartError::Other(e.to_string()))?;
+    // The lock comes first: secrets are generated while loading, and two runs must not race.
+    let _lock = match apply {
+        Some(a) => Some(state::RunLock::acquire(
+            state_dir,
+            Duration::from_secs(a.lock_wait),
+        )?),
+        None => None,
+    };
+    if apply.is_some() {
+        // Temporaries a killed run left among the backups are nobody's now that we hold the lock.
+        tend_resources::host::BackupStore::new(state_dir).clean_leftovers();
+    }
+    let secret_mode = if apply.is_some() {
+        SecretMode::Persist
+    } else {
+        SecretMode::ReadOnly
+    };
+    let m = load(&run.manifest, secret_mode, Some(state_dir))?;
+    let g = graph::Graph::build(&m)?;
+    let sel = executor::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
     let root = root_of(&run.manifest);
-    let key = state::host_key(&state_dir, apply.is_some()).map_err(|e| {
+    let key = state::host_key(state_dir, apply.is_some()).map_err(|e| {
         StartError::Other(format!(
-            "cannot read the host key in {}: {e}",
+            "cannot read the host key in the state directory {}: {e}",
             state_dir.display()
         ))
     })?;
     // Plan on a host that never ran apply: fingerprints with a throwaway key (they show that
     // something changes, but do not compare across runs).
     let key = key.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
-    let probe = Probe::with_key(&root, &state_dir, key);
-    let journal = journal::Journal::load(&state_dir)
-        .map_err(|e| StartError::Other(format!("cannot read the refresh journal: {e}")))?;
+    let probe = Probe::with_key(&root, state_dir, key);
+    let journal = journal::Journal::load(state_dir).map_err(|e| {
+        StartError::Other(format!(
+            "cannot read the refresh journal in the state directory: {e}"
+        ))
+    })?;
     let resources = match apply {
         None => runtime.block_on(executor::plan(
             &m,
@@ -234,10 +374,14 @@ fn run_engine(cli: &Cli, run: &RunArgs, apply: Option<&cli::ApplyArgs>) -> Resul
             ))
         }
     };
+    let interrupted = tend_resources::process::stopping();
     let summary = Summary::of(&resources);
-    let exit_code = summary.exit_code();
-    let report = Report {
+    // An interrupted run did not do all it was asked: the failure bit, whatever else happened.
+    let mut exit_code = summary.exit_code() | if interrupted { 4 } else { 0 };
+    let mut report = Report {
         schema_version: report::SCHEMA_VERSION,
+        interrupted,
+        error: None,
         tend_version: env!("CARGO_PKG_VERSION"),
         mode,
         host: m.facts.hostname.clone(),
@@ -246,7 +390,7 @@ fn run_engine(cli: &Cli, run: &RunArgs, apply: Option<&cli::ApplyArgs>) -> Resul
             path: m.path.display().to_string(),
             sha256: m.sha256.clone(),
         },
-        started_at,
+        started_at: started_at.to_string(),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         exit_code,
         summary,
@@ -254,34 +398,22 @@ fn run_engine(cli: &Cli, run: &RunArgs, apply: Option<&cli::ApplyArgs>) -> Resul
     };
     let redactor = Redactor::new(m.secrets.values());
     let json = report.to_json(&redactor);
-    match run.format {
-        Format::Json => print!("{json}"),
+    let text = match run.format {
+        Format::Json => json.clone(),
         Format::Human => {
             let style = printer::Style {
                 color: color_wanted(std::io::stdout().is_terminal()),
                 verbose: cli.verbose > 0,
                 quiet: cli.quiet,
             };
-            print!("{}", printer::render(&report, &style, &redactor));
+            printer::render(&report, &style, &redactor)
         }
-    }
-    if let Some(path) = &run.report {
-        if let Err(e) = std::fs::write(path, &json) {
-            tracing::error!("cannot write the report {}: {e}", path.display());
-        }
-    }
-    if let Some(a) = apply {
-        if let Err(e) = state::write_last_run(&state_dir, &json) {
-            tracing::error!("cannot write {}/last-run.json: {e}", state_dir.display());
-        }
-        if let Some(path) = &a.metrics {
-            let tmp = path.with_extension("prom.tmp");
-            if let Err(e) =
-                std::fs::write(&tmp, report.to_metrics()).and_then(|()| std::fs::rename(&tmp, path))
-            {
-                tracing::error!("cannot write the metrics {}: {e}", path.display());
-            }
-        }
+    };
+    // A closed stdout (`tend plan | head -1`) ends the output quietly; the records still follow.
+    output::stdout(&text);
+    if !records.write(&report, &json) {
+        exit_code |= 4;
+        report.exit_code = exit_code;
     }
     Ok(exit_code)
 }
@@ -318,7 +450,7 @@ fn restore(args: &cli::RestoreArgs, quiet: bool) -> Result<i32, StartError> {
     };
     if args.list {
         for e in &entries {
-            println!("{}  {}", e.sha256, when(e.unix_time));
+            output::stdout(&(format!("{}  {}", e.sha256, when(e.unix_time)) + "\n"));
         }
         return Ok(0);
     }
@@ -354,33 +486,48 @@ fn restore(args: &cli::RestoreArgs, quiet: bool) -> Result<i32, StartError> {
     let meta = host
         .metadata(&args.path)
         .map_err(|e| StartError::Other(e.to_string()))?;
-    let attrs = match &meta {
-        Some(m) => Attrs {
+    // The mode and owner the file had when the backup was taken; a current file's only for old
+    // backups that did not record them; else the safe mode. Never a symlink's or a swapped file's.
+    let attrs = match (chosen.mode, chosen.uid, chosen.gid, &meta) {
+        (Some(mode), Some(uid), Some(gid), _) => Attrs {
+            mode: Some(mode),
+            uid: Some(uid),
+            gid: Some(gid),
+        },
+        (_, _, _, Some(m)) if m.is_file() => Attrs {
             mode: Some(mode_of(m)),
             uid: Some(m.uid()),
             gid: Some(m.gid()),
         },
-        // The backup does not record the old mode: the safe one.
-        None => Attrs {
+        _ => Attrs {
             mode: Some(0o600),
             uid: None,
             gid: None,
         },
     };
+    if meta.as_ref().is_some_and(|m| !m.is_file()) {
+        return Err(StartError::Other(format!(
+            "{} is not a regular file (a symlink or directory is in its place); tend restores \
+             only over a regular file or a missing one: look at what is there and remove it first",
+            real.display()
+        )));
+    }
     let kept = host
         .backup(&args.path)
         .map_err(|e| StartError::Other(e.to_string()))?;
     host.write_atomic(&args.path, &content, attrs)
         .map_err(|e| StartError::Other(e.to_string()))?;
     if !quiet {
-        println!(
-            "restored {} from backup {} (taken {})",
-            real.display(),
-            chosen.sha256,
-            when(chosen.unix_time)
+        output::stdout(
+            &(format!(
+                "restored {} from backup {} (taken {})",
+                real.display(),
+                chosen.sha256,
+                when(chosen.unix_time)
+            ) + "\n"),
         );
         if let Some(k) = kept {
-            println!("the content it replaced is kept in {}", k.display());
+            output::stdout(&(format!("the content it replaced is kept in {}", k.display()) + "\n"));
         }
     }
     Ok(0)

@@ -36,6 +36,7 @@ fn marker(r: &ResourceReport) -> (&'static str, &'static str) {
         Status::WouldChange | Status::Changed if removes => ("-", "31"),
         Status::WouldChange | Status::Changed => ("~", "33"),
         Status::MayChange => ("?", "36"),
+        Status::Unknown => ("?", "2"),
         Status::Failed => ("!", "31;1"),
         Status::Skipped => ("s", "35"),
         Status::NotApplied => ("~", "2"),
@@ -70,7 +71,11 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
         let label = match r.status {
             Status::InSync if r.refresh.is_none() => format!(" in sync{audit}"),
             Status::Failed => format!(" failed: {}", r.error.as_deref().unwrap_or("")),
-            Status::Skipped | Status::MayChange | Status::NotApplied | Status::Excluded => {
+            Status::Skipped
+            | Status::MayChange
+            | Status::Unknown
+            | Status::NotApplied
+            | Status::Excluded => {
                 format!(" {}", r.reason.as_deref().unwrap_or(""))
             }
             _ if r.changes.len() == 1 && r.changes[0].diff.is_none() => {
@@ -144,6 +149,7 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
         Mode::Plan => {
             part(s.would_change, "to change");
             part(s.may_change, "may change");
+            part(s.unknown, "not checkable (not drift)");
         }
         Mode::Apply => part(s.changed, "changed"),
     }
@@ -163,9 +169,23 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
     if parts.is_empty() {
         parts.push("no resources".into());
     }
-    let head = match report.mode {
-        Mode::Plan => "Plan",
-        Mode::Apply => "Apply",
+    if report.interrupted {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                style,
+                "31;1",
+                "Interrupted: tend was asked to stop; resources marked `s` did not start. \
+                 Refreshes still owed are in the journal: the next run performs them."
+            )
+        );
+    }
+    let head = match (report.mode, report.interrupted) {
+        (Mode::Plan, false) => "Plan",
+        (Mode::Apply, false) => "Apply",
+        (Mode::Plan, true) => "Plan (interrupted)",
+        (Mode::Apply, true) => "Apply (interrupted)",
     };
     let _ = writeln!(
         out,

@@ -9,8 +9,10 @@ use tend_resources::Change;
 
 use crate::secrets::Redactor;
 
-/// Version of the JSON report; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the JSON report; bumped on any incompatible change. 2: `unknown` status and
+/// `reason_class` (a check that could not be made is no longer "may change"), `interrupted`,
+/// `error` (a run that could not start).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,6 +30,8 @@ pub enum Status {
     WouldChange,
     /// Plan: cannot be checked until a dependency applies (an honest unknown).
     MayChange,
+    /// Plan: could not be checked (a remote unreachable, a guard plan must not run). Not drift.
+    Unknown,
     /// Apply: changed, and verified.
     Changed,
     /// Check, apply, verification or refresh failed.
@@ -38,6 +42,36 @@ pub enum Status {
     NotApplied,
     /// Outside `--only`, or `when` is false.
     Excluded,
+}
+
+/// Why a resource is not in sync, for machines: a fleet's drift count is `would_change` (and
+/// perhaps `unknown_until_dependencies_apply`), never the classes that say a check could not be
+/// made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonClass {
+    /// Plan: the host differs; apply would change it.
+    WouldChange,
+    /// Plan: what it reads is managed by a dependency that would change first.
+    UnknownUntilDependenciesApply,
+    /// Plan: a remote did not answer.
+    Unreachable,
+    /// Plan: a guard plan does not run.
+    GuardNotRun,
+    /// Apply: changed and verified.
+    Changed,
+    /// Check, apply, verification or refresh failed.
+    Failed,
+    /// A dependency failed or was skipped.
+    DependencyFailed,
+    /// Not started: the run was asked to stop.
+    Interrupted,
+    /// Drift in a dependency outside `--only`.
+    OutsideOnly,
+    /// Not selected by `--only`.
+    NotSelected,
+    /// `when` is false.
+    WhenFalse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,6 +101,9 @@ pub struct ResourceReport {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Set on every resource that is not in sync.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_class: Option<ReasonClass>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh: Option<Refresh>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -89,6 +126,7 @@ impl ResourceReport {
             changes: Vec::new(),
             error: None,
             reason: None,
+            reason_class: None,
             refresh: None,
             backups: Vec::new(),
             notes: Vec::new(),
@@ -104,6 +142,7 @@ pub struct Summary {
     pub in_sync: usize,
     pub would_change: usize,
     pub may_change: usize,
+    pub unknown: usize,
     pub changed: usize,
     pub failed: usize,
     pub skipped: usize,
@@ -123,6 +162,7 @@ impl Summary {
                 Status::InSync => s.in_sync += 1,
                 Status::WouldChange => s.would_change += 1,
                 Status::MayChange => s.may_change += 1,
+                Status::Unknown => s.unknown += 1,
                 Status::Changed => s.changed += 1,
                 Status::Failed => s.failed += 1,
                 Status::Skipped => s.skipped += 1,
@@ -158,6 +198,11 @@ pub struct ManifestInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub schema_version: u32,
+    /// The run was asked to stop (SIGTERM, SIGINT, SIGHUP) and did not start everything.
+    pub interrupted: bool,
+    /// Why the run could not start (then `resources` is empty and `exit_code` 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub tend_version: &'static str,
     pub mode: Mode,
     pub host: String,
@@ -178,54 +223,88 @@ impl Report {
         redactor.scrub(&text) + "\n"
     }
 
-    /// Prometheus textfile-collector metrics.
+    /// Prometheus textfile-collector metrics (node_exporter), for plan and apply alike: an audit
+    /// on a timer is as visible as a converging run. Every gauge carries `mode="plan"` or
+    /// `mode="apply"`, so one host may export both (to two files).
     pub fn to_metrics(&self) -> String {
         let s = &self.summary;
-        let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, value: String| {
-            out.push_str(&format!(
-                "# HELP tend_{name} {help}\n# TYPE tend_{name} gauge\ntend_{name} {value}\n"
-            ));
+        let mode = match self.mode {
+            Mode::Plan => "plan",
+            Mode::Apply => "apply",
         };
-        gauge(
+        let mut out = String::new();
+        let mut family = |name: &str, help: &str, samples: Vec<(String, String)>| {
+            out.push_str(&format!(
+                "# HELP tend_{name} {help}\n# TYPE tend_{name} gauge\n"
+            ));
+            for (labels, value) in samples {
+                out.push_str(&format!("tend_{name}{{mode=\"{mode}\"{labels}}} {value}\n"));
+            }
+        };
+        let one = |v: String| vec![(String::new(), v)];
+        family(
             "last_run_timestamp_seconds",
             "When the last run started (Unix time).",
-            unix_now().to_string(),
+            one(unix_now().to_string()),
         );
-        gauge(
+        family(
             "last_run_duration_seconds",
             "How long the last run took.",
-            format!("{:.3}", self.duration_ms as f64 / 1000.0),
+            one(format!("{:.3}", self.duration_ms as f64 / 1000.0)),
         );
-        gauge(
+        family(
             "last_run_exit_code",
-            "Exit code of the last run (0, 2, 4 or 6).",
-            self.exit_code.to_string(),
+            "Exit code of the last run (0 nothing to do, 1 could not start, 2 changes or drift, 4 failures, 6 both).",
+            one(self.exit_code.to_string()),
         );
-        gauge(
+        family(
+            "last_run_interrupted",
+            "1 when the last run was asked to stop before it finished.",
+            one(u8::from(self.interrupted).to_string()),
+        );
+        family(
+            "last_run_started",
+            "0 when the last run could not start (bad manifest, arguments, lock held).",
+            one(u8::from(self.error.is_none()).to_string()),
+        );
+        family(
             "resources",
             "Resources in the manifest.",
-            s.total.to_string(),
+            one(s.total.to_string()),
         );
-        gauge(
-            "resources_changed",
-            "Resources changed by the last run.",
-            s.changed.to_string(),
+        let statuses = [
+            ("in_sync", s.in_sync),
+            ("would_change", s.would_change),
+            ("may_change", s.may_change),
+            ("unknown", s.unknown),
+            ("changed", s.changed),
+            ("failed", s.failed),
+            ("skipped", s.skipped),
+            ("not_applied", s.not_applied),
+            ("excluded", s.excluded),
+        ];
+        family(
+            "resources_by_status",
+            "Resources by outcome of the last run (would_change: drift a plan found; unknown: not checkable, not drift).",
+            statuses
+                .iter()
+                .map(|(st, n)| (format!(",status=\"{st}\""), n.to_string()))
+                .collect(),
         );
-        gauge(
-            "resources_failed",
-            "Resources that failed in the last run.",
-            s.failed.to_string(),
-        );
-        gauge(
-            "resources_skipped",
-            "Resources skipped because a dependency failed.",
-            s.skipped.to_string(),
-        );
-        gauge(
-            "resources_in_sync",
-            "Resources already in sync.",
-            s.in_sync.to_string(),
+        // Puppet users asked for this as `noop_pending`: what would change, by kind.
+        let mut pending: std::collections::BTreeMap<&str, usize> = Default::default();
+        for r in &self.resources {
+            if matches!(r.status, Status::WouldChange | Status::MayChange) {
+                *pending.entry(r.kind.as_str()).or_default() += 1;
+            }
+        }
+        family(
+            "pending_changes",
+            "Resources a plan says would (or may) change, by kind.",
+            pending
+                .iter()
+                .map(|(k, n)| (format!(",kind=\"{k}\""), n.to_string()))
+                .collect(),
         );
         out
     }

@@ -6,7 +6,7 @@
 //! or a log.
 
 use std::collections::HashMap;
-use std::io;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -70,10 +70,29 @@ impl SecretStore {
         let file = self.dir.join(name);
         let stored = match self.mode {
             SecretMode::Ephemeral => None,
-            _ => match std::fs::read_to_string(&file) {
-                Ok(v) => Some(v.trim_end_matches('\n').to_string()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+            _ => match tend_resources::host::read_private_file(&file) {
+                Ok(Some(v)) => {
+                    let v = String::from_utf8(v).map_err(|_| {
+                        format!(
+                            "stored secret {} is not UTF-8; remove it to generate a new one",
+                            file.display()
+                        )
+                    })?;
+                    let v = v.trim_end_matches('\n').to_string();
+                    // A short stored value would be redacted character by character, garbling
+                    // all output; an empty one everywhere. Refuse it instead.
+                    if v.chars().count() < MIN_LEN {
+                        return Err(format!(
+                            "stored secret {} holds {} characters, fewer than the minimum {MIN_LEN}; \
+                             remove the file to generate a new one (and update what uses it)",
+                            file.display(),
+                            v.chars().count()
+                        ));
+                    }
+                    Some(v)
+                }
+                Ok(None) => None,
+                Err(e) => return Err(e.to_string()),
             },
         };
         let value = match stored {
@@ -123,6 +142,9 @@ pub struct Redactor {
 impl Redactor {
     pub fn new(mut values: Vec<String>) -> Redactor {
         // Longest first, so a secret that contains another is replaced whole.
+        // Values shorter than a secret may be are not secrets tend made (and would garble
+        // every line they were scrubbed from).
+        values.retain(|v| v.chars().count() >= MIN_LEN);
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         Redactor { values }
     }

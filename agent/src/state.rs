@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
-/// Create `dir` (and parents) with mode 0700, or tighten an existing one to 0700.
+/// Create `dir` (and parents) with mode 0700, or check that an existing one can be trusted:
+/// a real directory (not a symlink), owned by the running user (root), that nobody else can
+/// write. Anything else is refused before tend reads a secret, a journal or a lock from it, or
+/// changes its mode.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    if !dir.exists() {
+    if fs::symlink_metadata(dir).is_err() {
         // Parents get the usual 0755 (under --root they are /var, /var/lib); only the state
         // directory itself is private.
         if let Some(parent) = dir.parent() {
@@ -22,11 +25,52 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
             _ => {}
         }
     }
-    let meta = fs::metadata(dir)?;
+    check_trusted(dir)?;
+    let meta = fs::symlink_metadata(dir)?;
     if meta.permissions().mode() & 0o777 != 0o700 {
+        // Ours and writable by nobody else (checked): only its readability is loosened.
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// Refuse a state directory another user could have prepared: see [`ensure_private_dir`]. A
+/// missing one is fine (nothing to trust yet).
+pub fn check_trusted(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    let problem = if meta.file_type().is_symlink() {
+        Some("is a symlink".to_string())
+    } else if !meta.is_dir() {
+        Some("is not a directory".to_string())
+    } else if meta.uid() != me {
+        Some(format!("is owned by uid {}, not uid {me}", meta.uid()))
+    } else if meta.mode() & 0o022 != 0 {
+        Some(format!(
+            "can be written by its group or others (mode {:04o})",
+            meta.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the state directory {} {p}; tend keeps secrets, backups, its lock and its \
+                 journal there and trusts it only when it is a real directory that it owns and \
+                 nobody else can write. Check what is in it, then fix it (chown -R root:root, \
+                 chmod 0700) or move it away and let tend make a new one",
+                dir.display()
+            ),
+        )),
+    }
 }
 
 /// An exclusive lock on `STATE/lock`, released when dropped (or when the process dies).
@@ -36,7 +80,7 @@ pub struct RunLock {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("cannot open the lock file {}: {source}", path.display())]
+    #[error("cannot open the lock file {} in the state directory: {source}", path.display())]
     Open { path: PathBuf, source: io::Error },
     #[error("another tend run holds the lock {} ({holder}); waited {waited}s (raise --lock-wait to wait longer)", path.display())]
     Held {
@@ -57,6 +101,8 @@ impl RunLock {
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
+                // A symlink planted as the lock must not make root truncate its target.
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
                 .open(&path)
         };
         let mut file = open().map_err(|source| LockError::Open {
@@ -105,16 +151,18 @@ impl RunLock {
 /// `create` (apply) makes it when missing; otherwise a missing key gives `None`.
 pub fn host_key(state_dir: &Path, create: bool) -> io::Result<Option<Vec<u8>>> {
     let path = state_dir.join("host.key");
-    match fs::read(&path) {
-        Ok(k) if k.len() == 32 => return Ok(Some(k)),
-        Ok(_) => {
+    check_trusted(state_dir)?;
+    match tend_resources::host::read_private_file(&path)
+        .map_err(|e| io::Error::other(e.to_string()))?
+    {
+        Some(k) if k.len() == 32 => return Ok(Some(k)),
+        Some(_) => {
             return Err(io::Error::other(format!(
                 "{} is not a 32-byte key",
                 path.display()
             )))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+        None => {}
     }
     if !create {
         return Ok(None);

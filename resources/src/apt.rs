@@ -113,25 +113,24 @@ pub async fn run(host: &Probe, tool: &str, args: &[String]) -> Result<String, Re
         )
         .env("DEBIAN_FRONTEND", "noninteractive")
         .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stdin(Stdio::null());
     if tool == "apt-get" {
         if let Some(pid) = lock_holder(host) {
             tracing::warn!("the dpkg lock is held by process {pid}; apt-get waits up to {LOCK_TIMEOUT_SECS} s for it");
         }
     }
     tracing::info!("running {tool} {}", args.join(" "));
-    let out = tokio::time::timeout(RUN_TIMEOUT, cmd.output())
-        .await
-        .map_err(|_| {
-            ResourceError::Failed(format!(
-                "{tool} did not finish within {} s",
-                RUN_TIMEOUT.as_secs()
-            ))
-        })?
-        .map_err(|e| ResourceError::Failed(format!("cannot run {tool}: {e}")))?;
+    use crate::process::{capture_protected, RunError};
+    // Protected: a stop waits for apt and dpkg rather than leave a half-configured host.
+    let out = capture_protected(cmd, RUN_TIMEOUT).await.map_err(|e| {
+        ResourceError::Failed(match e {
+            RunError::Timeout => {
+                format!("{tool} did not finish within {} s", RUN_TIMEOUT.as_secs())
+            }
+            RunError::Spawn(e) | RunError::Wait(e) => format!("cannot run {tool}: {e}"),
+            RunError::Interrupted => format!("{tool} was not started: tend was asked to stop"),
+        })
+    })?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {

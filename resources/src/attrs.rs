@@ -79,13 +79,12 @@ impl Ownership {
         let want = self.resolve(host)?;
         let uid = want.uid.filter(|_| drift.touches("owner"));
         let gid = want.gid.filter(|_| drift.touches("group"));
-        if uid.is_some() || gid.is_some() {
-            host.set_owner(path, uid, gid)?;
-        }
-        if let Some(mode) = want.mode {
-            if drift.touches("mode") || uid.is_some() || gid.is_some() {
-                host.set_mode(path, mode)?;
-            }
+        // The mode again after a chown, which clears set-id bits; one fd for both.
+        let mode = want
+            .mode
+            .filter(|_| drift.touches("mode") || uid.is_some() || gid.is_some());
+        if uid.is_some() || gid.is_some() || mode.is_some() {
+            host.set_attrs(path, uid, gid, mode)?;
         }
         Ok(())
     }

@@ -63,14 +63,11 @@ impl Resource for Directory {
         match (meta, self.present) {
             (None, false) => {}
             (Some(_), false) => {
-                let real = host.real(&self.path);
-                let entries = std::fs::read_dir(&real)
-                    .map_err(|e| crate::HostError::new("list", real.clone(), e))?
-                    .count();
+                let entries = host.read_dir(&self.path)?.map_or(0, |n| n.len());
                 if entries > 0 {
                     return Err(ResourceError::Failed(format!(
                         "{} should be absent but holds {entries} entries; tend removes only empty directories",
-                        real.display()
+                        host.real(&self.path).display()
                     )));
                 }
                 drift.push(Change {
@@ -79,6 +76,8 @@ impl Resource for Directory {
                 });
             }
             (None, true) => {
+                // An unknown owner or group fails in plan, not at apply.
+                self.attrs.resolve(host)?;
                 let mut c = Change::new("state", Some("absent"), Some("present"));
                 let attrs = self.attrs.describe();
                 c.description = if attrs.is_empty() {

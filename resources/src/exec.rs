@@ -174,6 +174,10 @@ impl Exec {
                 "waiting for {}: {e}",
                 cmd.argv[0]
             ))),
+            Err(RunError::Interrupted) => Err(ResourceError::Failed(format!(
+                "`{}` was ended (with every process it started) because tend was asked to stop",
+                cmd.shown()
+            ))),
             Ok(done) => {
                 let mut text = String::from_utf8_lossy(&done.stdout).into_owned();
                 text.push_str(&String::from_utf8_lossy(&done.stderr));
@@ -196,9 +200,10 @@ impl Exec {
         }
         let guards = self.unless.is_some() || self.onlyif.is_some();
         if guards && host.dry_run() && !self.readonly_guards {
-            return Err(ResourceError::Unknown(
-                "unknown: guard not run in plan (set readonly_guards = true if unless/onlyif change nothing)".into(),
-            ));
+            return Err(ResourceError::Unknown {
+                class: crate::UnknownClass::GuardNotRun,
+                why: "unknown: guard not run in plan (set readonly_guards = true if unless/onlyif change nothing)".into(),
+            });
         }
         if let Some(u) = &self.unless {
             if self.run(host, u).await?.status == Some(0) {

@@ -193,6 +193,8 @@ impl Resource for File {
             return Ok(drift);
         }
         let desired = self.desired(host)?;
+        // An owner or group the host does not know fails here, in plan too, not at apply.
+        self.attrs.resolve(host)?;
         let Some(meta) = meta else {
             let mode = self.attrs.mode.unwrap_or(DEFAULT_FILE_MODE);
             let mut c = Change::new("state", Some("absent"), Some("present"));

@@ -513,7 +513,10 @@ impl Spec {
             // Plan cannot know where the ref points without the remote: an honest unknown
             // (the network may be back by the time apply runs, which then fails if it is not).
             Err(ResourceError::Failed(m)) if host.dry_run() && m.starts_with(UNREACHABLE) => {
-                Err(ResourceError::Unknown(format!("unknown: {m}")))
+                Err(ResourceError::Unknown {
+                    class: crate::UnknownClass::Unreachable,
+                    why: format!("unknown: {m}"),
+                })
             }
             other => other,
         }

@@ -40,7 +40,7 @@ pub mod spec;
 
 pub use change::{Change, Drift, REDACTED};
 pub use host::{HostError, Mutate, Probe};
-pub use resource::{Applied, Kind, Resource, ResourceError};
+pub use resource::{Applied, Kind, Resource, ResourceError, UnknownClass};
 pub use spec::{BuildContext, Fields, SpecError};
 
 /// Every resource kind tend knows, in the order docs list them.

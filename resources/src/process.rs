@@ -1,11 +1,20 @@
 //! Running a command to completion with its output captured: both pipes are read at once (a
 //! command that fills stderr must not block on it), within a time limit after which the command
-//! is killed. `exec` commands and the compose CLI both run this way.
+//! is killed. Every process tend starts goes through [`capture`] or [`capture_protected`].
+//!
+//! Each child runs in a process group of its own, registered here, so that a stop (SIGTERM from
+//! systemd, Ctrl-C) can end the whole group — `sh -c 'sleep 8; touch x'` included, whose `sleep`
+//! would otherwise be re-parented to PID 1 and go on changing the host after tend let go of its
+//! lock. A protected child (dpkg and apt mid-transaction) is never signalled: the stop waits for
+//! it, within its own time limit.
 
+use std::collections::HashMap;
 use std::process::Stdio;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
 
 /// How a command ended, and what it printed.
 pub struct Captured {
@@ -22,18 +31,105 @@ pub enum RunError {
     Timeout,
     /// Waiting for it failed.
     Wait(std::io::Error),
+    /// tend was asked to stop, and ended it (with its process group).
+    Interrupted,
 }
 
-/// Run `c` (stdin from /dev/null) and collect its output.
-pub async fn capture(
-    mut c: tokio::process::Command,
+/// Set once when tend is asked to stop (first SIGTERM/SIGINT/SIGHUP).
+static STOP: LazyLock<watch::Sender<bool>> = LazyLock::new(|| watch::channel(false).0);
+
+/// Process groups of the children alive now: pgid → protected.
+static GROUPS: LazyLock<Mutex<HashMap<i32, bool>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// How long a stopped child gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Ask every running command (but protected ones) to end, and every resource not yet started to
+/// stay so. Idempotent.
+pub fn request_stop() {
+    STOP.send_replace(true);
+}
+
+/// Whether a stop was requested: resources not yet started must not start.
+pub fn stopping() -> bool {
+    *STOP.borrow()
+}
+
+/// SIGKILL every process group tend started that is still alive, protected or not: for tend's own
+/// exit (a second signal, the end of `main`), so that no child outlives it.
+pub fn kill_all() {
+    let groups: Vec<i32> = GROUPS
+        .lock()
+        .map(|g| g.keys().copied().collect())
+        .unwrap_or_default();
+    for pgid in groups {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+fn signal_group(pgid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
+}
+
+/// Keeps a child's group registered while it runs. Dropped before the child was reaped (a time
+/// limit, a stop, the future cancelled), it kills the whole group: nothing of it outlives the
+/// resource that started it.
+struct Registered {
+    pgid: i32,
+    reaped: bool,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut g) = GROUPS.lock() {
+            g.remove(&self.pgid);
+        }
+        if !self.reaped {
+            signal_group(self.pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Run `c` (stdin from /dev/null) in its own process group and collect its output; a stop ends
+/// it (SIGTERM to the group, SIGKILL after a grace period).
+pub async fn capture(c: tokio::process::Command, timeout: Duration) -> Result<Captured, RunError> {
+    run(c, timeout, false).await
+}
+
+/// Like [`capture`], but a stop waits for the command instead of ending it (dpkg, apt-get: a
+/// package manager killed mid-transaction leaves the host half-configured).
+pub async fn capture_protected(
+    c: tokio::process::Command,
     timeout: Duration,
 ) -> Result<Captured, RunError> {
+    run(c, timeout, true).await
+}
+
+async fn run(
+    mut c: tokio::process::Command,
+    timeout: Duration,
+    protected: bool,
+) -> Result<Captured, RunError> {
+    if stopping() {
+        return Err(RunError::Interrupted);
+    }
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = c.spawn().map_err(RunError::Spawn)?;
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    if let Ok(mut g) = GROUPS.lock() {
+        g.insert(pgid, protected);
+    }
+    let mut registered = Registered {
+        pgid,
+        reaped: false,
+    };
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
     let collect = async {
         let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -51,12 +147,33 @@ pub async fn capture(
         let status = child.wait().await;
         (a, b, status)
     };
-    match tokio::time::timeout(timeout, collect).await {
-        Err(_) => Err(RunError::Timeout),
-        Ok((stdout, stderr, status)) => Ok(Captured {
-            status: status.map_err(RunError::Wait)?,
-            stdout,
-            stderr,
-        }),
+    tokio::pin!(collect);
+    let mut stop = STOP.subscribe();
+    let stopped = async {
+        if protected {
+            std::future::pending::<()>().await;
+        }
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::select! {
+        r = tokio::time::timeout(timeout, &mut collect) => match r {
+            Err(_) => Err(RunError::Timeout),
+            Ok((stdout, stderr, status)) => {
+                registered.reaped = status.is_ok();
+                Ok(Captured {
+                    status: status.map_err(RunError::Wait)?,
+                    stdout,
+                    stderr,
+                })
+            }
+        },
+        () = stopped => {
+            signal_group(pgid, nix::sys::signal::Signal::SIGTERM);
+            if tokio::time::timeout(GRACE, &mut collect).await.is_err() {
+                signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+                let _ = tokio::time::timeout(GRACE, &mut collect).await;
+            }
+            Err(RunError::Interrupted)
+        }
     }
 }

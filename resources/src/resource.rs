@@ -29,9 +29,19 @@ pub enum ResourceError {
     #[error("{0}")]
     Missing(String),
     /// Plan cannot know without doing something it must not do (run a guard that may have
-    /// effects): reported as "may change", never guessed.
-    #[error("{0}")]
-    Unknown(String),
+    /// effects) or without a remote it cannot reach: reported as unknown, with its class, never
+    /// guessed and never counted as drift.
+    #[error("{why}")]
+    Unknown { class: UnknownClass, why: String },
+}
+
+/// Why a check could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownClass {
+    /// A remote (git server) did not answer.
+    Unreachable,
+    /// A guard (`unless`, `onlyif`) that plan must not run.
+    GuardNotRun,
 }
 
 /// What apply or refresh did, beyond the changes themselves.

@@ -307,13 +307,20 @@ impl<'a> Fields<'a> {
                     )),
                 }
             }
+            // `mode = 644` is a TOML integer: decimal 644, i.e. mode 1204. Nobody means that.
             Some(Spanned {
                 span,
                 value: Value::Int(i),
-            }) if (0..=0o7777).contains(&i) => {
-                let _ = span;
-                Ok(Some(i as u32))
-            }
+            }) => Err(SpecError::new(
+                span,
+                format!(
+                    "`{name}` = {i} is a decimal integer (as a mode it would be {:04o})",
+                    i & 0o7777
+                ),
+            )
+            .help(format!(
+                "write the mode as a quoted octal string: {name} = \"{i:04}\""
+            ))),
             Some(other) => Err(wrong_type(name, "an octal mode such as \"0644\"", &other)),
         }
     }

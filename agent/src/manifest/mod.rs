@@ -72,7 +72,7 @@ impl Manifest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read manifest {}: {source}", path.display())]
+    #[error("cannot read manifest {}: {source}{}", path.display(), default_hint(path, source))]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -81,6 +81,17 @@ pub enum LoadError {
     Invalid(Vec<Diagnostic>),
     #[error("{0}")]
     Usage(String),
+}
+
+/// A missing default manifest: say how to name another.
+fn default_hint(path: &std::path::Path, e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::NotFound
+        && path == std::path::Path::new(crate::cli::DEFAULT_MANIFEST)
+    {
+        "; name the manifest as the first argument (`tend plan PATH`) or put one there"
+    } else {
+        ""
+    }
 }
 
 fn render_diagnostics(d: &[Diagnostic]) -> String {
@@ -242,10 +253,41 @@ impl Loader<'_> {
                 }
                 return Err(LoadError::Usage(msg));
             }
-            raw_vars.insert(
-                k.clone(),
-                VarSource::Literal(serde_json::Value::String(v.clone())),
-            );
+            // The override takes the declared variable's type: `--var debug=false` on a boolean
+            // is false, not the (truthy) string "false".
+            let typed = match raw_vars.get(k) {
+                Some(VarSource::Literal(serde_json::Value::Bool(_))) => match v.as_str() {
+                    "true" => serde_json::Value::Bool(true),
+                    "false" => serde_json::Value::Bool(false),
+                    _ => {
+                        return Err(LoadError::Usage(format!(
+                            "--var {k}={v}: `{k}` is a boolean in [vars]; give true or false"
+                        )))
+                    }
+                },
+                Some(VarSource::Literal(serde_json::Value::Number(n))) => {
+                    let parsed = if n.is_f64() {
+                        v.parse::<f64>().ok().and_then(serde_json::Number::from_f64)
+                    } else {
+                        v.parse::<i64>().ok().map(serde_json::Number::from)
+                    };
+                    match parsed {
+                        Some(n) => serde_json::Value::Number(n),
+                        None => {
+                            return Err(LoadError::Usage(format!(
+                                "--var {k}={v}: `{k}` is a number in [vars]; give {}",
+                                if n.is_f64() {
+                                    "a number such as 1.5"
+                                } else {
+                                    "an integer"
+                                }
+                            )))
+                        }
+                    }
+                }
+                _ => serde_json::Value::String(v.clone()),
+            };
+            raw_vars.insert(k.clone(), VarSource::Literal(typed));
         }
         if let Err((name, e)) = template::resolve_vars(&mut renderer, &raw_vars) {
             let span = var_spans.get(&name).cloned().unwrap_or(0..0);

@@ -177,6 +177,7 @@ impl Invocation<'_> {
                     format!("{shown} did not finish within {} s", self.timeout.as_secs())
                 }
                 RunError::Wait(e) => format!("{shown} failed to run: {e}"),
+                RunError::Interrupted => format!("{shown} was ended: tend was asked to stop"),
             })
         })?;
         Ok(Output {

@@ -55,7 +55,7 @@ fn report_schema_and_state_files() {
         ],
     );
     let report = r.json();
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
     assert_eq!(report["mode"], "apply");
     assert_eq!(report["exit_code"], 2);
     assert_eq!(
@@ -92,8 +92,14 @@ fn report_schema_and_state_files() {
     .expect("json");
     assert_eq!(last["resources"], report["resources"]);
     let prom = std::fs::read_to_string(metrics).expect("metrics");
-    assert!(prom.contains("\ntend_resources_changed 1\n"), "{prom}");
-    assert!(prom.contains("\ntend_last_run_exit_code 2\n"), "{prom}");
+    assert!(
+        prom.contains("\ntend_resources_by_status{mode=\"apply\",status=\"changed\"} 1\n"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("\ntend_last_run_exit_code{mode=\"apply\"} 2\n"),
+        "{prom}"
+    );
 }
 
 #[test]

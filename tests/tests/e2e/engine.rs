@@ -202,7 +202,7 @@ content = "e"
     assert_eq!(bad.code, 1);
     assert_eq!(
         bad.stderr.trim(),
-        "--only file.cnof matches no resource in the manifest; did you mean `file.conf`?"
+        "error: --only file.cnof matches no resource in the manifest; did you mean `file.conf`?"
     );
 }
 

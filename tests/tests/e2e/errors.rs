@@ -152,7 +152,7 @@ fn unknown_var_override() {
     sb.write_manifest("[vars]\nserver_id = \"1\"\n");
     let r = sb.tend("check", &["--var", "sever_id=7"]);
     assert_eq!(r.code, 1);
-    assert_eq!(r.stderr.trim(), "--var sever_id: the manifest has no variable `sever_id` in [vars]; did you mean `server_id`?");
+    assert_eq!(r.stderr.trim(), "error: --var sever_id: the manifest has no variable `sever_id` in [vars]; did you mean `server_id`?");
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn missing_manifest() {
     assert_eq!(r.code, 1);
     assert_eq!(
         r.stderr.trim(),
-        "cannot read manifest /nonexistent/manifest.toml: No such file or directory (os error 2)"
+        "error: cannot read manifest /nonexistent/manifest.toml: No such file or directory (os error 2)"
     );
 }
 

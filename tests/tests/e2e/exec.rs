@@ -31,8 +31,10 @@ fn guards_run_in_plan_only_when_declared_read_only() {
         m = marker.display()
     ));
     let plan = sb.plan_json();
-    assert_eq!(plan["exit_code"], 2);
-    assert_eq!(with_status(&plan, "may_change"), ["exec.a"]);
+    // An un-run guard is unknown, not drift: the audit of this host exits 0.
+    assert_eq!(plan["exit_code"], 0);
+    assert_eq!(with_status(&plan, "unknown"), ["exec.a"]);
+    assert_eq!(resource(&plan, "exec.a")["reason_class"], "guard_not_run");
     assert!(resource(&plan, "exec.a")["reason"]
         .as_str()
         .expect("reason")

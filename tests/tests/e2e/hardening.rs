@@ -343,7 +343,7 @@ fn a_parent_symlink_owned_by_another_user_is_refused() {
         .expect("error")
         .to_string();
     assert!(
-        err.contains("it is a symlink owned by uid 4321, who could redirect the write; refusing"),
+        err.contains("srv/app is a symlink owned by uid 4321, who could point it anywhere"),
         "{err}"
     );
     assert!(!sb.path("/elsewhere/conf").exists());

@@ -16,3 +16,5 @@ mod git;
 mod hardening;
 mod nginx;
 mod secrets;
+mod security;
+mod unattended;

@@ -1,0 +1,260 @@
+//! tend as root among users it does not trust: an unprivileged user (`nobody`, through
+//! `runuser`) plants symlinks on managed paths, swaps them in a loop with
+//! `renameat2(RENAME_EXCHANGE)` while tend applies, prepares the state directory, and feeds
+//! hostile input. Every case checks that root's files were not touched.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tend_tests::{resource, Reaped, Sandbox};
+
+const NOBODY: u32 = 65534;
+
+/// A sandbox `nobody` can walk into, with a user directory `/u` it owns and a protected
+/// directory `/protected` (root, 0700) holding `config` (root, 0600, "root's secret").
+fn hostile_sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    for d in [sb.dir.path().to_path_buf(), sb.root()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    std::fs::create_dir_all(sb.path("/protected")).expect("mkdir");
+    sb.set_mode("/protected", 0o700);
+    sb.write("/protected/config", "root's secret");
+    sb.set_mode("/protected/config", 0o600);
+    std::fs::create_dir_all(sb.path("/u/app")).expect("mkdir");
+    sb.write("/u/app/config", "user's own");
+    for p in ["/u", "/u/app", "/u/app/config"] {
+        std::os::unix::fs::chown(sb.path(p), Some(NOBODY), Some(NOBODY)).expect("chown");
+    }
+    sb
+}
+
+fn assert_protected_untouched(sb: &Sandbox) {
+    let meta = std::fs::metadata(sb.path("/protected/config")).expect("protected config");
+    assert_eq!(meta.uid(), 0, "root's file changed owner");
+    assert_eq!(meta.mode() & 0o7777, 0o600, "root's file changed mode");
+    assert_eq!(sb.read("/protected/config"), "root's secret");
+    let names: Vec<String> = std::fs::read_dir(sb.path("/protected"))
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["config"], "something was written into /protected");
+}
+
+/// As `nobody`: plant `/u/link -> /protected` (absolute real path) and swap it with `/u/app`
+/// in a loop (RENAME_EXCHANGE), for at most `secs` seconds.
+fn swapper(sb: &Sandbox, secs: u64) -> Reaped {
+    let script = format!(
+        r#"
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+u = "{u}"
+os.symlink("{target}", u + "/link")
+end = time.time() + {secs}
+a, b = (u + "/app").encode(), (u + "/link").encode()
+while time.time() < end:
+    libc.syscall(316, -100, a, -100, b, 2)  # renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
+"#,
+        u = sb.path("/u").display(),
+        target = sb.path("/protected").display(),
+    );
+    let child = Command::new("runuser")
+        .args(["-u", "nobody", "--", "/usr/bin/python3", "-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("runuser");
+    // Let the link appear before tend starts.
+    for _ in 0..50 {
+        if std::fs::symlink_metadata(sb.path("/u/link")).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Reaped(child)
+}
+
+#[test]
+fn a_planted_parent_symlink_never_hands_roots_file_to_a_user() {
+    let sb = hostile_sandbox();
+    std::fs::remove_dir_all(sb.path("/u/app")).expect("rm");
+    std::os::unix::fs::symlink(sb.path("/protected"), sb.path("/u/app")).expect("ln");
+    std::os::unix::fs::lchown(sb.path("/u/app"), Some(NOBODY), Some(NOBODY)).expect("lchown");
+    sb.write_manifest(
+        "[file.config]\npath = \"/u/app/config\"\nmode = \"0644\"\nowner = \"65534\"\n\n\
+         [directory.ssh]\npath = \"/u/app/.ssh\"\nowner = \"65534\"\n",
+    );
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4, "{report:#}");
+    for address in ["file.config", "directory.ssh"] {
+        let err = resource(&report, address)["error"]
+            .as_str()
+            .expect("error")
+            .to_string();
+        assert!(
+            err.contains("u/app is a symlink owned by uid 65534"),
+            "{address}: {err}"
+        );
+    }
+    let plan = sb.plan();
+    assert_eq!(plan.code, 4, "plan refuses too: {}", plan.stdout);
+    assert_protected_untouched(&sb);
+}
+
+#[test]
+fn swapping_a_parent_for_a_symlink_during_200_chmods_never_wins() {
+    let sb = hostile_sandbox();
+    let _attacker = swapper(&sb, 60);
+    let manifests = [
+        "[file.config]\npath = \"/u/app/config\"\nmode = \"0644\"\nowner = \"65534\"\n",
+        "[file.config]\npath = \"/u/app/config\"\nmode = \"0640\"\nowner = \"65534\"\n",
+    ];
+    let mut refused = 0;
+    for i in 0..200 {
+        sb.write_manifest(manifests[i % 2]);
+        let run = sb.apply();
+        assert!(matches!(run.code, 0 | 2 | 4), "{}", run.stderr);
+        refused += usize::from(run.code == 4);
+        assert_protected_untouched(&sb);
+    }
+    // The race was really run: some applies met the symlink and refused it.
+    assert!(refused > 0, "the swapper never got in the way");
+}
+
+#[test]
+fn swapping_a_parent_for_a_symlink_during_200_writes_never_lands_in_roots_directory() {
+    let sb = hostile_sandbox();
+    let _attacker = swapper(&sb, 60);
+    for i in 0..200 {
+        sb.write_manifest(&format!(
+            "[file.config]\npath = \"/u/app/config\"\ncontent = \"version {i}\"\n\n\
+             [env_file.app]\npath = \"/u/app/.env\"\n[env_file.app.set]\nK = \"{i}\"\n"
+        ));
+        let run = sb.apply();
+        assert!(matches!(run.code, 0 | 2 | 4 | 6), "{}", run.stderr);
+        assert_protected_untouched(&sb);
+    }
+}
+
+#[test]
+fn a_state_directory_another_user_prepared_is_refused_before_use() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n");
+    std::fs::create_dir_all(sb.state_dir().join("secrets")).expect("mkdir");
+    std::fs::write(sb.state_dir().join("secrets/db"), "chosen-by-attacker").expect("w");
+    std::os::unix::fs::chown(sb.state_dir(), Some(NOBODY), Some(NOBODY)).expect("chown");
+    let run = sb.apply();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("is owned by uid 65534, not uid 0; tend keeps secrets"),
+        "{}",
+        run.stderr
+    );
+    assert!(!sb.path("/etc/motd").exists(), "nothing may run");
+    // A symlinked state directory: refused before its target is touched.
+    let target = sb.dir.path().join("elsewhere");
+    std::fs::create_dir(&target).expect("mkdir");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::remove_dir_all(sb.state_dir()).expect("rm");
+    std::os::unix::fs::symlink(&target, sb.state_dir()).expect("ln");
+    let run = sb.apply();
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("is a symlink"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::metadata(&target).expect("m").mode() & 0o777,
+        0o755,
+        "the link's target was not chmodded"
+    );
+}
+
+#[test]
+fn a_planted_lock_symlink_is_not_truncated_through() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n");
+    assert_eq!(sb.apply().code, 2);
+    sb.write("/victim", "precious");
+    std::fs::remove_file(sb.state_dir().join("lock")).expect("rm lock");
+    std::os::unix::fs::symlink(sb.path("/victim"), sb.state_dir().join("lock")).expect("ln");
+    let run = sb.apply();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("lock file"), "{}", run.stderr);
+    assert_eq!(sb.read("/victim"), "precious");
+}
+
+#[test]
+fn a_short_stored_secret_is_refused_not_scrubbed_character_by_character() {
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        "[file.key]\npath = \"/etc/key\"\ncontent = \"{{ secret('db', 16) }}\"\nsensitive = true\n",
+    );
+    assert_eq!(sb.apply().code, 2);
+    std::fs::write(sb.state_dir().join("secrets/db"), "").expect("empty it");
+    let run = sb.plan();
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("fewer than the minimum 8"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_fifo_as_a_source_is_refused_without_hanging() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("/srv")).expect("mkdir");
+    nix::unistd::mkfifo(&sb.path("/srv/src"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    sb.write_manifest(
+        "[file.copy]\npath = \"/etc/copy\"\nsource = \"/srv/src\"\n\n\
+         [env_file.e]\npath = \"/etc/app.env\"\ncreate_from = \"/srv/src\"\n",
+    );
+    let started = std::time::Instant::now();
+    let (code, report) = {
+        let r = sb.tend("plan", &["--format", "json"]);
+        (r.code, r.json())
+    };
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(code, 4);
+    for a in ["file.copy", "env_file.e"] {
+        let err = resource(&report, a)["error"]
+            .as_str()
+            .expect("error")
+            .to_string();
+        assert!(
+            err.contains("it is a FIFO; tend reads only regular files"),
+            "{a}: {err}"
+        );
+    }
+}
+
+#[test]
+fn reports_are_not_written_through_symlinks_or_into_world_writable_directories() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n");
+    let out = sb.dir.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    sb.write("/victim", "precious");
+    std::os::unix::fs::symlink(sb.path("/victim"), out.join("report.json")).expect("ln");
+    let report = out.join("report.json");
+    let run = sb.tend("plan", &["--report", report.to_str().expect("utf8")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        sb.read("/victim"),
+        "precious",
+        "the link's target is untouched"
+    );
+    let written = std::fs::symlink_metadata(&report).expect("report");
+    assert!(written.is_file(), "the symlink was replaced by the report");
+    assert_eq!(written.mode() & 0o777, 0o600);
+
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let metrics = out.join("tend.prom");
+    let run = sb.tend("plan", &["--metrics", metrics.to_str().expect("utf8")]);
+    assert_eq!(run.code, 6, "a record that cannot be written fails the run");
+    assert!(
+        run.stderr.contains("can be written by anyone"),
+        "{}",
+        run.stderr
+    );
+    assert!(!metrics.exists());
+}

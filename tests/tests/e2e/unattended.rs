@@ -1,0 +1,276 @@
+//! What the users who never watch a run see: exit codes, the record of a run that could not
+//! start, metrics a real `promtool` accepts, a graceful stop on SIGTERM that leaves no process
+//! behind, and the type traps a manifest or a `--var` could fall into.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tend_tests::{resource, run, tend_bin, Sandbox};
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[vars]\nport = \"80\"\n");
+    let m = sb.manifest_path();
+    let m = m.to_str().expect("utf8");
+    for args in [
+        vec!["plna"],
+        vec!["plan", "--bogus"],
+        vec![],
+        vec!["apply", m, "--lock-wait", "-1"],
+        vec!["plan", m, "--var", "port"],
+        vec!["plan", m, "--jobs", "100000"],
+    ] {
+        let r = run(&args, &[]);
+        assert_eq!(r.code, 1, "tend {args:?}: {}", r.stderr);
+        assert!(!r.stderr.is_empty(), "tend {args:?} says why");
+    }
+    for args in [vec!["--help"], vec!["--version"], vec!["plan", "--help"]] {
+        assert_eq!(run(&args, &[]).code, 0, "tend {args:?}");
+    }
+}
+
+#[test]
+fn a_run_that_cannot_start_still_leaves_its_record() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n");
+    let report = sb.dir.path().join("report.json");
+    let metrics = sb.dir.path().join("tend.prom");
+    let args = [
+        "--report",
+        report.to_str().expect("utf8"),
+        "--metrics",
+        metrics.to_str().expect("utf8"),
+    ];
+    assert_eq!(sb.tend("apply", &args).code, 2);
+    assert!(std::fs::read_to_string(&metrics)
+        .expect("metrics")
+        .contains("tend_last_run_exit_code{mode=\"apply\"} 2"));
+    // The manifest breaks: the metrics must not keep saying 2.
+    sb.write_manifest("[file.motd]\npath = \"/etc/motd\"\ncontnt = \"hi\\n\"\n");
+    let r = sb.tend("apply", &args);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("contnt"), "{}", r.stderr);
+    let text = std::fs::read_to_string(&metrics).expect("metrics");
+    assert!(
+        text.contains("tend_last_run_exit_code{mode=\"apply\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tend_last_run_started{mode=\"apply\"} 0"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    assert_eq!(json["exit_code"], 1);
+    assert!(json["error"].as_str().expect("error").contains("contnt"));
+    let last: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sb.state_dir().join("last-run.json")).expect("last-run"),
+    )
+    .expect("json");
+    assert_eq!(last["exit_code"], 1);
+}
+
+fn promtool_accepts(file: &std::path::Path) {
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(file).expect("open"))
+        .output()
+        .expect("promtool (Debian package prometheus)");
+    assert!(
+        out.status.success(),
+        "promtool rejects {}:\n{}{}",
+        file.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn plan_and_apply_metrics_pass_promtool_and_count_drift_by_kind() {
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        "[file.a]\npath = \"/etc/a\"\ncontent = \"a\\n\"\n\n[file.b]\npath = \"/etc/b\"\ncontent = \"b\\n\"\n\n\
+         [directory.d]\npath = \"/srv/d\"\n",
+    );
+    let metrics = sb.dir.path().join("plan.prom");
+    let m = metrics.to_str().expect("utf8");
+    assert_eq!(sb.tend("plan", &["--metrics", m]).code, 2);
+    let text = std::fs::read_to_string(&metrics).expect("metrics");
+    assert!(
+        text.contains("tend_pending_changes{mode=\"plan\",kind=\"file\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tend_pending_changes{mode=\"plan\",kind=\"directory\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tend_resources_by_status{mode=\"plan\",status=\"would_change\"} 3"),
+        "{text}"
+    );
+    promtool_accepts(&metrics);
+    let applied = sb.dir.path().join("apply.prom");
+    assert_eq!(
+        sb.tend("apply", &["--metrics", applied.to_str().expect("utf8")])
+            .code,
+        2
+    );
+    promtool_accepts(&applied);
+    assert_eq!(sb.tend("plan", &["--metrics", m]).code, 0);
+    promtool_accepts(&metrics);
+}
+
+#[test]
+fn an_unrun_guard_is_unknown_not_drift() {
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        "[exec.migrate]\ncommand = [\"true\"]\nunless = [\"test\", \"-e\", \"/nonexistent\"]\n",
+    );
+    let r = sb.tend("plan", &["--format", "json"]);
+    let report = r.json();
+    let e = resource(&report, "exec.migrate");
+    assert_eq!(e["status"], "unknown");
+    assert_eq!(e["reason_class"], "guard_not_run");
+    assert_eq!(
+        r.code, 0,
+        "an audit of a host with nothing to change exits 0"
+    );
+    assert_eq!(report["summary"]["unknown"], 1);
+}
+
+#[test]
+fn sigterm_ends_the_run_gracefully_and_leaves_no_process_behind() {
+    let sb = Sandbox::new();
+    let marker = sb.path("/marker");
+    sb.write_manifest(&format!(
+        "[exec.slow]\ncommand = [\"sh\", \"-c\", \"sleep 30; touch {m}\"]\ncreates = \"/marker\"\ntimeout = 60\n\n\
+         [file.after]\npath = \"/etc/after\"\ncontent = \"x\"\nrequires = [\"exec.slow\"]\n",
+        m = marker.display()
+    ));
+    let report = sb.dir.path().join("report.json");
+    let root = sb.root();
+    let child = Command::new(tend_bin())
+        .args([
+            "apply",
+            sb.manifest_path().to_str().expect("utf8"),
+            "--root",
+            root.to_str().expect("utf8"),
+            "--report",
+            report.to_str().expect("utf8"),
+        ])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own session, so the test can look for every process of it afterwards.
+        .process_group(0)
+        .spawn()
+        .expect("spawn tend");
+    let pgid = child.id() as i32;
+    // Wait until the exec's sleep runs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !Command::new("pgrep")
+        .args(["-f", &format!("sleep 30; touch {}", marker.display())])
+        .output()
+        .expect("pgrep")
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the exec never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let out = child.wait_with_output().expect("wait");
+    let code = out.status.code().unwrap_or(-1);
+    assert!(code == 4 || code == 6, "exit {code}");
+    std::thread::sleep(Duration::from_secs(1));
+    let left = Command::new("pgrep")
+        .args(["-f", &format!("sleep 30; touch {}", marker.display())])
+        .output()
+        .expect("pgrep");
+    assert!(
+        !left.status.success(),
+        "a process of the run outlived it: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    assert_eq!(json["interrupted"], true);
+    assert_eq!(resource(&json, "file.after")["status"], "skipped");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Apply (interrupted)"), "{stdout}");
+    assert!(
+        !marker.exists(),
+        "the killed command went on changing the host"
+    );
+    // The next run converges.
+    sb.write_manifest("[file.after]\npath = \"/etc/after\"\ncontent = \"x\"\n");
+    assert_eq!(sb.apply().code, 2);
+}
+
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let sb = Sandbox::new();
+    let mut manifest = String::new();
+    for i in 0..200 {
+        manifest.push_str(&format!(
+            "[file.f{i}]\npath = \"/etc/f{i}\"\ncontent = \"{i}\\n\"\n"
+        ));
+    }
+    sb.write_manifest(&manifest);
+    let root = sb.root();
+    let script = format!(
+        "{} plan {} --root {} | head -1; echo \"status ${{PIPESTATUS[0]}}\"",
+        tend_bin().display(),
+        sb.manifest_path().display(),
+        root.display()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("status 2"), "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn integer_modes_and_mistyped_vars_are_errors_that_say_what_to_write() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[file.f]\npath = \"/etc/f\"\ncontent = \"x\"\nmode = 644\n");
+    let r = sb.plan();
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("mode = \"0644\""), "{}", r.stderr);
+    assert!(r.stderr.contains("it would be 1204"), "{}", r.stderr);
+
+    sb.write_manifest(
+        "[vars]\ndebug = true\n\n[file.f]\npath = \"/etc/f\"\ncontent = \"x\"\nwhen = \"{{ debug }}\"\n",
+    );
+    let r = sb.tend("plan", &["--var", "debug=false", "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(resource(&r.json(), "file.f")["status"], "excluded");
+    let r = sb.tend("plan", &["--var", "debug=maybe"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("is a boolean"), "{}", r.stderr);
+}
+
+#[test]
+fn an_unknown_owner_fails_in_plan_not_at_apply() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[file.f]\npath = \"/etc/f\"\ncontent = \"x\"\nowner = \"no-such-user\"\n");
+    let r = sb.tend("plan", &["--format", "json"]);
+    assert_eq!(r.code, 4);
+    let report = r.json();
+    let f = resource(&report, "file.f");
+    assert_eq!(f["status"], "failed");
+    assert!(f["error"]
+        .as_str()
+        .expect("error")
+        .contains("no user named \"no-such-user\""));
+}
