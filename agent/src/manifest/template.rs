@@ -27,6 +27,26 @@ pub struct Renderer {
     env: Environment<'static>,
     context: serde_json::Map<String, serde_json::Value>,
     used_secret: Arc<AtomicBool>,
+    /// Variables whose value came from a secret: a template that uses one is sensitive too.
+    sensitive_vars: std::collections::BTreeSet<String>,
+}
+
+/// Instructions one template may run: nested loops over `range` would otherwise hang even
+/// `tend check`. Real manifests use a few hundred.
+pub const FUEL: u64 = 5_000_000;
+/// Longest rendered string.
+pub const MAX_RENDERED: usize = 16 << 20;
+
+/// Quote for a POSIX shell: safe words as they are, anything else in single quotes.
+pub fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
+    if safe {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 impl Renderer {
@@ -34,6 +54,9 @@ impl Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        env.set_fuel(Some(FUEL));
+        // Facts and vars pasted into an `exec` shell string must be quoted: `{{ x | shell_quote }}`.
+        env.add_filter("shell_quote", |v: String| shell_quote(&v));
         let used_secret = Arc::new(AtomicBool::new(false));
         let flag = used_secret.clone();
         env.add_function("secret", move |name: String, len: Option<usize>| {
@@ -46,6 +69,7 @@ impl Renderer {
             env,
             context: serde_json::Map::new(),
             used_secret,
+            sensitive_vars: Default::default(),
         }
     }
 
@@ -145,9 +169,30 @@ impl Renderer {
         let value = tmpl
             .and_then(|t| t.render(&self.context))
             .map_err(|e| RenderError::Failed(describe(&e)))?;
+        if value.len() > MAX_RENDERED {
+            return Err(RenderError::Failed(format!(
+                "renders to {} bytes, more than the {MAX_RENDERED} tend accepts",
+                value.len()
+            )));
+        }
+        // Sensitivity is a taint: a string built from a secret, directly or through a variable
+        // that holds one, is sensitive.
+        let tainted = !self.sensitive_vars.is_empty() && {
+            // Lexically, on purpose: the static analysis loses names behind slices and filters
+            // (`vars.db[:4]`), and a false "sensitive" only hides a diff. `vars` as a whole may
+            // reach any of them.
+            let words: std::collections::BTreeSet<&str> = source
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .collect();
+            words.contains("vars")
+                || self
+                    .sensitive_vars
+                    .iter()
+                    .any(|v| words.contains(v.as_str()))
+        };
         Ok(Text {
             value,
-            sensitive: self.used_secret.load(Ordering::SeqCst),
+            sensitive: tainted || self.used_secret.load(Ordering::SeqCst),
         })
     }
 
@@ -283,6 +328,9 @@ fn resolve_one(
             let text = renderer
                 .render(src, &format!("vars.{name}"))
                 .map_err(|e| (name.to_string(), e))?;
+            if text.sensitive {
+                renderer.sensitive_vars.insert(name.to_string());
+            }
             serde_json::Value::String(text.value)
         }
     };
@@ -297,6 +345,58 @@ fn resolve_one(
 mod tests {
     use super::*;
     use crate::secrets::SecretMode;
+
+    #[test]
+    fn nested_loops_run_out_of_fuel_instead_of_hanging() {
+        let r = renderer();
+        let err = r
+            .render(
+                "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}",
+                "t",
+            )
+            .expect_err("out of fuel");
+        assert!(format!("{err:?}").contains("fuel"), "{err:?}");
+    }
+
+    #[test]
+    fn a_secret_passed_through_a_variable_stays_sensitive() {
+        let mut r = renderer();
+        let mut raw = BTreeMap::new();
+        raw.insert(
+            "db".to_string(),
+            VarSource::Template("{{ secret('db', 16) }}".into()),
+        );
+        raw.insert(
+            "url".to_string(),
+            VarSource::Template("pg://u:{{ db }}@h".into()),
+        );
+        resolve_vars(&mut r, &raw).expect("vars");
+        assert!(
+            r.render("{{ url | upper }}", "t")
+                .expect("render")
+                .sensitive
+        );
+        let refs = r.references("{{ vars.db[:4] }}").expect("refs");
+        assert!(
+            r.render("{{ vars.db[:4] }}", "t")
+                .expect("render")
+                .sensitive,
+            "{refs:?}"
+        );
+        assert!(
+            !r.render("plain {{ 1 + 1 }}", "t")
+                .expect("render")
+                .sensitive
+        );
+    }
+
+    #[test]
+    fn shell_quote_quotes_what_a_shell_would_read() {
+        assert_eq!(shell_quote("web-1.example"), "web-1.example");
+        assert_eq!(shell_quote("evil$(touch PWNED)"), "'evil$(touch PWNED)'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 
     fn renderer() -> Renderer {
         let store = Arc::new(SecretStore::new(

@@ -11,8 +11,27 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
+/// Deepest `${A:-${B:-…}}` nesting expanded: compose files never come close, and a hostile
+/// `.env` (one that arrives through `add_missing_from`) must not exhaust a worker's stack.
+pub const MAX_DEPTH: usize = 32;
+/// Longest expanded value: `C=$B$B`, `D=$C$C`, … doubles at every line.
+pub const MAX_EXPANDED: usize = 1 << 20;
+
 /// Expand `text`; `lookup` returns a variable's value, `None` when unset.
 pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    expand_at(text, lookup, 0)
+}
+
+fn expand_at(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "substitutions nested more than {MAX_DEPTH} levels deep; tend refuses to expand further"
+        ));
+    }
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -31,7 +50,8 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
                 let close = matching_brace(&chars, i + 1).ok_or_else(|| invalid(text))?;
                 let inner: String = chars[i + 2..close].iter().collect();
                 out.push_str(
-                    &braced(&inner, lookup).map_err(|e| e.unwrap_or_else(|| invalid(text)))?,
+                    &braced(&inner, lookup, depth)
+                        .map_err(|e| e.unwrap_or_else(|| invalid(text)))?,
                 );
                 i = close + 1;
             }
@@ -49,12 +69,26 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
                 i += 1;
             }
         }
+        if out.len() > MAX_EXPANDED {
+            return Err(format!(
+                "the value expands to more than {MAX_EXPANDED} bytes; tend refuses to expand further"
+            ));
+        }
     }
     Ok(out)
 }
 
+/// Compose's message, quoting at most the start of a long value.
 fn invalid(text: &str) -> String {
-    format!("Invalid template: {text:?}")
+    const SHOWN: usize = 80;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!(
+            "Invalid template: {:?}… ({} bytes)",
+            &text[..cut],
+            text.len()
+        ),
+        None => format!("Invalid template: {text:?}"),
+    }
 }
 
 /// Index of the `}` closing the `{` at `open`, counting nested `${`.
@@ -78,7 +112,11 @@ fn matching_brace(chars: &[char], open: usize) -> Option<usize> {
 }
 
 /// The inside of `${…}`. `Err(None)` is a malformed template; `Err(Some(msg))` a `?` error.
-fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Option<String>> {
+fn braced(
+    inner: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, Option<String>> {
     let name_len = inner
         .char_indices()
         .find(|&(_, c)| !is_name_char(c))
@@ -99,7 +137,7 @@ fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
     let set = value.is_some();
     let non_empty = value.as_deref().is_some_and(|v| !v.is_empty());
     let present = if colon { non_empty } else { set };
-    let word = || expand(word, lookup).map_err(Some);
+    let word = || expand_at(word, lookup, depth + 1).map_err(Some);
     match op {
         Some('-') => {
             if present {
@@ -158,6 +196,18 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(expand(input, &env).as_deref(), Ok(want), "{input}");
         }
+    }
+
+    #[test]
+    fn hostile_nesting_and_growth_are_refused_not_a_crash() {
+        let deep = "${X:-".repeat(20_000) + &"}".repeat(20_000);
+        let err = expand(&deep, &env).expect_err("too deep");
+        assert!(err.contains("nested more than 32 levels"), "{err}");
+        let big = "$SET".repeat(2 << 20);
+        let err = expand(&big, &env).expect_err("too big");
+        assert!(err.contains("more than 1048576 bytes"), "{err}");
+        let bad = "${".to_string() + &"x".repeat(10_000);
+        assert!(expand(&bad, &env).expect_err("malformed").len() < 200);
     }
 
     #[test]

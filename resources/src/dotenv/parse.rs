@@ -80,6 +80,10 @@ fn skip_blanks(src: &str, mut pos: usize) -> usize {
 }
 
 pub fn parse(src: &str) -> Result<Document, ParseError> {
+    // Line numbers from one index of the newlines: counting them from the start for every
+    // statement made a large file quadratic.
+    let newlines: Vec<usize> = src.match_indices('\n').map(|(i, _)| i).collect();
+    let line_at = |pos: usize| newlines.partition_point(|&n| n < pos) + 1;
     let mut pos = if src.starts_with('\u{feff}') {
         '\u{feff}'.len_utf8()
     } else {
@@ -123,7 +127,7 @@ pub fn parse(src: &str) -> Result<Document, ParseError> {
                 c => {
                     let first_line = src[key_start..].lines().next().unwrap_or("");
                     return Err(ParseError {
-                        line: line_of(src, key_start + i),
+                        line: line_at(key_start + i),
                         message: format!(
                             "unexpected character {:?} in variable name {first_line:?}",
                             c.to_string()
@@ -142,7 +146,7 @@ pub fn parse(src: &str) -> Result<Document, ParseError> {
                 }
                 statements.push(Statement {
                     key,
-                    line: line_of(src, start),
+                    line: line_at(start),
                     range: start..i,
                     value_range: key_start..key_start + src[key_start..i].trim_end().len(),
                     body: Body::Inherit,
@@ -182,7 +186,7 @@ pub fn parse(src: &str) -> Result<Document, ParseError> {
         };
         statements.push(Statement {
             key,
-            line: line_of(src, start),
+            line: line_at(start),
             range: start..value_range.end,
             value_range,
             body,
