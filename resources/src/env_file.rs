@@ -142,11 +142,28 @@ impl EnvFile {
         path: &std::path::Path,
     ) -> Result<Document, ResourceError> {
         dotenv::parse(text).map_err(|e| {
+            // The broken line may hold a secret: name its key, never quote its value.
+            let detail = match key_of_line(text, e.line) {
+                Some(k) if self.is_sensitive_key(k) => format!(
+                    "line {}: the value of {k} is malformed (not shown: {k} is sensitive)",
+                    e.line
+                ),
+                _ => e.to_string(),
+            };
             ResourceError::Failed(format!(
-                "{}: {e} (docker compose would reject this file)",
+                "{}: {detail} (docker compose would reject this file)",
                 host.real(path).display()
             ))
         })
+    }
+
+    fn is_sensitive_key(&self, key: &str) -> bool {
+        self.secret_keys.contains(key)
+            || self
+                .set
+                .iter()
+                .chain(&self.on_create)
+                .any(|k| k.name == key && k.sensitive)
     }
 
     fn key_change(&self, host: &Probe, key: &Key, old: Option<&String>) -> Change {
@@ -176,13 +193,13 @@ impl EnvFile {
         let Some(src) = &self.add_missing_from else {
             return Ok(Vec::new());
         };
-        let Some(bytes) = host.read(src)? else {
+        let Some(bytes) = host.read_limited(src, MAX_ENV_BYTES)? else {
             return Err(ResourceError::Missing(format!(
                 "add_missing_from {} does not exist",
                 host.real(src).display()
             )));
         };
-        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let text = decode(&bytes, host, src)?;
         let source = self.parse(host, &text, src)?;
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
@@ -203,14 +220,15 @@ impl EnvFile {
     }
 
     /// The current text, or what a creation starts from; and whether this run creates the file.
+    /// Bytes that are not UTF-8 are carried through losslessly ([`decode`]).
     fn base(&self, host: &Probe) -> Result<(String, bool), ResourceError> {
-        if let Some(bytes) = host.read(&self.path)? {
-            return Ok((String::from_utf8_lossy(&bytes).into_owned(), false));
+        if let Some(bytes) = host.read_limited(&self.path, MAX_ENV_BYTES)? {
+            return Ok((decode(&bytes, host, &self.path)?, false));
         }
         match &self.create_from {
             None => Ok((String::new(), true)),
-            Some(src) => match host.read(src)? {
-                Some(b) => Ok((String::from_utf8_lossy(&b).into_owned(), true)),
+            Some(src) => match host.read_limited(src, MAX_ENV_BYTES)? {
+                Some(b) => Ok((decode(&b, host, src)?, true)),
                 None => Err(ResourceError::Missing(format!(
                     "create_from {} does not exist",
                     host.real(src).display()
@@ -270,8 +288,15 @@ impl Resource for EnvFile {
                 .unwrap_or(&self.path),
         )?;
         let values = dotenv::evaluate(&doc, &no_env).map_err(|e| {
+            let detail = match key_of_line(&text, e.line) {
+                Some(k) if self.is_sensitive_key(k) => format!(
+                    "line {}: the value of {k} cannot be expanded (not shown: {k} is sensitive)",
+                    e.line
+                ),
+                _ => e.to_string(),
+            };
             ResourceError::Failed(format!(
-                "{}: {e} (docker compose would reject this file)",
+                "{}: {detail} (docker compose would reject this file)",
                 host.real(&self.path).display()
             ))
         })?;
@@ -327,6 +352,20 @@ impl Resource for EnvFile {
         if let Some(m) = &meta {
             self.attrs.check(host, m, &mut drift)?;
         }
+        // A run killed mid-write leaves its temporary beside the file, holding every value of
+        // it, secrets included: it is drift until removed.
+        let tmp = crate::host::temp_path(&self.path);
+        if host.metadata(&tmp)?.is_some() {
+            drift.push(Change::note(
+                "leftover",
+                format!(
+                    "remove {}, left by an interrupted run",
+                    tmp.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ),
+            ));
+        }
         Ok(drift)
     }
 
@@ -340,13 +379,98 @@ impl Resource for EnvFile {
             let attrs = self.attrs.resolve(host)?;
             applied.backups.extend(host.replace_file(
                 &self.path,
-                new.as_bytes(),
+                &encode(&new),
                 attrs,
                 DEFAULT_MODE,
             )?);
         } else {
+            if drift.touches("leftover") {
+                host.remove_file(&crate::host::temp_path(&self.path))?;
+            }
             self.attrs.apply(host, &self.path, drift)?;
         }
         Ok(applied)
+    }
+}
+
+/// The largest `.env` tend reads (Dify's, the largest known, is 60 KB).
+const MAX_ENV_BYTES: u64 = 16 << 20;
+
+/// Code points standing in for bytes that are not UTF-8: U+10FF00 + the byte (the last 256 of
+/// Supplementary Private Use Area-B). Lines tend does not edit keep their exact bytes.
+const RAW_BYTE_BASE: u32 = 0x10_FF00;
+
+/// Text of a `.env` file: valid UTF-8 as it is; other bytes mapped one to one onto
+/// [`RAW_BYTE_BASE`] so that [`encode`] gives them back. A non-UTF-8 file that already holds such
+/// code points cannot be carried losslessly and is refused.
+fn decode(bytes: &[u8], host: &Probe, path: &std::path::Path) -> Result<String, ResourceError> {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        if !s.chars().any(is_raw_byte) {
+            return Ok(s.to_string());
+        }
+    }
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        if chunk.valid().chars().any(is_raw_byte) {
+            return Err(ResourceError::Failed(format!(
+                "{} mixes bytes that are not UTF-8 with the code points U+10FF00–U+10FFFF; tend \
+                 cannot edit it without changing other lines",
+                host.real(path).display()
+            )));
+        }
+        out.push_str(chunk.valid());
+        for &b in chunk.invalid() {
+            out.push(char::from_u32(RAW_BYTE_BASE + u32::from(b)).unwrap_or('\u{FFFD}'));
+        }
+    }
+    Ok(out)
+}
+
+fn is_raw_byte(c: char) -> bool {
+    (RAW_BYTE_BASE..=RAW_BYTE_BASE + 0xFF).contains(&u32::from(c))
+}
+
+/// The bytes of a text made by [`decode`].
+fn encode(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut buf = [0u8; 4];
+    for c in text.chars() {
+        if is_raw_byte(c) {
+            out.push((u32::from(c) - RAW_BYTE_BASE) as u8);
+        } else {
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+    out
+}
+
+/// The key a `.env` line assigns (`export K=…`, `K: …`), for messages about that line.
+fn key_of_line(text: &str, line: usize) -> Option<&str> {
+    let l = text.lines().nth(line.checked_sub(1)?)?.trim_start();
+    let l = l.strip_prefix("export ").unwrap_or(l).trim_start();
+    let end = l.find(|c: char| c == '=' || c == ':' || c.is_whitespace())?;
+    Some(&l[..end]).filter(|k| !k.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_that_are_not_utf8_survive_an_edit() {
+        let host = Probe::new("/", "/");
+        let bytes = b"A=caf\xe9\nB=1\n\xff\xfe=x\n".to_vec();
+        let text = decode(&bytes, &host, std::path::Path::new("/x")).expect("decode");
+        assert_eq!(encode(&text), bytes);
+        let edited = text.replace("B=1", "B=2");
+        assert_eq!(encode(&edited), b"A=caf\xe9\nB=2\n\xff\xfe=x\n".to_vec());
+    }
+
+    #[test]
+    fn the_key_of_a_broken_line() {
+        let text = "A=1\nexport SECRET=\"abc\nC: 3\n";
+        assert_eq!(key_of_line(text, 2), Some("SECRET"));
+        assert_eq!(key_of_line(text, 3), Some("C"));
+        assert_eq!(key_of_line(text, 9), None);
     }
 }

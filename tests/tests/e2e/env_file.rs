@@ -298,3 +298,60 @@ A = "2"
         "a created .env defaults to 0600"
     );
 }
+
+#[test]
+fn a_broken_line_holding_a_secret_is_named_never_quoted() {
+    let sb = Sandbox::new();
+    sb.write(
+        "/srv/app/.env",
+        "HOST=db\nDB_PASSWORD=\"hunter2-very-secret\nPORT=5432\n",
+    );
+    sb.write_manifest(
+        "[env_file.app]\npath = \"/srv/app/.env\"\nsecret_keys = [\"DB_PASSWORD\"]\n[env_file.app.set]\nPORT = \"5433\"\n",
+    );
+    for args in [&["plan"][..], &["apply"][..]] {
+        let r = sb.tend(args[0], &["--format", "json"]);
+        assert_eq!(r.code, 4, "{}", r.stdout);
+        assert!(!r.stdout.contains("hunter2"), "{}", r.stdout);
+        assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
+        let err = r.json()["resources"][0]["error"]
+            .as_str()
+            .expect("error")
+            .to_string();
+        assert!(
+            err.contains("line 2: the value of DB_PASSWORD is malformed (not shown: DB_PASSWORD is sensitive)"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn lines_that_are_not_utf8_keep_their_bytes() {
+    let sb = Sandbox::new();
+    let original = b"# caf\xe9 latin-1 comment\nA=1\nB=\xff\xfe\n".to_vec();
+    std::fs::create_dir_all(sb.path("/srv")).expect("mkdir");
+    std::fs::write(sb.path("/srv/.env"), &original).expect("write");
+    sb.write_manifest("[env_file.e]\npath = \"/srv/.env\"\n[env_file.e.set]\nA = \"2\"\n");
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(
+        std::fs::read(sb.path("/srv/.env")).expect("read"),
+        b"# caf\xe9 latin-1 comment\nA=2\nB=\xff\xfe\n".to_vec()
+    );
+    assert_eq!(sb.apply().code, 0);
+}
+
+#[test]
+fn a_leftover_temporary_beside_the_env_is_drift_and_removed() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[env_file.e]\npath = \"/srv/.env\"\n[env_file.e.set]\nA = \"1\"\n");
+    assert_eq!(sb.apply().code, 2);
+    sb.write("/srv/.tend-tmp..env", "A=1\nSECRET=old\n");
+    let plan = sb.plan_json();
+    assert_eq!(
+        tend_tests::changed_fields(&plan, "env_file.e"),
+        ["leftover"]
+    );
+    assert_eq!(sb.apply().code, 2);
+    assert!(!sb.path("/srv/.tend-tmp..env").exists());
+    assert_eq!(sb.apply().code, 0);
+}
