@@ -89,18 +89,72 @@ impl Change {
     }
 }
 
-/// A unified diff with three lines of context, headers `a/PATH` and `b/PATH`.
+/// Longest diff kept in a change: a report (and `last-run.json`) stays readable when a large
+/// file changes.
+pub const MAX_DIFF: usize = 64 << 10;
+/// Texts larger than this are not diffed at all (diffing is superlinear).
+pub const MAX_DIFFED: usize = 8 << 20;
+
+/// A unified diff with three lines of context, headers `a/PATH` and `b/PATH`; cut at
+/// [`MAX_DIFF`] bytes, and not computed for texts over [`MAX_DIFFED`], saying so either way.
 pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
-    let diff = TextDiff::from_lines(old, new);
+    if old.len() > MAX_DIFFED || new.len() > MAX_DIFFED {
+        return format!(
+            "--- a{path}\n+++ b{path}\n(diff not computed: {} → {} bytes, more than {} MiB)\n",
+            old.len(),
+            new.len(),
+            MAX_DIFFED >> 20
+        );
+    }
+    // A deadline: past it, similar settles for a coarser (still correct) diff instead of running
+    // for seconds on a rewritten file.
+    let diff = TextDiff::configure()
+        .timeout(std::time::Duration::from_millis(200))
+        .diff_lines(old, new);
     let mut out = diff
         .unified_diff()
         .context_radius(3)
         .header(&format!("a{path}"), &format!("b{path}"))
         .to_string();
+    if out.len() > MAX_DIFF {
+        let mut cut = MAX_DIFF;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        // At a line end, so the kept part reads as a diff.
+        let cut = out[..cut].rfind('\n').map_or(cut, |i| i + 1);
+        let rest = out.len() - cut;
+        out.truncate(cut);
+        out.push_str(&format!(
+            "(diff cut at {} KiB: {rest} more bytes not shown)\n",
+            MAX_DIFF >> 10
+        ));
+    }
     if !out.ends_with('\n') && !out.is_empty() {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod diff_tests {
+    use super::*;
+
+    #[test]
+    fn diffs_are_bounded_and_say_so() {
+        let old: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        let new: String = (0..20_000).map(|i| format!("LINE {i}\n")).collect();
+        let d = unified_diff("/f", &old, &new);
+        assert!(d.len() < MAX_DIFF + 200);
+        assert!(
+            d.contains("(diff cut at 64 KiB:"),
+            "{}",
+            &d[d.len() - 100..]
+        );
+        let big = "x\n".repeat(5 << 20);
+        let d = unified_diff("/f", &big, "y\n");
+        assert!(d.contains("diff not computed"), "{d}");
+    }
 }
 
 /// Everything a check found. Empty means in sync.

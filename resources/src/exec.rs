@@ -57,6 +57,8 @@ pub struct Exec {
     env: BTreeMap<String, String>,
     timeout: Duration,
     user: Option<String>,
+    /// The command or its environment holds a secret: its output is withheld.
+    uses_secret: bool,
     /// An unguarded command is in sync once it has run in this apply.
     ran: AtomicBool,
 }
@@ -114,7 +116,13 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let refresh_only = f.bool("refresh_only")?.unwrap_or(false);
     let readonly_guards = f.bool("readonly_guards")?.unwrap_or(false);
     let cwd = f.path("cwd")?.map(|(p, _)| p);
-    let env = f.string_map("env")?.into_iter().collect();
+    let env_table = f.string_table("env")?.unwrap_or_default();
+    // Output of a command that was handed a secret may echo it, whole or in part: withheld.
+    let uses_secret = cmd.sensitive || env_table.iter().any(|(_, v, _)| v.sensitive);
+    let env = env_table
+        .into_iter()
+        .map(|(k, v, _)| (k, v.value))
+        .collect();
     let timeout = f.seconds("timeout", 300)?;
     let user = f.string("user")?.map(|(t, _)| t.value);
     if refresh_only && (creates.is_some() || unless.is_some() || onlyif.is_some()) {
@@ -135,6 +143,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         env,
         timeout,
         user,
+        uses_secret,
         ran: AtomicBool::new(false),
     }))
 }
@@ -231,7 +240,9 @@ impl Exec {
         let mut applied = Applied::default();
         match outcome.status {
             Some(0) => {
-                if !outcome.tail.is_empty() {
+                if self.uses_secret {
+                    applied.notes.push(WITHHELD.into());
+                } else if !outcome.tail.is_empty() {
                     applied
                         .notes
                         .push(format!("output:\n{}", indent(&outcome.tail)));
@@ -242,7 +253,9 @@ impl Exec {
                 "`{}` exited with {}{}",
                 self.command.shown(),
                 status.map_or_else(|| "a signal".to_string(), |s| format!("status {s}")),
-                if outcome.tail.is_empty() {
+                if self.uses_secret {
+                    format!(" ({WITHHELD})")
+                } else if outcome.tail.is_empty() {
                     String::new()
                 } else {
                     format!(":\n{}", indent(&outcome.tail))
@@ -251,6 +264,9 @@ impl Exec {
         }
     }
 }
+
+/// What replaces the output of a command that used a secret.
+const WITHHELD: &str = "output withheld: the command was given a secret";
 
 fn indent(text: &str) -> String {
     text.lines()

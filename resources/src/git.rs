@@ -852,16 +852,107 @@ impl Resource for Git {
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
         let spec = self.spec.clone();
         let host = host.clone();
-        tokio::task::spawn_blocking(move || spec.check(&host))
+        let result = tokio::task::spawn_blocking(move || spec.check(&host))
             .await
-            .map_err(|e| failed(format!("the git check died: {e}")))?
+            .map_err(|e| failed(format!("the git check died: {e}")))?;
+        let scrub = |t: &str| scrub_credentials(t, &self.spec.url);
+        match result {
+            Ok(mut drift) => {
+                for c in &mut drift.changes {
+                    c.description = scrub(&c.description);
+                    c.old = c.old.as_deref().map(scrub);
+                    c.new = c.new.as_deref().map(scrub);
+                }
+                Ok(drift)
+            }
+            Err(e) => Err(scrub_error(e, &self.spec.url)),
+        }
     }
 
     async fn apply(&self, host: &Mutate, _drift: &Drift) -> Result<Applied, ResourceError> {
         let spec = self.spec.clone();
         let host = host.clone();
-        tokio::task::spawn_blocking(move || spec.apply(&host))
+        let result = tokio::task::spawn_blocking(move || spec.apply(&host))
             .await
-            .map_err(|e| failed(format!("the git apply died: {e}")))?
+            .map_err(|e| failed(format!("the git apply died: {e}")))?;
+        match result {
+            Ok(mut done) => {
+                for n in &mut done.notes {
+                    *n = scrub_credentials(n, &self.spec.url);
+                }
+                Ok(done)
+            }
+            Err(e) => Err(scrub_error(e, &self.spec.url)),
+        }
+    }
+}
+
+/// A URL with its userinfo (`user:token@`) replaced: credentials in a git URL never reach
+/// output, reports or logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// `text` with the manifest's URL (and any URL's userinfo) redacted.
+fn scrub_credentials(text: &str, url: &str) -> String {
+    let shown = redact_url(url);
+    let mut out = if shown != url {
+        text.replace(url, &shown)
+    } else {
+        text.to_string()
+    };
+    // A URL git echoed back in another form (a redirect, a remote's stored URL).
+    let mut from = 0;
+    while let Some(i) = out[from..].find("://") {
+        let start = from + i + 3;
+        let end = out[start..]
+            .find(|c: char| c == '/' || c.is_whitespace())
+            .map_or(out.len(), |e| start + e);
+        match out[start..end].rfind('@') {
+            Some(at) if !out[start..start + at].starts_with("***") => {
+                out.replace_range(start..start + at, "***");
+                from = start + 4;
+            }
+            _ => from = end,
+        }
+    }
+    out
+}
+
+fn scrub_error(e: ResourceError, url: &str) -> ResourceError {
+    match e {
+        ResourceError::Failed(m) => ResourceError::Failed(scrub_credentials(&m, url)),
+        ResourceError::Missing(m) => ResourceError::Missing(scrub_credentials(&m, url)),
+        ResourceError::Unknown { class, why } => ResourceError::Unknown {
+            class,
+            why: scrub_credentials(&why, url),
+        },
+        ResourceError::Host(h) => ResourceError::Failed(scrub_credentials(&h.to_string(), url)),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://oauth2:glpat-SECRET@git.example/x.git"),
+            "https://***@git.example/x.git"
+        );
+        assert_eq!(redact_url("/srv/git/x.git"), "/srv/git/x.git");
+        assert_eq!(redact_url("ssh://git@host/x"), "ssh://***@host/x");
+        let msg = "cannot reach https://u:tok@h/x.git (and https://a:b@other/y)";
+        let out = scrub_credentials(msg, "https://u:tok@h/x.git");
+        assert!(!out.contains("tok") && !out.contains("a:b"), "{out}");
     }
 }

@@ -31,6 +31,7 @@ pub mod exec;
 pub mod file;
 pub mod fingerprint;
 pub mod git;
+pub mod grammar;
 pub mod host;
 pub mod nginx;
 pub mod package;

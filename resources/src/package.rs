@@ -40,15 +40,6 @@ pub struct Package {
     cache_max_age: Duration,
 }
 
-fn valid_name(n: &str) -> bool {
-    let (name, arch) = n.split_once(':').unwrap_or((n, "x"));
-    name.len() >= 2
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
-        && arch.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-}
-
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let span = f.table_span();
     let names = f.strings("names")?.ok_or_else(|| {
@@ -60,7 +51,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     })?;
     let mut out = Vec::new();
     for (t, span) in names {
-        if !valid_name(&t.value) {
+        if !crate::grammar::debian_package(&t.value) {
             return Err(SpecError::new(
                 span,
                 format!("{:?} is not a Debian package name", t.value),
@@ -84,6 +75,12 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
             return Err(SpecError::new(
                 span,
                 format!("`versions` names {name}, which is not in `names`"),
+            ));
+        }
+        if !crate::grammar::debian_version(&v.value) {
+            return Err(SpecError::new(
+                span,
+                format!("{:?} is not a Debian version (it starts with a digit: \"1.2-3\", \"5:27.3.1-1~debian.12~bookworm\")", v.value),
             ));
         }
         versions.insert(name, v.value);

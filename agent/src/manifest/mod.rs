@@ -83,6 +83,34 @@ pub enum LoadError {
     Usage(String),
 }
 
+/// A field whose string form is run by `/bin/sh -c`.
+fn shell_field(name: &str) -> bool {
+    name.starts_with("exec.")
+        && [".command", ".unless", ".onlyif"]
+            .iter()
+            .any(|f| name.ends_with(f))
+}
+
+/// The first `{{ … }}` of a shell string that is not passed through `shell_quote`.
+fn unquoted_interpolation(source: &str) -> Option<String> {
+    let mut rest = source;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}")?;
+        let expr = after[..end].trim();
+        // secret() values are alphanumeric, literals are the manifest's own.
+        let safe = expr.contains("shell_quote")
+            || expr.starts_with("secret(")
+            || expr.starts_with('"')
+            || expr.starts_with('\'');
+        if !safe {
+            return Some(expr.to_string());
+        }
+        rest = &after[end + 2..];
+    }
+    None
+}
+
 /// A missing default manifest: say how to name another.
 fn default_hint(path: &std::path::Path, e: &std::io::Error) -> &'static str {
     if e.kind() == std::io::ErrorKind::NotFound
@@ -474,6 +502,25 @@ impl Loader<'_> {
         name: &str,
     ) -> Result<Spanned, ()> {
         let value = match &v.value {
+            Value::Str(t) if shell_field(name) && unquoted_interpolation(&t.value).is_some() => {
+                let expr = unquoted_interpolation(&t.value).unwrap_or_default();
+                tracing::warn!(
+                    "{name}: `{{{{ {expr} }}}}` is pasted into a shell command unquoted, and a fact \
+                     or variable could hold `$(…)`: write `{{{{ {expr} | shell_quote }}}}`, or give \
+                     the command as a list"
+                );
+                match renderer.render(&t.value, name) {
+                    Ok(t) => Value::Str(t),
+                    Err(e) => {
+                        self.error(
+                            v.span.clone(),
+                            format!("in {name}: {}", e.message()),
+                            e.help(),
+                        );
+                        return Err(());
+                    }
+                }
+            }
             Value::Str(t) => match renderer.render(&t.value, name) {
                 Ok(t) => Value::Str(t),
                 Err(e) => {

@@ -58,7 +58,18 @@ pub struct Compose {
 
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let (dir, _) = f.required_path("dir")?;
-    let project = f.string("project")?.map(|(t, _)| t.value);
+    let project = match f.string("project")? {
+        Some((t, span)) if !crate::grammar::compose_project(&t.value) => {
+            return Err(SpecError::new(
+                span,
+                format!(
+                    "{:?} is not a compose project name ([a-z0-9][a-z0-9_-]*)",
+                    t.value
+                ),
+            ))
+        }
+        other => other.map(|(t, _)| t.value),
+    };
     let files = f
         .string_list("files")?
         .into_iter()

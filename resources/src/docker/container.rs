@@ -88,12 +88,30 @@ impl Port {
 }
 
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
-    let (name, _) = f.required_string("name")?;
+    let (name, span) = f.required_string("name")?;
+    if !crate::grammar::docker_object(&name.value) {
+        return Err(SpecError::new(
+            span,
+            format!(
+                "{:?} is not a container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)",
+                name.value
+            ),
+        ));
+    }
     let present = f
         .choice("state", &["running", "absent"])?
         .unwrap_or("running")
         == "running";
     let image = match f.string("image")? {
+        Some((t, span)) if !crate::grammar::image_reference(&t.value) => {
+            return Err(SpecError::new(
+                span,
+                format!(
+                    "{:?} is not an image reference such as \"repo:tag\"",
+                    t.value
+                ),
+            ))
+        }
         Some((t, _)) => t.value,
         None if !present => String::new(),
         None => {

@@ -35,7 +35,7 @@ pub struct Image {
 
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let (name, span) = f.required_string("name")?;
-    if name.value.is_empty() || name.value.contains(char::is_whitespace) {
+    if !crate::grammar::image_reference(&name.value) {
         return Err(SpecError::new(
             span,
             format!(

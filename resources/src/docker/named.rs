@@ -19,7 +19,16 @@ pub struct Named {
 
 impl Named {
     pub fn from_fields(f: &mut Fields<'_>) -> Result<Named, SpecError> {
-        let (name, _) = f.required_string("name")?;
+        let (name, span) = f.required_string("name")?;
+        if !crate::grammar::docker_object(&name.value) {
+            return Err(SpecError::new(
+                span,
+                format!(
+                    "{:?} is not a Docker object name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)",
+                    name.value
+                ),
+            ));
+        }
         let present = f
             .choice("state", &["present", "absent"])?
             .unwrap_or("present")

@@ -40,6 +40,20 @@ fn port(f: &mut Fields<'_>, name: &'static str, default: u16) -> Result<u16, Spe
     }
 }
 
+/// A field written into a directive as one nginx token: nothing that could end it.
+fn token(f: &mut Fields<'_>, name: &'static str) -> Result<Option<String>, SpecError> {
+    match f.string(name)? {
+        Some((t, span)) if !crate::grammar::nginx_token(&t.value) => Err(SpecError::new(
+            span,
+            format!(
+                "`{name}` = {:?} must be one nginx value: no space, quote, `;`, `{{`, `}}`, `#` or `$` (use `extra` for whole directives)",
+                t.value
+            ),
+        )),
+        other => Ok(other.map(|(t, _)| t.value)),
+    }
+}
+
 fn tls(f: &mut Fields<'_>) -> Result<TlsPaths, SpecError> {
     let span = f.table_span();
     let help = "write tls = { cert = \"/etc/letsencrypt/live/NAME/fullchain.pem\", key = \"/etc/letsencrypt/live/NAME/privkey.pem\", chain = \"…/chain.pem\" }";
@@ -56,11 +70,16 @@ fn tls(f: &mut Fields<'_>) -> Result<TlsPaths, SpecError> {
     let (mut cert, mut key, mut chain, mut dhparam) = (None, None, None, None);
     for e in entries {
         let v = match e.value.value {
-            Value::Str(t) if t.value.starts_with('/') => t.value,
+            Value::Str(t) if t.value.starts_with('/') && crate::grammar::nginx_token(&t.value) => {
+                t.value
+            }
             _ => {
                 return Err(SpecError::new(
                     e.value.span,
-                    format!("`tls.{}` must be an absolute path as nginx sees it", e.key),
+                    format!(
+                        "`tls.{}` must be an absolute path as nginx sees it, with no space, quote, `;`, `{{`, `}}`, `#` or `$`",
+                        e.key
+                    ),
                 ))
             }
         };
@@ -91,6 +110,17 @@ fn tls(f: &mut Fields<'_>) -> Result<TlsPaths, SpecError> {
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let (path, _) = f.required_path("path")?;
     let names = f.strings("server_names")?.unwrap_or_default();
+    for (t, span) in &names {
+        if !crate::grammar::nginx_server_name(&t.value) {
+            return Err(SpecError::new(
+                span.clone(),
+                format!(
+                    "{:?} is not a server name (a host name, `*.example.com`, `.example.com` or `_`)",
+                    t.value
+                ),
+            ));
+        }
+    }
     if names.is_empty() {
         return Err(SpecError::new(
             f.table_span(),
@@ -98,7 +128,9 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         ));
     }
     let (upstream, span) = f.required_string("upstream")?;
-    if !(upstream.value.starts_with("http://") || upstream.value.starts_with("https://")) {
+    if !(upstream.value.starts_with("http://") || upstream.value.starts_with("https://"))
+        || !crate::grammar::nginx_token(&upstream.value)
+    {
         return Err(SpecError::new(
             span,
             format!(
@@ -116,13 +148,9 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     };
     let https_port = port(f, "https_port", 443)?;
     let tls = tls(f)?;
-    let acme_webroot = f.string("acme_webroot")?.map(|(t, _)| t.value);
-    let client_max_body_size = f
-        .string("client_max_body_size")?
-        .map_or_else(|| "100M".to_string(), |(t, _)| t.value);
-    let proxy_read_timeout = f
-        .string("proxy_read_timeout")?
-        .map_or_else(|| "3600s".to_string(), |(t, _)| t.value);
+    let acme_webroot = token(f, "acme_webroot")?;
+    let client_max_body_size = token(f, "client_max_body_size")?.unwrap_or_else(|| "100M".into());
+    let proxy_read_timeout = token(f, "proxy_read_timeout")?.unwrap_or_else(|| "3600s".into());
     let http2 = match f.choice("http2", &["on", "listen", "off"])?.unwrap_or("on") {
         "listen" => Http2::Listen,
         "off" => Http2::Off,
