@@ -523,16 +523,30 @@ impl Spec {
     }
 
     fn check_inner(&self, host: &Probe) -> Result<Drift, ResourceError> {
-        let real = host.real(&self.path);
+        // Every component vetted (no symlink another user planted) before libgit2 gets a path.
+        let real = host
+            .resolved(&self.path)?
+            .unwrap_or_else(|| host.real(&self.path));
         let mut drift = Drift::none();
-        let empty = match std::fs::read_dir(&real) {
-            Ok(mut d) => d.next().is_none(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-            Err(e) => return Err(crate::HostError::new("list", real.clone(), e).into()),
-        };
+        let empty = host
+            .read_dir(&self.path)?
+            .is_none_or(|names| names.is_empty());
         if empty {
             let mut notes = Vec::new();
-            let target = self.desired(None, &mut notes)?;
+            let target = match self.desired(None, &mut notes) {
+                // Nothing is there: the clone is certain drift, only its commit is unknown.
+                Err(ResourceError::Failed(m)) if host.dry_run() && m.starts_with(UNREACHABLE) => {
+                    drift.push(Change {
+                        description: format!(
+                            "clone {} at {} (commit unknown: {m})",
+                            self.url, self.reference
+                        ),
+                        ..Change::new("state", Some("absent"), Some(self.reference.clone()))
+                    });
+                    return Ok(drift);
+                }
+                other => other?,
+            };
             let depth = self
                 .depth
                 .map(|d| format!(", depth {d}"))
@@ -738,22 +752,24 @@ impl Spec {
             .state_dir()
             .join("git-patches")
             .join(format!("{}-{stamp}.patch", name.trim_matches('_')));
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| crate::HostError::new("create", dir, e))?;
-        }
-        crate::host::write_private_file(&dest, &patch)?;
+        // 0700 and no symlink followed, like every directory of the state directory.
+        crate::host::write_state_file(&dest, &patch)?;
         Ok(dest)
     }
 
     fn apply(&self, host: &Mutate) -> Result<Applied, ResourceError> {
-        let real = host.real(&self.path);
         let mut applied = Applied::default();
-        let fresh = std::fs::read_dir(&real)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(true);
+        let fresh = host
+            .read_dir(&self.path)?
+            .is_none_or(|names| names.is_empty());
+        if fresh {
+            // Parents 0755 and the checkout directory itself, through no untrusted symlink.
+            host.create_dir(&self.path, crate::host::Attrs::default())?;
+        }
+        let real = host
+            .resolved(&self.path)?
+            .unwrap_or_else(|| host.real(&self.path));
         let repo = if fresh {
-            std::fs::create_dir_all(&real)
-                .map_err(|e| crate::HostError::new("create", real.clone(), e))?;
             let repo = Repository::init(&real).map_err(|e| failed(e.message()))?;
             repo.remote(&self.remote, &self.url)
                 .map_err(|e| failed(e.message()))?;
@@ -895,9 +911,14 @@ pub fn redact_url(url: &str) -> String {
     };
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
+    let scheme = &url[..scheme_end];
     match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]),
-        None => url.to_string(),
+        // An SSH user name is no secret (`ssh://git@host`); over HTTP the user part is often the
+        // token itself, and `user:password` is a secret in any scheme.
+        Some(at) if scheme != "ssh" || rest[..at].contains(':') => {
+            format!("{scheme}://***@{}", &rest[at + 1..])
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -916,8 +937,15 @@ fn scrub_credentials(text: &str, url: &str) -> String {
         let end = out[start..]
             .find(|c: char| c == '/' || c.is_whitespace())
             .map_or(out.len(), |e| start + e);
+        let scheme_start = out[..start - 3]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+.-".contains(c)))
+            .map_or(0, |i| i + 1);
+        let ssh = &out[scheme_start..start - 3] == "ssh";
         match out[start..end].rfind('@') {
-            Some(at) if !out[start..start + at].starts_with("***") => {
+            Some(at)
+                if !out[start..start + at].starts_with("***")
+                    && (!ssh || out[start..start + at].contains(':')) =>
+            {
                 out.replace_range(start..start + at, "***");
                 from = start + 4;
             }
@@ -950,7 +978,9 @@ mod redact_tests {
             "https://***@git.example/x.git"
         );
         assert_eq!(redact_url("/srv/git/x.git"), "/srv/git/x.git");
-        assert_eq!(redact_url("ssh://git@host/x"), "ssh://***@host/x");
+        assert_eq!(redact_url("ssh://git@host/x"), "ssh://git@host/x");
+        assert_eq!(redact_url("ssh://git:pw@host/x"), "ssh://***@host/x");
+        assert_eq!(redact_url("https://TOKEN@host/x"), "https://***@host/x");
         let msg = "cannot reach https://u:tok@h/x.git (and https://a:b@other/y)";
         let out = scrub_credentials(msg, "https://u:tok@h/x.git");
         assert!(!out.contains("tok") && !out.contains("a:b"), "{out}");

@@ -474,19 +474,43 @@ fn plan_with_an_unreachable_remote_is_an_honest_unknown() {
         &format!("git://127.0.0.1:{port}/nothing.git"),
         "",
     ));
+    // Nothing is there: the clone is certain, only its commit is unknown.
     let plan = sb.plan_json();
     assert_eq!(plan["exit_code"], 2);
-    assert_eq!(with_status(&plan, "may_change"), ["git.dify"]);
-    let reason = resource(&plan, "git.dify")["reason"]
+    assert_eq!(with_status(&plan, "would_change"), ["git.dify"]);
+    let change = resource(&plan, "git.dify")["changes"][0]["description"]
         .as_str()
-        .expect("reason")
+        .expect("description")
         .to_string();
     assert!(
-        reason.starts_with(&format!(
-            "unknown: cannot reach git://127.0.0.1:{port}/nothing.git: "
+        change.contains(&format!(
+            "(commit unknown: cannot reach git://127.0.0.1:{port}/nothing.git: "
         )),
-        "{reason}"
+        "{change}"
     );
+}
+
+#[test]
+fn plan_of_a_checkout_whose_remote_is_unreachable_is_unknown_not_drift() {
+    let up = Upstream::new();
+    let daemon = Daemon::serve(&up);
+    let sb = Sandbox::new();
+    sb.write_manifest(&manifest(&daemon.url(), ""));
+    // A branch: where it points is the server's to say (a tag known locally is not).
+    let branch = git(&up.path, &["symbolic-ref", "--short", "HEAD"]);
+    let var = format!("dify_version={branch}");
+    assert_eq!(sb.tend("apply", &["--var", &var]).code, 2);
+    assert_eq!(sb.tend("plan", &["--var", &var]).code, 0);
+    // The server goes away: an auditor on this converged host still gets 0, and the report
+    // says what could not be checked.
+    drop(daemon);
+    let plan = sb.tend("plan", &["--format", "json", "--var", &var]);
+    let report = plan.json();
+    assert_eq!(plan.code, 0, "{report:#}");
+    let git = resource(&report, "git.dify");
+    assert_eq!(git["status"], "unknown");
+    assert_eq!(git["reason_class"], "unreachable");
+    assert_eq!(report["summary"]["unknown"], 1);
 }
 
 /// OpenSSH's sshd on a free loopback port, accepting one client key for root; the upstream is
