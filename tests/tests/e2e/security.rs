@@ -321,3 +321,108 @@ fn output_of_a_command_given_a_secret_is_withheld() {
     assert!(notes.contains("output withheld"), "{notes}");
     assert!(!notes.contains("token starts with"), "{notes}");
 }
+
+/// `tend` under `prlimit`: a regression to unbounded memory or time kills this command, not the
+/// machine, and fails the test.
+fn tend_limited(args: &[&str]) -> std::process::Output {
+    Command::new("prlimit")
+        .args(["--as=4294967296", "--cpu=60", "--"])
+        .arg(tend_tests::tend_bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("prlimit")
+}
+
+#[test]
+fn hostile_env_files_get_an_error_not_a_crash() {
+    let sb = Sandbox::new();
+    let nested = sb.dir.path().join("nested.env");
+    let depth = 100_000;
+    std::fs::write(
+        &nested,
+        format!("X={}x{}\n", "${X:-".repeat(depth), "}".repeat(depth)),
+    )
+    .expect("write");
+    let out = tend_limited(&["inspect", "env", nested.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nested more than 32 levels"), "{stderr}");
+    assert!(stderr.len() < 2000, "the error quotes the whole input");
+
+    // 10 MB of ordinary lines: linear, well inside the CPU limit.
+    let big = sb.dir.path().join("big.env");
+    let text: String = (0..500_000)
+        .map(|i| format!("KEY_{i}=value{i}\n"))
+        .collect();
+    std::fs::write(&big, text).expect("write");
+    let out = tend_limited(&["inspect", "env", big.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+
+    // The same nesting arriving from upstream through add_missing_from fails one resource.
+    std::fs::create_dir_all(sb.path("/srv")).expect("mkdir");
+    std::fs::copy(&nested, sb.path("/srv/.env.example")).expect("copy");
+    sb.write_manifest("[env_file.e]\npath = \"/srv/.env\"\ncreate_from = \"/srv/.env.example\"\n");
+    let root = sb.root();
+    let manifest = sb.manifest_path();
+    let out = tend_limited(&[
+        "plan",
+        manifest.to_str().expect("utf8"),
+        "--root",
+        root.to_str().expect("utf8"),
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+}
+
+#[test]
+fn under_umask_000_what_tend_creates_has_the_documented_modes() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[file.deep]\npath = \"/a/b/c/file\"\ncontent = \"x\"\n");
+    let report = sb.dir.path().join("report.json");
+    let metrics = sb.dir.path().join("tend.prom");
+    let script = format!(
+        "umask 000; exec {} apply {} --root {} --report {} --metrics {}",
+        tend_tests::tend_bin().display(),
+        sb.manifest_path().display(),
+        sb.root().display(),
+        report.display(),
+        metrics.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("sh");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    for d in ["/a", "/a/b", "/a/b/c"] {
+        assert_eq!(sb.mode(d), 0o755, "{d}");
+    }
+    assert_eq!(sb.mode("/a/b/c/file"), 0o644);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("m").mode() & 0o777;
+    assert_eq!(mode(&report), 0o600);
+    assert_eq!(mode(&metrics), 0o644);
+    assert_eq!(mode(&sb.state_dir()), 0o700);
+    assert_eq!(mode(&sb.state_dir().join("last-run.json")), 0o600);
+}
+
+#[test]
+fn symlinks_inside_a_root_never_lead_out_of_it() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("/run")).expect("mkdir");
+    std::fs::create_dir_all(sb.path("/var")).expect("mkdir");
+    // As every Debian root has it, and one that climbs out with `..`.
+    std::os::unix::fs::symlink("/run", sb.path("/var/run")).expect("ln");
+    std::os::unix::fs::symlink("../../../../../../../run", sb.path("/var/up")).expect("ln");
+    sb.write_manifest(
+        "[file.pid]\npath = \"/var/run/app.pid\"\ncontent = \"1\"\n\n\
+         [file.up]\npath = \"/var/up/up.pid\"\ncontent = \"2\"\n",
+    );
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.read("/run/app.pid"), "1");
+    assert_eq!(sb.read("/run/up.pid"), "2");
+    assert!(
+        !std::path::Path::new("/run/up.pid").exists()
+            && !std::path::Path::new("/run/app.pid").exists(),
+        "a write left the root"
+    );
+    assert_eq!(sb.apply().code, 0);
+}
