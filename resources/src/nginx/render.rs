@@ -25,6 +25,29 @@ pub enum Http2 {
     Directive,
     Listen,
     Off,
+    /// The form the validating nginx understands (`nginx -v`); the `listen` form when it cannot
+    /// be asked (it works on every nginx with HTTP/2, with a deprecation warning on 1.25.1+).
+    Auto,
+}
+
+/// The HTTP/2 form for an nginx of this version (`nginx version: nginx/1.22.1` as `nginx -v`
+/// says it); `None` when the text holds no version.
+pub fn http2_for(nginx_v: &str) -> Option<Http2> {
+    let v = nginx_v.split("nginx/").nth(1)?;
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (
+        parts.next()?,
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    Some(if version >= (1, 25, 1) {
+        Http2::Directive
+    } else {
+        Http2::Listen
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -73,12 +96,21 @@ impl Site {
             );
         }
         let port = self.https_port;
-        let listen_http2 = if self.http2 == Http2::Listen {
+        let listen_http2 = if matches!(self.http2, Http2::Listen | Http2::Auto) {
             " http2"
         } else {
             ""
         };
         o.push_str("\nserver {\n");
+        match self.http2 {
+            Http2::Directive => o.push_str(
+                "    # HTTP/2: `http2 on;`, as the nginx that validates this site (1.25.1+) wants it.\n",
+            ),
+            Http2::Listen => o.push_str(
+                "    # HTTP/2 on the listen line: the validating nginx is older than 1.25.1 (or could not be asked).\n",
+            ),
+            Http2::Off | Http2::Auto => {}
+        }
         let _ = writeln!(o, "    listen {port} ssl{listen_http2};");
         if self.ipv6 {
             let _ = writeln!(o, "    listen [::]:{port} ssl{listen_http2};");
@@ -159,6 +191,23 @@ mod tests {
             ipv6: true,
             extra: None,
         }
+    }
+
+    #[test]
+    fn http2_follows_the_nginx_version() {
+        assert_eq!(
+            http2_for("nginx version: nginx/1.22.1"),
+            Some(Http2::Listen)
+        );
+        assert_eq!(
+            http2_for("nginx version: nginx/1.25.1"),
+            Some(Http2::Directive)
+        );
+        assert_eq!(
+            http2_for("nginx version: nginx/1.27.3 (Ubuntu)"),
+            Some(Http2::Directive)
+        );
+        assert_eq!(http2_for("sh: nginx: not found"), None);
     }
 
     #[test]

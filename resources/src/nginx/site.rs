@@ -27,7 +27,10 @@ pub const KIND: Kind = Kind {
 pub struct NginxSite {
     site: Site,
     validator: Validator,
-    file: File,
+    path: PathBuf,
+    attrs: Ownership,
+    /// `http2 = "auto"`: the form chosen once per run, from the validating nginx.
+    http2: tokio::sync::OnceCell<super::render::Http2>,
 }
 
 fn port(f: &mut Fields<'_>, name: &'static str, default: u16) -> Result<u16, SpecError> {
@@ -151,10 +154,14 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let acme_webroot = token(f, "acme_webroot")?;
     let client_max_body_size = token(f, "client_max_body_size")?.unwrap_or_else(|| "100M".into());
     let proxy_read_timeout = token(f, "proxy_read_timeout")?.unwrap_or_else(|| "3600s".into());
-    let http2 = match f.choice("http2", &["on", "listen", "off"])?.unwrap_or("on") {
+    let http2 = match f
+        .choice("http2", &["auto", "on", "listen", "off"])?
+        .unwrap_or("auto")
+    {
         "listen" => Http2::Listen,
         "off" => Http2::Off,
-        _ => Http2::Directive,
+        "on" => Http2::Directive,
+        _ => Http2::Auto,
     };
     let ipv6 = f.bool("ipv6")?.unwrap_or(true);
     let extra = f.string("extra")?.map(|(t, _)| t.value);
@@ -185,33 +192,36 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         ipv6,
         extra,
     };
-    let content = site.render(&site.tls).into_bytes();
     Ok(Arc::new(NginxSite {
-        file: File::with_content(path, content, attrs, false),
         site,
         validator,
+        path,
+        attrs,
+        http2: tokio::sync::OnceCell::new(),
     }))
 }
 
 #[async_trait]
 impl Resource for NginxSite {
     fn paths(&self) -> Vec<PathBuf> {
-        self.file.paths()
+        vec![self.path.clone()]
     }
 
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
-        let drift = self.file.check(host).await?;
+        let (site, file) = self.resolved().await?;
+        let drift = file.check(host).await?;
         let content_changes = drift.touches("content") || drift.touches("state");
         if content_changes && host.dry_run() && self.validator == Validator::Host {
-            validate::check(&self.site, &self.validator).await?;
+            validate::check(&site, &self.validator).await?;
         }
         Ok(drift)
     }
 
     async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError> {
+        let (site, file) = self.resolved().await?;
         let mut notes = Vec::new();
         if drift.touches("content") || drift.touches("state") {
-            match validate::check(&self.site, &self.validator).await? {
+            match validate::check(&site, &self.validator).await? {
                 Some(note) if note.starts_with("not checked") => notes.push(note),
                 Some(note) => notes.push(format!("nginx -t accepted it ({note})")),
                 None if self.validator != Validator::Off => {
@@ -220,8 +230,24 @@ impl Resource for NginxSite {
                 None => {}
             }
         }
-        let mut applied = self.file.apply(host, drift).await?;
+        let mut applied = file.apply(host, drift).await?;
         applied.notes.extend(notes);
         Ok(applied)
+    }
+}
+
+impl NginxSite {
+    /// The site with its HTTP/2 form settled, and the file it renders to.
+    async fn resolved(&self) -> Result<(Site, File), ResourceError> {
+        let mut site = self.site.clone();
+        if site.http2 == Http2::Auto {
+            site.http2 = *self
+                .http2
+                .get_or_init(|| validate::http2_of(&self.validator))
+                .await;
+        }
+        let content = site.render(&site.tls).into_bytes();
+        let file = File::with_content(self.path.clone(), content, self.attrs.clone(), false);
+        Ok((site, file))
     }
 }

@@ -5,7 +5,7 @@
 //! self-signed pair in their place, so the first boot is not blocked; the line numbers stay those
 //! of the rendered file, and nginx's message is quoted with the offending line.
 
-use super::render::{Site, TlsPaths};
+use super::render::{Http2, Site, TlsPaths};
 use crate::cert::keys;
 use crate::resource::ResourceError;
 
@@ -89,6 +89,37 @@ pub async fn check(site: &Site, how: &Validator) -> Result<Option<String>, Resou
         Validator::Host => on_host(site).await,
         Validator::Container(name) => in_container(site, name).await,
     }
+}
+
+/// The HTTP/2 form the validating nginx understands, from its `nginx -v` (a read-only query,
+/// fine in plan): the host's, or the container's when it runs. When it cannot be asked (no nginx
+/// on the host, the container not up yet, `validate = "off"`), the `listen … http2` form, which
+/// every nginx with HTTP/2 accepts.
+pub async fn http2_of(how: &Validator) -> Http2 {
+    let said = match how {
+        Validator::Off => None,
+        Validator::Host => match nginx_binary() {
+            None => None,
+            Some(nginx) => {
+                let mut c = tokio::process::Command::new(nginx);
+                c.arg("-v");
+                crate::process::capture(c, std::time::Duration::from_secs(10))
+                    .await
+                    .ok()
+                    .map(|out| String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        },
+        Validator::Container(name) => {
+            let argv = vec!["nginx".to_string(), "-v".to_string()];
+            crate::docker::exec_in(name, &argv)
+                .await
+                .ok()
+                .map(|(_, said)| said)
+        }
+    };
+    said.as_deref()
+        .and_then(super::render::http2_for)
+        .unwrap_or(Http2::Listen)
 }
 
 fn nginx_binary() -> Option<std::path::PathBuf> {

@@ -169,3 +169,42 @@ fn checked_inside_a_running_container() {
     );
     assert!(sb.read(PATH).contains("    client_body_timeout 30s;\n"));
 }
+
+#[test]
+fn http2_auto_follows_the_validating_nginx() {
+    // Debian 12's nginx is 1.22: `listen … http2`, and the rendered file says why.
+    let sb = Sandbox::new();
+    let version = std::process::Command::new("nginx")
+        .arg("-v")
+        .output()
+        .expect("nginx -v");
+    let said = String::from_utf8_lossy(&version.stderr).into_owned();
+    sb.write_manifest(
+        "[nginx_site.s]\npath = \"/etc/nginx/sites/s.conf\"\nserver_names = [\"s.example\"]\nupstream = \"http://127.0.0.1:3000\"\ntls = { cert = \"/etc/ssl/s.pem\", key = \"/etc/ssl/s.key\" }\n",
+    );
+    assert_eq!(sb.apply().code, 2);
+    let text = sb.read("/etc/nginx/sites/s.conf");
+    let modern = said
+        .split("nginx/")
+        .nth(1)
+        .and_then(|v| {
+            let mut p = v.split('.').map(|n| {
+                n.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse::<u32>()
+                    .unwrap_or(0)
+            });
+            Some((p.next()?, p.next()?, p.next().unwrap_or(0)))
+        })
+        .expect("a version")
+        >= (1, 25, 1);
+    if modern {
+        assert!(text.contains("    http2 on;\n"), "{text}");
+    } else {
+        assert!(text.contains("    listen 443 ssl http2;\n"), "{text}");
+        assert!(!text.contains("http2 on;"), "{text}");
+        assert!(text.contains("older than 1.25.1"), "{text}");
+    }
+    assert_eq!(sb.apply().code, 0, "auto is stable from run to run");
+}
