@@ -27,9 +27,32 @@ pub struct OsFacts {
 
 impl Facts {
     pub fn gather(root: &Path) -> Facts {
-        let os_release = std::fs::read_to_string(root.join("etc/os-release"))
-            .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
-            .unwrap_or_default();
+        Facts::gather_reporting(root).0
+    }
+
+    /// The facts, and what could not be read (for a warning: under `--root`, a root without
+    /// `etc/os-release` or `etc/hostname` leaves those facts undefined, not empty).
+    pub fn gather_reporting(root: &Path) -> (Facts, Vec<String>) {
+        // Through the probe: an image's `etc/hostname -> /etc/shadow` is read inside the root
+        // (or refused), never from the machine preparing it.
+        let probe = tend_resources::Probe::new(root, root);
+        let read = |p: &str| {
+            probe
+                .read_limited(Path::new(p), 1 << 20)
+                .ok()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        let mut missing = Vec::new();
+        let os_release = read("/etc/os-release")
+            .or_else(|| read("/usr/lib/os-release"))
+            .unwrap_or_else(|| {
+                missing.push(format!(
+                    "{} (facts.os.*)",
+                    root.join("etc/os-release").display()
+                ));
+                String::new()
+            });
         let uname = nix::sys::utsname::uname().ok();
         let machine = uname
             .as_ref()
@@ -40,12 +63,16 @@ impl Facts {
                 .as_ref()
                 .map(|u| u.nodename().to_string_lossy().into_owned())
         } else {
-            std::fs::read_to_string(root.join("etc/hostname"))
-                .ok()
-                .map(|s| s.trim().to_string())
+            read("/etc/hostname").map(|s| s.trim().to_string())
         }
-        .unwrap_or_default();
-        Facts {
+        .unwrap_or_else(|| {
+            missing.push(format!(
+                "{} (facts.hostname)",
+                root.join("etc/hostname").display()
+            ));
+            String::new()
+        });
+        let facts = Facts {
             os: parse_os_release(&os_release),
             arch: debian_arch(&machine).to_string(),
             hostname,
@@ -54,7 +81,25 @@ impl Facts {
                 .ok()
                 .and_then(|m| mem_total_kb(&m))
                 .map_or(0, |kb| kb / 1024),
+        };
+        (facts, missing)
+    }
+
+    /// What templates see: every fact that has a value. An empty one is left out, so a template
+    /// that uses it fails as an undefined name would, instead of rendering an empty string.
+    pub fn template_value(&self) -> serde_json::Value {
+        fn prune(v: serde_json::Value) -> Option<serde_json::Value> {
+            match v {
+                serde_json::Value::String(s) if s.is_empty() => None,
+                serde_json::Value::Object(m) => Some(serde_json::Value::Object(
+                    m.into_iter()
+                        .filter_map(|(k, v)| prune(v).map(|v| (k, v)))
+                        .collect(),
+                )),
+                other => Some(other),
+            }
         }
+        prune(serde_json::to_value(self).unwrap_or_default()).unwrap_or_default()
     }
 }
 

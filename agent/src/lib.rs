@@ -61,6 +61,13 @@ pub fn init_logging(cli: &Cli) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match cli.log_format {
+        // At the default verbosity only warnings and errors show, read by a person or a
+        // journal (which stamps its own time): the level and the message, nothing else.
+        LogFormat::Text if cli.verbose == 0 => builder
+            .with_ansi(color_wanted(std::io::stderr().is_terminal()))
+            .without_time()
+            .with_target(false)
+            .try_init(),
         LogFormat::Text => builder
             .with_ansi(color_wanted(std::io::stderr().is_terminal()))
             .try_init(),

@@ -165,7 +165,15 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, LoadError> {
 
 /// Load a manifest from its text; `path` names it in errors and locates template files.
 pub fn load_source(path: &Path, source: String, opts: &LoadOptions) -> Result<Manifest, LoadError> {
-    let facts = Facts::gather(&opts.root);
+    let (facts, missing) = Facts::gather_reporting(&opts.root);
+    // Said only to a manifest that uses facts: the others do not care.
+    if source.contains("facts") {
+        for m in &missing {
+            tracing::warn!(
+                "cannot read {m}: those facts are undefined, and a template that uses them fails"
+            );
+        }
+    }
     let secrets = Arc::new(SecretStore::new(&opts.state_dir, opts.secrets));
     let mut loader = Loader {
         path: path.to_path_buf(),
@@ -228,7 +236,7 @@ impl Loader<'_> {
         };
 
         let mut renderer = Renderer::new(secrets);
-        renderer.set("facts", serde_json::to_value(facts).unwrap_or_default());
+        renderer.set("facts", facts.template_value());
 
         // [vars], then --var overrides.
         let mut var_spans: BTreeMap<String, Span> = BTreeMap::new();

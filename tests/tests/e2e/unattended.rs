@@ -274,3 +274,24 @@ fn an_unknown_owner_fails_in_plan_not_at_apply() {
         .expect("error")
         .contains("no user named \"no-such-user\""));
 }
+
+#[test]
+fn a_fact_the_root_does_not_have_is_undefined_and_said() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[file.f]\npath = \"/etc/f\"\ncontent = \"{{ facts.os.codename }}\"\n");
+    let r = sb.plan();
+    assert_eq!(
+        r.code, 1,
+        "an empty fact must not render as an empty string"
+    );
+    assert!(
+        r.stderr.contains("etc/os-release (facts.os.*)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("facts.os.codename"), "{}", r.stderr);
+    sb.write("/etc/os-release", "ID=debian\nVERSION_CODENAME=bookworm\n");
+    let r = sb.tend("plan", &["--format", "json"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stdout.contains("bookworm"));
+}
