@@ -22,6 +22,51 @@ use crate::journal::Journal;
 use crate::manifest::Manifest;
 use crate::report::{ReasonClass, Refresh, RefreshStatus, ResourceReport, Status};
 
+/// Called with the outcomes of one wave.
+pub type OnSettled = dyn Fn(&[ResourceReport]) + Send + Sync;
+
+/// What an apply tells whoever watches it while it runs: the outcomes of each wave as soon as
+/// the wave is done (in manifest order within it, so the same graph prints in the same order),
+/// and the resources in flight, for a heartbeat.
+pub struct Progress {
+    pub on_settled: Box<OnSettled>,
+    pub in_flight: std::sync::Mutex<std::collections::BTreeMap<String, Instant>>,
+}
+
+impl Progress {
+    /// Nothing to tell (JSON output, tests).
+    pub fn silent() -> Progress {
+        Progress {
+            on_settled: Box::new(|_| {}),
+            in_flight: Default::default(),
+        }
+    }
+
+    fn start(&self, address: &str) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.insert(address.to_string(), Instant::now());
+        }
+    }
+
+    fn done(&self, address: &str) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.remove(address);
+        }
+    }
+
+    /// `compose.dify (1m02s), exec.migrate (12s)`, longest first; `None` when idle.
+    pub fn describe_in_flight(&self) -> Option<String> {
+        let f = self.in_flight.lock().ok()?;
+        let mut v: Vec<(&String, &Instant)> = f.iter().collect();
+        v.sort_by_key(|(_, t)| **t);
+        let parts: Vec<String> = v
+            .iter()
+            .map(|(a, t)| format!("{a} ({}s)", t.elapsed().as_secs()))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
 /// Which resources take part: `--only` selects some; their dependencies are checked, not applied.
 #[derive(Debug, Clone)]
 pub struct Selection {
@@ -531,6 +576,22 @@ async fn verify_and_refresh(
     (report, notify)
 }
 
+/// Hand the outcomes settled in one wave to the watcher, in manifest order.
+fn tell(progress: &Progress, reports: &[Option<ResourceReport>], mut settled: Vec<usize>) {
+    settled.sort_unstable();
+    let done: Vec<ResourceReport> = settled
+        .into_iter()
+        .filter_map(|i| reports[i].clone())
+        .map(|mut r| {
+            classify(&mut r);
+            r
+        })
+        .collect();
+    if !done.is_empty() {
+        (progress.on_settled)(&done);
+    }
+}
+
 /// Converge the host, in waves: every resource whose dependencies are done applies
 /// (concurrently, at most `jobs` at a time); the wave's file writes are then made durable and
 /// visible together; then each is verified and refreshed. Dependents wait for the next wave.
@@ -541,6 +602,7 @@ pub async fn apply(
     host: Mutate,
     jobs: usize,
     journal: Arc<Journal>,
+    progress: Arc<Progress>,
 ) -> Vec<ResourceReport> {
     let n = m.resources.len();
     let mut waiting: Vec<usize> = g.deps.iter().map(Vec::len).collect();
@@ -566,6 +628,7 @@ pub async fn apply(
     loop {
         // Settle what does not run (excluded, skipped); their dependents may join this wave.
         let mut wave = Vec::new();
+        let mut settled_now = Vec::new();
         while let Some(i) = ready.pop() {
             let settled = if !sel.involved[i] {
                 Some(excluded(m, i))
@@ -581,6 +644,7 @@ pub async fn apply(
             match settled {
                 Some(r) => {
                     reports[i] = Some(r);
+                    settled_now.push(i);
                     for &d in &dependents[i] {
                         waiting[d] -= 1;
                         if waiting[d] == 0 {
@@ -592,6 +656,7 @@ pub async fn apply(
             }
         }
         if wave.is_empty() {
+            tell(&progress, &reports, settled_now);
             break;
         }
         wave.sort_unstable();
@@ -609,9 +674,11 @@ pub async fn apply(
                     .collect(),
                 journal: journal.clone(),
             };
-            let (host, limit) = (host.clone(), limit.clone());
+            let (host, limit, progress) = (host.clone(), limit.clone(), progress.clone());
+            let address = m.resources[i].address.clone();
             set.spawn(async move {
                 let _permit = limit.acquire_owned().await;
+                progress.start(&address);
                 let state = apply_drift(&resource, task, &host).await;
                 (i, resource, state)
             });
@@ -634,10 +701,13 @@ pub async fn apply(
 
         let mut set = JoinSet::new();
         for (i, resource, state) in applying {
-            let (host, limit) = (host.clone(), limit.clone());
+            let (host, limit, progress) = (host.clone(), limit.clone(), progress.clone());
+            let address = m.resources[i].address.clone();
             set.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                (i, verify_and_refresh(&resource, state, &host).await)
+                let done = verify_and_refresh(&resource, state, &host).await;
+                progress.done(&address);
+                (i, done)
             });
         }
         while let Some(joined) = set.join_next().await {
@@ -655,6 +725,8 @@ pub async fn apply(
             }
             reports[i] = Some(report);
         }
+        settled_now.extend(&wave);
+        tell(&progress, &reports, settled_now);
         for &i in &wave {
             for &d in &dependents[i] {
                 waiting[d] -= 1;

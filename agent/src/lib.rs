@@ -201,8 +201,9 @@ impl Records<'_> {
             }
         }
         if let Some(dir) = self.last_run {
-            // Never into a state directory tend does not trust (the run said why already).
-            if state::check_trusted(dir).is_ok() {
+            // Never into a state directory tend does not trust (the run said why already), and
+            // never the first thing to create one: a host where apply never ran keeps none.
+            if dir.is_dir() && state::check_trusted(dir).is_ok() {
                 if let Err(e) = state::write_last_run(dir, json) {
                     eprintln!(
                         "error: cannot write last-run.json in the state directory {}: {e}",
@@ -293,6 +294,28 @@ async fn watch_signals() {
     std::process::exit(4);
 }
 
+/// While an apply runs: a line on stderr at most every 30 s (`TEND_HEARTBEAT_SECS` changes
+/// the period, for tests) naming what is in flight, so a journal shows the run is alive.
+async fn heartbeat(progress: std::sync::Arc<executor::Progress>) {
+    let secs = std::env::var("TEND_HEARTBEAT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(30);
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(secs));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Some(what) = progress.describe_in_flight() {
+            eprintln!(
+                "tend: still applying after {}s: {what}",
+                started.elapsed().as_secs()
+            );
+        }
+    }
+}
+
 fn engine(
     cli: &Cli,
     run: &RunArgs,
@@ -324,7 +347,15 @@ fn engine(
     runtime.spawn(watch_signals());
     // Before anything is read from it or written to it.
     state::check_trusted(state_dir).map_err(|e| StartError::Other(e.to_string()))?;
-    // The lock comes first: secrets are generated while loading, and two runs must not race.
+    // The manifest first: one that does not load leaves no state directory, lock or secret.
+    // Secrets it generates are kept in memory until the lock is held.
+    let secret_mode = if apply.is_some() {
+        SecretMode::Deferred
+    } else {
+        SecretMode::ReadOnly
+    };
+    let mut m = load(&run.manifest, secret_mode, Some(state_dir))?;
+    let mut g = graph::Graph::build(&m)?;
     let _lock = match apply {
         Some(a) => Some(state::RunLock::acquire(
             state_dir,
@@ -335,14 +366,13 @@ fn engine(
     if apply.is_some() {
         // Temporaries a killed run left among the backups are nobody's now that we hold the lock.
         tend_resources::host::BackupStore::new(state_dir).clean_leftovers();
+        let stored = m.secrets.persist_fresh().map_err(StartError::Other)?;
+        if !stored {
+            // Another run stored a secret this one generated: use the stored value.
+            m = load(&run.manifest, SecretMode::Persist, Some(state_dir))?;
+            g = graph::Graph::build(&m)?;
+        }
     }
-    let secret_mode = if apply.is_some() {
-        SecretMode::Persist
-    } else {
-        SecretMode::ReadOnly
-    };
-    let m = load(&run.manifest, secret_mode, Some(state_dir))?;
-    let g = graph::Graph::build(&m)?;
     let sel = executor::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
     let root = root_of(&run.manifest);
     let key = state::host_key(state_dir, apply.is_some()).map_err(|e| {
@@ -360,6 +390,28 @@ fn engine(
             "cannot read the refresh journal in the state directory: {e}"
         ))
     })?;
+    let redactor = std::sync::Arc::new(Redactor::new(m.secrets.values()));
+    let style = printer::Style {
+        color: color_wanted(std::io::stdout().is_terminal()),
+        verbose: cli.verbose > 0,
+        quiet: cli.quiet,
+    };
+    // Apply in human format prints each wave's lines as soon as the wave is done; a 15-minute
+    // compose wait then shows what came before it, and the summary stays last.
+    let live = apply.is_some() && run.format == Format::Human;
+    let progress = std::sync::Arc::new(if live {
+        let redactor = redactor.clone();
+        executor::Progress {
+            on_settled: Box::new(move |done| {
+                output::stdout(&printer::render_resources(done, &style, &redactor));
+            }),
+            in_flight: Default::default(),
+        }
+    } else {
+        executor::Progress::silent()
+    });
+    let heartbeat =
+        (apply.is_some() && !cli.quiet).then(|| runtime.spawn(heartbeat(progress.clone())));
     let resources = match apply {
         None => runtime.block_on(executor::plan(
             &m,
@@ -378,9 +430,13 @@ fn engine(
                 host,
                 jobs,
                 std::sync::Arc::new(journal),
+                progress.clone(),
             ))
         }
     };
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
     let interrupted = tend_resources::process::stopping();
     let summary = Summary::of(&resources);
     // An interrupted run did not do all it was asked: the failure bit, whatever else happened.
@@ -403,18 +459,11 @@ fn engine(
         summary,
         resources,
     };
-    let redactor = Redactor::new(m.secrets.values());
     let json = report.to_json(&redactor);
     let text = match run.format {
         Format::Json => json.clone(),
-        Format::Human => {
-            let style = printer::Style {
-                color: color_wanted(std::io::stdout().is_terminal()),
-                verbose: cli.verbose > 0,
-                quiet: cli.quiet,
-            };
-            printer::render(&report, &style, &redactor)
-        }
+        Format::Human if live => printer::render_summary(&report, &style, &redactor),
+        Format::Human => printer::render(&report, &style, &redactor),
     };
     // A closed stdout (`tend plan | head -1`) ends the output quietly; the records still follow.
     output::stdout(&text);

@@ -57,8 +57,19 @@ fn shown(r: &ResourceReport, style: &Style) -> bool {
 }
 
 pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
+    let mut out = render_resources(&report.resources, style, redactor);
+    out.push_str(&render_summary(report, style, redactor));
+    out
+}
+
+/// The lines of these resources (those the style shows), in the order given.
+pub fn render_resources(
+    resources: &[ResourceReport],
+    style: &Style,
+    redactor: &Redactor,
+) -> String {
     let mut out = String::new();
-    for r in report.resources.iter().filter(|r| shown(r, style)) {
+    for r in resources.iter().filter(|r| shown(r, style)) {
         let (mark, color) = marker(r);
         // A certificate's audit figures, on every line that shows it.
         let audit = match (r.observed.get("days_left"), r.observed.get("issuer")) {
@@ -138,6 +149,12 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
             }
         }
     }
+    redactor.scrub(&out)
+}
+
+/// The closing lines: an interruption, if any, then the summary, always last.
+pub fn render_summary(report: &Report, style: &Style, redactor: &Redactor) -> String {
+    let mut out = String::new();
     let s = &report.summary;
     let mut parts = Vec::new();
     let mut part = |n: usize, what: &str| {

@@ -16,8 +16,11 @@ use rand::Rng;
 /// How secrets are obtained in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretMode {
-    /// `apply`: read, or generate and store.
+    /// Read, or generate and store.
     Persist,
+    /// `apply` before it holds the lock: read, or generate and remember; [`SecretStore::persist_fresh`]
+    /// stores them once the lock is held, so a manifest that does not load leaves no trace.
+    Deferred,
     /// `plan`: read when stored; otherwise a throwaway value (apply would generate one).
     ReadOnly,
     /// `check`: never touch the host; throwaway values only.
@@ -29,6 +32,8 @@ pub struct SecretStore {
     dir: PathBuf,
     mode: SecretMode,
     cache: Mutex<HashMap<String, String>>,
+    /// Generated in `Deferred` mode, not stored yet.
+    fresh: Mutex<Vec<String>>,
 }
 
 pub const MIN_LEN: usize = 8;
@@ -40,6 +45,7 @@ impl SecretStore {
             dir: state_dir.join("secrets"),
             mode,
             cache: Mutex::new(HashMap::new()),
+            fresh: Mutex::new(Vec::new()),
         }
     }
 
@@ -99,8 +105,14 @@ impl SecretStore {
             Some(v) => v,
             None => {
                 let v = generate(len);
-                if self.mode == SecretMode::Persist {
-                    self.store(name, &v)?;
+                match self.mode {
+                    SecretMode::Persist => self.store(name, &v)?,
+                    SecretMode::Deferred => self
+                        .fresh
+                        .lock()
+                        .map_err(|_| "secret store poisoned".to_string())?
+                        .push(name.to_string()),
+                    _ => {}
                 }
                 v
             }
@@ -113,6 +125,35 @@ impl SecretStore {
         let state = self.dir.parent().unwrap_or(Path::new("/"));
         crate::state::ensure_private_dir(state).map_err(|e| e.to_string())?;
         crate::state::write_private(&self.dir, name, value.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    /// Store the secrets generated in `Deferred` mode (the caller holds the run lock). `Ok(false)`
+    /// when another run stored one of them first: the manifest must be loaded again to use the
+    /// stored value.
+    pub fn persist_fresh(&self) -> Result<bool, String> {
+        let fresh = std::mem::take(
+            &mut *self
+                .fresh
+                .lock()
+                .map_err(|_| "secret store poisoned".to_string())?,
+        );
+        let cache = self
+            .cache
+            .lock()
+            .map_err(|_| "secret store poisoned".to_string())?;
+        for name in &fresh {
+            let stored = tend_resources::host::read_private_file(&self.dir.join(name))
+                .map_err(|e| e.to_string())?;
+            if stored.is_some() {
+                return Ok(false);
+            }
+        }
+        for name in &fresh {
+            if let Some(v) = cache.get(name) {
+                self.store(name, v)?;
+            }
+        }
+        Ok(true)
     }
 
     /// Every secret value handed out so far (for scrubbing output).

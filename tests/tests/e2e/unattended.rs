@@ -295,3 +295,78 @@ fn a_fact_the_root_does_not_have_is_undefined_and_said() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stdout.contains("bookworm"));
 }
+
+#[test]
+fn an_apply_whose_manifest_does_not_load_leaves_no_state_directory() {
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        "[file.f]\npath = \"/etc/f\"\ncontent = \"{{ secret('k', 16) }}\"\nmoed = \"0600\"\n",
+    );
+    let r = sb.apply();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        !sb.state_dir().exists(),
+        "a failed load created the state directory"
+    );
+    // Fixed, the secret is generated once and kept.
+    sb.write_manifest(
+        "[file.f]\npath = \"/etc/f\"\ncontent = \"{{ secret('k', 16) }}\"\nmode = \"0600\"\n",
+    );
+    assert_eq!(sb.apply().code, 2);
+    let first = sb.read("/etc/f");
+    assert_eq!(first.len(), 16);
+    assert_eq!(
+        std::fs::read_to_string(sb.state_dir().join("secrets/k")).expect("stored"),
+        first
+    );
+    assert_eq!(sb.apply().code, 0);
+    assert_eq!(sb.read("/etc/f"), first);
+}
+
+#[test]
+fn apply_prints_each_wave_as_it_finishes_and_a_heartbeat_while_busy() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        "[file.first]\npath = \"/etc/first\"\ncontent = \"1\"\n\n\
+         [exec.slow]\ncommand = \"sleep 4; touch \\\"$TEND_ROOT/slow\\\"\"\ncreates = \"/slow\"\nrequires = [\"file.first\"]\n",
+    );
+    let root = sb.root();
+    let mut child = Command::new(tend_bin())
+        .args([
+            "apply",
+            sb.manifest_path().to_str().expect("utf8"),
+            "--root",
+            root.to_str().expect("utf8"),
+        ])
+        .env("NO_COLOR", "1")
+        .env("TEND_HEARTBEAT_SECS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("utf8");
+    assert!(first.starts_with("+ file.first"), "{first}");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the first wave's line came only when the run had ended"
+    );
+    let rest: Vec<String> = lines.map(|l| l.expect("utf8")).collect();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("+ exec.slow") || l.starts_with("~ exec.slow")),
+        "{rest:?}"
+    );
+    assert!(
+        rest.last()
+            .expect("summary")
+            .starts_with("Apply: 2 changed"),
+        "{rest:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("still applying after"), "{stderr}");
+    assert!(stderr.contains("exec.slow ("), "{stderr}");
+}
