@@ -370,3 +370,23 @@ fn apply_prints_each_wave_as_it_finishes_and_a_heartbeat_while_busy() {
     assert!(stderr.contains("still applying after"), "{stderr}");
     assert!(stderr.contains("exec.slow ("), "{stderr}");
 }
+
+#[test]
+fn shipped_examples_converge_and_then_plan_exits_0() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/examples");
+    for name in ["motd.toml", "app-config.toml"] {
+        let sb = Sandbox::new();
+        sb.write(
+            "/etc/os-release",
+            "ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
+        );
+        sb.write("/etc/hostname", "web1\n");
+        let manifest = examples.join(name);
+        let manifest = manifest.to_str().expect("utf8");
+        let first = sb.tend_with_manifest(manifest, "apply", &[]);
+        assert_eq!(first.code, 2, "{name}: {}{}", first.stdout, first.stderr);
+        assert!(!first.stderr.contains("WARN"), "{name}: {}", first.stderr);
+        let plan = sb.tend_with_manifest(manifest, "plan", &[]);
+        assert_eq!(plan.code, 0, "{name}: {}{}", plan.stdout, plan.stderr);
+    }
+}
