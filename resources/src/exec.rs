@@ -161,7 +161,7 @@ impl Exec {
             .envs(&self.env)
             .env("TEND_ROOT", host.root());
         if let Some(cwd) = &self.cwd {
-            c.current_dir(host.real(cwd));
+            c.current_dir(host.resolved(cwd)?.unwrap_or_else(|| host.real(cwd)));
         }
         if let Some(user) = &self.user {
             let uid = host.uid(user)?;

@@ -81,6 +81,18 @@ impl Sandbox {
         Sandbox { dir }
     }
 
+    /// A sandbox whose root says it is Debian 12 (`etc/os-release`, `etc/hostname`), for
+    /// manifests that use facts: a root without them leaves those facts undefined.
+    pub fn debian() -> Sandbox {
+        let sb = Sandbox::new();
+        sb.write(
+            "/etc/os-release",
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
+        );
+        sb.write("/etc/hostname", "dify-test\n");
+        sb
+    }
+
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }

@@ -245,12 +245,18 @@ impl Cert {
         }
     }
 
+    /// A certificate file: on the host through the probe, in a volume through a probe rooted at
+    /// its mountpoint — certbot's `live/` links resolve inside the volume, and a link a
+    /// container planted cannot send root's read outside it.
     async fn read(&self, host: &Probe, path: &Path) -> Result<Option<Vec<u8>>, ResourceError> {
-        let real = self.real(host, path).await?;
-        match std::fs::read(&real) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(crate::HostError::new("read", real, e).into()),
+        const MAX_PEM: u64 = 1 << 20;
+        match &self.location {
+            Location::Host => Ok(host.read_limited(path, MAX_PEM)?),
+            Location::Volume(_) => {
+                let mountpoint = self.real(host, Path::new("")).await?;
+                let volume = Probe::new(mountpoint, host.state_dir());
+                Ok(volume.read_limited(&Path::new("/").join(path), MAX_PEM)?)
+            }
         }
     }
 

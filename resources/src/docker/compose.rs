@@ -321,10 +321,23 @@ impl Compose {
         compose_files::digest_of(parts)
     }
 
-    /// The project's files and directory as real paths (under `--root`), for running compose.
-    fn real_paths(&self, host: &Probe, project: &Project) -> (Vec<PathBuf>, PathBuf) {
-        let files = project.files.iter().map(|f| host.real(f)).collect();
-        (files, host.real(&self.dir))
+    /// The project's files and directory as real paths (under `--root`), for running compose:
+    /// every component vetted first (no symlink another user planted), since compose resolves
+    /// them again itself.
+    fn real_paths(
+        &self,
+        host: &Probe,
+        project: &Project,
+    ) -> Result<(Vec<PathBuf>, PathBuf), ResourceError> {
+        let vetted = |p: &std::path::Path| -> Result<PathBuf, ResourceError> {
+            Ok(host.resolved(p)?.unwrap_or_else(|| host.real(p)))
+        };
+        let files = project
+            .files
+            .iter()
+            .map(|f| vetted(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((files, vetted(&self.dir)?))
     }
 
     fn invocation<'a>(
@@ -517,7 +530,7 @@ impl Compose {
         let restart_all = *refresh == Refresh::Restart;
         let cli = compose_cli::find().await?;
         let project = compose_files::read(host, &self.dir, &self.files, self.project.as_deref())?;
-        let (real_files, dir) = self.real_paths(host, &project);
+        let (real_files, dir) = self.real_paths(host, &project)?;
         let inv = self.invocation(cli, &project, &real_files, &dir);
         let before = containers(&project.name).await?;
         let mut applied = Applied::default();
@@ -654,7 +667,7 @@ impl Resource for Compose {
             return Ok(drift);
         }
         // Slow path: the inputs changed since the last up, or tend never brought it up.
-        let (real_files, dir) = self.real_paths(host, &project);
+        let (real_files, dir) = self.real_paths(host, &project)?;
         let inv = self.invocation(cli, &project, &real_files, &dir);
         let hashes = self.config_hashes(&inv).await?;
         let reasons = self.reasons(host, &project, cli, record.as_ref());
@@ -723,7 +736,7 @@ impl Compose {
     async fn down(&self, host: &Probe) -> Result<Applied, ResourceError> {
         let project = compose_files::read(host, &self.dir, &self.files, self.project.as_deref())?;
         let cli = compose_cli::find().await?;
-        let (real_files, dir) = self.real_paths(host, &project);
+        let (real_files, dir) = self.real_paths(host, &project)?;
         let inv = self.invocation(cli, &project, &real_files, &dir);
         let mut args = vec!["down"];
         if self.remove_orphans {

@@ -75,7 +75,7 @@ impl Image {
         host: &Probe,
         ctx: &std::path::Path,
     ) -> Result<(String, Vec<context::Entry>), ResourceError> {
-        let real = host.real(ctx);
+        let real = host.resolved(ctx)?.unwrap_or_else(|| host.real(ctx));
         if !real.is_dir() {
             return Err(ResourceError::Missing(format!(
                 "the build context {} does not exist",

@@ -33,7 +33,7 @@ fn the_dify_graph_orders_the_deployment() {
 
 #[test]
 fn the_dify_site_renders_for_nginx_certbot() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::debian();
     let r = sb.tend_with_manifest(
         &manifest(),
         "plan",
@@ -83,7 +83,7 @@ fn proxy_stack_site_and_certificate_converge_together() {
         volumes: vec![volume.clone()],
         ..Made::default()
     });
-    let sb = Sandbox::new();
+    let sb = Sandbox::debian();
     sb.write(
         "/srv/nginx/compose.yml",
         &format!(
