@@ -7,6 +7,7 @@ use std::sync::Once;
 
 pub mod docker;
 pub mod pki;
+pub mod plan_watch;
 
 /// The `tend` binary of this workspace, built on first use (the tests crate cannot depend on
 /// another package's binary, so it asks cargo once).
@@ -199,6 +200,21 @@ impl Sandbox {
 
 /// Run the binary with arguments and extra environment; no colour.
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    // Every plan is watched for writes (see `plan_watch`).
+    if args.first() == Some(&"plan") {
+        let (out, violations) = plan_watch::run(&tend_bin(), args, env);
+        assert!(
+            violations.is_empty(),
+            "tend {} wrote to the host:\n{}",
+            args.join(" "),
+            violations.join("\n")
+        );
+        return Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+    }
     let mut cmd = Command::new(tend_bin());
     cmd.args(args).env("NO_COLOR", "1").env_remove("RUST_LOG");
     for (k, v) in env {

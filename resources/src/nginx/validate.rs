@@ -63,15 +63,81 @@ fn candidate(site: &Site, dir: &str, missing: &[String]) -> Result<Candidate, Re
         // Making DH parameters takes minutes; ECDHE suites do not need them.
         tls.dhparam = None;
     }
-    files.push(("site.conf", site.render(&tls).into_bytes()));
+    files.push((
+        "site.conf",
+        redirect_paths(&site.render(&tls), dir).into_bytes(),
+    ));
+    // Every path nginx writes while it tests a configuration is inside the candidate's
+    // directory: `nginx -t` creates log files and temp directories it is given.
     files.push((
         "nginx.conf",
         format!(
-            "error_log {dir}/error.log;\npid {dir}/nginx.pid;\nevents {{}}\nhttp {{\n    access_log off;\n    include {dir}/site.conf;\n}}\n"
+            "error_log {dir}/error.log;\npid {dir}/nginx.pid;\nevents {{}}\nhttp {{\n    access_log off;\n    client_body_temp_path {dir}/body;\n    proxy_temp_path {dir}/proxy;\n    fastcgi_temp_path {dir}/fastcgi;\n    uwsgi_temp_path {dir}/uwsgi;\n    scgi_temp_path {dir}/scgi;\n    include {dir}/site.conf;\n}}\n"
         )
         .into_bytes(),
     ));
     Ok(Candidate { files, stand_in })
+}
+
+/// Directives whose first argument is a file or directory nginx creates when it tests the
+/// configuration.
+const WRITTEN_PATHS: &[&str] = &[
+    "access_log",
+    "error_log",
+    "client_body_temp_path",
+    "proxy_temp_path",
+    "fastcgi_temp_path",
+    "uwsgi_temp_path",
+    "scgi_temp_path",
+    "proxy_cache_path",
+    "fastcgi_cache_path",
+    "uwsgi_cache_path",
+    "scgi_cache_path",
+];
+
+/// The site text with the first argument of every [`WRITTEN_PATHS`] directive moved into `dir`
+/// (`off` and `syslog:` targets kept): what `nginx -t` then creates stays in the candidate's
+/// directory. Only the argument changes, so line numbers in nginx's messages stay right.
+fn redirect_paths(text: &str, dir: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut n = 0;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < text.len() {
+        let at_boundary =
+            i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b';' | b'{' | b'}');
+        let hit = at_boundary
+            .then(|| {
+                WRITTEN_PATHS.iter().find(|d| {
+                    text[i..].starts_with(**d) && text[i + d.len()..].starts_with([' ', '\t'])
+                })
+            })
+            .flatten();
+        let Some(d) = hit else {
+            let c = text[i..].chars().next().unwrap_or(' ');
+            out.push(c);
+            i += c.len_utf8();
+            continue;
+        };
+        out.push_str(d);
+        i += d.len();
+        while i < text.len() && matches!(bytes[i], b' ' | b'\t') {
+            out.push(bytes[i] as char);
+            i += 1;
+        }
+        let end = text[i..]
+            .find(|c: char| c.is_whitespace() || c == ';')
+            .map_or(text.len(), |e| i + e);
+        let arg = &text[i..end];
+        if arg == "off" || arg.starts_with("syslog:") || arg.is_empty() {
+            out.push_str(arg);
+        } else {
+            n += 1;
+            out.push_str(&format!("{dir}/written-{n}"));
+        }
+        i = end;
+    }
+    out
 }
 
 /// The certificate files the site names, as nginx will look for them.
@@ -150,16 +216,27 @@ async fn on_host(site: &Site) -> Result<Option<String>, ResourceError> {
         let p = tmp.path().join(name);
         std::fs::write(&p, bytes).map_err(|e| crate::HostError::new("write", &p, e))?;
     }
-    let out = tokio::process::Command::new(&nginx)
-        .args(["-t", "-q", "-p"])
+    let mut cmd = tokio::process::Command::new(&nginx);
+    cmd.args(["-t", "-q", "-p"])
         .arg(format!("{dir}/"))
         .arg("-c")
-        .arg(format!("{dir}/nginx.conf"))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
+        .arg(format!("{dir}/nginx.conf"));
+    // Its own process group and a time limit, like every command tend runs.
+    let out = crate::process::capture(cmd, std::time::Duration::from_secs(60))
         .await
-        .map_err(|e| ResourceError::Failed(format!("cannot run {}: {e}", nginx.display())))?;
+        .map_err(|e| {
+            ResourceError::Failed(match e {
+                crate::process::RunError::Timeout => {
+                    format!("{} -t did not finish within 60 s", nginx.display())
+                }
+                crate::process::RunError::Interrupted => {
+                    format!("{} -t was ended: tend was asked to stop", nginx.display())
+                }
+                crate::process::RunError::Spawn(e) | crate::process::RunError::Wait(e) => {
+                    format!("cannot run {}: {e}", nginx.display())
+                }
+            })
+        })?;
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     verdict(out.status.success(), &said, &dir, site, c.stand_in)
 }
@@ -283,6 +360,17 @@ fn verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_nginx_would_create_move_into_the_candidate_directory() {
+        let text = "server {\n    access_log /var/log/x.log combined;\n    error_log  /var/log/e.log;access_log off;\n    proxy_cache_path /var/cache/c levels=1:2 keys_zone=z:1m;\n}\n";
+        let out = redirect_paths(text, "/tmp/c");
+        assert_eq!(
+            out,
+            "server {\n    access_log /tmp/c/written-1 combined;\n    error_log  /tmp/c/written-2;access_log off;\n    proxy_cache_path /tmp/c/written-3 levels=1:2 keys_zone=z:1m;\n}\n"
+        );
+        assert_eq!(out.lines().count(), text.lines().count());
+    }
 
     #[test]
     fn validators_parse() {

@@ -95,7 +95,12 @@ fn compose_timeline_recreates_exactly_what_changed() {
     ));
     let log = sb.dir.path().join("compose-calls.log");
     let path = compose_spy(&sb.dir.path().join("spy"), &log);
-    let env = [("PATH", path.as_str())];
+    // The spy's own log is the test's instrument, not a write of the plan.
+    let log_str = log.display().to_string();
+    let env = [
+        ("PATH", path.as_str()),
+        (tend_tests::plan_watch::ALLOW, log_str.as_str()),
+    ];
     let json = |sub: &str| {
         let r = sb.tend_env(sub, &["--format", "json"], &env);
         (r.code, r.json())
@@ -213,7 +218,12 @@ fn a_stack_started_by_hand_is_adopted_not_recreated() {
     ));
     let log = sb.dir.path().join("compose-calls.log");
     let path = compose_spy(&sb.dir.path().join("spy"), &log);
-    let env = [("PATH", path.as_str())];
+    // The spy's own log is the test's instrument, not a write of the plan.
+    let log_str = log.display().to_string();
+    let env = [
+        ("PATH", path.as_str()),
+        (tend_tests::plan_watch::ALLOW, log_str.as_str()),
+    ];
     let plan = sb.tend_env("plan", &["--format", "json"], &env).json();
     assert_eq!(plan["exit_code"], 0, "{plan:#}");
     assert_eq!(with_status(&plan, "in_sync"), ["compose.app"]);

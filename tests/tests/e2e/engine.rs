@@ -269,3 +269,33 @@ fn independent_resources_run_concurrently_and_all_converge() {
     assert_eq!(r.code, 0);
     assert_eq!(r.json()["summary"]["in_sync"], 200);
 }
+
+/// The watcher every plan of this suite runs under (`tend_tests::plan_watch`) sees a write made
+/// during a plan — here by a guard declared read-only that is not — and names it.
+#[test]
+fn the_plan_watcher_catches_a_write() {
+    let sb = Sandbox::new();
+    let marker = sb.dir.path().join("written-during-plan");
+    sb.write_manifest(&format!(
+        "[exec.a]\ncommand = \"true\"\nunless = \"touch {}; false\"\nreadonly_guards = true\n",
+        marker.display()
+    ));
+    let manifest = sb.manifest_path();
+    let root = sb.root();
+    let (_, violations) = tend_tests::plan_watch::run(
+        &tend_tests::tend_bin(),
+        &[
+            "plan",
+            manifest.to_str().expect("utf8"),
+            "--root",
+            root.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains(&marker.display().to_string())),
+        "{violations:?}"
+    );
+}

@@ -208,3 +208,24 @@ fn http2_auto_follows_the_validating_nginx() {
     }
     assert_eq!(sb.apply().code, 0, "auto is stable from run to run");
 }
+
+/// `nginx -t` creates every log file a configuration names: in a plan, the site's own
+/// `access_log` must land in the candidate's private directory, not on the host (the plan
+/// watcher fails this test otherwise).
+#[test]
+fn planning_a_site_whose_extra_names_a_log_writes_nothing() {
+    let sb = Sandbox::new();
+    let log = sb.dir.path().join("created-by-nginx-t.log");
+    sb.write_manifest(&format!(
+        "[nginx_site.s]\npath = \"/etc/nginx/sites/s.conf\"\nserver_names = [\"s.example\"]\nupstream = \"http://127.0.0.1:3000\"\ntls = {{ cert = \"/etc/ssl/s.pem\", key = \"/etc/ssl/s.key\" }}\nextra = \"access_log {} combined;\"\n",
+        log.display()
+    ));
+    let plan = sb.plan();
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert!(!log.exists(), "nginx -t created {}", log.display());
+    // Apply validates the same way and installs the site as written.
+    assert_eq!(sb.apply().code, 2);
+    assert!(sb
+        .read("/etc/nginx/sites/s.conf")
+        .contains(&format!("access_log {} combined;", log.display())));
+}
