@@ -182,7 +182,10 @@ impl Resource for File {
 
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
         let mut drift = Drift::none();
-        let meta = regular_file(host, &self.path)?;
+        // One resolution of the directory for all of it: the no-op check of a file costs this.
+        let seen = host.file_state(&self.path, self.present && self.content != Content::Unmanaged)?;
+        let meta = seen.meta;
+        refuse_non_regular(host, &self.path, meta.as_ref())?;
         if !self.present {
             if meta.is_some() {
                 drift.push(Change {
@@ -221,7 +224,7 @@ impl Resource for File {
             return Ok(drift);
         };
         if let Some(new) = desired {
-            let old = host.read(&self.path)?.unwrap_or_default();
+            let old = seen.content.unwrap_or_default();
             if old != new {
                 drift.push(self.content_change(host, &old, &new));
             }
@@ -230,7 +233,7 @@ impl Resource for File {
         // A run killed between writing the temporary and renaming it leaves it behind; the next
         // write of this file would replace it, but an in-sync file is never written again.
         let tmp = crate::host::temp_path(&self.path);
-        if host.metadata(&tmp)?.is_some() {
+        if seen.leftover {
             let name = tmp
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -277,7 +280,17 @@ impl Resource for File {
 /// the way is a failure, never silently replaced.
 pub fn regular_file(host: &Probe, path: &Path) -> Result<Option<std::fs::Metadata>, ResourceError> {
     let meta = host.metadata(path)?;
-    if let Some(m) = &meta {
+    refuse_non_regular(host, path, meta.as_ref())?;
+    Ok(meta)
+}
+
+/// A symlink or anything but a regular file at a managed file's path is a failure.
+fn refuse_non_regular(
+    host: &Probe,
+    path: &Path,
+    meta: Option<&std::fs::Metadata>,
+) -> Result<(), ResourceError> {
+    if let Some(m) = meta {
         if m.file_type().is_symlink() {
             return Err(ResourceError::Failed(format!(
                 "{} is a symlink; tend does not replace symlinks with files",
@@ -291,5 +304,5 @@ pub fn regular_file(host: &Probe, path: &Path) -> Result<Option<std::fs::Metadat
             )));
         }
     }
-    Ok(meta)
+    Ok(())
 }

@@ -336,6 +336,69 @@ impl Probe {
         Ok(Some(buf))
     }
 
+    /// One look at a managed file, resolving its directory once: its `lstat`, its content when
+    /// `want_content` and it is a regular file, and whether an interrupted write left its
+    /// temporary beside it. What a no-op check of a file costs is this call.
+    pub fn file_state(&self, path: &Path, want_content: bool) -> HostResult<FileState> {
+        let Some((dir, name)) = self.parent("inspect", path, None)? else {
+            return Ok(FileState::default());
+        };
+        let real = || dir.shown_child(self.root(), &name);
+        let mut tmp = OsString::from(TEMP_PREFIX);
+        tmp.push(&name);
+        let leftover = rfs::statat(&dir.fd, &tmp, AtFlags::SYMLINK_NOFOLLOW).is_ok();
+        let opened = rfs::openat(
+            &dir.fd,
+            &name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        let fd = match opened {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => {
+                return Ok(FileState {
+                    meta: None,
+                    content: None,
+                    leftover,
+                })
+            }
+            // A symlink, a socket, or nothing readable: its lstat only.
+            Err(_) => {
+                return Ok(FileState {
+                    meta: self.metadata(path)?,
+                    content: None,
+                    leftover,
+                })
+            }
+        };
+        let f = File::from(fd);
+        let meta = f.metadata().map_err(|e| HostError::new("inspect", real(), e))?;
+        let content = if want_content && meta.is_file() {
+            if meta.len() > MAX_READ {
+                return Err(HostError::new(
+                    "read",
+                    real(),
+                    io::Error::new(
+                        io::ErrorKind::FileTooLarge,
+                        format!("{} bytes is more than the {MAX_READ} bytes tend reads of one file", meta.len()),
+                    ),
+                ));
+            }
+            let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+            (&f).take(MAX_READ + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| HostError::new("read", real(), e))?;
+            Some(buf)
+        } else {
+            None
+        };
+        Ok(FileState {
+            meta: Some(meta),
+            content,
+            leftover,
+        })
+    }
+
     /// The names in a directory, sorted; `None` when it does not exist.
     pub fn read_dir(&self, path: &Path) -> HostResult<Option<Vec<OsString>>> {
         let comps = components(path);
@@ -415,6 +478,17 @@ impl Probe {
             })
             .collect()
     }
+}
+
+/// What [`Probe::file_state`] saw.
+#[derive(Debug, Default)]
+pub struct FileState {
+    /// `lstat` of the path; `None` when nothing is there.
+    pub meta: Option<Metadata>,
+    /// The content, when asked for and the path is a regular file.
+    pub content: Option<Vec<u8>>,
+    /// `.tend-tmp.NAME` exists beside it.
+    pub leftover: bool,
 }
 
 /// Read and write access to the host. Only the engine's apply mode makes one.
