@@ -183,7 +183,10 @@ impl Resource for File {
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
         let mut drift = Drift::none();
         // One resolution of the directory for all of it: the no-op check of a file costs this.
-        let seen = host.file_state(&self.path, self.present && self.content != Content::Unmanaged)?;
+        let seen = host.file_state(
+            &self.path,
+            self.present && self.content != Content::Unmanaged,
+        )?;
         let meta = seen.meta;
         refuse_non_regular(host, &self.path, meta.as_ref())?;
         if !self.present {

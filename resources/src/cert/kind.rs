@@ -400,6 +400,23 @@ impl Cert {
                 },
             },
         };
+        // A chain file beside a fullchain holds the same intermediates (certbot's chain.pem,
+        // what tend writes): a stale one is what OCSP stapling and some clients are given.
+        if let (Some(extra), true) = (&extra_chain, chain.len() > 1) {
+            let same = extra.len() == chain.len() - 1
+                && extra.iter().zip(&chain[1..]).all(|(a, b)| a.der == b.der);
+            if !same {
+                let p = self.chain.as_deref().unwrap_or(Path::new(""));
+                drift.push(
+                    Change::new("chain", Some("mismatch"), Some("the certificate's chain"))
+                        .described(format!(
+                            "chain {} does not hold the intermediates of {}",
+                            self.shown(p),
+                            self.shown(&self.cert)
+                        )),
+                );
+            }
+        }
         // The chain as served: the certificate file's own chain (fullchain), else the chain file.
         let mut full = chain.clone();
         if full.len() == 1 {
@@ -412,6 +429,74 @@ impl Cert {
                 Change::new("chain", Some("broken"), Some("verifying"))
                     .described(format!("chain does not verify: {e}")),
             );
+        }
+        Ok(())
+    }
+
+    /// The files on the host and the attributes each must have: the certificate and chain
+    /// with the declared `mode` (when given), the key 0600; all with the declared owner and group.
+    fn attr_targets(&self) -> Vec<(&'static str, &Path, Ownership)> {
+        if !matches!(self.location, Location::Host) {
+            return Vec::new();
+        }
+        let key_attrs = Ownership {
+            mode: Some(0o600),
+            ..self.attrs.clone()
+        };
+        let mut v = vec![("cert", self.cert.as_path(), self.attrs.clone())];
+        if let Some(k) = &self.key {
+            v.push(("key", k.as_path(), key_attrs));
+        }
+        if let Some(c) = &self.chain {
+            v.push(("chain", c.as_path(), self.attrs.clone()));
+        }
+        v
+    }
+
+    /// Modes and owners of the certificate's files, as `file` checks them (`cert.mode`,
+    /// `key.owner`, …). A key tend wrote is 0600 whatever the manifest says.
+    fn check_attrs(&self, host: &Probe, drift: &mut Drift) -> Result<(), ResourceError> {
+        let audited_key_free =
+            matches!(self.provider, Provider::Audit) && self.attrs == Ownership::default();
+        if audited_key_free {
+            return Ok(());
+        }
+        for (what, path, want) in self.attr_targets() {
+            let Some(meta) = host.metadata(path)? else {
+                continue;
+            };
+            let mut d = Drift::none();
+            want.check(host, &meta, &mut d)?;
+            for mut c in d.changes {
+                c.description = format!("{what} {}: {}", path.display(), c.description);
+                c.field = format!("{what}.{}", c.field);
+                drift.push(c);
+            }
+        }
+        Ok(())
+    }
+
+    fn fix_attrs(&self, host: &Mutate, drift: &Drift) -> Result<(), ResourceError> {
+        for (what, path, want) in self.attr_targets() {
+            let touched: Vec<&str> = drift
+                .changes
+                .iter()
+                .filter_map(|c| {
+                    attr_field(&c.field)
+                        .filter(|(w, _)| *w == what)
+                        .map(|(_, f)| f)
+                })
+                .collect();
+            if touched.is_empty() {
+                continue;
+            }
+            let ids = want.resolve(host)?;
+            let uid = ids.uid.filter(|_| touched.contains(&"owner"));
+            let gid = ids.gid.filter(|_| touched.contains(&"group"));
+            let mode = ids
+                .mode
+                .filter(|_| touched.contains(&"mode") || uid.is_some() || gid.is_some());
+            host.set_attrs(path, uid, gid, mode)?;
         }
         Ok(())
     }
@@ -459,6 +544,13 @@ impl Cert {
         }
         Ok(applied)
     }
+}
+
+/// `cert.mode` → (`cert`, `mode`): a change of one file's attributes.
+fn attr_field(field: &str) -> Option<(&str, &str)> {
+    let (what, f) = field.split_once('.')?;
+    (matches!(what, "cert" | "key" | "chain") && matches!(f, "mode" | "owner" | "group"))
+        .then_some((what, f))
 }
 
 /// The PEM blocks of a file, each with its END line.
@@ -520,6 +612,7 @@ impl Resource for Cert {
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
         let mut drift = Drift::none();
         self.inspect(host, &mut drift).await?;
+        self.check_attrs(host, &mut drift)?;
         Ok(drift)
     }
 
@@ -528,6 +621,12 @@ impl Resource for Cert {
     }
 
     async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError> {
+        // Only modes and owners differ: fixed in place, nothing renewed (an audited
+        // certificate's files too: that is not a renewal).
+        if drift.changes.iter().all(|c| attr_field(&c.field).is_some()) {
+            self.fix_attrs(host, drift)?;
+            return Ok(Applied::default());
+        }
         match &self.provider {
             Provider::Audit => {
                 let why: Vec<&str> = drift

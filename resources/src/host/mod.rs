@@ -372,7 +372,9 @@ impl Probe {
             }
         };
         let f = File::from(fd);
-        let meta = f.metadata().map_err(|e| HostError::new("inspect", real(), e))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| HostError::new("inspect", real(), e))?;
         let content = if want_content && meta.is_file() {
             if meta.len() > MAX_READ {
                 return Err(HostError::new(
@@ -380,7 +382,10 @@ impl Probe {
                     real(),
                     io::Error::new(
                         io::ErrorKind::FileTooLarge,
-                        format!("{} bytes is more than the {MAX_READ} bytes tend reads of one file", meta.len()),
+                        format!(
+                            "{} bytes is more than the {MAX_READ} bytes tend reads of one file",
+                            meta.len()
+                        ),
                     ),
                 ));
             }

@@ -79,6 +79,18 @@ refresh_only = true
     );
     assert_eq!(sb.read("/reloads"), "reloaded\n");
 
+    // A chain file that no longer holds the fullchain's intermediates is named, in plan.
+    let good_chain = sb.read("/etc/ssl/site/chain.pem");
+    let leaf_only = sb
+        .read("/etc/ssl/site/fullchain.pem")
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .expect("leaf")
+        .to_string();
+    sb.write("/etc/ssl/site/chain.pem", &leaf_only);
+    assert_eq!(changed_fields(&sb.plan_json(), "cert.site"), ["chain"]);
+    sb.write("/etc/ssl/site/chain.pem", &good_chain);
+
     // A certificate inside the renewal window (made with openssl: 5 days left).
     let k = sb.path("/etc/ssl/site/privkey.pem");
     let c = sb.path("/etc/ssl/site/fullchain.pem");
@@ -306,4 +318,28 @@ fn acme_standalone_answers_the_challenge_itself() {
         "the challenge listener is closed after the order"
     );
     assert_eq!(sb.apply().code, 0);
+}
+
+#[test]
+fn a_certificates_modes_and_owners_are_checked_and_fixed_in_place() {
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        "[cert.internal]\nnames = [\"internal.tend.test\"]\ncert = \"/etc/ssl/internal/cert.pem\"\nkey = \"/etc/ssl/internal/key.pem\"\nprovider = \"self_signed\"\ndays = 90\nmode = \"0640\"\ngroup = \"0\"\n",
+    );
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.mode("/etc/ssl/internal/cert.pem"), 0o640);
+    assert_eq!(sb.apply().code, 0);
+    // Loosened by hand: named, and fixed in place without a new certificate.
+    let before = sb.read("/etc/ssl/internal/cert.pem");
+    sb.set_mode("/etc/ssl/internal/key.pem", 0o644);
+    sb.set_mode("/etc/ssl/internal/cert.pem", 0o666);
+    let plan = sb.plan_json();
+    let mut fields = changed_fields(&plan, "cert.internal");
+    fields.sort();
+    assert_eq!(fields, ["cert.mode", "key.mode"]);
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.mode("/etc/ssl/internal/key.pem"), 0o600);
+    assert_eq!(sb.mode("/etc/ssl/internal/cert.pem"), 0o640);
+    assert_eq!(sb.read("/etc/ssl/internal/cert.pem"), before, "not renewed");
+    assert_eq!(sb.plan_json()["exit_code"], 0);
 }
