@@ -23,14 +23,17 @@ fn paint(style: &Style, code: &str, text: &str) -> String {
 }
 
 fn marker(r: &ResourceReport) -> (&'static str, &'static str) {
-    let creates = r
-        .changes
-        .iter()
-        .any(|c| c.field == "state" && c.new.as_deref() == Some("present"));
-    let removes = r
-        .changes
-        .iter()
-        .any(|c| c.field == "state" && c.new.as_deref() == Some("absent"));
+    use tend_resources::Action;
+    // From the changes' typed actions: a resource whose changes all create is `+`, all delete
+    // is `-`; anything mixed or in place is `~`.
+    let all = |a: Action| {
+        !r.changes.is_empty()
+            && r.changes
+                .iter()
+                .all(|c| c.action == a || c.action == Action::Note)
+    };
+    let creates = all(Action::Create) && r.changes.iter().any(|c| c.action == Action::Create);
+    let removes = all(Action::Delete) && r.changes.iter().any(|c| c.action == Action::Delete);
     match r.status {
         Status::WouldChange | Status::Changed if creates => ("+", "32"),
         Status::WouldChange | Status::Changed if removes => ("-", "31"),

@@ -7,11 +7,32 @@
 use serde::Serialize;
 use similar::TextDiff;
 
+/// What a change does, for machines and for the printer's markers: typed, never read back out
+/// of a description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Something is made that was not there (a file, a container, a certificate).
+    Create,
+    /// Something there is changed in place.
+    Update,
+    /// Something there is removed.
+    Delete,
+    /// Something there is replaced by a new one (a container recreated).
+    Recreate,
+    /// A command runs.
+    Run,
+    /// Anything else worth saying (a leftover temporary removed, a restart).
+    Note,
+}
+
 /// One difference between the host and the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
     /// The field of the resource this change is about (`content`, `mode`, `state`, a key name…).
     pub field: String,
+    /// What it does.
+    pub action: Action,
     /// One line for a human: "mode 0644 → 0600", "create", "remove".
     pub description: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,8 +61,20 @@ impl Change {
             (Some(o), None) => format!("{field}: {o} → (none)"),
             (None, None) => field.clone(),
         };
+        // The usual spellings of "there is nothing" on either side; anything else is an update
+        // unless the provider says otherwise with [`Change::with_action`].
+        let nothing = |v: &Option<String>| {
+            v.as_deref()
+                .is_some_and(|v| matches!(v, "absent" | "missing"))
+        };
+        let action = match (nothing(&old), nothing(&new)) {
+            (true, false) => Action::Create,
+            (false, true) => Action::Delete,
+            _ => Action::Update,
+        };
         Change {
             field,
+            action,
             description,
             old,
             new,
@@ -54,6 +87,7 @@ impl Change {
     pub fn note(field: impl Into<String>, description: impl Into<String>) -> Change {
         Change {
             field: field.into(),
+            action: Action::Note,
             description: description.into(),
             old: None,
             new: None,
@@ -66,12 +100,19 @@ impl Change {
     pub fn sensitive(field: impl Into<String>, description: impl Into<String>) -> Change {
         Change {
             field: field.into(),
+            action: Action::Update,
             description: description.into(),
             old: None,
             new: None,
             diff: None,
             sensitive: true,
         }
+    }
+
+    /// The same change, doing `action`.
+    pub fn with_action(mut self, action: Action) -> Change {
+        self.action = action;
+        self
     }
 
     /// The same change with another one-line description.

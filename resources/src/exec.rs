@@ -286,8 +286,10 @@ impl Resource for Exec {
             Some(why) => {
                 let c = if self.command.sensitive {
                     Change::sensitive("command", format!("run (sensitive): {why}"))
+                        .with_action(crate::Action::Run)
                 } else {
                     Change::note("command", format!("run `{}`: {why}", self.command.shown()))
+                        .with_action(crate::Action::Run)
                 };
                 vec![c].into()
             }

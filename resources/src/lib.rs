@@ -39,7 +39,7 @@ pub mod process;
 pub mod resource;
 pub mod spec;
 
-pub use change::{Change, Drift, REDACTED};
+pub use change::{Action, Change, Drift, REDACTED};
 pub use host::{HostError, Mutate, Probe};
 pub use resource::{Applied, Kind, Resource, ResourceError, UnknownClass};
 pub use spec::{BuildContext, Fields, SpecError};

@@ -680,6 +680,7 @@ impl Resource for Compose {
                         Some("running"),
                         Some("recreated"),
                     )
+                    .with_action(crate::Action::Recreate)
                     .described(format!(
                         "service {service}: recreate ({})",
                         reasons.join("; ")

@@ -15,6 +15,7 @@ mod file;
 mod git;
 mod hardening;
 mod nginx;
+mod output;
 mod secrets;
 mod security;
 mod unattended;
