@@ -203,43 +203,44 @@ fn armored(key: &[u8]) -> bool {
     key.starts_with(b"-----BEGIN PGP")
 }
 
-/// Primary-key fingerprints of the keys in `key`, read with `gpg --show-keys` (nothing imported).
-fn fingerprints(key: &[u8]) -> Result<Vec<String>, ResourceError> {
-    let home = std::env::temp_dir().join(format!("tend-gpg-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir(&home).map_err(|e| crate::HostError::new("create", home.clone(), e))?;
-    let file = home.join("key");
-    let result = (|| {
-        std::fs::write(&file, key).map_err(|e| crate::HostError::new("write", file.clone(), e))?;
-        let out = std::process::Command::new("gpg")
-            .args(["--batch", "--quiet", "--with-colons", "--show-keys"])
-            .arg(&file)
-            .env("GNUPGHOME", &home)
-            .output()
-            .map_err(|e| ResourceError::Failed(format!("cannot run gpg to read the key: {e}")))?;
-        if !out.status.success() {
-            return Err(ResourceError::Failed(format!(
-                "the key is not an OpenPGP public key: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut fprs = Vec::new();
-        let mut after_pub = false;
-        for line in text.lines() {
-            let fields: Vec<&str> = line.split(':').collect();
-            match fields.first() {
-                Some(&"pub") => after_pub = true,
-                Some(&"fpr") if after_pub => {
-                    fprs.push(fields.get(9).unwrap_or(&"").to_string());
-                    after_pub = false;
-                }
-                _ => {}
+/// Primary-key fingerprints of the keys in `key`, read with `gpg --show-keys` (nothing imported),
+/// in a private GNUPGHOME that is removed after: a read-only probe, run like every process tend
+/// starts (its own group, a time limit), never blocking a worker.
+async fn fingerprints(key: &[u8]) -> Result<Vec<String>, ResourceError> {
+    let home = tempfile::Builder::new()
+        .prefix("tend-gpg-")
+        .tempdir()
+        .map_err(|e| ResourceError::Failed(format!("cannot make a temporary GNUPGHOME: {e}")))?;
+    let file = home.path().join("key");
+    std::fs::write(&file, key).map_err(|e| crate::HostError::new("write", file.clone(), e))?;
+    let mut cmd = tokio::process::Command::new("gpg");
+    cmd.args(["--batch", "--quiet", "--with-colons", "--show-keys"])
+        .arg(&file)
+        .env("GNUPGHOME", home.path());
+    let out = crate::process::capture(cmd, std::time::Duration::from_secs(30))
+        .await
+        .map_err(|e| ResourceError::Failed(format!("cannot run gpg to read the key: {e}")))?;
+    if !out.status.success() {
+        return Err(ResourceError::Failed(format!(
+            "the key is not an OpenPGP public key: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut fprs = Vec::new();
+    let mut after_pub = false;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        match fields.first() {
+            Some(&"pub") => after_pub = true,
+            Some(&"fpr") if after_pub => {
+                fprs.push(fields.get(9).unwrap_or(&"").to_string());
+                after_pub = false;
             }
+            _ => {}
         }
-        Ok(fprs)
-    })();
-    let _ = std::fs::remove_dir_all(&home);
-    result
+    }
+    Ok(fprs)
 }
 
 impl AptRepo {
@@ -270,11 +271,11 @@ impl AptRepo {
         s
     }
 
-    fn verify(&self, key: &[u8]) -> Result<(), ResourceError> {
+    async fn verify(&self, key: &[u8]) -> Result<(), ResourceError> {
         let Some(want) = &self.fingerprint else {
             return Ok(());
         };
-        let found = fingerprints(key)?;
+        let found = fingerprints(key).await?;
         if !found.iter().any(|f| f == want) {
             return Err(ResourceError::Failed(format!(
                 "the key's fingerprint is {}, expected {want}; nothing was written",
@@ -311,16 +312,16 @@ impl AptRepo {
     }
 
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, ResourceError> {
-        let out = tokio::process::Command::new("curl")
-            .args([
-                "-fsSL",
-                "--max-time",
-                "60",
-                "--proto",
-                "=https,http,file",
-                url,
-            ])
-            .output()
+        let mut cmd = tokio::process::Command::new("curl");
+        cmd.args([
+            "-fsSL",
+            "--max-time",
+            "60",
+            "--proto",
+            "=https,http,file",
+            url,
+        ]);
+        let out = crate::process::capture(cmd, std::time::Duration::from_secs(90))
             .await
             .map_err(|e| ResourceError::Failed(format!("cannot run curl to fetch the key: {e}")))?;
         if !out.status.success() {
@@ -349,7 +350,7 @@ impl Resource for AptRepo {
         let keyring = match (&self.key, &current) {
             (Key::Url(url), Some((path, bytes))) => {
                 // A key already installed with the right fingerprint: no need to fetch it.
-                if self.verify(bytes).is_err() {
+                if self.verify(bytes).await.is_err() {
                     drift.push(Change::note(
                         "key",
                         format!(
@@ -374,7 +375,7 @@ impl Resource for AptRepo {
                 let want = self.desired_key(host)?.unwrap_or_default();
                 let path = self.keyring(if armored(&want) { "asc" } else { "gpg" });
                 if current.as_ref().map(|(p, b)| (p, b)) != Some((&path, &want)) {
-                    self.verify(&want)?;
+                    self.verify(&want).await?;
                     drift.push(Change::new(
                         "key",
                         current.as_ref().map(|(p, _)| p.display().to_string()),
@@ -411,7 +412,7 @@ impl Resource for AptRepo {
                 _ => self.desired_key(host)?.unwrap_or_default(),
             };
             // Nothing is written unless the key is the one the manifest names.
-            self.verify(&bytes)?;
+            self.verify(&bytes).await?;
             let path = self.keyring(if armored(&bytes) { "asc" } else { "gpg" });
             host.create_parents(&path)?;
             if let Some((old, _)) = self.current_key(host)? {

@@ -35,6 +35,17 @@ pub enum RunError {
     Interrupted,
 }
 
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Spawn(e) => write!(f, "cannot start it: {e}"),
+            RunError::Timeout => f.write_str("it ran past its time limit and was killed"),
+            RunError::Wait(e) => write!(f, "waiting for it failed: {e}"),
+            RunError::Interrupted => f.write_str("tend was asked to stop"),
+        }
+    }
+}
+
 /// Set once when tend is asked to stop (first SIGTERM/SIGINT/SIGHUP).
 static STOP: LazyLock<watch::Sender<bool>> = LazyLock::new(|| watch::channel(false).0);
 
