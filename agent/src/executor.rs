@@ -453,7 +453,7 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
             started,
         };
     }
-    let checked = resource.check(host.probe()).await;
+    let checked = resource.check_for_apply(host).await;
     if let Ok(drift) = &checked {
         report.observed = drift.observed.clone();
     }
@@ -527,7 +527,7 @@ async fn verify_and_refresh(
         started,
     } = state;
     if applied {
-        let rechecked = resource.check(host.probe()).await;
+        let rechecked = resource.check_for_apply(host).await;
         if let Ok(rest) = &rechecked {
             report.observed = rest.observed.clone();
         }

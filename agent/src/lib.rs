@@ -422,6 +422,8 @@ fn engine(
             &journal.pending(),
         )),
         Some(a) => {
+            // The engine's apply path: the one place a run gets a handle that can write.
+            #[allow(clippy::disallowed_methods)]
             let host = Mutate::new(probe).keep_backups(a.keep_backups);
             runtime.block_on(executor::apply(
                 &m,
@@ -538,6 +540,8 @@ fn restore(args: &cli::RestoreArgs, quiet: bool) -> Result<i32, StartError> {
     let _lock = state::RunLock::acquire(&state_dir, Duration::ZERO)?;
     let content = std::fs::read(store.blob(&chosen.sha256))
         .map_err(|e| StartError::Other(format!("cannot read backup {}: {e}", chosen.sha256)))?;
+    // `tend restore` is an operator's explicit write, under the run lock.
+    #[allow(clippy::disallowed_methods)]
     let host = Mutate::new(probe);
     let meta = host
         .metadata(&args.path)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::host::Probe;
+use crate::host::{Mutate, Probe};
 use crate::resource::ResourceError;
 
 /// How long apt may wait for another process's dpkg lock.
@@ -31,32 +31,21 @@ pub fn pending_sources(host: &Probe) -> Vec<String> {
 }
 
 /// Record that `sources` (a host path) changed: its lists must be fetched.
-pub fn mark_sources_changed(host: &Probe, sources: &Path) -> Result<(), ResourceError> {
+pub fn mark_sources_changed(host: &Mutate, sources: &Path) -> Result<(), ResourceError> {
     let mut pending = pending_sources(host);
     let s = sources.display().to_string();
     if !pending.contains(&s) {
         pending.push(s);
     }
-    let dir = host.state_dir();
-    std::fs::create_dir_all(dir)
-        .map_err(|e| crate::HostError::new("create", dir.to_path_buf(), e))?;
-    crate::host::write_private_file(
+    crate::host::write_state_file(
         &marker(host),
-        format!(
-            "{}
-",
-            pending.join(
-                "
-"
-            )
-        )
-        .as_bytes(),
+        format!("{}\n", pending.join("\n")).as_bytes(),
     )?;
     Ok(())
 }
 
-pub fn clear_marker(host: &Probe) {
-    let _ = std::fs::remove_file(marker(host));
+pub fn clear_marker(host: &Mutate) {
+    let _ = host.remove_state_file(&marker(host));
 }
 
 /// Newest modification time of the package lists, if any.
@@ -174,6 +163,7 @@ pub fn common_options() -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests prepare their sandboxes directly
 mod tests {
     use super::*;
 

@@ -200,15 +200,20 @@ impl Exec {
         }
     }
 
-    /// Whether the command needs to run, by its guards.
-    async fn needed(&self, host: &Probe) -> Result<Option<String>, ResourceError> {
+    /// Whether the command needs to run, by its guards. `may_run_guards`: the caller holds a
+    /// `Mutate` (apply), or the guards are declared read-only.
+    async fn needed(
+        &self,
+        host: &Probe,
+        may_run_guards: bool,
+    ) -> Result<Option<String>, ResourceError> {
         if let Some(p) = &self.creates {
             if host.metadata(p)?.is_some() {
                 return Ok(None);
             }
         }
         let guards = self.unless.is_some() || self.onlyif.is_some();
-        if guards && host.dry_run() && !self.readonly_guards {
+        if guards && !may_run_guards && !self.readonly_guards {
             return Err(ResourceError::Unknown {
                 class: crate::UnknownClass::GuardNotRun,
                 why: "unknown: guard not run in plan (set readonly_guards = true if unless/onlyif change nothing)".into(),
@@ -275,13 +280,12 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
-#[async_trait]
-impl Resource for Exec {
-    async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
+impl Exec {
+    async fn drift(&self, host: &Probe, may_run_guards: bool) -> Result<Drift, ResourceError> {
         if self.refresh_only {
             return Ok(Drift::none());
         }
-        Ok(match self.needed(host).await? {
+        Ok(match self.needed(host, may_run_guards).await? {
             None => Drift::none(),
             Some(why) => {
                 let c = if self.command.sensitive {
@@ -294,6 +298,18 @@ impl Resource for Exec {
                 vec![c].into()
             }
         })
+    }
+}
+
+#[async_trait]
+impl Resource for Exec {
+    async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
+        self.drift(host, false).await
+    }
+
+    /// Apply may run guards: it holds a `Mutate`.
+    async fn check_for_apply(&self, host: &Mutate) -> Result<Drift, ResourceError> {
+        self.drift(host.probe(), true).await
     }
 
     async fn apply(&self, host: &Mutate, _drift: &Drift) -> Result<Applied, ResourceError> {

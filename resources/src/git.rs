@@ -508,11 +508,14 @@ impl Spec {
         )
     }
 
-    fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
-        match self.check_inner(host) {
+    /// `plan`: a remote that does not answer makes the check an honest unknown (or, with
+    /// nothing checked out yet, a clone whose commit is unknown). Apply's check fails instead:
+    /// it cannot clone or fetch from a remote it cannot reach.
+    fn check(&self, host: &Probe, plan: bool) -> Result<Drift, ResourceError> {
+        match self.check_inner(host, plan) {
             // Plan cannot know where the ref points without the remote: an honest unknown
             // (the network may be back by the time apply runs, which then fails if it is not).
-            Err(ResourceError::Failed(m)) if host.dry_run() && m.starts_with(UNREACHABLE) => {
+            Err(ResourceError::Failed(m)) if plan && m.starts_with(UNREACHABLE) => {
                 Err(ResourceError::Unknown {
                     class: crate::UnknownClass::Unreachable,
                     why: format!("unknown: {m}"),
@@ -522,7 +525,7 @@ impl Spec {
         }
     }
 
-    fn check_inner(&self, host: &Probe) -> Result<Drift, ResourceError> {
+    fn check_inner(&self, host: &Probe, plan: bool) -> Result<Drift, ResourceError> {
         // Every component vetted (no symlink another user planted) before libgit2 gets a path.
         let real = host
             .resolved(&self.path)?
@@ -535,7 +538,7 @@ impl Spec {
             let mut notes = Vec::new();
             let target = match self.desired(None, &mut notes) {
                 // Nothing is there: the clone is certain drift, only its commit is unknown.
-                Err(ResourceError::Failed(m)) if host.dry_run() && m.starts_with(UNREACHABLE) => {
+                Err(ResourceError::Failed(m)) if plan && m.starts_with(UNREACHABLE) => {
                     drift.push(Change {
                         description: format!(
                             "clone {} at {} (commit unknown: {m})",
@@ -838,6 +841,8 @@ impl Spec {
     }
 }
 
+// A checkout tend just cloned or fetched, walked without following symlinks (lchown); libgit2 owns the tree's layout. Not fd-based yet: see docs/security.md.
+#[allow(clippy::disallowed_methods)]
 fn chown_tree(dir: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<(), ResourceError> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -866,23 +871,11 @@ impl Resource for Git {
     }
 
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
-        let spec = self.spec.clone();
-        let host = host.clone();
-        let result = tokio::task::spawn_blocking(move || spec.check(&host))
-            .await
-            .map_err(|e| failed(format!("the git check died: {e}")))?;
-        let scrub = |t: &str| scrub_credentials(t, &self.spec.url);
-        match result {
-            Ok(mut drift) => {
-                for c in &mut drift.changes {
-                    c.description = scrub(&c.description);
-                    c.old = c.old.as_deref().map(scrub);
-                    c.new = c.new.as_deref().map(scrub);
-                }
-                Ok(drift)
-            }
-            Err(e) => Err(scrub_error(e, &self.spec.url)),
-        }
+        self.checked(host, true).await
+    }
+
+    async fn check_for_apply(&self, host: &Mutate) -> Result<Drift, ResourceError> {
+        self.checked(host.probe(), false).await
     }
 
     async fn apply(&self, host: &Mutate, _drift: &Drift) -> Result<Applied, ResourceError> {
@@ -897,6 +890,28 @@ impl Resource for Git {
                     *n = scrub_credentials(n, &self.spec.url);
                 }
                 Ok(done)
+            }
+            Err(e) => Err(scrub_error(e, &self.spec.url)),
+        }
+    }
+}
+
+impl Git {
+    async fn checked(&self, host: &Probe, plan: bool) -> Result<Drift, ResourceError> {
+        let spec = self.spec.clone();
+        let host = host.clone();
+        let result = tokio::task::spawn_blocking(move || spec.check(&host, plan))
+            .await
+            .map_err(|e| failed(format!("the git check died: {e}")))?;
+        let scrub = |t: &str| scrub_credentials(t, &self.spec.url);
+        match result {
+            Ok(mut drift) => {
+                for c in &mut drift.changes {
+                    c.description = scrub(&c.description);
+                    c.old = c.old.as_deref().map(scrub);
+                    c.new = c.new.as_deref().map(scrub);
+                }
+                Ok(drift)
             }
             Err(e) => Err(scrub_error(e, &self.spec.url)),
         }

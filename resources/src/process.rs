@@ -8,6 +8,9 @@
 //! lock. A protected child (dpkg and apt mid-transaction) is never signalled: the stop waits for
 //! it, within its own time limit.
 
+// This module is the process seam: the one place that spawns.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::{LazyLock, Mutex};

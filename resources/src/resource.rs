@@ -73,8 +73,17 @@ pub trait Resource: Send + Sync + std::fmt::Debug {
         false
     }
 
-    /// Read the host and say what differs from the manifest. Never changes the host.
+    /// Read the host and say what differs from the manifest. Never changes the host: it is all
+    /// `plan` ever calls, with a handle that cannot write.
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError>;
+
+    /// The check apply makes, before and after applying: by default [`Resource::check`]. A kind
+    /// that can only know with a step plan must not take (an `exec` guard that may have effects)
+    /// or that keeps a record of what it saw (a compose project adopted as running) overrides
+    /// this — it is handed a `Mutate`, which plan never has.
+    async fn check_for_apply(&self, host: &Mutate) -> Result<Drift, ResourceError> {
+        self.check(host.probe()).await
+    }
 
     /// Change the host so that `drift` is gone.
     async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError>;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::keys;
-use crate::host::Probe;
+use crate::host::{Mutate, Probe};
 use crate::resource::ResourceError;
 
 pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -100,7 +100,7 @@ pub fn check_backoff(host: &Probe, cert_id: &str) -> Result<(), ResourceError> {
     Ok(())
 }
 
-fn record_failure(host: &Probe, cert_id: &str, error: &str) {
+fn record_failure(host: &Mutate, cert_id: &str, error: &str) {
     let path = state_file(host, "backoff", cert_id);
     let mut b: Backoff = std::fs::read(&path)
         .ok()
@@ -114,8 +114,8 @@ fn record_failure(host: &Probe, cert_id: &str, error: &str) {
     }
 }
 
-fn clear_failures(host: &Probe, cert_id: &str) {
-    let _ = std::fs::remove_file(state_file(host, "backoff", cert_id));
+fn clear_failures(host: &Mutate, cert_id: &str) {
+    let _ = host.remove_state_file(&state_file(host, "backoff", cert_id));
 }
 
 /// A CA error in words: the problem type and its detail when the CA sent one.
@@ -147,7 +147,7 @@ fn explain(e: instant_acme::Error) -> String {
     }
 }
 
-async fn account(host: &Probe, spec: &AcmeSpec) -> Result<Account, String> {
+async fn account(host: &Mutate, spec: &AcmeSpec) -> Result<Account, String> {
     let builder = || match &spec.ca_bundle {
         Some(pem) => Account::builder_with_root(pem).map_err(explain),
         None => Account::builder().map_err(explain),
@@ -255,7 +255,7 @@ async fn standalone(port: u16, answers: Answers) -> Result<Standalone, String> {
 
 /// Order a certificate for `names`; `cert_id` names its backoff record.
 pub async fn issue(
-    host: &Probe,
+    host: &Mutate,
     spec: &AcmeSpec,
     cert_id: &str,
     names: &[String],
@@ -275,7 +275,7 @@ pub async fn issue(
 }
 
 async fn order(
-    host: &Probe,
+    host: &Mutate,
     spec: &AcmeSpec,
     names: &[String],
     key_type: keys::KeyType,
@@ -307,12 +307,19 @@ async fn order(
             let token = challenge.token.clone();
             match &spec.challenge {
                 Challenge::Webroot(root) => {
-                    let dir = host.real(&root.join(".well-known/acme-challenge"));
-                    std::fs::create_dir_all(&dir)
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                    let file = dir.join(&token);
-                    std::fs::write(&file, &ka)
-                        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+                    // Through the host handle: the webroot may belong to a web server's user,
+                    // who must not be able to redirect root's write.
+                    let file = root.join(".well-known/acme-challenge").join(&token);
+                    host.create_parents(&file).map_err(|e| e.to_string())?;
+                    let attrs = crate::host::Attrs {
+                        mode: Some(0o644),
+                        uid: None,
+                        gid: None,
+                    };
+                    // Visible now, not at the end of the wave: the CA fetches it while we wait.
+                    host.immediate()
+                        .write_atomic(&file, ka.as_bytes(), attrs)
+                        .map_err(|e| e.to_string())?;
                     written.push(file);
                 }
                 Challenge::Standalone(_) => {
@@ -327,7 +334,7 @@ async fn order(
     let retry = RetryPolicy::new().timeout(Duration::from_secs(90));
     let status = order.poll_ready(&retry).await.map_err(explain);
     for f in &written {
-        let _ = std::fs::remove_file(f);
+        let _ = host.remove_file(f);
     }
     let status = status?;
     if status != OrderStatus::Ready {

@@ -160,7 +160,7 @@ impl Record {
         serde_json::from_slice(&bytes).ok()
     }
 
-    fn save(&self, host: &Probe, project: &str) -> Result<(), ResourceError> {
+    fn save(&self, host: &Mutate, project: &str) -> Result<(), ResourceError> {
         let path = Record::path(host, project);
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| ResourceError::Failed(format!("cannot record the project: {e}")))?;
@@ -168,8 +168,8 @@ impl Record {
         Ok(())
     }
 
-    fn forget(host: &Probe, project: &str) {
-        let _ = std::fs::remove_file(Record::path(host, project));
+    fn forget(host: &Mutate, project: &str) {
+        let _ = host.remove_state_file(&Record::path(host, project));
     }
 }
 
@@ -423,7 +423,7 @@ impl Compose {
 
     async fn record(
         &self,
-        host: &Probe,
+        host: &Mutate,
         project: &Project,
         cli: &Cli,
         version: Option<String>,
@@ -523,7 +523,7 @@ impl Compose {
     /// `up -d`, then the restarts and the wait; returns what the operator should read.
     async fn up(
         &self,
-        host: &Probe,
+        host: &Mutate,
         restart_unhealthy: &[String],
         refresh: &Refresh,
     ) -> Result<Applied, ResourceError> {
@@ -700,10 +700,23 @@ impl Resource for Compose {
                 );
             }
         }
-        if drift.is_empty() && !host.dry_run() {
-            // Running as declared (started by hand, or by an older record): adopt it, so the
-            // next check takes the fast path.
-            self.record(host, &project, cli, None).await?;
+        Ok(drift)
+    }
+
+    /// Running as declared (started by hand, or by an older record): apply adopts it, so the
+    /// next check takes the fast path. A record is a write: only with a `Mutate`.
+    async fn check_for_apply(&self, host: &Mutate) -> Result<Drift, ResourceError> {
+        let drift = self.check(host.probe()).await?;
+        if drift.is_empty() && self.up {
+            let project =
+                compose_files::read(host, &self.dir, &self.files, self.project.as_deref())?;
+            let cli = compose_cli::find().await?;
+            let fingerprint = self.fingerprint(host, &project, cli);
+            let current =
+                Record::load(host, &project.name).is_some_and(|r| r.fingerprint == fingerprint);
+            if !current {
+                self.record(host, &project, cli, None).await?;
+            }
         }
         Ok(drift)
     }
@@ -734,7 +747,7 @@ impl Resource for Compose {
 }
 
 impl Compose {
-    async fn down(&self, host: &Probe) -> Result<Applied, ResourceError> {
+    async fn down(&self, host: &Mutate) -> Result<Applied, ResourceError> {
         let project = compose_files::read(host, &self.dir, &self.files, self.project.as_deref())?;
         let cli = compose_cli::find().await?;
         let (real_files, dir) = self.real_paths(host, &project)?;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
@@ -203,7 +203,7 @@ impl Invocation<'_> {
 
 /// `2.29.1` or `1.29.2`: asked of the CLI itself (the slow path only).
 pub async fn version(cli: &Cli) -> String {
-    let mut c = match &cli.flavour {
+    let c = match &cli.flavour {
         Flavour::V2 { docker, .. } => {
             let mut c = tokio::process::Command::new(docker);
             c.args(["compose", "version", "--short"]);
@@ -215,9 +215,8 @@ pub async fn version(cli: &Cli) -> String {
             c
         }
     };
-    c.stdin(Stdio::null()).kill_on_drop(true);
-    match tokio::time::timeout(Duration::from_secs(30), c.output()).await {
-        Ok(Ok(o)) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+    match crate::process::capture(c, Duration::from_secs(30)).await {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         _ => "unknown".into(),
     }
 }

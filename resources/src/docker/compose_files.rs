@@ -242,6 +242,7 @@ pub fn digest_of<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Str
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests prepare their sandboxes directly
 mod tests {
     use super::*;
 

@@ -7,6 +7,9 @@
 //! symlink another user could have planted ([`walk`]); every operation after that acts on the fds
 //! the resolution opened. Every error names the operation and the path.
 
+// This module is the filesystem seam: the std::fs calls and the Mutate constructor live here.
+#![allow(clippy::disallowed_methods)]
+
 mod backup;
 mod walk;
 
@@ -57,7 +60,6 @@ pub const MAX_READ: u64 = 1 << 30;
 #[derive(Debug, Clone)]
 pub struct Probe {
     inner: Arc<ProbeInner>,
-    dry_run: bool,
 }
 
 #[derive(Debug)]
@@ -94,19 +96,12 @@ impl Probe {
                 group: OnceLock::new(),
                 root_fd: OnceLock::new(),
             }),
-            dry_run: true,
         }
     }
 
     /// `ab12…`: a fingerprint of a secret value that shows it changed without revealing it.
     pub fn fingerprint(&self, value: &[u8]) -> String {
         crate::fingerprint::short(&self.inner.fingerprint_key, value)
-    }
-
-    /// True in `plan`: providers must not run anything whose effects they cannot vouch for
-    /// (an `exec` guard not declared read-only, say).
-    pub fn dry_run(&self) -> bool {
-        self.dry_run
     }
 
     pub fn root(&self) -> &Path {
@@ -552,10 +547,7 @@ impl Mutate {
     /// Only the engine calls this, in apply mode.
     pub fn new(probe: Probe) -> Mutate {
         Mutate {
-            probe: Probe {
-                dry_run: false,
-                ..probe
-            },
+            probe,
             keep_backups: DEFAULT_KEEP_BACKUPS,
             batch: None,
         }
@@ -569,6 +561,15 @@ impl Mutate {
     pub fn batched(mut self) -> Mutate {
         self.batch = Some(Arc::new(Batch::default()));
         self
+    }
+
+    /// The same handle writing at once, outside any batch: for a file another program must see
+    /// before the wave ends (an ACME challenge the CA fetches while tend waits).
+    pub fn immediate(&self) -> Mutate {
+        Mutate {
+            batch: None,
+            ..self.clone()
+        }
     }
 
     /// Make the batch's writes durable and visible. Returns what failed (those targets keep their
@@ -629,6 +630,14 @@ impl Mutate {
             }
         }
         errors
+    }
+
+    /// Remove one of tend's own files (a real path in the state directory) when it is there.
+    pub fn remove_state_file(&self, real: &Path) -> HostResult<()> {
+        match std::fs::symlink_metadata(real) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            _ => Mutate::new(Probe::new("/", self.state_dir())).remove_file(real),
+        }
     }
 
     /// How many backups to keep per path (older ones are pruned).

@@ -207,14 +207,22 @@ impl Resource for NginxSite {
         vec![self.path.clone()]
     }
 
+    /// Plan also says whether the host's nginx would accept the new site: a drift apply would
+    /// refuse is a failure now, not a surprise then.
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
         let (site, file) = self.resolved().await?;
         let drift = file.check(host).await?;
         let content_changes = drift.touches("content") || drift.touches("state");
-        if content_changes && host.dry_run() && self.validator == Validator::Host {
+        if content_changes && self.validator == Validator::Host {
             validate::check(&site, &self.validator).await?;
         }
         Ok(drift)
+    }
+
+    /// Apply validates in `apply`, just before the live file is replaced.
+    async fn check_for_apply(&self, host: &Mutate) -> Result<Drift, ResourceError> {
+        let (_, file) = self.resolved().await?;
+        file.check(host.probe()).await
     }
 
     async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError> {
