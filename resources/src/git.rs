@@ -206,30 +206,12 @@ impl Spec {
         });
         let mut last = Instant::now();
         let label = self.path.display().to_string();
-        // A progress bar on a terminal; periodic log lines otherwise (timers, CI, pipes).
-        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} objects")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar.set_message(format!("fetching {label}"));
-            bar
-        });
+        // Progress as log lines (the agent's -v shows them, -q hides them); a library draws no
+        // bar of its own. The run's heartbeat says a long clone is alive either way.
         cb.transfer_progress(move |p| {
-            match &bar {
-                Some(bar) => {
-                    bar.set_length(p.total_objects() as u64);
-                    bar.set_position(p.received_objects() as u64);
-                    if p.total_objects() > 0 && p.indexed_objects() == p.total_objects() {
-                        bar.finish_and_clear();
-                    }
-                }
-                None if last.elapsed() >= Duration::from_secs(2) => {
-                    last = Instant::now();
-                    tracing::info!(checkout = %label, "received {}/{} objects ({} KiB)", p.received_objects(), p.total_objects(), p.received_bytes() / 1024);
-                }
-                None => {}
+            if last.elapsed() >= Duration::from_secs(2) {
+                last = Instant::now();
+                tracing::info!(checkout = %label, "received {}/{} objects ({} KiB)", p.received_objects(), p.total_objects(), p.received_bytes() / 1024);
             }
             true
         });
