@@ -1,0 +1,289 @@
+//! `plan` and `apply`: the run itself — load, lock, check (and apply), report — and the records
+//! it leaves (`--report`, `--metrics`, `last-run.json`), also when it could not start.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::cli::{self, Cli, Format, RunArgs};
+use crate::report::{self, ManifestInfo, Mode, Report, Summary};
+use crate::secrets::{Redactor, SecretMode};
+use crate::signals::watch_signals;
+use crate::{
+    absolute, color_wanted, executor, graph, journal, load, output, printer, root_of, state,
+    state_dir_of, StartError,
+};
+use tend_resources::{Mutate, Probe};
+
+/// What a run writes besides stdout: `--report`, `--metrics` and (apply) `last-run.json`.
+pub(crate) struct Records<'a> {
+    report: Option<&'a Path>,
+    metrics: Option<&'a Path>,
+    /// Where `last-run.json` goes (apply only).
+    last_run: Option<&'a Path>,
+}
+
+impl Records<'_> {
+    /// Write every requested record; what could not be written is said on stderr and makes the
+    /// run a failure (the caller adds the failure bit).
+    fn write(&self, report: &Report, json: &str) -> bool {
+        let mut ok = true;
+        if let Some(path) = self.report {
+            if let Err(e) = output::write_file(path, json.as_bytes(), 0o600) {
+                eprintln!("error: cannot write the report {}: {e}", path.display());
+                ok = false;
+            }
+        }
+        if let Some(path) = self.metrics {
+            if let Err(e) = output::write_file(path, report.to_metrics().as_bytes(), 0o644) {
+                eprintln!("error: cannot write the metrics {}: {e}", path.display());
+                ok = false;
+            }
+        }
+        if let Some(dir) = self.last_run {
+            // Never into a state directory tend does not trust (the run said why already), and
+            // never the first thing to create one: a host where apply never ran keeps none.
+            if dir.is_dir() && state::check_trusted(dir).is_ok() {
+                if let Err(e) = state::write_last_run(dir, json) {
+                    eprintln!(
+                        "error: cannot write last-run.json in the state directory {}: {e}",
+                        dir.display()
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+}
+
+pub(crate) fn run_engine(
+    cli: &Cli,
+    run: &RunArgs,
+    apply: Option<&cli::ApplyArgs>,
+) -> Result<i32, StartError> {
+    let started = Instant::now();
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let state_dir = state_dir_of(run);
+    let records = Records {
+        report: run.report.as_deref(),
+        metrics: run.metrics.as_deref(),
+        last_run: apply.map(|_| state_dir.as_path()),
+    };
+    match engine(cli, run, apply, &state_dir, started, &started_at, &records) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            // A run that cannot start leaves a record too: a fleet whose manifest broke must not
+            // keep showing the last good run's exit code.
+            let report = Report {
+                schema_version: report::SCHEMA_VERSION,
+                interrupted: false,
+                error: Some(e.to_string()),
+                tend_version: env!("CARGO_PKG_VERSION"),
+                mode: if apply.is_some() {
+                    Mode::Apply
+                } else {
+                    Mode::Plan
+                },
+                host: nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                root: root_of(&run.manifest).display().to_string(),
+                manifest: ManifestInfo {
+                    path: absolute(&run.manifest.manifest).display().to_string(),
+                    sha256: String::new(),
+                },
+                started_at,
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                exit_code: 1,
+                summary: Summary::default(),
+                resources: Vec::new(),
+            };
+            let json = report.to_json(&Redactor::new(Vec::new()));
+            records.write(&report, &json);
+            Err(e)
+        }
+    }
+}
+
+/// While an apply runs: a line on stderr at most every 30 s (`TEND_HEARTBEAT_SECS` changes
+/// the period, for tests) naming what is in flight, so a journal shows the run is alive.
+async fn heartbeat(progress: std::sync::Arc<executor::Progress>) {
+    let secs = std::env::var("TEND_HEARTBEAT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(30);
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(secs));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Some(what) = progress.describe_in_flight() {
+            eprintln!(
+                "tend: still applying after {}s: {what}",
+                started.elapsed().as_secs()
+            );
+        }
+    }
+}
+
+fn engine(
+    cli: &Cli,
+    run: &RunArgs,
+    apply: Option<&cli::ApplyArgs>,
+    state_dir: &Path,
+    started: Instant,
+    started_at: &str,
+    records: &Records<'_>,
+) -> Result<i32, StartError> {
+    let mode = if apply.is_some() {
+        Mode::Apply
+    } else {
+        Mode::Plan
+    };
+    let jobs = run.jobs.map_or_else(
+        || {
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2)
+                * 2
+        },
+        usize::from,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(jobs.clamp(1, 64))
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))?;
+    runtime.spawn(watch_signals());
+    // Before anything is read from it or written to it.
+    state::check_trusted(state_dir).map_err(|e| StartError::Other(e.to_string()))?;
+    // The manifest first: one that does not load leaves no state directory, lock or secret.
+    // Secrets it generates are kept in memory until the lock is held.
+    let secret_mode = if apply.is_some() {
+        SecretMode::Deferred
+    } else {
+        SecretMode::ReadOnly
+    };
+    let mut m = load(&run.manifest, secret_mode, Some(state_dir))?;
+    let mut g = graph::Graph::build(&m)?;
+    let _lock = match apply {
+        Some(a) => Some(state::RunLock::acquire(
+            state_dir,
+            Duration::from_secs(a.lock_wait),
+        )?),
+        None => None,
+    };
+    if apply.is_some() {
+        // Temporaries a killed run left among the backups are nobody's now that we hold the lock.
+        tend_resources::host::BackupStore::new(state_dir).clean_leftovers();
+        let stored = m.secrets.persist_fresh().map_err(StartError::Other)?;
+        if !stored {
+            // Another run stored a secret this one generated: use the stored value.
+            m = load(&run.manifest, SecretMode::Persist, Some(state_dir))?;
+            g = graph::Graph::build(&m)?;
+        }
+    }
+    let sel = executor::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
+    let root = root_of(&run.manifest);
+    let key = state::host_key(state_dir, apply.is_some()).map_err(|e| {
+        StartError::Other(format!(
+            "cannot read the host key in the state directory {}: {e}",
+            state_dir.display()
+        ))
+    })?;
+    // Plan on a host that never ran apply: fingerprints with a throwaway key (they show that
+    // something changes, but do not compare across runs).
+    let key = key.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
+    let probe = Probe::with_key(&root, state_dir, key);
+    let journal = journal::Journal::load(state_dir).map_err(|e| {
+        StartError::Other(format!(
+            "cannot read the refresh journal in the state directory: {e}"
+        ))
+    })?;
+    let redactor = std::sync::Arc::new(Redactor::new(m.secrets.values()));
+    let style = printer::Style {
+        color: color_wanted(std::io::stdout().is_terminal()),
+        verbose: cli.verbose > 0,
+        quiet: cli.quiet,
+    };
+    // Apply in human format prints each wave's lines as soon as the wave is done; a 15-minute
+    // compose wait then shows what came before it, and the summary stays last.
+    let live = apply.is_some() && run.format == Format::Human;
+    let progress = std::sync::Arc::new(if live {
+        let redactor = redactor.clone();
+        executor::Progress {
+            on_settled: Box::new(move |done| {
+                output::stdout(&printer::render_resources(done, &style, &redactor));
+            }),
+            in_flight: Default::default(),
+        }
+    } else {
+        executor::Progress::silent()
+    });
+    let heartbeat =
+        (apply.is_some() && !cli.quiet).then(|| runtime.spawn(heartbeat(progress.clone())));
+    let resources = match apply {
+        None => runtime.block_on(executor::plan(
+            &m,
+            &g,
+            &sel,
+            probe,
+            jobs,
+            &journal.pending(),
+        )),
+        Some(a) => {
+            // The engine's apply path: the one place a run gets a handle that can write.
+            #[allow(clippy::disallowed_methods)]
+            let host = Mutate::new(probe).keep_backups(a.keep_backups);
+            runtime.block_on(executor::apply(
+                &m,
+                &g,
+                &sel,
+                host,
+                jobs,
+                std::sync::Arc::new(journal),
+                progress.clone(),
+            ))
+        }
+    };
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
+    let interrupted = tend_resources::process::stopping();
+    let summary = Summary::of(&resources);
+    // An interrupted run did not do all it was asked: the failure bit, whatever else happened.
+    let mut exit_code = summary.exit_code() | if interrupted { 4 } else { 0 };
+    let mut report = Report {
+        schema_version: report::SCHEMA_VERSION,
+        interrupted,
+        error: None,
+        tend_version: env!("CARGO_PKG_VERSION"),
+        mode,
+        host: m.facts.hostname.clone(),
+        root: root.display().to_string(),
+        manifest: ManifestInfo {
+            path: m.path.display().to_string(),
+            sha256: m.sha256.clone(),
+        },
+        started_at: started_at.to_string(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        exit_code,
+        summary,
+        resources,
+    };
+    let json = report.to_json(&redactor);
+    let text = match run.format {
+        Format::Json => json.clone(),
+        Format::Human if live => printer::render_summary(&report, &style, &redactor),
+        Format::Human => printer::render(&report, &style, &redactor),
+    };
+    // A closed stdout (`tend plan | head -1`) ends the output quietly; the records still follow.
+    output::stdout(&text);
+    if !records.write(&report, &json) {
+        exit_code |= 4;
+        report.exit_code = exit_code;
+    }
+    Ok(exit_code)
+}
