@@ -136,29 +136,49 @@ pub fn service_ids(project: &str) -> std::collections::BTreeMap<String, String> 
     .collect()
 }
 
-/// A directory holding a `docker-compose` that logs each call to `log` and runs the real one:
-/// put it first on PATH to count compose processes.
+/// A directory holding a `docker-compose` and a `docker` that log each call to `log` and run the
+/// real ones: put it first on PATH to count compose processes, whichever flavour tend runs (the
+/// v2 plugin through `docker compose`, or v1's `docker-compose`).
 pub fn compose_spy(dir: &Path, log: &Path) -> String {
     use std::os::unix::fs::PermissionsExt;
-    let real =
-        which("docker-compose").expect("docker-compose on PATH (apt-get install docker-compose)");
     std::fs::create_dir_all(dir).expect("mkdir spy");
-    let script = dir.join("docker-compose");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            real.display()
-        ),
-    )
-    .expect("write spy");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for name in ["docker-compose", "docker"] {
+        let Some(real) = which(name) else {
+            continue;
+        };
+        let script = dir.join(name);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+                log.display(),
+                real.display()
+            ),
+        )
+        .expect("write spy");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
     format!(
         "{}:{}",
         dir.display(),
         std::env::var("PATH").unwrap_or_default()
     )
+}
+
+/// The compose the suite runs by hand, as tend would pick it: the v2 plugin (`docker compose`,
+/// the production flavour) when installed, else v1's `docker-compose`.
+pub fn compose_command() -> Command {
+    let v2 = Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if v2 {
+        let mut c = Command::new("docker");
+        c.arg("compose");
+        c
+    } else {
+        Command::new("docker-compose")
+    }
 }
 
 pub fn which(name: &str) -> Option<std::path::PathBuf> {

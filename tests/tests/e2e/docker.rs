@@ -1,4 +1,5 @@
-//! Docker kinds against the real engine (dockerd from Debian's docker.io, docker-compose v1),
+//! Docker kinds against the real engine (dockerd from Debian's docker.io, compose v2 — the
+//! production flavour, which scripts/test installs — or v1 when v2 is absent),
 //! with the local busybox image only: nothing pulls. Every test uses unique names and removes
 //! what it made, even when it fails.
 
@@ -119,14 +120,9 @@ fn compose_timeline_recreates_exactly_what_changed() {
     );
     let (code, report) = json("apply");
     assert_eq!(code, 2, "{report:#}");
-    let status = docker(&[
-        "inspect",
-        "-f",
-        "{{.State.Health.Status}}",
-        &format!("{project}_web_1"),
-    ]);
-    assert_eq!(status, "healthy", "apply waits for the healthcheck");
     let ids = service_ids(&project);
+    let status = docker(&["inspect", "-f", "{{.State.Health.Status}}", &ids["web"]]);
+    assert_eq!(status, "healthy", "apply waits for the healthcheck");
     assert_eq!(ids.len(), 4, "{ids:?}");
     let init = docker(&[
         "inspect",
@@ -202,7 +198,7 @@ fn a_stack_started_by_hand_is_adopted_not_recreated() {
     sb.write("/srv/app/docker-compose.yml", &stack(image));
     sb.write("/srv/app/.env", "GREETING=world\n");
     let dir = sb.path("/srv/app");
-    let up = std::process::Command::new("docker-compose")
+    let up = tend_tests::docker::compose_command()
         .args(["-p", &project, "up", "-d"])
         .current_dir(&dir)
         .output()
