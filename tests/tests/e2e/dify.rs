@@ -182,3 +182,57 @@ requires = ["compose.proxy"]
         ["content"]
     );
 }
+
+/// Dify's real `docker/` directory at 1.12.1 (shared/fixtures), planned with the compose v2 plugin
+/// the suite installs: compose reads the real file (it needs v2.20+), and the plan names the 12
+/// services of the default profile (postgresql + weaviate), each to create — and writes nothing.
+#[test]
+fn the_real_dify_compose_file_plans_its_twelve_services_on_compose_v2() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/dify/tree-1.12.1/docker");
+    assert!(
+        fixture.is_dir(),
+        "{} is missing: the suite runs with the project's shared/ beside it",
+        fixture.display()
+    );
+    let sb = Sandbox::debian();
+    let docker = sb.path("/opt/dify/docker");
+    std::fs::create_dir_all(sb.path("/opt/dify")).expect("mkdir");
+    let copied = std::process::Command::new("cp")
+        .args(["-r"])
+        .arg(&fixture)
+        .arg(sb.path("/opt/dify"))
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    std::fs::copy(docker.join(".env.example"), docker.join(".env")).expect(".env");
+    let project = tend_tests::docker::unique("tenddify");
+    sb.write_manifest(&format!(
+        "[compose.dify]\ndir = \"/opt/dify/docker\"\nproject = \"{project}\"\n"
+    ));
+    let plan = sb.plan_json();
+    let mut services: Vec<String> = tend_tests::changed_fields(&plan, "compose.dify");
+    services.sort();
+    assert_eq!(
+        services,
+        [
+            "service api",
+            "service db_postgres",
+            "service init_permissions",
+            "service nginx",
+            "service plugin_daemon",
+            "service redis",
+            "service sandbox",
+            "service ssrf_proxy",
+            "service weaviate",
+            "service web",
+            "service worker",
+            "service worker_beat",
+        ],
+        "{plan:#}"
+    );
+    assert_eq!(
+        resource(&plan, "compose.dify")["changes"][0]["action"],
+        "create"
+    );
+}
