@@ -816,3 +816,35 @@ fn owner_and_group_apply_to_the_whole_checkout() {
     let m = std::fs::metadata(sb.path("/opt/dify")).expect("metadata");
     assert_eq!((m.uid(), m.gid()), (1234, 1234));
 }
+
+/// The upgrade's false negative: moving the checkout to a tag whose `.env.example` has new keys
+/// must not plan the `.env` as in sync. A resource whose path lies in a checkout that would
+/// move is "may change", and apply then appends the keys.
+#[test]
+fn a_tag_move_makes_the_env_inside_the_checkout_may_change() {
+    let up = Upstream::new();
+    let sb = Sandbox::new();
+    let env_file = "\n[env_file.dify]\npath = \"/opt/dify/docker/.env\"\ncreate_from = \"/opt/dify/docker/.env.example\"\nadd_missing_from = \"/opt/dify/docker/.env.example\"\n";
+    sb.write_manifest(&(manifest(&up.url(), "") + env_file));
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.plan().code, 0);
+    let before = sb.read("/opt/dify/docker/.env");
+    let upgrade = ["--var", "dify_version=1.12.1"];
+    let plan = sb.tend("plan", &[&upgrade[..], &["--format", "json"]].concat());
+    let report = plan.json();
+    assert_eq!(resource(&report, "git.dify")["status"], "would_change");
+    let env = resource(&report, "env_file.dify");
+    assert_eq!(env["status"], "may_change", "{env:#}");
+    assert!(
+        env["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("may change once git.dify applies"),
+        "{env:#}"
+    );
+    assert_eq!(sb.tend("apply", &upgrade).code, 2);
+    let after = sb.read("/opt/dify/docker/.env");
+    assert!(after.starts_with(&before), "nothing else in .env moved");
+    assert!(after.len() > before.len(), "the new keys were appended");
+    assert_eq!(sb.tend("plan", &upgrade).code, 0);
+}
