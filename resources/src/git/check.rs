@@ -1,0 +1,162 @@
+//! The check: where the checkout is against where the manifest wants it.
+
+use super::*;
+
+impl Spec {
+    /// `plan`: a remote that does not answer makes the check an honest unknown (or, with
+    /// nothing checked out yet, a clone whose commit is unknown). Apply's check fails instead:
+    /// it cannot clone or fetch from a remote it cannot reach.
+    pub(super) fn check(&self, host: &Probe, plan: bool) -> Result<Drift, ResourceError> {
+        match self.check_inner(host, plan) {
+            // Plan cannot know where the ref points without the remote: an honest unknown
+            // (the network may be back by the time apply runs, which then fails if it is not).
+            Err(ResourceError::Failed(m)) if plan && m.starts_with(UNREACHABLE) => {
+                Err(ResourceError::Unknown {
+                    class: crate::UnknownClass::Unreachable,
+                    why: format!("unknown: {m}"),
+                })
+            }
+            other => other,
+        }
+    }
+
+    pub(super) fn check_inner(&self, host: &Probe, plan: bool) -> Result<Drift, ResourceError> {
+        // Every component vetted (no symlink another user planted) before libgit2 gets a path.
+        let real = host
+            .resolved(&self.path)?
+            .unwrap_or_else(|| host.real(&self.path));
+        let mut drift = Drift::none();
+        let empty = host
+            .read_dir(&self.path)?
+            .is_none_or(|names| names.is_empty());
+        if empty {
+            let mut notes = Vec::new();
+            let target = match self.desired(None, &mut notes) {
+                // Nothing is there: the clone is certain drift, only its commit is unknown.
+                Err(ResourceError::Failed(m)) if plan && m.starts_with(UNREACHABLE) => {
+                    drift.push(Change {
+                        description: format!(
+                            "clone {} at {} (commit unknown: {m})",
+                            self.url, self.reference
+                        ),
+                        ..Change::new("state", Some("absent"), Some(self.reference.clone()))
+                    });
+                    return Ok(drift);
+                }
+                other => other?,
+            };
+            let depth = self
+                .depth
+                .map(|d| format!(", depth {d}"))
+                .unwrap_or_default();
+            drift.push(Change {
+                description: format!(
+                    "clone {} at {} ({}){depth}",
+                    self.url,
+                    self.reference,
+                    short(target.commit)
+                ),
+                ..Change::new(
+                    "state",
+                    Some("absent"),
+                    Some(format!("{} ({})", self.reference, short(target.commit))),
+                )
+            });
+            return Ok(drift);
+        }
+        trust_checkouts();
+        let repo = Repository::open(&real).map_err(|_| {
+            failed(format!(
+                "{} exists and is not a git repository; nothing was touched",
+                real.display()
+            ))
+        })?;
+        if repo
+            .workdir()
+            .map(|w| w.canonicalize().ok() != real.canonicalize().ok())
+            .unwrap_or(true)
+        {
+            return Err(failed(format!(
+                "{} is inside another repository, not a checkout of its own; nothing was touched",
+                real.display()
+            )));
+        }
+        let current_url = repo
+            .find_remote(&self.remote)
+            .ok()
+            .and_then(|r| r.url().ok().map(str::to_string));
+        if current_url.as_deref() != Some(self.url.as_str()) {
+            drift.push(Change::new(
+                "url",
+                Some(current_url.unwrap_or_else(|| format!("(no remote {})", self.remote))),
+                Some(self.url.clone()),
+            ));
+        }
+        let mut notes = Vec::new();
+        let target = self.desired(Some(&repo), &mut notes)?;
+        drift.changes.extend(notes);
+        let head = repo.head().ok().and_then(|h| h.target());
+        if head != Some(target.commit) {
+            let from = head.map_or_else(|| "(no commit)".to_string(), |h| Self::describe(&repo, h));
+            let mut to = format!("{} ({})", self.reference, short(target.commit));
+            let mut description = format!("ref: {from} → {to}");
+            if let Some(n) = head.and_then(|h| Self::files_between(&repo, h, target.commit)) {
+                description.push_str(&format!(", {n} files change"));
+            }
+            if repo.find_commit(target.commit).is_err() {
+                to.push_str(" (to fetch)");
+            }
+            drift.push(Change {
+                description,
+                ..Change::new("ref", Some(from), Some(to))
+            });
+        } else if target.kind == RefKind::Branch
+            && !repo.head().is_ok_and(|h| {
+                h.name().ok() == Some(format!("refs/heads/{}", self.reference).as_str())
+            })
+        {
+            drift.push(Change::note(
+                "ref",
+                format!(
+                    "check out branch {} (HEAD is detached at it)",
+                    self.reference
+                ),
+            ));
+        }
+        let modified = Self::modified_files(&repo)?;
+        if !modified.is_empty() {
+            drift.push(Change::new(
+                "local_changes",
+                Some(modified.join(", ")),
+                None::<String>,
+            ));
+            if let Some(c) = drift.changes.last_mut() {
+                c.description = format!("local changes in tracked files: {}", modified.join(", "));
+            }
+        }
+        if self.owner.is_some() || self.group.is_some() {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(&real)
+                .map_err(|e| crate::HostError::new("inspect", real.clone(), e))?;
+            if let Some(o) = &self.owner {
+                if meta.uid() != host.uid(o)? {
+                    drift.push(Change::new(
+                        "owner",
+                        Some(meta.uid().to_string()),
+                        Some(o.clone()),
+                    ));
+                }
+            }
+            if let Some(g) = &self.group {
+                if meta.gid() != host.gid(g)? {
+                    drift.push(Change::new(
+                        "group",
+                        Some(meta.gid().to_string()),
+                        Some(g.clone()),
+                    ));
+                }
+            }
+        }
+        Ok(drift)
+    }
+}
