@@ -1,0 +1,81 @@
+//! What tend keeps of a project after each successful `up` (`STATE/docker/compose/P.json`):
+//! the inputs' fingerprint, the services, keyed fingerprints of `.env` values, the CLI.
+
+use super::*;
+
+/// What tend recorded after the last successful `up` of a project.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct Record {
+    pub(super) fingerprint: String,
+    /// The services that were up then.
+    pub(super) services: Vec<String>,
+    /// sha256 of each input file.
+    pub(super) inputs: BTreeMap<String, String>,
+    /// Keyed fingerprints of the `.env` values, to say which keys changed.
+    pub(super) env_keys: BTreeMap<String, String>,
+    pub(super) cli: String,
+    pub(super) cli_version: String,
+}
+
+impl Record {
+    pub(super) fn path(host: &Probe, project: &str) -> PathBuf {
+        host.state_dir()
+            .join("docker/compose")
+            .join(format!("{project}.json"))
+    }
+
+    pub(super) fn load(host: &Probe, project: &str) -> Option<Record> {
+        let bytes = std::fs::read(Record::path(host, project)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub(super) fn save(&self, host: &Mutate, project: &str) -> Result<(), ResourceError> {
+        let path = Record::path(host, project);
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| ResourceError::Failed(format!("cannot record the project: {e}")))?;
+        crate::host::write_state_file(&path, &bytes)?;
+        Ok(())
+    }
+
+    pub(super) fn forget(host: &Mutate, project: &str) {
+        let _ = host.remove_state_file(&Record::path(host, project));
+    }
+}
+
+impl Compose {
+    pub(super) async fn record(
+        &self,
+        host: &Mutate,
+        project: &Project,
+        cli: &Cli,
+        version: Option<String>,
+    ) -> Result<(), ResourceError> {
+        let now = containers(&project.name).await?;
+        let services: BTreeSet<String> = now
+            .iter()
+            .filter(|c| c.running)
+            .map(|c| c.service.clone())
+            .collect();
+        let previous = Record::load(host, &project.name);
+        let cli_version = match version {
+            Some(v) => v,
+            None => match previous.as_ref().filter(|r| r.cli == cli.identity) {
+                Some(r) => r.cli_version.clone(),
+                None => compose_cli::version(cli).await,
+            },
+        };
+        Record {
+            fingerprint: self.fingerprint(host, project, cli),
+            services: services.into_iter().collect(),
+            inputs: project.inputs.clone(),
+            env_keys: project
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), host.fingerprint(v.as_bytes())))
+                .collect(),
+            cli: cli.identity.clone(),
+            cli_version,
+        }
+        .save(host, &project.name)
+    }
+}

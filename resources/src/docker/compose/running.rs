@@ -1,0 +1,126 @@
+//! The project's containers as the engine lists them (one label-filtered call), and what a
+//! service's containers say about it.
+
+use super::*;
+
+/// One container of the project, as the list call shows it.
+#[derive(Debug, Clone)]
+pub(super) struct Running {
+    pub(super) id: String,
+    pub(super) service: String,
+    pub(super) running: bool,
+    pub(super) state: String,
+    pub(super) health: Health,
+    /// The exit code of a container that exited ("Exited (0) 3 minutes ago").
+    pub(super) exit_code: Option<i64>,
+    pub(super) config_hash: Option<String>,
+}
+
+impl Running {
+    pub(super) fn completed(&self) -> bool {
+        !self.running && self.exit_code == Some(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Health {
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// The project's containers (one-off `run` containers left out), in one API call.
+pub(super) async fn containers(project: &str) -> Result<Vec<Running>, ResourceError> {
+    let docker = crate::docker::engine().await?;
+    let filters = crate::docker::label_filter(PROJECT_LABEL, project);
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(|e| crate::docker::api_error("cannot list the project's containers", e))?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            if labels.get(ONEOFF_LABEL).is_some_and(|v| v == "True") {
+                return None;
+            }
+            let status = c.status.unwrap_or_default();
+            // API 1.41 has no health field in the list: the status text carries it.
+            let health = if status.contains("(healthy)") {
+                Health::Healthy
+            } else if status.contains("(unhealthy)") {
+                Health::Unhealthy
+            } else if status.contains("(health: starting)") {
+                Health::Starting
+            } else {
+                Health::None
+            };
+            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            let exit_code = status
+                .strip_prefix("Exited (")
+                .and_then(|r| r.split_once(')'))
+                .and_then(|(code, _)| code.parse().ok());
+            Some(Running {
+                exit_code,
+                id: c.id.unwrap_or_default(),
+                service: labels.get(SERVICE_LABEL).cloned().unwrap_or_default(),
+                running: state == "running",
+                state,
+                health,
+                config_hash: labels.get(HASH_LABEL).cloned(),
+            })
+        })
+        .collect())
+}
+
+/// The change for a service whose containers exist but are not all up and healthy (a one-shot
+/// service is in sync once it exited with 0).
+pub(super) fn runtime_change(service: &str, cs: &[&Running], one_shot: bool) -> Option<Change> {
+    if one_shot && !cs.is_empty() && cs.iter().all(|c| c.running || c.completed()) {
+        return None;
+    }
+    if cs.is_empty() {
+        return Some(
+            Change::new(
+                format!("service {service}"),
+                Some("absent"),
+                Some("running"),
+            )
+            .described(format!("service {service}: no container → create")),
+        );
+    }
+    if let Some(c) = cs.iter().find(|c| !c.running) {
+        return Some(
+            Change::new(
+                format!("service {service}"),
+                Some(c.state.as_str()),
+                Some("running"),
+            )
+            .described(format!("service {service}: {} → start", c.state)),
+        );
+    }
+    if cs.iter().any(|c| c.health == Health::Unhealthy) {
+        return Some(
+            Change::new(
+                format!("service {service}"),
+                Some("unhealthy"),
+                Some("healthy"),
+            )
+            .described(format!("service {service}: unhealthy → restart")),
+        );
+    }
+    None
+}
+
+pub(super) fn by_service(list: &[Running]) -> BTreeMap<&str, Vec<&Running>> {
+    let mut m: BTreeMap<&str, Vec<&Running>> = BTreeMap::new();
+    for c in list {
+        m.entry(c.service.as_str()).or_default().push(c);
+    }
+    m
+}
