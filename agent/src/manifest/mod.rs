@@ -510,13 +510,17 @@ impl Loader<'_> {
         name: &str,
     ) -> Result<Spanned, ()> {
         let value = match &v.value {
-            Value::Str(t) if shell_field(name) && unquoted_interpolation(&t.value).is_some() => {
-                let expr = unquoted_interpolation(&t.value).unwrap_or_default();
-                tracing::warn!(
-                    "{name}: `{{{{ {expr} }}}}` is pasted into a shell command unquoted, and a fact \
-                     or variable could hold `$(…)`: write `{{{{ {expr} | shell_quote }}}}`, or give \
-                     the command as a list"
-                );
+            Value::Str(t) => {
+                if let Some(expr) = shell_field(name)
+                    .then(|| unquoted_interpolation(&t.value))
+                    .flatten()
+                {
+                    tracing::warn!(
+                        "{name}: `{{{{ {expr} }}}}` is pasted into a shell command unquoted, and a \
+                         fact or variable could hold `$(…)`: write `{{{{ {expr} | shell_quote }}}}`, \
+                         or give the command as a list"
+                    );
+                }
                 match renderer.render(&t.value, name) {
                     Ok(t) => Value::Str(t),
                     Err(e) => {
@@ -529,17 +533,6 @@ impl Loader<'_> {
                     }
                 }
             }
-            Value::Str(t) => match renderer.render(&t.value, name) {
-                Ok(t) => Value::Str(t),
-                Err(e) => {
-                    self.error(
-                        v.span.clone(),
-                        format!("in {name}: {}", e.message()),
-                        e.help(),
-                    );
-                    return Err(());
-                }
-            },
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for i in items {
