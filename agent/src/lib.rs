@@ -14,6 +14,9 @@
 //!
 //! `main` only parses arguments and calls [`run()`].
 
+// Stdout only through `output::stdout` (a closed pipe ends the output quietly).
+#![deny(clippy::print_stdout)]
+
 pub mod cli;
 pub mod executor;
 pub mod facts;

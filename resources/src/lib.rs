@@ -17,6 +17,10 @@
 //! Adding a kind: write a module with a type implementing [`Resource`] and a `build` function
 //! from [`Fields`], then add it to [`KINDS`].
 
+// A library says nothing on its own: what users read goes through the agent's printer (which
+// honours -q and a closed pipe), logs through tracing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod apt;
 pub mod apt_repo;
 pub mod attrs;
