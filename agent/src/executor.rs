@@ -138,9 +138,14 @@ fn excluded(m: &Manifest, i: usize) -> ResourceReport {
 /// A resource that did not start because the run was asked to stop.
 fn interrupted(m: &Manifest, i: usize) -> ResourceReport {
     let mut r = base_report(m, i, Status::Skipped);
+    mark_interrupted(&mut r);
+    r
+}
+
+fn mark_interrupted(r: &mut ResourceReport) {
+    r.status = Status::Skipped;
     r.reason = Some("not started: tend was asked to stop".into());
     r.reason_class = Some(ReasonClass::Interrupted);
-    r
 }
 
 /// The reason class every resource that is not in sync carries, where its creation did not set a
@@ -441,9 +446,7 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
     let mut applied = false;
     let mut kick = false;
     if tend_resources::process::stopping() {
-        report.status = Status::Skipped;
-        report.reason = Some("not started: tend was asked to stop".into());
-        report.reason_class = Some(ReasonClass::Interrupted);
+        mark_interrupted(&mut report);
         return Applying {
             report,
             notified_by,

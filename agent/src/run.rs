@@ -158,7 +158,9 @@ fn engine(
         .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))?;
     runtime.spawn(watch_signals());
     // Before anything is read from it or written to it.
-    state::check_trusted(state_dir).map_err(|e| StartError::Other(e.to_string()))?;
+    state::check_path(&root_of(&run.manifest), state_dir)
+        .and_then(|()| state::check_trusted(state_dir))
+        .map_err(|e| StartError::Other(e.to_string()))?;
     // The manifest first: one that does not load leaves no state directory, lock or secret.
     // Secrets it generates are kept in memory until the lock is held.
     let secret_mode = if apply.is_some() {
@@ -255,7 +257,7 @@ fn engine(
     let summary = Summary::of(&resources);
     // An interrupted run did not do all it was asked: the failure bit, whatever else happened.
     let mut exit_code = summary.exit_code() | if interrupted { 4 } else { 0 };
-    let mut report = Report {
+    let report = Report {
         schema_version: report::SCHEMA_VERSION,
         interrupted,
         error: None,
@@ -281,9 +283,9 @@ fn engine(
     };
     // A closed stdout (`tend plan | head -1`) ends the output quietly; the records still follow.
     output::stdout(&text);
+    // The records already written say the run's own code; stderr says which one failed.
     if !records.write(&report, &json) {
         exit_code |= 4;
-        report.exit_code = exit_code;
     }
     Ok(exit_code)
 }

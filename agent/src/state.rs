@@ -34,6 +34,42 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Refuse a state directory whose path goes through a symlink inside the root (under `--root`, an
+/// image's `var -> /etc` would otherwise put secrets and backups on the machine preparing it).
+/// Any link on the way is refused, with what to do instead.
+pub fn check_path(root: &Path, dir: &Path) -> io::Result<()> {
+    let Ok(rel) = dir.strip_prefix(root) else {
+        return Ok(());
+    };
+    // Top down, each part that exists must be a real directory: what is missing is created
+    // later, and a link above it would send that creation (and the secrets) elsewhere.
+    // The directory itself is `check_trusted`'s: its parents here.
+    let Some(parents) = rel.parent() else {
+        return Ok(());
+    };
+    let mut at = root.to_path_buf();
+    for c in parents.components() {
+        at.push(c);
+        match fs::symlink_metadata(&at) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "the state directory {} goes through a symlink ({}); name the real path \
+                         with --state-dir",
+                        dir.display(),
+                        at.display()
+                    ),
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Refuse a state directory another user could have prepared: see [`ensure_private_dir`]. A
 /// missing one is fine (nothing to trust yet).
 pub fn check_trusted(dir: &Path) -> io::Result<()> {

@@ -426,3 +426,86 @@ fn symlinks_inside_a_root_never_lead_out_of_it() {
     );
     assert_eq!(sb.apply().code, 0);
 }
+
+#[test]
+fn a_state_directory_reached_through_a_link_in_the_root_is_refused() {
+    // An image whose `var` points at the machine's own directories: the state directory (and the
+    // secrets in it) must not land outside the root.
+    let sb = Sandbox::new();
+    let outside = sb.dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, sb.path("/var")).expect("ln");
+    sb.write_manifest("[file.f]\npath = \"/etc/f\"\ncontent = \"{{ secret('k', 16) }}\"\n");
+    let r = sb.apply();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("goes through a symlink"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&outside).expect("ls").count(), 0);
+    assert!(!sb.path("/etc/f").exists());
+}
+
+#[test]
+fn names_that_would_become_flags_or_directives_are_refused_at_load() {
+    let sb = Sandbox::new();
+    for (manifest, said) in [
+        (
+            "[package.p]\nnames = [\"-oAPT::Get::AllowUnauthenticated=true\"]\n",
+            "is not a Debian package name",
+        ),
+        (
+            "[nginx_site.s]\npath = \"/etc/s.conf\"\nserver_names = [\"a.test; include /etc/shadow\"]\nupstream = \"http://127.0.0.1:1\"\ntls = { cert = \"/c\", key = \"/k\" }\n",
+            "is not a server name",
+        ),
+        (
+            "[volume.v]\nname = \"../../containers/create\"\n",
+            "is not a Docker object name",
+        ),
+    ] {
+        sb.write_manifest(manifest);
+        let r = sb.tend("check", &[]);
+        assert_eq!(r.code, 1, "{manifest}: {}", r.stderr);
+        assert!(r.stderr.contains(said), "{manifest}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn restore_puts_back_the_recorded_mode_and_owner_not_the_current_ones() {
+    let sb = Sandbox::new();
+    sb.write("/etc/app.conf", "secret settings\n");
+    sb.set_mode("/etc/app.conf", 0o600);
+    std::os::unix::fs::chown(sb.path("/etc/app.conf"), Some(NOBODY), Some(NOBODY)).expect("chown");
+    sb.write_manifest("[file.conf]\npath = \"/etc/app.conf\"\ncontent = \"managed\\n\"\n");
+    assert_eq!(sb.apply().code, 2);
+    // Loosened and handed to root since: restore must not keep that.
+    sb.set_mode("/etc/app.conf", 0o666);
+    std::os::unix::fs::chown(sb.path("/etc/app.conf"), Some(0), Some(0)).expect("chown");
+    let root = sb.root();
+    let r = tend_tests::run(
+        &[
+            "restore",
+            "/etc/app.conf",
+            "--root",
+            root.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sb.read("/etc/app.conf"), "secret settings\n");
+    assert_eq!(sb.mode("/etc/app.conf"), 0o600);
+    let meta = std::fs::metadata(sb.path("/etc/app.conf")).expect("meta");
+    assert_eq!((meta.uid(), meta.gid()), (NOBODY, NOBODY));
+    // A symlink put in its place is not restored through.
+    std::fs::remove_file(sb.path("/etc/app.conf")).expect("rm");
+    std::os::unix::fs::symlink(sb.path("/etc/passwd-like"), sb.path("/etc/app.conf")).expect("ln");
+    let r = tend_tests::run(
+        &[
+            "restore",
+            "/etc/app.conf",
+            "--root",
+            root.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("is not a regular file"), "{}", r.stderr);
+    assert!(!sb.path("/etc/passwd-like").exists());
+}
