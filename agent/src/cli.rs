@@ -6,11 +6,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const DEFAULT_MANIFEST: &str = "/etc/tend/manifest.toml";
 
+/// The exit codes, for `--help` and the man page (docs/cli.md has the whole story).
+const EXIT_STATUS: &str =
+    "Exit status (plan, apply): 0 in sync; 2 changes (plan: drift found; apply: changed); \
+4 failures; 6 changes and failures; 1 could not start (bad arguments or manifest, lock held). \
+An interrupted run (SIGTERM, SIGINT, SIGHUP) sets the failure bit.\n\n\
+Files: /etc/tend/manifest.toml (the default manifest), /var/lib/tend (state: lock, \
+last-run.json, backups, secrets), /etc/systemd/system/tend.{service,timer} (`tend timer install`).";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tend",
     version,
-    about = "Declare a host in TOML; plan the drift; apply only the changes."
+    about = "Declare a host in TOML; plan the drift; apply only the changes.",
+    after_long_help = EXIT_STATUS
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -47,6 +56,90 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
+    /// Run tend from a systemd timer: install it, remove it, or show its last and next run.
+    #[command(subcommand)]
+    Timer(Timer),
+    /// Print a shell completion script (bash, zsh, fish) on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write the man pages (tend.1, tend-plan.1, …) into DIR.
+    #[command(hide = true)]
+    Manpage { dir: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Timer {
+    /// Write tend.service and tend.timer to /etc/systemd/system, reload systemd and enable the
+    /// timer (with --root: write under DIR and enable offline, for image builds).
+    Install(TimerInstallArgs),
+    /// Disable the timer and remove exactly what `install` wrote.
+    Remove(TimerTarget),
+    /// Whether the timer is installed and enabled, its next and last run, and the last run's
+    /// outcome from last-run.json. Exit 0 when it is enabled and the last run (if any) did not
+    /// fail, 3 when it is not installed or not enabled, 4 when the last run failed.
+    Status(TimerTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct TimerTarget {
+    /// Write (or read) the units under DIR, with no call to a running systemd.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// The state directory whose last-run.json `status` reads [default: ROOT/var/lib/tend].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TimerInstallArgs {
+    #[command(flatten)]
+    pub target: TimerTarget,
+    /// The manifest each run applies.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_MANIFEST)]
+    pub manifest: PathBuf,
+    /// When to run, as a systemd calendar event (systemd.time(7)); runs missed while the host
+    /// was off are caught up at boot (Persistent=true).
+    #[arg(
+        long,
+        value_name = "SPEC",
+        default_value = "*:0/30",
+        conflicts_with = "every"
+    )]
+    pub on_calendar: String,
+    /// Run this long after the previous run started, instead of --on-calendar.
+    #[arg(long, value_name = "DURATION")]
+    pub every: Option<humantime::Duration>,
+    /// The first run after boot, this long after it.
+    #[arg(long, value_name = "DURATION", default_value = "5min")]
+    pub on_boot: humantime::Duration,
+    /// Spread the fleet: each host waits a delay in [0, SPLAY) of its own, the same every time
+    /// (RandomizedDelaySec with FixedRandomDelay).
+    #[arg(long, value_name = "DURATION", default_value = "30min")]
+    pub splay: humantime::Duration,
+    /// How long a run waits for another run's lock before giving up.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub lock_wait: u64,
+    /// Each run writes Prometheus textfile metrics to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// Each run also writes its JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// The tend binary the service runs [default: this binary; /usr/bin/tend with --root].
+    #[arg(long, value_name = "PATH")]
+    pub exec: Option<PathBuf>,
+    /// Set a variable of [vars] on every run (repeatable).
+    #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]

@@ -425,8 +425,8 @@ struct Applying {
     report: ResourceReport,
     notified_by: Vec<String>,
     journal: Arc<Journal>,
-    /// Whether apply ran (and so must be verified).
-    applied: bool,
+    /// The drift apply acted on, when it ran (and so must be settled and verified).
+    applied: Option<Drift>,
     /// Whether its notify targets are owed a refresh although apply failed (an audited
     /// certificate kicks the container that renews it).
     kick: bool,
@@ -443,7 +443,7 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
         journal,
     } = task;
     let started = Instant::now();
-    let mut applied = false;
+    let mut applied = None;
     let mut kick = false;
     if tend_resources::process::stopping() {
         mark_interrupted(&mut report);
@@ -481,7 +481,7 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
                 journal.add(&notifies, &report.address)
             };
             let result = match journaled {
-                Ok(()) => resource.apply(host, &drift).await,
+                Ok(()) => resource.apply(host, &drift).await.map(|done| (done, drift)),
                 Err(e) => Err(ResourceError::Failed(format!(
                     "cannot journal the refreshes it owes, so nothing was changed: {e}"
                 ))),
@@ -492,14 +492,14 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
                     report.status = Status::Failed;
                     report.error = Some(e.to_string());
                 }
-                Ok(done) => {
+                Ok((done, drift)) => {
                     report.backups = done
                         .backups
                         .iter()
                         .map(|p| p.display().to_string())
                         .collect();
                     report.notes = done.notes;
-                    applied = true;
+                    applied = Some(drift);
                 }
             }
         }
@@ -529,6 +529,25 @@ async fn verify_and_refresh(
         kick,
         started,
     } = state;
+    let settled = match &applied {
+        Some(drift) => resource.settle(host, drift).await.map(Some),
+        None => Ok(None),
+    };
+    let applied = match settled {
+        Ok(Some(done)) => {
+            report
+                .backups
+                .extend(done.backups.iter().map(|p| p.display().to_string()));
+            report.notes.extend(done.notes);
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            report.status = Status::Failed;
+            report.error = Some(e.to_string());
+            false
+        }
+    };
     if applied {
         let rechecked = resource.check_for_apply(host).await;
         if let Ok(rest) = &rechecked {

@@ -10,7 +10,8 @@
 //! - [`report`] and [`printer`]: JSON report, metrics, human output, exit codes;
 //! - [`state`]: the state directory, its lock and `last-run.json`; [`secrets`]: `secret()`;
 //! - `run`: one plan or apply from start to records (also when it cannot start); `signals`: the
-//!   graceful stop; `restore`: `tend restore`; [`output`]: stdout and the files asked for.
+//!   graceful stop; `restore`: `tend restore`; `timer`: `tend timer`; [`output`]: stdout and the
+//!   files asked for.
 //!
 //! `main` only parses arguments and calls [`run()`].
 
@@ -31,6 +32,7 @@ mod run;
 pub mod secrets;
 mod signals;
 pub mod state;
+mod timer;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -126,6 +128,29 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
                     .map_err(|e| StartError::Other(e.to_string()))?
                     + "\n"),
             );
+            Ok(0)
+        }
+        Command::Timer(cli::Timer::Install(args)) => timer::install(args, cli.quiet),
+        Command::Timer(cli::Timer::Remove(t)) => timer::remove(t, cli.quiet),
+        Command::Timer(cli::Timer::Status(t)) => timer::status(t),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            let shell = match shell {
+                cli::Shell::Bash => clap_complete::Shell::Bash,
+                cli::Shell::Zsh => clap_complete::Shell::Zsh,
+                cli::Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut cmd, "tend", &mut buf);
+            output::stdout(&String::from_utf8_lossy(&buf));
+            Ok(0)
+        }
+        Command::Manpage { dir } => {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| {
+                    clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir)
+                })
+                .map_err(|e| StartError::Other(format!("{}: {e}", dir.display())))?;
             Ok(0)
         }
         Command::Facts { root } => {

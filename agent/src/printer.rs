@@ -80,7 +80,13 @@ pub fn render_resources(
                 " ({days} days left, issued by {})",
                 issuer.as_str().unwrap_or_default()
             ),
-            _ => String::new(),
+            // A service where no systemd runs: enablement was checked, running could not be.
+            _ => match r.observed.get("active_state").and_then(|s| s.as_str()) {
+                Some(s) if s.starts_with("unknown") => {
+                    " (whether it runs is unknown: systemd is not running here)".to_string()
+                }
+                _ => String::new(),
+            },
         };
         let label = match r.status {
             Status::InSync if r.refresh.is_none() => format!(" in sync{audit}"),

@@ -23,7 +23,7 @@ pub const KIND: Kind = Kind {
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Content {
+pub(crate) enum Content {
     /// Not managed: only mode and ownership (or existence) are.
     Unmanaged,
     /// Known at load time: inline `content`, a rendered `template`, or a `source` beside the
@@ -44,8 +44,37 @@ pub struct File {
 
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let (path, _) = f.required_path("path")?;
+    let (content, mut sensitive) = content_fields(f)?;
+    sensitive |= f.bool("sensitive")?.unwrap_or(false);
+    let attrs = Ownership::from_fields(f)?;
+    let present = f
+        .choice("state", &["present", "absent"])?
+        .unwrap_or("present")
+        == "present";
+    if !present && (content != Content::Unmanaged || attrs != Ownership::default()) {
+        return Err(SpecError::new(
+            f.span_of("state"),
+            format!(
+                "{} has state = \"absent\" and also content or attributes",
+                f.address()
+            ),
+        )
+        .help("an absent file has no content, mode or owner: remove those fields"));
+    }
+    Ok(Arc::new(File {
+        path,
+        content,
+        attrs,
+        present,
+        sensitive,
+    }))
+}
+
+/// The `content`, `template` or `source` of a file (at most one), and whether it is sensitive
+/// (a secret went into it): shared by every kind that writes a file of its own (`service`).
+pub(crate) fn content_fields(f: &mut Fields<'_>) -> Result<(Content, bool), SpecError> {
     let which = f.at_most_one(&["content", "template", "source"])?;
-    let mut sensitive = f.bool("sensitive")?.unwrap_or(false);
+    let mut sensitive = false;
     let content = match which {
         Some("content") => {
             let (t, _) = f.required_string("content")?;
@@ -82,31 +111,26 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         }
         None => Content::Unmanaged,
     };
-    let attrs = Ownership::from_fields(f)?;
-    let present = f
-        .choice("state", &["present", "absent"])?
-        .unwrap_or("present")
-        == "present";
-    if !present && (content != Content::Unmanaged || attrs != Ownership::default()) {
-        return Err(SpecError::new(
-            f.span_of("state"),
-            format!(
-                "{} has state = \"absent\" and also content or attributes",
-                f.address()
-            ),
-        )
-        .help("an absent file has no content, mode or owner: remove those fields"));
-    }
-    Ok(Arc::new(File {
-        path,
-        content,
-        attrs,
-        present,
-        sensitive,
-    }))
+    Ok((content, sensitive))
 }
 
 impl File {
+    /// A present file whose content came from [`content_fields`].
+    pub(crate) fn managed(
+        path: PathBuf,
+        content: Content,
+        attrs: Ownership,
+        sensitive: bool,
+    ) -> File {
+        File {
+            path,
+            content,
+            attrs,
+            present: true,
+            sensitive,
+        }
+    }
+
     /// A present file with content known at load time, for kinds that render one (`nginx_site`)
     /// and delegate the comparing, diffing, backing up and atomic writing to `file`.
     pub fn with_content(

@@ -49,6 +49,41 @@ pub fn compose_project(n: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c))
 }
 
+/// A systemd unit name (systemd.unit(5)): `name[@instance].type`, at most 255 bytes, of
+/// `[A-Za-z0-9:_.\\@-]`, of a type tend manages, never starting with `-` (a flag to systemctl).
+pub fn systemd_unit(n: &str) -> bool {
+    const TYPES: &[&str] = &[
+        "service",
+        "socket",
+        "timer",
+        "path",
+        "mount",
+        "automount",
+        "target",
+        "slice",
+    ];
+    let Some((stem, kind)) = n.rsplit_once('.') else {
+        return false;
+    };
+    !stem.is_empty()
+        && n.len() <= 255
+        && !n.starts_with('-')
+        && TYPES.contains(&kind)
+        && stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":_.\\@-".contains(c))
+}
+
+/// A drop-in file name: `NAME.conf`, one path component.
+pub fn systemd_dropin(n: &str) -> bool {
+    n.len() > 5
+        && n.len() <= 255
+        && n.ends_with(".conf")
+        && !n.starts_with('.')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.@-".contains(c))
+}
+
 /// One nginx `server_name`: a host name, a wildcard (`*.example.com`, `.example.com`), `_`, or
 /// an IPv6 literal in brackets. Nothing that could end the directive or start another.
 pub fn nginx_server_name(n: &str) -> bool {

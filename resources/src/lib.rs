@@ -10,7 +10,7 @@
 //!   builds itself from (unknown fields and wrong types become located errors);
 //! - [`dpkg`] (the dpkg database, read directly) and [`apt`] (running apt-get);
 //! - one module per provider: [`file`], [`directory`], [`env_file`] (with the [`dotenv`] parser),
-//!   [`exec`], [`git`], [`package`], [`apt_repo`]; the Docker kinds in [`docker`] (compose,
+//!   [`exec`], [`git`], [`package`], [`apt_repo`], [`systemd`] (`service`); the Docker kinds in [`docker`] (compose,
 //!   container, image, volume, network, over bollard); [`nginx`] (`nginx_site`) and [`cert`];
 //! - [`process`] (running a command with captured output and a time limit).
 //!
@@ -42,6 +42,7 @@ pub mod package;
 pub mod process;
 pub mod resource;
 pub mod spec;
+pub mod systemd;
 
 pub use change::{Action, Change, Drift, REDACTED};
 pub use host::{HostError, Mutate, Probe};
@@ -64,6 +65,7 @@ pub static KINDS: &[Kind] = &[
     docker::network::KIND,
     nginx::site::KIND,
     cert::kind::KIND,
+    systemd::service::KIND,
 ];
 
 /// The kind named `name`.

@@ -88,6 +88,14 @@ pub trait Resource: Send + Sync + std::fmt::Debug {
     /// Change the host so that `drift` is gone.
     async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError>;
 
+    /// The second half of an apply, once every write of the wave is durable and visible (the
+    /// engine commits a wave's writes together) and before the verifying check: what must see
+    /// the files written — systemd's one daemon-reload for all the unit files of the wave, then
+    /// the starts. Called only when [`Resource::apply`] succeeded; most kinds have nothing here.
+    async fn settle(&self, _host: &Mutate, _drift: &Drift) -> Result<Applied, ResourceError> {
+        Ok(Applied::default())
+    }
+
     /// Whether this resource's notify targets are refreshed even when its apply fails: an audited
     /// certificate cannot renew itself, but can kick the container that renews it.
     fn notifies_on_failure(&self) -> bool {

@@ -8,6 +8,7 @@ use std::sync::Once;
 pub mod docker;
 pub mod pki;
 pub mod plan_watch;
+pub mod systemd;
 
 /// The `tend` binary of this workspace, built on first use (the tests crate cannot depend on
 /// another package's binary, so it asks cargo once).

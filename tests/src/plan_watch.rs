@@ -14,7 +14,7 @@ use std::process::Command;
 pub const ALLOW: &str = "TEND_PLAN_WATCH_ALLOW";
 
 /// Syscalls that change the filesystem.
-const TRACED: &str = "trace=open,openat,openat2,creat,mkdir,mkdirat,rename,renameat,renameat2,\
+pub const TRACED: &str = "trace=open,openat,openat2,creat,mkdir,mkdirat,rename,renameat,renameat2,\
 unlink,unlinkat,rmdir,link,linkat,symlink,symlinkat,chmod,fchmod,fchmodat,chown,fchown,lchown,\
 fchownat,truncate,ftruncate";
 
@@ -67,6 +67,15 @@ pub fn run(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> (std::process::Ou
         .map(|(line, _)| line)
         .collect();
     (out, violations)
+}
+
+/// The write-side calls of a trace (of a plan run elsewhere: in a container) outside `allowed`.
+pub fn violations(trace: &str, allowed: &[PathBuf]) -> Vec<String> {
+    writes(trace)
+        .into_iter()
+        .filter(|(_, path)| !allowed.iter().any(|a| Path::new(path).starts_with(a)))
+        .map(|(line, _)| line)
+        .collect()
 }
 
 /// Successful write-side calls of a trace: (the line, the absolute path written).

@@ -18,4 +18,5 @@ mod nginx;
 mod output;
 mod secrets;
 mod security;
+mod systemd;
 mod unattended;

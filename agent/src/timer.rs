@@ -1,0 +1,436 @@
+//! `tend timer install|remove|status`: tend run by systemd on a schedule.
+//!
+//! `install` writes `tend.service` (a oneshot `tend apply`) and `tend.timer` to
+//! `/etc/systemd/system` — above the disabled copies the Debian package ships in
+//! `/lib/systemd/system` — reloads systemd and enables the timer. With `--root` it writes under
+//! the root and enables offline (`systemctl --root`), touching nothing of the live system, so an
+//! image build can bake it in. `remove` undoes exactly that. Both are idempotent.
+//!
+//! The service is written for a run nobody watches: exit 2 ("changed") is success, a stop sends
+//! SIGTERM to tend alone (`KillMode=mixed`: tend ends its own children's process groups and
+//! waits for dpkg, see docs/cli.md) and gives it 15 minutes before systemd kills what is left,
+//! and it runs at low CPU and I/O priority. No `Restart=`: the next tick is the retry.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tend_resources::host::{Attrs, HostError, Mutate, Probe};
+use tend_resources::systemd::systemctl::{self, Manager};
+
+use crate::cli::{TimerInstallArgs, TimerTarget};
+use crate::{absolute, output, StartError};
+
+const UNIT_DIR: &str = "/etc/systemd/system";
+const SERVICE: &str = "tend.service";
+const TIMER: &str = "tend.timer";
+/// How long a stop waits for tend's graceful end (dpkg mid-transaction finishes first).
+const STOP_TIMEOUT: &str = "15min";
+
+/// Exit code of `status` when the timer is not installed or not enabled (`systemctl status`'s).
+const NOT_ACTIVE: i32 = 3;
+
+fn root_of(t: &TimerTarget) -> PathBuf {
+    t.root
+        .as_deref()
+        .map_or_else(|| PathBuf::from("/"), absolute)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, StartError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))
+}
+
+/// One argument of `ExecStart=` (systemd.service(5) quoting): plain when it is plain, else
+/// double-quoted with `\` and `"` escaped; `%` (specifiers) and `$` (variables) doubled.
+fn exec_arg(a: &str) -> Result<String, StartError> {
+    if a.chars().any(char::is_control) {
+        return Err(StartError::Other(format!(
+            "{a:?} holds a control character: it cannot go into a unit file"
+        )));
+    }
+    let escaped = a.replace('%', "%%").replace('$', "$$");
+    if !escaped.is_empty()
+        && escaped
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._:=,+-%$@".contains(c))
+    {
+        return Ok(escaped);
+    }
+    Ok(format!(
+        "\"{}\"",
+        escaped.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+/// Whole seconds, as systemd reads them.
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs().max(1))
+}
+
+/// The two unit files `install` writes.
+pub fn render_units(args: &TimerInstallArgs, exec: &Path) -> Result<(String, String), StartError> {
+    let manifest = absolute(&args.manifest);
+    let mut argv: Vec<String> = vec![
+        exec.display().to_string(),
+        "apply".into(),
+        "--lock-wait".into(),
+        args.lock_wait.to_string(),
+    ];
+    for (flag, path) in [("--metrics", &args.metrics), ("--report", &args.report)] {
+        if let Some(p) = path {
+            argv.push(flag.into());
+            argv.push(absolute(p).display().to_string());
+        }
+    }
+    for (k, v) in &args.vars {
+        argv.push("--var".into());
+        argv.push(format!("{k}={v}"));
+    }
+    argv.push(manifest.display().to_string());
+    let exec_start = argv
+        .iter()
+        .map(|a| exec_arg(a))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(" ");
+    let service = format!(
+        "# Written by `tend timer install`; `tend timer remove` removes it.
+[Unit]
+Description=tend: converge this host to its manifest
+Documentation=man:tend(1)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart={exec_start}
+# 2 means \"changed\": a run that converged something succeeded.
+SuccessExitStatus=2
+# A stop is SIGTERM to tend alone: it ends the commands it started and waits for dpkg.
+KillMode=mixed
+TimeoutStopSec={STOP_TIMEOUT}
+Nice=10
+IOSchedulingClass=best-effort
+IOSchedulingPriority=7
+"
+    );
+    let schedule = match args.every {
+        Some(every) => format!("OnUnitActiveSec={}\n", secs(*every)),
+        None => {
+            if args.on_calendar.chars().any(char::is_control) {
+                return Err(StartError::Other(
+                    "--on-calendar holds a control character".into(),
+                ));
+            }
+            format!(
+                "OnCalendar={}\n# Runs missed while the host was off are caught up at boot.\nPersistent=true\n",
+                args.on_calendar
+            )
+        }
+    };
+    let timer = format!(
+        "# Written by `tend timer install`; `tend timer remove` removes it.
+[Unit]
+Description=Run tend on a schedule
+Documentation=man:tend(1)
+
+[Timer]
+OnBootSec={on_boot}
+{schedule}# The splay: each host's delay in [0, RandomizedDelaySec) is its own and stable.
+RandomizedDelaySec={splay}
+FixedRandomDelay=true
+Unit={SERVICE}
+
+[Install]
+WantedBy=timers.target
+",
+        on_boot = secs(*args.on_boot),
+        splay = secs(*args.splay),
+    );
+    Ok((service, timer))
+}
+
+fn host_error(e: HostError) -> StartError {
+    StartError::Other(e.to_string())
+}
+
+/// The host handle `install` and `remove` write through: the same fd-resolved, no-symlink seam
+/// as every resource. An operator asked for these writes; this is no plan.
+#[allow(clippy::disallowed_methods)]
+fn mutate(root: &Path) -> Mutate {
+    Mutate::new(Probe::new(root, root.join("var/lib/tend")))
+}
+
+/// Refuse a calendar spec systemd would not parse, before anything is written.
+async fn check_calendar(spec: &str) -> Result<(), StartError> {
+    let mut c = tokio::process::Command::new("systemd-analyze");
+    c.args(["calendar", "--", spec]);
+    match tend_resources::process::capture(c, Duration::from_secs(10)).await {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(StartError::Other(format!(
+            "--on-calendar {spec:?}: systemd does not read it: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+        // No systemd-analyze (a minimal image): systemd itself will say it when it loads the timer.
+        Err(_) => Ok(()),
+    }
+}
+
+pub fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, StartError> {
+    let root = root_of(&args.target);
+    let exec = match &args.exec {
+        Some(p) => absolute(p),
+        None if args.target.root.is_some() => PathBuf::from("/usr/bin/tend"),
+        None => std::env::current_exe()
+            .map_err(|e| StartError::Other(format!("cannot tell where tend is: {e}")))?,
+    };
+    let (service, timer) = render_units(args, &exec)?;
+    // Each run would fail on it (exit 4) until someone made it: say so now.
+    for path in [&args.metrics, &args.report].into_iter().flatten() {
+        let dir = absolute(path);
+        if let Some(dir) = dir.parent() {
+            let real = root.join(dir.strip_prefix("/").unwrap_or(dir));
+            if !real.is_dir() {
+                tracing::warn!(
+                    "{} does not exist: every run will fail to write {} until it does",
+                    dir.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    let host = mutate(&root);
+    let manager = Manager::of(host.probe());
+    let rt = runtime()?;
+    rt.block_on(async {
+        if args.every.is_none() {
+            check_calendar(&args.on_calendar).await?;
+        }
+        let mut wrote = Vec::new();
+        for (name, text) in [(SERVICE, &service), (TIMER, &timer)] {
+            let path = Path::new(UNIT_DIR).join(name);
+            if host.read(&path).map_err(host_error)?.as_deref() != Some(text.as_bytes()) {
+                host.create_parents(&path).map_err(host_error)?;
+                let attrs = Attrs {
+                    mode: Some(0o644),
+                    uid: Some(0),
+                    gid: Some(0),
+                };
+                host.write_atomic(&path, text.as_bytes(), attrs)
+                    .map_err(host_error)?;
+                wrote.push(host.real(&path).display().to_string());
+                systemctl::unit_files_written();
+            }
+        }
+        let fail = |e: tend_resources::ResourceError| StartError::Other(e.to_string());
+        systemctl::reload_if_needed(&manager, false)
+            .await
+            .map_err(fail)?;
+        let state = systemctl::view(&manager, TIMER).await.map_err(fail)?;
+        let enabled = state.file_state == "enabled";
+        if !enabled {
+            systemctl::verb(&manager, "enable", &[TIMER])
+                .await
+                .map_err(fail)?;
+        }
+        let started = manager == Manager::Running
+            && state.active.as_deref() != Some("active")
+            && {
+                systemctl::verb(&manager, "start", &[TIMER])
+                    .await
+                    .map_err(fail)?;
+                true
+            };
+        if !quiet {
+            let mut out = String::new();
+            for w in &wrote {
+                out.push_str(&format!("wrote {w}\n"));
+            }
+            if !enabled {
+                out.push_str(&format!("enabled {TIMER}\n"));
+            }
+            if started {
+                out.push_str(&format!("started {TIMER}\n"));
+            }
+            if out.is_empty() {
+                out.push_str("tend.timer is installed as asked: nothing changed\n");
+            } else if manager != Manager::Running {
+                out.push_str(
+                    "systemd is not running here: the timer starts at the next boot of this system\n",
+                );
+            }
+            output::stdout(&out);
+        }
+        // Like apply: 2 when something changed, for scripts that want to know.
+        Ok(if wrote.is_empty() && enabled && !started {
+            0
+        } else {
+            2
+        })
+    })
+}
+
+pub fn remove(t: &TimerTarget, quiet: bool) -> Result<i32, StartError> {
+    let root = root_of(t);
+    let host = mutate(&root);
+    let manager = Manager::of(host.probe());
+    let fail = |e: tend_resources::ResourceError| StartError::Other(e.to_string());
+    runtime()?.block_on(async {
+        let mut out = String::new();
+        let timer = systemctl::view(&manager, TIMER).await.map_err(fail)?;
+        if timer.file_state == "enabled" {
+            systemctl::verb(&manager, "disable", &[TIMER])
+                .await
+                .map_err(fail)?;
+            out.push_str(&format!("disabled {TIMER}\n"));
+        }
+        if timer.active.as_deref() == Some("active") {
+            // The timer stops; a run in progress (tend.service) finishes.
+            systemctl::verb(&manager, "stop", &[TIMER])
+                .await
+                .map_err(fail)?;
+            out.push_str(&format!("stopped {TIMER}\n"));
+        }
+        for name in [TIMER, SERVICE] {
+            let path = Path::new(UNIT_DIR).join(name);
+            if host.metadata(&path).map_err(host_error)?.is_some() {
+                host.remove_file(&path).map_err(host_error)?;
+                out.push_str(&format!("removed {}\n", host.real(&path).display()));
+                systemctl::unit_files_written();
+            }
+        }
+        systemctl::reload_if_needed(&manager, false)
+            .await
+            .map_err(fail)?;
+        let changed = !out.is_empty();
+        if !quiet {
+            if !changed {
+                out.push_str("tend.timer is not installed: nothing to remove\n");
+            }
+            output::stdout(&out);
+        }
+        Ok(if changed { 2 } else { 0 })
+    })
+}
+
+pub fn status(t: &TimerTarget) -> Result<i32, StartError> {
+    let root = root_of(t);
+    let probe = Probe::new(&root, root.join("var/lib/tend"));
+    let manager = Manager::of(&probe);
+    let fail = |e: tend_resources::ResourceError| StartError::Other(e.to_string());
+    let state_dir = t
+        .state_dir
+        .as_deref()
+        .map_or_else(|| root.join("var/lib/tend"), absolute);
+    let rt = runtime()?;
+    let timer = rt
+        .block_on(systemctl::view(&manager, TIMER))
+        .map_err(fail)?;
+    let mut out = String::new();
+    let mut code = 0;
+    if timer.not_found() {
+        out.push_str("tend.timer: not installed (`tend timer install` sets it up)\n");
+        code = NOT_ACTIVE;
+    } else {
+        let active = timer
+            .active
+            .as_deref()
+            .unwrap_or("unknown: systemd is not running here");
+        out.push_str(&format!("tend.timer: {}, {active}\n", timer.file_state));
+        if timer.file_state != "enabled" {
+            code = NOT_ACTIVE;
+        }
+        if manager == Manager::Running {
+            let props = rt
+                .block_on(show(TIMER, "NextElapseUSecRealtime,LastTriggerUSec"))
+                .unwrap_or_default();
+            let get = |k: &str| {
+                props
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+                    .filter(|v| !v.is_empty() && v != "n/a")
+            };
+            out.push_str(&format!(
+                "next run: {}\n",
+                get("NextElapseUSecRealtime").unwrap_or_else(|| "none scheduled".into())
+            ));
+            out.push_str(&format!(
+                "last started: {}\n",
+                get("LastTriggerUSec").unwrap_or_else(|| "never".into())
+            ));
+        }
+    }
+    match last_run(&state_dir) {
+        Ok(Some(line)) => {
+            out.push_str(&format!("last run: {}\n", line.text));
+            if line.failed && code == 0 {
+                code = 4;
+            }
+        }
+        Ok(None) => out.push_str(&format!(
+            "last run: none recorded in {}\n",
+            state_dir.display()
+        )),
+        Err(e) => {
+            out.push_str(&format!("last run: {e}\n"));
+            if code == 0 {
+                code = 4;
+            }
+        }
+    }
+    output::stdout(&out);
+    Ok(code)
+}
+
+/// `systemctl show -p PROPS UNIT` as key/value pairs.
+async fn show(unit: &str, props: &str) -> Option<Vec<(String, String)>> {
+    let mut c = tokio::process::Command::new("systemctl");
+    c.args(["show", "--no-pager", "-p", props, "--", unit]);
+    let out = tend_resources::process::capture(c, Duration::from_secs(10))
+        .await
+        .ok()?;
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+struct LastRun {
+    text: String,
+    failed: bool,
+}
+
+/// One line on the last run from `last-run.json`: when, what, how it ended.
+fn last_run(state_dir: &Path) -> Result<Option<LastRun>, String> {
+    let path = state_dir.join("last-run.json");
+    let Some(bytes) = tend_resources::host::read_private_file(&path).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{} is not a report: {e}", path.display()))?;
+    let s = &v["summary"];
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    let code = v["exit_code"].as_i64().unwrap_or(-1);
+    let interrupted = v["interrupted"].as_bool().unwrap_or(false);
+    let text = format!(
+        "{} {} at {}: exit {code}{} ({} changed, {} failed, {} in sync, {} unknown)",
+        v["mode"].as_str().unwrap_or("?"),
+        v["manifest"]["path"].as_str().unwrap_or("?"),
+        v["started_at"].as_str().unwrap_or("?"),
+        if interrupted { ", interrupted" } else { "" },
+        n("changed") + n("would_change"),
+        n("failed"),
+        n("in_sync"),
+        n("unknown"),
+    );
+    Ok(Some(LastRun {
+        text,
+        failed: code & 4 != 0 || code == 1 || code < 0,
+    }))
+}

@@ -1,0 +1,392 @@
+//! The `service` kind and `tend timer` against a real systemd (252, booted as PID 1 in a
+//! container, tend installed from its .deb), and offline under `--root` where none runs.
+
+use std::time::{Duration, Instant};
+
+use tend_tests::systemd::Booted;
+use tend_tests::{changed_fields, resource, Sandbox};
+
+fn unit(env: &str) -> String {
+    format!(
+        "[Unit]\nDescription=a test loop\n\n[Service]\nEnvironment=WHO={env}\nExecStart=/bin/sh -c 'while :; do sleep 1; done'\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+}
+
+fn manifest(units: &[(&str, &str)], extra: &str) -> String {
+    let mut m = String::new();
+    for (name, env) in units {
+        m.push_str(&format!(
+            "[service.{name}]\nenabled = true\nstate = \"running\"\ncontent = '''\n{}'''\n\n",
+            unit(env)
+        ));
+    }
+    m.push_str(extra);
+    m
+}
+
+fn count(calls: &[String], verb: &str) -> usize {
+    calls
+        .iter()
+        .filter(|c| c.split_whitespace().any(|w| w == verb))
+        .count()
+}
+
+#[test]
+fn a_service_is_enabled_started_kept_and_restarted_once_per_change() {
+    let sys = Booted::new();
+    sys.write(
+        "/m/m.toml",
+        &manifest(&[("loop1", "a"), ("loop2", "a")], ""),
+    );
+
+    let plan = sys.plan(&["--format", "json", "/m/m.toml"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert_eq!(
+        changed_fields(&plan.json(), "service.loop1"),
+        ["unit_file", "enabled", "state"]
+    );
+    assert_eq!(sys.sh("test -e /etc/systemd/system/loop1.service").code, 1);
+    sys.systemctl_calls();
+
+    let first = sys.tend(&["apply", "/m/m.toml"]);
+    assert_eq!(first.code, 2, "{first:?}");
+    let calls = sys.systemctl_calls();
+    // Two unit files written in one wave: one reload for both, before either starts.
+    assert_eq!(count(&calls, "daemon-reload"), 1, "{calls:#?}");
+    let reload = calls.iter().position(|c| c.contains("daemon-reload"));
+    let start = calls.iter().position(|c| c.contains("start "));
+    assert!(reload < start, "{calls:#?}");
+    for u in ["loop1", "loop2"] {
+        assert_eq!(sys.property(u, "UnitFileState"), "enabled");
+        assert_eq!(sys.property(u, "ActiveState"), "active");
+    }
+
+    let second = sys.tend(&["apply", "/m/m.toml"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    let calls = sys.systemctl_calls();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.starts_with("--no-pager --no-ask-password show")),
+        "a no-op run only asks: {calls:#?}"
+    );
+
+    // Drift made by hand: stopped, disabled. Plan names exactly that.
+    sys.sh("/usr/bin/systemctl stop loop1; /usr/bin/systemctl disable loop2");
+    let plan = sys.plan(&["--format", "json", "/m/m.toml"]);
+    assert_eq!(plan.code, 2);
+    let report = plan.json();
+    assert_eq!(changed_fields(&report, "service.loop1"), ["state"]);
+    assert_eq!(changed_fields(&report, "service.loop2"), ["enabled"]);
+    assert_eq!(
+        resource(&report, "service.loop1")["observed"]["active_state"],
+        "inactive"
+    );
+    assert_eq!(
+        sys.property("loop1", "ActiveState"),
+        "inactive",
+        "plan started it"
+    );
+    let repair = sys.tend(&["apply", "/m/m.toml"]);
+    assert_eq!(repair.code, 2, "{repair:?}");
+    assert_eq!(sys.property("loop1", "ActiveState"), "active");
+    assert_eq!(sys.property("loop2", "UnitFileState"), "enabled");
+    sys.systemctl_calls();
+
+    // A changed unit file: one daemon-reload, one restart (a new main process), nothing else.
+    let pid = sys.property("loop1", "MainPID");
+    sys.write(
+        "/m/m.toml",
+        &manifest(&[("loop1", "b"), ("loop2", "a")], ""),
+    );
+    let plan = sys.plan(&["--format", "json", "/m/m.toml"]);
+    assert_eq!(
+        changed_fields(&plan.json(), "service.loop1"),
+        ["unit_file", "restart"]
+    );
+    let change = sys.tend(&["apply", "/m/m.toml"]);
+    assert_eq!(change.code, 2, "{change:?}");
+    let calls = sys.systemctl_calls();
+    assert_eq!(count(&calls, "daemon-reload"), 1, "{calls:#?}");
+    assert_eq!(count(&calls, "restart"), 1, "{calls:#?}");
+    assert_ne!(sys.property("loop1", "MainPID"), pid);
+    assert!(sys.property("loop1", "Environment").contains("WHO=b"));
+    assert_eq!(sys.tend(&["apply", "/m/m.toml"]).code, 0);
+}
+
+#[test]
+fn notified_services_restart_once_and_masked_ones_stay_down() {
+    let sys = Booted::new();
+    let extra = r#"
+[file.conf]
+path = "/etc/loop.conf"
+content = "one\n"
+notify = ["service.loop1"]
+
+[service.unwanted]
+unit = "loop2.service"
+enabled = "masked"
+"#;
+    // Shipped by a "package" (in /lib): what masking is for.
+    sys.write("/lib/systemd/system/loop2.service", &unit("x"));
+    sys.sh("/usr/bin/systemctl daemon-reload; /usr/bin/systemctl enable --now loop2");
+    sys.write("/m/m.toml", &manifest(&[("loop1", "a")], extra));
+    let first = sys.tend(&["apply", "--format", "json", "/m/m.toml"]);
+    assert_eq!(first.code, 2, "{}\n{}", first.stderr, first.stdout);
+    let report = first.json();
+    // Started by this very run: the notification does not restart it again.
+    let notes = resource(&report, "service.loop1")["notes"].to_string();
+    assert!(notes.contains("not restarted again"), "{report:#}");
+    assert_eq!(sys.property("loop2", "UnitFileState"), "masked");
+    assert_eq!(sys.property("loop2", "ActiveState"), "inactive");
+    assert_eq!(sys.tend(&["apply", "/m/m.toml"]).code, 0);
+
+    let pid = sys.property("loop1", "MainPID");
+    sys.systemctl_calls();
+    sys.write(
+        "/m/m.toml",
+        &manifest(&[("loop1", "a")], &extra.replace("one", "two")),
+    );
+    let second = sys.tend(&["apply", "/m/m.toml"]);
+    assert_eq!(second.code, 2, "{second:?}");
+    assert_eq!(count(&sys.systemctl_calls(), "restart"), 1);
+    assert_ne!(sys.property("loop1", "MainPID"), pid);
+
+    // A unit systemd does not know, with no unit file: a plain failure, named.
+    sys.write("/m/bad.toml", "[service.nosuch]\nenabled = true\n");
+    let bad = sys.plan(&["/m/bad.toml"]);
+    assert_eq!(bad.code, 4, "{bad:?}");
+    assert!(
+        bad.stdout.contains("systemd knows no unit nosuch.service"),
+        "{bad:?}"
+    );
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_timer_installs_runs_reports_and_removes_cleanly() {
+    let sys = Booted::new();
+    sys.write(
+        "/etc/tend/manifest.toml",
+        "[file.motd]\npath = \"/etc/motd\"\ncontent = \"managed\\n\"\n",
+    );
+    let install = sys.tend(&[
+        "timer",
+        "install",
+        "--splay",
+        "7min",
+        "--metrics",
+        "/var/lib/tend-metrics/tend.prom",
+    ]);
+    assert_eq!(install.code, 2, "{install:?}");
+    assert!(install.stdout.contains("enabled tend.timer"), "{install:?}");
+    assert!(
+        install
+            .stderr
+            .contains("/var/lib/tend-metrics does not exist"),
+        "{install:?}"
+    );
+    assert_eq!(sys.sh("mkdir /var/lib/tend-metrics").code, 0);
+    let again = sys.tend(&[
+        "timer",
+        "install",
+        "--splay",
+        "7min",
+        "--metrics",
+        "/var/lib/tend-metrics/tend.prom",
+    ]);
+    assert_eq!(again.code, 0, "installing twice changes nothing: {again:?}");
+
+    let timers = sys
+        .sh("systemctl list-timers --all --no-pager tend.timer")
+        .stdout;
+    assert!(
+        timers.contains("tend.timer") && timers.contains("tend.service"),
+        "{timers}"
+    );
+    assert_eq!(sys.property("tend.timer", "RandomizedDelayUSec"), "7min");
+    assert_eq!(sys.property("tend.timer", "FixedRandomDelay"), "yes");
+    assert_eq!(sys.property("tend.timer", "Persistent"), "yes");
+    let verify = sys.sh(
+        "systemd-analyze verify /etc/systemd/system/tend.service /etc/systemd/system/tend.timer 2>&1",
+    );
+    assert_eq!(verify.code, 0, "{verify:?}");
+    assert_eq!(verify.stdout.trim(), "", "{verify:?}");
+    let status = sys.tend(&["timer", "status"]);
+    assert!(status.stdout.contains("next run: "), "{status:?}");
+    assert!(
+        status.stdout.contains("last run: none recorded"),
+        "{status:?}"
+    );
+
+    // A run with drift: it converges, exits 2, and systemd calls that success.
+    let run = sys.sh("systemctl start tend.service");
+    assert_eq!(
+        run.code,
+        0,
+        "{run:?}\n{}",
+        sys.sh("journalctl -u tend.service --no-pager").stdout
+    );
+    assert_eq!(sys.property("tend.service", "Result"), "success");
+    assert_eq!(sys.property("tend.service", "ExecMainStatus"), "2");
+    assert_eq!(sys.sh("cat /etc/motd").stdout, "managed\n");
+    let last = sys.sh("cat /var/lib/tend/last-run.json").stdout;
+    let last: serde_json::Value = serde_json::from_str(&last).expect("last-run.json");
+    assert_eq!(last["exit_code"], 2);
+    let metrics = sys.sh("cat /var/lib/tend-metrics/tend.prom").stdout;
+    assert!(
+        metrics.contains("tend_last_run_exit_code{mode=\"apply\"} 2"),
+        "{metrics}"
+    );
+    // And the next one is a no-op: exit 0.
+    assert_eq!(sys.sh("systemctl start tend.service").code, 0);
+    assert_eq!(sys.property("tend.service", "ExecMainStatus"), "0");
+    let status = sys.tend(&["timer", "status"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(status.stdout.contains("exit 0"), "{status:?}");
+
+    // A broken manifest: the unit fails, and status says so.
+    sys.write("/etc/tend/manifest.toml", "[file.motd\n");
+    let broken = sys.sh("systemctl start tend.service");
+    assert_ne!(broken.code, 0);
+    assert_eq!(sys.property("tend.service", "Result"), "exit-code");
+    assert_eq!(sys.property("tend.service", "ExecMainStatus"), "1");
+    let status = sys.tend(&["timer", "status"]);
+    assert_eq!(status.code, 4, "{status:?}");
+
+    let remove = sys.tend(&["timer", "remove"]);
+    assert_eq!(remove.code, 2, "{remove:?}");
+    assert_eq!(
+        sys.sh("ls /etc/systemd/system/ | grep -c tend")
+            .stdout
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        sys.sh("ls /etc/systemd/system/timers.target.wants/ | grep -c tend")
+            .stdout
+            .trim(),
+        "0"
+    );
+    let timers = sys.sh("systemctl list-timers --all --no-pager").stdout;
+    assert!(!timers.contains("tend.timer"), "{timers}");
+    // What is left is the package's own copy, disabled as shipped.
+    assert_eq!(sys.property("tend.timer", "UnitFileState"), "disabled");
+    assert_eq!(sys.tend(&["timer", "remove"]).code, 0);
+    assert_eq!(sys.tend(&["timer", "status"]).code, 3);
+}
+
+#[test]
+fn stopping_the_service_mid_run_is_graceful_and_leaves_no_process() {
+    let sys = Booted::new();
+    sys.write(
+        "/etc/tend/manifest.toml",
+        "[exec.slow]\ncommand = \"sleep 300\"\ncreates = \"/tmp/never\"\ntimeout = 600\n",
+    );
+    assert_eq!(sys.tend(&["timer", "install"]).code, 2);
+    sys.sh("systemctl start --no-block tend.service");
+    wait_for("the slow command", || sys.sh("pgrep -x sleep").code == 0);
+    let started = Instant::now();
+    let stop = sys.sh("systemctl stop tend.service");
+    assert_eq!(stop.code, 0, "{stop:?}");
+    // tend's own stop (SIGTERM to the group, SIGKILL after 5 s), far inside TimeoutStopSec.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        sys.sh("pgrep -x sleep").code,
+        1,
+        "the command outlived tend"
+    );
+    let last = sys.sh("cat /var/lib/tend/last-run.json").stdout;
+    let last: serde_json::Value = serde_json::from_str(&last).expect("last-run.json");
+    assert_eq!(last["interrupted"], true, "{last:#}");
+    assert_eq!(sys.property("tend.service", "ExecMainStatus"), "4");
+}
+
+/// Where no systemd runs (an image being built): unit files and enablement are applied offline,
+/// the way `systemctl --root` does it, and whether a unit runs is an honest unknown.
+#[test]
+fn offline_under_root_enablement_is_applied_and_running_is_unknown() {
+    let sb = Sandbox::debian();
+    sb.write_manifest(&manifest(&[("loop1", "a")], ""));
+    let first = sb.apply();
+    assert_eq!(first.code, 2, "{first:?}");
+    assert!(sb
+        .path("/etc/systemd/system/multi-user.target.wants/loop1.service")
+        .symlink_metadata()
+        .is_ok());
+    let plan = sb.tend("plan", &["--format", "json"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let r = plan.json();
+    let observed = &resource(&r, "service.loop1")["observed"];
+    assert_eq!(observed["unit_file_state"], "enabled");
+    assert_eq!(observed["active_state"], "unknown: systemd is not running");
+    let human = sb.tend("plan", &["-v"]);
+    assert!(
+        human
+            .stdout
+            .contains("whether it runs is unknown: systemd is not running here"),
+        "{human:?}"
+    );
+    std::fs::remove_file(sb.path("/etc/systemd/system/multi-user.target.wants/loop1.service"))
+        .expect("rm");
+    let plan = sb.tend("plan", &["--format", "json"]);
+    assert_eq!(changed_fields(&plan.json(), "service.loop1"), ["enabled"]);
+
+    // The timer baked into an image: written under the root, enabled offline, removed cleanly.
+    let root = sb.root();
+    let root = root.to_str().expect("utf8");
+    let install = tend_tests::run(&["timer", "install", "--root", root], &[]);
+    assert_eq!(install.code, 2, "{install:?}");
+    let service = sb.read("/etc/systemd/system/tend.service");
+    assert!(
+        service.contains("ExecStart=/usr/bin/tend apply --lock-wait 600 /etc/tend/manifest.toml"),
+        "{service}"
+    );
+    assert!(sb
+        .path("/etc/systemd/system/timers.target.wants/tend.timer")
+        .symlink_metadata()
+        .is_ok());
+    let remove = tend_tests::run(&["timer", "remove", "--root", root], &[]);
+    assert_eq!(remove.code, 2, "{remove:?}");
+    assert!(!sb.path("/etc/systemd/system/tend.service").exists());
+    assert!(sb
+        .path("/etc/systemd/system/timers.target.wants/tend.timer")
+        .symlink_metadata()
+        .is_err());
+}
+
+#[test]
+fn service_fields_are_checked_at_load() {
+    let sb = Sandbox::new();
+    for (text, needle) in [
+        (
+            "[service.x]\nunit = \"-x.service\"\n",
+            "is not a systemd unit name",
+        ),
+        (
+            "[service.x]\nenabled = \"masked\"\nstate = \"running\"\n",
+            "masked and also asked to be running",
+        ),
+        ("[service.x]\nenabled = \"yes\"\n", "enabled"),
+        (
+            "[service.x]\ndropins = { \"../x.conf\" = \"\" }\n",
+            "is not NAME.conf",
+        ),
+    ] {
+        sb.write_manifest(text);
+        let r = sb.tend("check", &[]);
+        assert_eq!(r.code, 1, "{text}: {r:?}");
+        assert!(r.stderr.contains(needle), "{text}: {}", r.stderr);
+    }
+}
