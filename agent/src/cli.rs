@@ -41,6 +41,9 @@ pub enum Command {
     Plan(RunArgs),
     /// Converge the host to the manifest. Exit 2 when something changed, 4 on failures.
     Apply(ApplyArgs),
+    /// One run of a fleet host: fetch the policy repository, verify the commit, and apply (or
+    /// plan) the manifest it holds. Flags win over /etc/tend/pull.toml.
+    Pull(PullArgs),
     /// Validate a manifest without touching the host.
     Check(ManifestArgs),
     /// Print the dependency graph in Graphviz DOT.
@@ -67,6 +70,78 @@ pub enum Command {
     /// Write the man pages (tend.1, tend-plan.1, …) into DIR.
     #[command(hide = true)]
     Manpage { dir: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The policy repository (https://, ssh://, git://, file:// or a path).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The branch (or tag) to follow [default: main].
+    #[arg(long = "ref", value_name = "REF")]
+    pub reference: Option<String>,
+    /// The manifest's path inside the repository [default: manifest.toml].
+    #[arg(long = "manifest", value_name = "PATH")]
+    pub manifest_path: Option<String>,
+    /// Require every commit to carry a valid SSH signature by a key of FILE (git's
+    /// gpg.ssh.allowedSignersFile format). A commit that fails is refused.
+    #[arg(long, value_name = "FILE")]
+    pub allowed_signers: Option<PathBuf>,
+    /// Accept a commit that does not descend from the last applied one (a revert by force-push).
+    #[arg(long)]
+    pub allow_rollback: bool,
+    /// Staged rollout: a new commit becomes eligible on this host only after it has known it
+    /// for its offset in [0, WINDOW) (from its machine id). `Tend-Rollout: immediate` in a
+    /// commit's message skips the wait.
+    #[arg(long, value_name = "DURATION")]
+    pub rollout_window: Option<humantime::Duration>,
+    /// This host's offset in the rollout window, instead of the one from its machine id.
+    #[arg(long, value_name = "DURATION")]
+    pub rollout_offset: Option<humantime::Duration>,
+    /// An SSH private key for ssh:// URLs.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// An environment variable holding an HTTPS token.
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Plan instead of apply: report the drift against the policy, change nothing on the host
+    /// (the fetch still updates tend's cache of the repository in the state directory).
+    #[arg(long)]
+    pub plan: bool,
+    /// Read defaults for these flags from FILE (TOML: url, ref, manifest, allowed_signers,
+    /// rollout_window, rollout_offset, ssh_key, token_env, metrics, report).
+    #[arg(long, value_name = "FILE", default_value = "/etc/tend/pull.toml")]
+    pub config: PathBuf,
+    /// Override a variable of [vars] (repeatable).
+    #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Resolve every host path under DIR.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Only these resources (see apply).
+    #[arg(long, value_name = "SELECTOR", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Output on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Also write the JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Resources checked or applied at once (1 to 256).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
+    /// Write Prometheus textfile metrics to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// The state directory [default: ROOT/var/lib/tend].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Wait up to SECS for another run's lock before giving up (exit 1).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub lock_wait: u64,
+    /// Backups of replaced files kept per path in the state directory.
+    #[arg(long, value_name = "N", default_value_t = tend_resources::host::DEFAULT_KEEP_BACKUPS)]
+    pub keep_backups: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -171,7 +246,7 @@ pub enum Inspect {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ManifestArgs {
     /// The manifest.
     #[arg(default_value = DEFAULT_MANIFEST)]
@@ -184,7 +259,7 @@ pub struct ManifestArgs {
     pub root: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub manifest: ManifestArgs,

@@ -26,6 +26,7 @@ pub mod journal;
 pub mod manifest;
 pub mod output;
 pub mod printer;
+mod pull;
 pub mod report;
 mod restore;
 mod run;
@@ -89,8 +90,9 @@ fn color_wanted(tty: bool) -> bool {
 /// Run a parsed command line; returns the exit code.
 pub fn run(cli: &Cli) -> Result<i32, StartError> {
     match &cli.command {
-        Command::Plan(args) => run::run_engine(cli, args, None),
-        Command::Apply(args) => run::run_engine(cli, &args.run, Some(args)),
+        Command::Plan(args) => run::run_engine(cli, args, None, None),
+        Command::Apply(args) => run::run_engine(cli, &args.run, Some(args), None),
+        Command::Pull(args) => pull::pull(cli, args),
         Command::Check(args) => {
             let m = load(args, SecretMode::Ephemeral, None)?;
             let g = graph::Graph::build(&m)?;

@@ -213,6 +213,74 @@ pub struct Report {
     pub exit_code: i32,
     pub summary: Summary,
     pub resources: Vec<ResourceReport>,
+    /// `tend pull`: which commit the run converged to, which is pending, which was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullStatus>,
+}
+
+/// One commit of the policy repository, as the report names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyCommit {
+    pub commit: String,
+    /// Its first line.
+    pub summary: String,
+    /// The principals of the key that signed it (verified), when signatures are required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+}
+
+/// A fetched commit this host waits for (staged rollout).
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingCommit {
+    pub commit: String,
+    pub summary: String,
+    /// When it becomes eligible here (RFC 3339) and in how many seconds.
+    pub eligible_at: String,
+    pub eligible_at_unix: u64,
+    pub eligible_in_seconds: u64,
+}
+
+/// A fetched commit that was not accepted, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedCommit {
+    pub commit: String,
+    pub reason: String,
+}
+
+/// What `tend pull` fetched and decided, in the report (`pull`) and the metrics (`tend_pull_*`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PullStatus {
+    /// The server (credentials redacted) and the ref.
+    pub url: String,
+    pub reference: String,
+    /// The commit this run loaded its manifest from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<PolicyCommit>,
+    /// Where the ref pointed on the server this run (absent when it was not reached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetched: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingCommit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedCommit>,
+    /// The server was not reached: the run converged to the last good policy.
+    pub stale: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch_error: Option<String>,
+    /// Seconds since the server was last reached (0 when it was, this run).
+    pub policy_age_seconds: u64,
+    /// When the server was last reached (Unix time), 0 never.
+    pub last_fetch_unix: u64,
+    /// Bytes the fetch received (0: nothing had changed).
+    pub fetched_bytes: usize,
+}
+
+impl PullStatus {
+    /// A refused commit or an unreachable server: the run sets the failure bit, whatever it
+    /// converged.
+    pub fn failed(&self) -> bool {
+        self.stale || self.refused.is_some()
+    }
 }
 
 impl Report {
@@ -306,6 +374,62 @@ impl Report {
                 .map(|(k, n)| (format!(",kind=\"{k}\""), n.to_string()))
                 .collect(),
         );
+        if let Some(p) = &self.pull {
+            family(
+                "pull_fetch_success",
+                "1 when the last pull reached the policy server.",
+                one(u8::from(!p.stale).to_string()),
+            );
+            family(
+                "pull_last_fetch_timestamp_seconds",
+                "When the policy server was last reached (Unix time; 0 never).",
+                one(p.last_fetch_unix.to_string()),
+            );
+            family(
+                "pull_policy_age_seconds",
+                "Seconds since the policy server was last reached (how stale the policy may be).",
+                one(p.policy_age_seconds.to_string()),
+            );
+            family(
+                "pull_verification_failed",
+                "1 when the fetched commit was refused (unsigned, wrongly signed, or a rollback).",
+                one(u8::from(p.refused.is_some()).to_string()),
+            );
+            family(
+                "pull_fetch_bytes",
+                "Bytes the last fetch received (0: nothing had changed).",
+                one(p.fetched_bytes.to_string()),
+            );
+            let mut commits = Vec::new();
+            let mut info = |role: &str, commit: &str| {
+                commits.push((
+                    format!(",role=\"{role}\",commit=\"{commit}\""),
+                    "1".to_string(),
+                ));
+            };
+            if let Some(c) = &p.applied {
+                info("applied", &c.commit);
+            }
+            if let Some(c) = &p.fetched {
+                info("fetched", c);
+            }
+            if let Some(c) = &p.pending {
+                info("pending", &c.commit);
+            }
+            if let Some(c) = &p.refused {
+                info("refused", &c.commit);
+            }
+            family(
+                "pull_commit_info",
+                "The policy commits of the last pull, by role: applied, fetched, pending (staged rollout), refused.",
+                commits,
+            );
+            family(
+                "pull_pending_eligible_timestamp_seconds",
+                "When the pending commit becomes eligible on this host (Unix time; 0 none pending).",
+                one(p.pending.as_ref().map_or(0, |c| c.eligible_at_unix).to_string()),
+            );
+        }
         out
     }
 }

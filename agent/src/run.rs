@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cli::{self, Cli, Format, RunArgs};
-use crate::report::{self, ManifestInfo, Mode, Report, Summary};
+use crate::report::{self, ManifestInfo, Mode, PullStatus, Report, Summary};
 use crate::secrets::{Redactor, SecretMode};
 use crate::signals::watch_signals;
 use crate::{
@@ -57,10 +57,13 @@ impl Records<'_> {
     }
 }
 
+/// One plan or apply. `pull` is what `tend pull` fetched and decided: it goes into the report
+/// and the metrics, and a refused commit or an unreachable server sets the failure bit.
 pub(crate) fn run_engine(
     cli: &Cli,
     run: &RunArgs,
     apply: Option<&cli::ApplyArgs>,
+    pull: Option<&PullStatus>,
 ) -> Result<i32, StartError> {
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
@@ -70,40 +73,63 @@ pub(crate) fn run_engine(
         metrics: run.metrics.as_deref(),
         last_run: apply.map(|_| state_dir.as_path()),
     };
-    match engine(cli, run, apply, &state_dir, started, &started_at, &records) {
+    match engine(
+        cli,
+        run,
+        apply,
+        pull,
+        &state_dir,
+        started,
+        &started_at,
+        &records,
+    ) {
         Ok(code) => Ok(code),
         Err(e) => {
-            // A run that cannot start leaves a record too: a fleet whose manifest broke must not
-            // keep showing the last good run's exit code.
-            let report = Report {
-                schema_version: report::SCHEMA_VERSION,
-                interrupted: false,
-                error: Some(e.to_string()),
-                tend_version: env!("CARGO_PKG_VERSION"),
-                mode: if apply.is_some() {
-                    Mode::Apply
-                } else {
-                    Mode::Plan
-                },
-                host: nix::unistd::gethostname()
-                    .map(|h| h.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                root: root_of(&run.manifest).display().to_string(),
-                manifest: ManifestInfo {
-                    path: absolute(&run.manifest.manifest).display().to_string(),
-                    sha256: String::new(),
-                },
-                started_at,
-                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                exit_code: 1,
-                summary: Summary::default(),
-                resources: Vec::new(),
-            };
-            let json = report.to_json(&Redactor::new(Vec::new()));
-            records.write(&report, &json);
+            record_failed_start(run, apply.is_some(), pull, started, &started_at, &e);
             Err(e)
         }
     }
+}
+
+/// A run that cannot start leaves a record too (`--report`, `--metrics`, `last-run.json`): a
+/// fleet whose manifest broke must not keep showing the last good run's exit code.
+pub(crate) fn record_failed_start(
+    run: &RunArgs,
+    apply: bool,
+    pull: Option<&PullStatus>,
+    started: Instant,
+    started_at: &str,
+    e: &StartError,
+) {
+    let state_dir = state_dir_of(run);
+    let records = Records {
+        report: run.report.as_deref(),
+        metrics: run.metrics.as_deref(),
+        last_run: apply.then_some(state_dir.as_path()),
+    };
+    let report = Report {
+        schema_version: report::SCHEMA_VERSION,
+        interrupted: false,
+        error: Some(e.to_string()),
+        tend_version: env!("CARGO_PKG_VERSION"),
+        mode: if apply { Mode::Apply } else { Mode::Plan },
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        root: root_of(&run.manifest).display().to_string(),
+        manifest: ManifestInfo {
+            path: absolute(&run.manifest.manifest).display().to_string(),
+            sha256: String::new(),
+        },
+        started_at: started_at.to_string(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        exit_code: 1,
+        summary: Summary::default(),
+        resources: Vec::new(),
+        pull: pull.cloned(),
+    };
+    let json = report.to_json(&Redactor::new(Vec::new()));
+    records.write(&report, &json);
 }
 
 /// While an apply runs: a line on stderr at most every 30 s (`TEND_HEARTBEAT_SECS` changes
@@ -128,10 +154,12 @@ async fn heartbeat(progress: std::sync::Arc<executor::Progress>) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn engine(
     cli: &Cli,
     run: &RunArgs,
     apply: Option<&cli::ApplyArgs>,
+    pull: Option<&PullStatus>,
     state_dir: &Path,
     started: Instant,
     started_at: &str,
@@ -257,6 +285,9 @@ fn engine(
     let summary = Summary::of(&resources);
     // An interrupted run did not do all it was asked: the failure bit, whatever else happened.
     let mut exit_code = summary.exit_code() | if interrupted { 4 } else { 0 };
+    if pull.is_some_and(PullStatus::failed) {
+        exit_code |= 4;
+    }
     let report = Report {
         schema_version: report::SCHEMA_VERSION,
         interrupted,
@@ -274,6 +305,7 @@ fn engine(
         exit_code,
         summary,
         resources,
+        pull: pull.cloned(),
     };
     let json = report.to_json(&redactor);
     let text = match run.format {

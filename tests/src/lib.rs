@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::Once;
 
 pub mod docker;
+pub mod gitserve;
 pub mod pki;
 pub mod plan_watch;
 pub mod systemd;

@@ -1,32 +1,13 @@
 //! `git` against real repositories made with the git CLI, served by path, `file://` and
 //! `git daemon` on loopback.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
+use tend_tests::gitserve::git;
 use tend_tests::{changed_fields, resource, with_status, Sandbox};
 
 const ENV_EXAMPLE: &str = include_str!("../../fixtures/dify/env.example");
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A repository shaped like Dify's: tags 1.11.4 and 1.12.1 (annotated), one more commit on main,
 /// `docker/.env.example` from the real Dify file, `docker/.env` and `docker/volumes/` ignored.
@@ -147,37 +128,17 @@ fn tag_timeline_keeps_ignored_files_byte_for_byte() {
 }
 
 /// `git daemon` serving the upstream's parent directory on a free loopback port.
-struct Daemon {
-    _child: tend_tests::Reaped,
-    port: u16,
-}
+struct Daemon(tend_tests::gitserve::GitDaemon);
 
 impl Daemon {
     fn serve(up: &Upstream) -> Daemon {
-        let base = up.path.parent().expect("parent").to_path_buf();
-        let port = tend_tests::pki::free_port();
-        // The daemon binary itself, not `git daemon`: `git` would fork it and a kill would leave
-        // it running, holding the test's output pipes open. No inherited stdio either.
-        let exec_path = git(&base, &["--exec-path"]);
-        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
-            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(&base)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("git daemon");
-        tend_tests::pki::wait_for(port, "git daemon", Path::new("/dev/null"));
-        Daemon {
-            _child: tend_tests::Reaped(child),
-            port,
-        }
+        Daemon(tend_tests::gitserve::GitDaemon::serve(
+            up.path.parent().expect("parent"),
+        ))
     }
 
     fn url(&self) -> String {
-        format!("git://127.0.0.1:{}/dify.git", self.port)
+        self.0.url("dify.git")
     }
 }
 

@@ -16,6 +16,7 @@ mod git;
 mod hardening;
 mod nginx;
 mod output;
+mod pull;
 mod secrets;
 mod security;
 mod systemd;

@@ -1,0 +1,230 @@
+//! The policy repository: a bare cache under `STATE/pull/repo.git` that each run fetches one ref
+//! into (libgit2 negotiates: when nothing changed, no object crosses the wire), and the export of
+//! one commit's tree to a directory the manifest is loaded from.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use git2::{Cred, FetchOptions, Oid, RemoteCallbacks, Repository};
+
+/// Where the fetched ref is kept in the cache.
+const FETCHED: &str = "refs/tend/fetched";
+
+/// How to reach the policy server.
+pub struct Source<'a> {
+    pub url: &'a str,
+    pub reference: &'a str,
+    pub ssh_key: Option<&'a Path>,
+    pub token_env: Option<&'a str>,
+}
+
+/// The cache, made on first use (mode 0700, in the state directory).
+pub fn open(dir: &Path) -> Result<Repository, String> {
+    if dir.join("HEAD").is_file() {
+        return Repository::open_bare(dir)
+            .map_err(|e| format!("the policy cache {}: {}", dir.display(), e.message()));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot make the policy cache {}: {e}", dir.display()))?;
+    Repository::init_bare(dir).map_err(|e| {
+        format!(
+            "cannot make the policy cache {}: {}",
+            dir.display(),
+            e.message()
+        )
+    })
+}
+
+fn callbacks<'a>(src: &'a Source<'a>) -> RemoteCallbacks<'a> {
+    let mut cb = RemoteCallbacks::new();
+    let mut tries = 0;
+    cb.credentials(move |_url, user, allowed| {
+        tries += 1;
+        if tries > 3 {
+            return Err(git2::Error::from_str(
+                "authentication failed (credentials refused)",
+            ));
+        }
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            if let Some(key) = src.ssh_key {
+                return Cred::ssh_key(user.unwrap_or("git"), None, key, None);
+            }
+        }
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some(var) = src.token_env {
+                let token = std::env::var(var).map_err(|_| {
+                    git2::Error::from_str(&format!("environment variable {var} is not set"))
+                })?;
+                return Cred::userpass_plaintext("x-access-token", &token);
+            }
+        }
+        Err(git2::Error::from_str(
+            "the server asks for credentials: give --ssh-key or --token-env",
+        ))
+    });
+    cb
+}
+
+/// What a fetch brought.
+pub struct Fetched {
+    pub commit: Oid,
+    /// Bytes received (0 for a no-op fetch).
+    pub bytes: usize,
+}
+
+/// Fetch `reference` (a branch, else a tag) into the cache; the commit it points to.
+pub fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, String> {
+    let url = tend_resources::git::redact_url(src.url);
+    let mut remote = repo
+        .remote_anonymous(src.url)
+        .map_err(|e| format!("{url}: {}", e.message()))?;
+    let mut last = Err(String::new());
+    for spec in [
+        format!("+refs/heads/{}:{FETCHED}", src.reference),
+        format!("+refs/tags/{}:{FETCHED}", src.reference),
+    ] {
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(callbacks(src))
+            .download_tags(git2::AutotagOption::None);
+        match remote.fetch(&[spec.as_str()], Some(&mut opts), None) {
+            Ok(()) => {
+                let bytes = remote.stats().received_bytes();
+                let commit = repo
+                    .find_reference(FETCHED)
+                    .and_then(|r| r.peel_to_commit())
+                    .map_err(|e| format!("{url}: {}", e.message()))?
+                    .id();
+                return Ok(Fetched { commit, bytes });
+            }
+            Err(e) => {
+                last = Err(format!(
+                    "cannot fetch {} from {url}: {}",
+                    src.reference,
+                    e.message()
+                ))
+            }
+        }
+    }
+    last
+}
+
+/// Whether `commit` is `ancestor` or descends from it.
+pub fn descends(repo: &Repository, commit: Oid, ancestor: Oid) -> bool {
+    commit == ancestor || repo.graph_descendant_of(commit, ancestor).unwrap_or(false)
+}
+
+/// The SSH signature of a commit and the bytes it signs, if it is signed.
+pub fn signature(repo: &Repository, commit: Oid) -> Option<(Vec<u8>, Vec<u8>)> {
+    repo.extract_signature(&commit, None)
+        .ok()
+        .map(|(sig, data)| (sig.to_vec(), data.to_vec()))
+}
+
+/// The value of trailer `key` in the commit's message (the signed content).
+pub fn trailer(repo: &Repository, commit: Oid, key: &str) -> Option<String> {
+    let c = repo.find_commit(commit).ok()?;
+    let msg = c.message().ok()?;
+    let trailers = git2::message_trailers_strs(msg).ok()?;
+    let found = trailers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.trim().to_string());
+    found
+}
+
+/// The commit's time (seconds since the epoch) and its first line.
+pub fn describe(repo: &Repository, commit: Oid) -> (i64, String) {
+    repo.find_commit(commit)
+        .map(|c| {
+            (
+                c.time().seconds(),
+                c.summary().ok().flatten().unwrap_or_default().to_string(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Budgets for a policy tree: a repository of manifests, not of everything.
+const MAX_FILES: usize = 10_000;
+const MAX_BYTES: usize = 256 << 20;
+
+/// Write `commit`'s tree to `dir` (made afresh, 0700; files 0600): the manifest and the templates
+/// and files it names resolve inside it. A symlink or submodule in the tree is refused: a link
+/// could lead the manifest outside the verified commit.
+pub fn export(repo: &Repository, commit: Oid, dir: &Path) -> Result<(), String> {
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(|e| format!("commit {commit}: {}", e.message()))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mkdir = |p: &Path| {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(p)
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    mkdir(dir)?;
+    let mut files = 0;
+    let mut bytes = 0;
+    let mut failure = None;
+    tree.walk(git2::TreeWalkMode::PreOrder, |parent, entry| {
+        let name = entry.name().unwrap_or("");
+        let rel: PathBuf = Path::new(parent).join(name);
+        let path = dir.join(&rel);
+        let result = match entry.filemode() {
+            0o040000 => mkdir(&path),
+            0o100644 | 0o100755 => (|| {
+                files += 1;
+                let blob = repo
+                    .find_blob(entry.id())
+                    .map_err(|e| format!("{}: {}", rel.display(), e.message()))?;
+                bytes += blob.size();
+                if files > MAX_FILES || bytes > MAX_BYTES {
+                    return Err(format!(
+                        "the policy tree is larger than {MAX_FILES} files or {} MiB",
+                        MAX_BYTES >> 20
+                    ));
+                }
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc_nofollow())
+                    .open(&path)
+                    .and_then(|mut f| f.write_all(blob.content()))
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            })(),
+            0o120000 => Err(format!(
+                "{} is a symlink; tend pull does not follow links in a policy tree",
+                rel.display()
+            )),
+            _ => Err(format!(
+                "{} is a submodule; a policy tree holds files only",
+                rel.display()
+            )),
+        };
+        match result {
+            Ok(()) => git2::TreeWalkResult::Ok,
+            Err(e) => {
+                failure = Some(e);
+                git2::TreeWalkResult::Abort
+            }
+        }
+    })
+    .ok();
+    match failure {
+        Some(e) => Err(format!("commit {commit}: {e}")),
+        None => Ok(()),
+    }
+}
+
+fn libc_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}

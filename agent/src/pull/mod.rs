@@ -1,0 +1,441 @@
+//! `tend pull`: one run of a fleet host, on infrastructure it already has — a git server and
+//! Prometheus, no server of tend's own.
+//!
+//! 1. Fetch the ref into the cache in the state directory (`fetch`).
+//! 2. Decide which commit to converge to: the fetched one when it is verified (signed by an
+//!    allowed key, `verify`), descends from the last applied one (no replayed old commit, no
+//!    rewritten history), and is eligible here (staged rollout, `record::offset`); otherwise the
+//!    last applied commit — re-verified, so a revoked key stops it too — and the run says why
+//!    and sets the failure bit. An unreachable server is the same: the last good policy, stale,
+//!    with its age.
+//! 3. Export that commit's tree and plan or apply its manifest: the engine's run, with the pull's
+//!    decision in the report (`pull`) and the metrics (`tend_pull_*`).
+
+mod fetch;
+mod record;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use git2::Oid;
+use serde::Deserialize;
+
+use crate::cli::{ApplyArgs, Cli, ManifestArgs, PullArgs, RunArgs};
+use crate::report::{PendingCommit, PolicyCommit, PullStatus, RefusedCommit};
+use crate::{absolute, run, state, StartError};
+use record::Record;
+use verify::AllowedSigners;
+
+/// `/etc/tend/pull.toml`: defaults for the flags (flags win).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    url: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    manifest: Option<String>,
+    allowed_signers: Option<PathBuf>,
+    allow_rollback: Option<bool>,
+    rollout_window: Option<String>,
+    rollout_offset: Option<String>,
+    ssh_key: Option<PathBuf>,
+    token_env: Option<String>,
+    metrics: Option<PathBuf>,
+    report: Option<PathBuf>,
+}
+
+impl Config {
+    /// The file when it exists. It says where policy comes from and whom to trust: only a
+    /// regular file owned by tend's user that nobody else can write is read.
+    fn load(path: &Path) -> Result<Config, StartError> {
+        let bytes = tend_resources::host::read_private_file(path)
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let Some(bytes) = bytes else {
+            return Ok(Config::default());
+        };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| StartError::Other(format!("{}: not UTF-8", path.display())))?;
+        toml::from_str(&text).map_err(|e| StartError::Other(format!("{}: {e}", path.display())))
+    }
+}
+
+fn duration(flag: &str, text: &str) -> Result<u64, StartError> {
+    humantime::parse_duration(text)
+        .map(|d| d.as_secs())
+        .map_err(|e| StartError::Other(format!("{flag} {text:?}: {e}")))
+}
+
+/// Everything one pull resolved from its flags and the config file.
+struct Settings {
+    url: String,
+    reference: String,
+    manifest: String,
+    allowed: Option<AllowedSigners>,
+    allow_rollback: bool,
+    window: u64,
+    offset: Option<u64>,
+    ssh_key: Option<PathBuf>,
+    token_env: Option<String>,
+    run: RunArgs,
+    apply: Option<ApplyArgs>,
+}
+
+fn settings(args: &PullArgs) -> Result<Settings, StartError> {
+    let cfg = Config::load(&args.config)?;
+    let url = args.url.clone().or(cfg.url).ok_or_else(|| {
+        StartError::Other(format!(
+            "no policy repository: give --url or `url` in {}",
+            args.config.display()
+        ))
+    })?;
+    let reference = args
+        .reference
+        .clone()
+        .or(cfg.reference)
+        .unwrap_or_else(|| "main".into());
+    if reference.starts_with('-') || reference.contains("..") || reference.contains(':') {
+        return Err(StartError::Other(format!(
+            "--ref {reference:?} is not a branch or tag name"
+        )));
+    }
+    let manifest = args
+        .manifest_path
+        .clone()
+        .or(cfg.manifest)
+        .unwrap_or_else(|| "manifest.toml".into());
+    if Path::new(&manifest).is_absolute()
+        || Path::new(&manifest)
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(StartError::Other(format!(
+            "--manifest {manifest:?}: a path inside the repository (relative, no `..`)"
+        )));
+    }
+    let allowed = args
+        .allowed_signers
+        .clone()
+        .or(cfg.allowed_signers)
+        .map(|p| AllowedSigners::load(&p))
+        .transpose()
+        .map_err(StartError::Other)?;
+    let window = match args.rollout_window {
+        Some(d) => d.as_secs(),
+        None => cfg
+            .rollout_window
+            .as_deref()
+            .map(|t| duration("rollout_window", t))
+            .transpose()?
+            .unwrap_or(0),
+    };
+    let offset = match args.rollout_offset {
+        Some(d) => Some(d.as_secs()),
+        None => cfg
+            .rollout_offset
+            .as_deref()
+            .map(|t| duration("rollout_offset", t))
+            .transpose()?,
+    };
+    let root = args
+        .root
+        .as_deref()
+        .map_or_else(|| PathBuf::from("/"), absolute);
+    let state_dir = args
+        .state_dir
+        .as_deref()
+        .map_or_else(|| root.join("var/lib/tend"), absolute);
+    let run = RunArgs {
+        manifest: ManifestArgs {
+            manifest: state_dir.join("pull/tree").join(&manifest),
+            vars: args.vars.clone(),
+            root: args.root.clone(),
+        },
+        only: args.only.clone(),
+        format: args.format,
+        report: args.report.clone().or(cfg.report),
+        jobs: args.jobs,
+        metrics: args.metrics.clone().or(cfg.metrics),
+        state_dir: Some(state_dir),
+    };
+    let apply = (!args.plan).then(|| ApplyArgs {
+        run: run.clone(),
+        lock_wait: args.lock_wait,
+        keep_backups: args.keep_backups,
+    });
+    Ok(Settings {
+        url,
+        reference,
+        manifest,
+        allowed,
+        allow_rollback: args.allow_rollback || cfg.allow_rollback.unwrap_or(false),
+        window,
+        offset,
+        ssh_key: args.ssh_key.clone().or(cfg.ssh_key),
+        token_env: args.token_env.clone().or(cfg.token_env),
+        run,
+        apply,
+    })
+}
+
+pub fn pull(cli: &Cli, args: &PullArgs) -> Result<i32, StartError> {
+    let started = Instant::now();
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let s = settings(args)?;
+    let mut status = PullStatus {
+        url: tend_resources::git::redact_url(&s.url),
+        reference: s.reference.clone(),
+        ..PullStatus::default()
+    };
+    match decide(&s, &mut status) {
+        Ok((commit, mut record)) => {
+            tell(cli, args, &status);
+            let code = run::run_engine(cli, &s.run, s.apply.as_ref(), Some(&status));
+            let pull_dir = pull_dir(&s);
+            if s.apply.is_some() && code.is_ok() {
+                record.applied = Some(commit.commit.clone());
+                record.applied_signer = commit.signer.clone();
+            }
+            if let Err(e) = record.save(&pull_dir) {
+                eprintln!("error: {e}");
+                return code.map(|c| c | 4);
+            }
+            code
+        }
+        Err(e) => {
+            run::record_failed_start(
+                &s.run,
+                s.apply.is_some(),
+                Some(&status),
+                started,
+                &started_at,
+                &e,
+            );
+            Err(e)
+        }
+    }
+}
+
+fn short(c: &str) -> &str {
+    &c[..c.len().min(12)]
+}
+
+/// What the pull decided, before the run's own output: refusals and a stale policy on stderr
+/// always (a timer's journal shows them), the policy and a pending commit on stdout.
+fn tell(cli: &Cli, args: &PullArgs, p: &PullStatus) {
+    let Some(applied) = &p.applied else { return };
+    if let Some(r) = &p.refused {
+        eprintln!(
+            "error: refused commit {}: {}; converging to the last verified commit {}",
+            short(&r.commit),
+            r.reason,
+            short(&applied.commit)
+        );
+    }
+    if let Some(e) = &p.fetch_error {
+        eprintln!(
+            "error: {e}; converging to the last good commit {} (the server was last reached {})",
+            short(&applied.commit),
+            match p.last_fetch_unix {
+                0 => "never".to_string(),
+                _ => format!("{} s ago", p.policy_age_seconds),
+            }
+        );
+    }
+    if cli.quiet || args.format != crate::cli::Format::Human {
+        return;
+    }
+    let mut out = format!(
+        "Policy: {} \"{}\"{} ({} {})\n",
+        short(&applied.commit),
+        applied.summary,
+        applied
+            .signer
+            .as_deref()
+            .map(|s| format!(", signed by {s}"))
+            .unwrap_or_default(),
+        p.url,
+        p.reference
+    );
+    if let Some(c) = &p.pending {
+        out.push_str(&format!(
+            "Pending: {} \"{}\" becomes eligible here at {} (in {} s)\n",
+            short(&c.commit),
+            c.summary,
+            c.eligible_at,
+            c.eligible_in_seconds
+        ));
+    }
+    crate::output::stdout(&out);
+}
+
+fn pull_dir(s: &Settings) -> PathBuf {
+    s.run
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/tend"))
+        .join("pull")
+}
+
+/// Fetch, verify and choose; export the chosen commit's tree. Fills `status` as it goes (also
+/// when it fails, for the record of a run that could not start).
+fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record), StartError> {
+    let other = StartError::Other;
+    let state_dir = s.run.state_dir.clone().unwrap_or_default();
+    let root = s
+        .run
+        .manifest
+        .root
+        .as_deref()
+        .map_or_else(|| PathBuf::from("/"), absolute);
+    state::check_path(&root, &state_dir)
+        .and_then(|()| state::ensure_private_dir(&state_dir))
+        .map_err(|e| other(format!("the state directory {}: {e}", state_dir.display())))?;
+    let dir = pull_dir(s);
+    state::ensure_private_dir(&dir).map_err(|e| other(format!("{}: {e}", dir.display())))?;
+    let mut record = Record::load(&dir).map_err(other)?;
+    let now = record::now();
+    let repo = fetch::open(&dir.join("repo.git")).map_err(other)?;
+    let source = fetch::Source {
+        url: &s.url,
+        reference: &s.reference,
+        ssh_key: s.ssh_key.as_deref(),
+        token_env: s.token_env.as_deref(),
+    };
+    let candidate = match fetch::fetch(&repo, &source) {
+        Ok(f) => {
+            record.last_fetch = now;
+            status.fetched = Some(f.commit.to_string());
+            status.fetched_bytes = f.bytes;
+            Some(f.commit)
+        }
+        Err(e) => {
+            status.stale = true;
+            status.fetch_error = Some(e);
+            None
+        }
+    };
+    status.last_fetch_unix = record.last_fetch;
+    status.policy_age_seconds = if record.last_fetch == 0 {
+        0
+    } else {
+        now.saturating_sub(record.last_fetch)
+    };
+    let applied = record
+        .applied
+        .as_deref()
+        .and_then(|c| Oid::from_str(c).ok())
+        .filter(|c| repo.find_commit(*c).is_ok());
+    let mut chosen = applied;
+    if let Some(c) = candidate.filter(|c| Some(*c) != applied) {
+        match accept(s, &repo, c, applied) {
+            Err(reason) => {
+                status.refused = Some(RefusedCommit {
+                    commit: c.to_string(),
+                    reason,
+                });
+            }
+            Ok(()) => {
+                let seen = record.first_seen(&c.to_string(), now);
+                let immediate = fetch::trailer(&repo, c, "Tend-Rollout")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("immediate"));
+                let offset = s
+                    .offset
+                    .unwrap_or_else(|| record::offset(&root, s.window))
+                    .min(s.window);
+                let eligible_at = seen + offset;
+                // A host with no policy yet takes the current one at once: waiting would leave
+                // it unconfigured, not safer.
+                if applied.is_none() || immediate || s.window == 0 || now >= eligible_at {
+                    chosen = Some(c);
+                } else {
+                    status.pending = Some(PendingCommit {
+                        commit: c.to_string(),
+                        summary: fetch::describe(&repo, c).1,
+                        eligible_at: humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(eligible_at),
+                        )
+                        .to_string(),
+                        eligible_at_unix: eligible_at,
+                        eligible_in_seconds: eligible_at - now,
+                    });
+                }
+            }
+        }
+    }
+    let Some(commit) = chosen else {
+        let why = match (&status.refused, &status.fetch_error) {
+            (Some(r), _) => format!("commit {} is refused: {}", r.commit, r.reason),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "nothing fetched".into(),
+        };
+        return Err(other(format!(
+            "no verified policy to converge to (no commit was applied here before): {why}"
+        )));
+    };
+    // The commit converged to is verified every run: a key removed from the allowed signers
+    // stops the policy it signed, here and now.
+    let signer = match &s.allowed {
+        Some(allowed) => Some(check_signature(allowed, &repo, commit).map_err(|why| {
+            other(format!(
+                "the last applied commit {commit} no longer verifies: {why}; nothing to converge to"
+            ))
+        })?),
+        None => None,
+    };
+    let tree = dir.join("tree");
+    let marker = dir.join("tree.commit");
+    let exported = tend_resources::host::read_private_file(&marker)
+        .ok()
+        .flatten()
+        .is_some_and(|b| b == commit.to_string().as_bytes());
+    if !exported || !tree.is_dir() {
+        fetch::export(&repo, commit, &tree).map_err(other)?;
+        state::write_private(&dir, "tree.commit", commit.to_string().as_bytes())
+            .map_err(|e| other(e.to_string()))?;
+    }
+    if !tree.join(&s.manifest).is_file() {
+        return Err(other(format!(
+            "commit {commit} has no {} (--manifest)",
+            s.manifest
+        )));
+    }
+    let policy = PolicyCommit {
+        commit: commit.to_string(),
+        summary: fetch::describe(&repo, commit).1,
+        signer,
+    };
+    status.applied = Some(policy.clone());
+    Ok((policy, record))
+}
+
+/// Whether a fetched commit may replace the applied one: verified, and not a rollback.
+fn accept(
+    s: &Settings,
+    repo: &git2::Repository,
+    c: Oid,
+    applied: Option<Oid>,
+) -> Result<(), String> {
+    if let Some(allowed) = &s.allowed {
+        check_signature(allowed, repo, c)?;
+    }
+    if let Some(base) = applied {
+        if !s.allow_rollback && !fetch::descends(repo, c, base) {
+            return Err(format!(
+                "it does not descend from {base}, the last commit applied here (a replayed old commit or rewritten history; --allow-rollback accepts it)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_signature(
+    allowed: &AllowedSigners,
+    repo: &git2::Repository,
+    c: Oid,
+) -> Result<String, String> {
+    let Some((sig, signed)) = fetch::signature(repo, c) else {
+        return Err(verify::Refusal::Unsigned.to_string());
+    };
+    verify::verify(allowed, &sig, &signed).map_err(|r| r.to_string())
+}

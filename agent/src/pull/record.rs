@@ -1,0 +1,94 @@
+//! What a fleet host remembers between pulls (`STATE/pull/state.json`, private): the last commit
+//! it applied (the base of the descendant check, and what it falls back to), when it first saw
+//! each commit (the clock of the staged rollout), and when it last reached the server.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// First sightings kept: enough for any rollout in flight.
+const MAX_SEEN: usize = 64;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Record {
+    /// The commit the last apply loaded its manifest from.
+    #[serde(default)]
+    pub applied: Option<String>,
+    /// Who signed it (verified), when signatures were required.
+    #[serde(default)]
+    pub applied_signer: Option<String>,
+    /// Commit → when this host first fetched it (Unix time).
+    #[serde(default)]
+    pub seen: BTreeMap<String, u64>,
+    /// When the server was last reached (Unix time); 0 never.
+    #[serde(default)]
+    pub last_fetch: u64,
+}
+
+impl Record {
+    pub fn load(dir: &Path) -> Result<Record, String> {
+        let path = dir.join("state.json");
+        match tend_resources::host::read_private_file(&path) {
+            Ok(None) => Ok(Record::default()),
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
+                format!(
+                    "{} is damaged ({e}); move it away to start over (the next pull applies the current commit)",
+                    path.display()
+                )
+            }),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub fn save(&mut self, dir: &Path) -> Result<(), String> {
+        if self.seen.len() > MAX_SEEN {
+            let mut by_time: Vec<(u64, String)> =
+                self.seen.iter().map(|(c, t)| (*t, c.clone())).collect();
+            by_time.sort();
+            for (_, c) in by_time.iter().take(self.seen.len() - MAX_SEEN) {
+                self.seen.remove(c);
+            }
+        }
+        let json = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        crate::state::write_private(dir, "state.json", &json)
+            .map_err(|e| format!("cannot record the pull in {}: {e}", dir.display()))
+    }
+
+    /// When this host first saw `commit`, recording now if it never did.
+    pub fn first_seen(&mut self, commit: &str, now: u64) -> u64 {
+        *self.seen.entry(commit.to_string()).or_insert(now)
+    }
+}
+
+/// This host's offset in a rollout window of `window` seconds: stable (a hash of its machine id,
+/// the same id systemd derives its timer splay from), spread evenly across the fleet.
+pub fn offset(root: &Path, window: u64) -> u64 {
+    if window == 0 {
+        return 0;
+    }
+    let id = std::fs::read_to_string(root.join("etc/machine-id"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .map(|h| h.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("tend-rollout:{id}").as_bytes());
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(n) % window
+}
+
+/// Now, in Unix seconds. `TEND_NOW` replaces the clock, for tests of staged rollouts only.
+pub fn now() -> u64 {
+    if let Some(t) = std::env::var("TEND_NOW").ok().and_then(|s| s.parse().ok()) {
+        return t;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

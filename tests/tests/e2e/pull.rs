@@ -1,0 +1,418 @@
+//! `tend pull` against real repositories: commits signed by git itself (`gpg.format = ssh`) with
+//! keys made by `ssh-keygen`, served by path and by `git daemon` on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tend_tests::gitserve::{git, GitDaemon};
+use tend_tests::{plan_watch, run, Run, Sandbox};
+
+/// A policy repository, an operator's signing key, a key nobody allowed, and the allowed
+/// signers file that names the first.
+struct Policy {
+    dir: tempfile::TempDir,
+}
+
+#[derive(Clone, Copy)]
+enum Sign {
+    Ops,
+    Stranger,
+    Unsigned,
+}
+
+fn keygen(path: &Path, comment: &str) {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen")
+        .success();
+    assert!(ok, "ssh-keygen");
+}
+
+impl Policy {
+    fn new() -> Policy {
+        let dir = tempfile::Builder::new()
+            .prefix("tend-policy-")
+            .tempdir()
+            .expect("tempdir");
+        keygen(&dir.path().join("ops"), "ops");
+        keygen(&dir.path().join("stranger"), "stranger");
+        let public = std::fs::read_to_string(dir.path().join("ops.pub")).expect("ops.pub");
+        std::fs::write(
+            dir.path().join("allowed_signers"),
+            format!("# who may sign policy\nops@example.com namespaces=\"git\" {public}"),
+        )
+        .expect("allowed_signers");
+        let repo = dir.path().join("policy.git");
+        std::fs::create_dir(&repo).expect("mkdir");
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(&repo, &["config", "gpg.format", "ssh"]);
+        Policy { dir }
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("policy.git")
+    }
+
+    fn allowed(&self) -> String {
+        self.dir
+            .path()
+            .join("allowed_signers")
+            .display()
+            .to_string()
+    }
+
+    /// Commit `motd` as the manifest's content; the new commit's id.
+    fn commit(&self, motd: &str, message: &str, sign: Sign) -> String {
+        let repo = self.repo();
+        std::fs::write(
+            repo.join("manifest.toml"),
+            format!("[file.motd]\npath = \"/etc/motd\"\ncontent = \"{motd}\\n\"\n"),
+        )
+        .expect("manifest");
+        git(&repo, &["add", "manifest.toml"]);
+        let key = match sign {
+            Sign::Ops => Some(self.dir.path().join("ops.pub")),
+            Sign::Stranger => Some(self.dir.path().join("stranger.pub")),
+            Sign::Unsigned => None,
+        };
+        match key {
+            Some(k) => git(
+                &repo,
+                &[
+                    "-c",
+                    &format!("user.signingkey={}", k.display()),
+                    "commit",
+                    "-q",
+                    "-S",
+                    "-m",
+                    message,
+                ],
+            ),
+            None => git(&repo, &["commit", "-q", "--no-gpg-sign", "-m", message]),
+        };
+        git(&repo, &["rev-parse", "HEAD"])
+    }
+}
+
+/// `tend pull --url URL --allowed-signers F --root ROOT ARGS` (no /etc/tend/pull.toml), with
+/// `TEND_NOW` when given.
+fn pull(sb: &Sandbox, url: &str, allowed: &str, args: &[&str], now: Option<u64>) -> Run {
+    let root = sb.root();
+    let mut all = vec![
+        "pull",
+        "--url",
+        url,
+        "--allowed-signers",
+        allowed,
+        "--root",
+        root.to_str().expect("utf8"),
+        "--config",
+        "/nonexistent/pull.toml",
+        "--format",
+        "json",
+    ];
+    all.extend_from_slice(args);
+    let now = now.map(|n| n.to_string());
+    let env: Vec<(&str, &str)> = now.iter().map(|n| ("TEND_NOW", n.as_str())).collect();
+    run(&all, &env)
+}
+
+fn pulled(r: &Run) -> serde_json::Value {
+    r.json()["pull"].clone()
+}
+
+#[test]
+fn signed_commits_apply_and_unsigned_foreign_or_replayed_ones_are_refused() {
+    let p = Policy::new();
+    let sb = Sandbox::debian();
+    let url = p.repo().display().to_string();
+    let allowed = p.allowed();
+
+    let v1 = p.commit("v1", "first policy", Sign::Ops);
+    let first = pull(&sb, &url, &allowed, &[], None);
+    assert_eq!(first.code, 2, "{first:?}");
+    assert_eq!(sb.read("/etc/motd"), "v1\n");
+    let status = pulled(&first);
+    assert_eq!(status["applied"]["commit"], v1.as_str());
+    assert_eq!(status["applied"]["signer"], "ops@example.com");
+    // Nothing changed upstream: no object crosses the wire, nothing to do.
+    let again = pull(&sb, &url, &allowed, &[], None);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(pulled(&again)["fetched_bytes"], 0);
+
+    // Unsigned: refused, named; the last verified commit is still converged (a hand edit is
+    // repaired from it), and the failure bit says something is wrong.
+    let v2 = p.commit("v2", "unsigned change", Sign::Unsigned);
+    sb.write("/etc/motd", "edited by hand\n");
+    let refused = pull(&sb, &url, &allowed, &[], None);
+    assert_eq!(refused.code, 6, "{refused:?}");
+    assert_eq!(sb.read("/etc/motd"), "v1\n");
+    let status = pulled(&refused);
+    assert_eq!(status["refused"]["commit"], v2.as_str());
+    assert_eq!(status["refused"]["reason"], "it is not signed");
+    assert_eq!(status["applied"]["commit"], v1.as_str());
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("refused commit {}", &v2[..12])),
+        "{}",
+        refused.stderr
+    );
+
+    // Signed by a key nobody allowed: refused, with its fingerprint.
+    let v3 = p.commit("v3", "stranger", Sign::Stranger);
+    let stranger = pull(&sb, &url, &allowed, &[], None);
+    assert_eq!(stranger.code, 4, "{stranger:?}");
+    let reason = pulled(&stranger)["refused"]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        reason.contains("a key the allowed signers file does not list"),
+        "{reason}"
+    );
+    assert_eq!(pulled(&stranger)["refused"]["commit"], v3.as_str());
+
+    // Signed again by ops: applied.
+    let v4 = p.commit("v4", "fixed", Sign::Ops);
+    let ok = pull(&sb, &url, &allowed, &[], None);
+    assert_eq!(ok.code, 2, "{ok:?}");
+    assert_eq!(sb.read("/etc/motd"), "v4\n");
+    assert_eq!(pulled(&ok)["applied"]["commit"], v4.as_str());
+
+    // The branch forced back to the old signed v1: a replay, refused; accepted only when asked.
+    git(&p.repo(), &["reset", "-q", "--hard", &v1]);
+    let replay = pull(&sb, &url, &allowed, &[], None);
+    assert_eq!(replay.code, 4, "{replay:?}");
+    let reason = pulled(&replay)["refused"]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        reason.contains(&format!("does not descend from {v4}")),
+        "{reason}"
+    );
+    assert_eq!(sb.read("/etc/motd"), "v4\n");
+    let rollback = pull(&sb, &url, &allowed, &["--allow-rollback"], None);
+    assert_eq!(rollback.code, 2, "{rollback:?}");
+    assert_eq!(sb.read("/etc/motd"), "v1\n");
+
+    // Without a policy applied before, nothing verified: the run cannot start, and says why.
+    let fresh = Sandbox::debian();
+    p.commit("v5", "unsigned again", Sign::Unsigned);
+    let none = pull(&fresh, &url, &allowed, &[], None);
+    assert_eq!(none.code, 1, "{none:?}");
+    assert!(
+        none.stderr.contains("no verified policy to converge to"),
+        "{}",
+        none.stderr
+    );
+    assert!(!fresh.path("/etc/motd").exists());
+}
+
+#[test]
+fn an_unreachable_server_keeps_the_last_good_policy_and_reports_its_age() {
+    let p = Policy::new();
+    let mut daemon = GitDaemon::serve(p.dir.path());
+    let url = daemon.url("policy.git");
+    let sb = Sandbox::debian();
+    let metrics = sb.root().join("metrics.prom");
+    let metrics_arg = metrics.display().to_string();
+    let t0 = 1_800_000_000;
+    let v1 = p.commit("v1", "first", Sign::Ops);
+    let first = pull(
+        &sb,
+        &url,
+        &p.allowed(),
+        &["--metrics", &metrics_arg],
+        Some(t0),
+    );
+    assert_eq!(first.code, 2, "{first:?}");
+
+    daemon.stop();
+    sb.write("/etc/motd", "drifted\n");
+    let stale = pull(
+        &sb,
+        &url,
+        &p.allowed(),
+        &["--metrics", &metrics_arg],
+        Some(t0 + 3600),
+    );
+    assert_eq!(stale.code, 6, "{stale:?}");
+    assert_eq!(sb.read("/etc/motd"), "v1\n");
+    let status = pulled(&stale);
+    assert_eq!(status["stale"], true);
+    assert_eq!(status["policy_age_seconds"], 3600);
+    assert_eq!(status["applied"]["commit"], v1.as_str());
+    assert!(
+        stale.stderr.contains("last reached 3600 s ago"),
+        "{}",
+        stale.stderr
+    );
+
+    let text = std::fs::read_to_string(&metrics).expect("metrics");
+    for line in [
+        "tend_pull_fetch_success{mode=\"apply\"} 0",
+        "tend_pull_policy_age_seconds{mode=\"apply\"} 3600",
+        &format!("tend_pull_commit_info{{mode=\"apply\",role=\"applied\",commit=\"{v1}\"}} 1"),
+        "tend_pull_verification_failed{mode=\"apply\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    let check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&metrics).expect("open"))
+        .output()
+        .expect("promtool");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+fn a_staged_rollout_waits_per_host_and_an_immediate_trailer_skips_the_wait() {
+    let p = Policy::new();
+    let url = p.repo().display().to_string();
+    let allowed = p.allowed();
+    let early = Sandbox::debian();
+    let late = Sandbox::debian();
+    let window = ["--rollout-window", "1h"];
+    let at = |sb: &Sandbox, offset: &str, now: u64| {
+        let mut args = window.to_vec();
+        args.extend(["--rollout-offset", offset]);
+        pull(sb, &url, &allowed, &args, Some(now))
+    };
+    let t0 = 1_800_000_000;
+    p.commit("v1", "first", Sign::Ops);
+    // A host with no policy yet takes the current one at once.
+    assert_eq!(at(&early, "0s", t0).code, 2);
+    assert_eq!(at(&late, "50m", t0).code, 2);
+
+    let v2 = p.commit("v2", "gradual change", Sign::Ops);
+    let t1 = t0 + 600;
+    assert_eq!(at(&early, "0s", t1).code, 2);
+    assert_eq!(early.read("/etc/motd"), "v2\n");
+    let waiting = at(&late, "50m", t1);
+    assert_eq!(waiting.code, 0, "{waiting:?}");
+    assert_eq!(late.read("/etc/motd"), "v1\n");
+    let pending = &pulled(&waiting)["pending"];
+    assert_eq!(pending["commit"], v2.as_str());
+    assert_eq!(pending["eligible_at_unix"], t1 + 3000);
+    assert_eq!(pending["eligible_in_seconds"], 3000);
+
+    // A plan says the same and writes nothing on the host (only the fetch cache).
+    let root = late.root();
+    let state = late.root().join("var/lib/tend/pull");
+    let now = (t1 + 10).to_string();
+    let args = [
+        "pull",
+        "--plan",
+        "--url",
+        &url,
+        "--allowed-signers",
+        &allowed,
+        "--root",
+        root.to_str().expect("utf8"),
+        "--config",
+        "/nonexistent/pull.toml",
+        "--rollout-window",
+        "1h",
+        "--rollout-offset",
+        "50m",
+        "--format",
+        "json",
+    ];
+    let (out, violations) = plan_watch::run(
+        &tend_tests::tend_bin(),
+        &args,
+        &[
+            ("TEND_NOW", now.as_str()),
+            (plan_watch::ALLOW, state.to_str().expect("utf8")),
+        ],
+    );
+    assert!(
+        violations.is_empty(),
+        "pull --plan wrote:\n{}",
+        violations.join("\n")
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["pull"]["pending"]["commit"], v2.as_str());
+    assert_eq!(report["exit_code"], 0);
+
+    assert_eq!(at(&late, "50m", t1 + 2999).code, 0);
+    assert_eq!(late.read("/etc/motd"), "v1\n");
+    assert_eq!(at(&late, "50m", t1 + 3000).code, 2);
+    assert_eq!(late.read("/etc/motd"), "v2\n");
+
+    // The urgent fix: eligible everywhere at once.
+    let repo = p.repo();
+    std::fs::write(
+        repo.join("manifest.toml"),
+        "[file.motd]\npath = \"/etc/motd\"\ncontent = \"v3\\n\"\n",
+    )
+    .expect("manifest");
+    let key = p.dir.path().join("ops.pub").display().to_string();
+    git(&repo, &["add", "manifest.toml"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            &format!("user.signingkey={key}"),
+            "commit",
+            "-q",
+            "-S",
+            "-m",
+            "revert the bad change",
+            "-m",
+            "Tend-Rollout: immediate",
+        ],
+    );
+    let t2 = t1 + 3100;
+    assert_eq!(at(&early, "0s", t2).code, 2);
+    assert_eq!(at(&late, "50m", t2).code, 2);
+    assert_eq!(late.read("/etc/motd"), "v3\n");
+}
+
+#[test]
+fn the_config_file_gives_defaults_and_must_be_trusted() {
+    let p = Policy::new();
+    p.commit("v1", "first", Sign::Ops);
+    let sb = Sandbox::debian();
+    let config = sb.root().join("pull.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "url = \"{}\"\nallowed_signers = \"{}\"\n",
+            p.repo().display(),
+            p.allowed()
+        ),
+    )
+    .expect("config");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let root = sb.root();
+    let args = [
+        "pull",
+        "--root",
+        root.to_str().expect("utf8"),
+        "--config",
+        config.to_str().expect("utf8"),
+    ];
+    let r = run(&args, &[]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(sb.read("/etc/motd"), "v1\n");
+    // Others could change where policy comes from: refused.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let r = run(&args, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("nobody else can write"), "{}", r.stderr);
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(&config, "url = \"x\"\nbranch = \"main\"\n").expect("config");
+    let r = run(&args, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("unknown field `branch`"), "{}", r.stderr);
+}
