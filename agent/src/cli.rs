@@ -178,9 +178,9 @@ pub struct TimerTarget {
 pub struct TimerInstallArgs {
     #[command(flatten)]
     pub target: TimerTarget,
-    /// The manifest each run applies.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_MANIFEST)]
-    pub manifest: PathBuf,
+    /// The manifest each run applies [default: /etc/tend/manifest.toml].
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
     /// When to run, as a systemd calendar event (systemd.time(7)); runs missed while the host
     /// was off are caught up at boot (Persistent=true).
     #[arg(
@@ -215,6 +215,16 @@ pub struct TimerInstallArgs {
     /// Set a variable of [vars] on every run (repeatable).
     #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Run `tend pull --url URL` instead of `tend apply MANIFEST` (a fleet host); its other
+    /// settings come from /etc/tend/pull.toml or the flags below.
+    #[arg(long, value_name = "URL", conflicts_with = "manifest")]
+    pub pull: Option<String>,
+    /// With --pull: require commits signed by a key of FILE.
+    #[arg(long, value_name = "FILE", requires = "pull")]
+    pub allowed_signers: Option<PathBuf>,
+    /// With --pull: the staged rollout window.
+    #[arg(long, value_name = "DURATION", requires = "pull")]
+    pub rollout_window: Option<humantime::Duration>,
 }
 
 #[derive(Debug, Args)]

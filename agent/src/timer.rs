@@ -71,13 +71,24 @@ fn secs(d: Duration) -> String {
 
 /// The two unit files `install` writes.
 pub fn render_units(args: &TimerInstallArgs, exec: &Path) -> Result<(String, String), StartError> {
-    let manifest = absolute(&args.manifest);
     let mut argv: Vec<String> = vec![
         exec.display().to_string(),
-        "apply".into(),
+        if args.pull.is_some() { "pull" } else { "apply" }.into(),
         "--lock-wait".into(),
         args.lock_wait.to_string(),
     ];
+    if let Some(url) = &args.pull {
+        argv.extend(["--url".into(), url.clone()]);
+        if let Some(f) = &args.allowed_signers {
+            argv.extend([
+                "--allowed-signers".into(),
+                absolute(f).display().to_string(),
+            ]);
+        }
+        if let Some(w) = args.rollout_window {
+            argv.extend(["--rollout-window".into(), secs(*w)]);
+        }
+    }
     for (flag, path) in [("--metrics", &args.metrics), ("--report", &args.report)] {
         if let Some(p) = path {
             argv.push(flag.into());
@@ -88,7 +99,13 @@ pub fn render_units(args: &TimerInstallArgs, exec: &Path) -> Result<(String, Str
         argv.push("--var".into());
         argv.push(format!("{k}={v}"));
     }
-    argv.push(manifest.display().to_string());
+    if args.pull.is_none() {
+        let manifest = args
+            .manifest
+            .as_deref()
+            .map_or_else(|| PathBuf::from(crate::cli::DEFAULT_MANIFEST), absolute);
+        argv.push(manifest.display().to_string());
+    }
     let exec_start = argv
         .iter()
         .map(|a| exec_arg(a))
@@ -97,7 +114,7 @@ pub fn render_units(args: &TimerInstallArgs, exec: &Path) -> Result<(String, Str
     let service = format!(
         "# Written by `tend timer install`; `tend timer remove` removes it.
 [Unit]
-Description=tend: converge this host to its manifest
+Description=tend: converge this host to its {what}
 Documentation=man:tend(1)
 Wants=network-online.target
 After=network-online.target
@@ -113,7 +130,12 @@ TimeoutStopSec={STOP_TIMEOUT}
 Nice=10
 IOSchedulingClass=best-effort
 IOSchedulingPriority=7
-"
+",
+        what = if args.pull.is_some() {
+            "policy"
+        } else {
+            "manifest"
+        }
     );
     let schedule = match args.every {
         Some(every) => format!("OnUnitActiveSec={}\n", secs(*every)),

@@ -416,3 +416,59 @@ fn the_config_file_gives_defaults_and_must_be_trusted() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("unknown field `branch`"), "{}", r.stderr);
 }
+
+/// The alert rules shipped in docs/fleet pass the real promtool (`check rules`, and their unit
+/// tests with `test rules`), and every query of the Grafana dashboard parses as PromQL.
+#[test]
+fn the_fleet_alert_rules_and_dashboard_pass_promtool() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/fleet");
+    for args in [
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .current_dir(&docs)
+            .output()
+            .expect("promtool (Debian package prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(docs.join("dashboard.json")).expect("dashboard.json"),
+    )
+    .expect("dashboard.json is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().expect("expr").to_string())
+        .collect();
+    assert!(exprs.len() >= 8, "{exprs:?}");
+    // promtool parses expressions in rule files: each query as a recording rule.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: dashboard:query{i}\n        expr: {}\n",
+            serde_json::to_string(e).expect("quote")
+        ));
+    }
+    std::fs::write(dir.path().join("dashboard.yml"), rules).expect("write");
+    let out = Command::new("promtool")
+        .args(["check", "rules", "dashboard.yml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -357,6 +357,28 @@ fn offline_under_root_enablement_is_applied_and_running_is_unknown() {
         .path("/etc/systemd/system/timers.target.wants/tend.timer")
         .symlink_metadata()
         .is_ok());
+    // A fleet host's timer runs `tend pull`.
+    let fleet = tend_tests::run(
+        &[
+            "timer",
+            "install",
+            "--root",
+            root,
+            "--pull",
+            "git://git.example/policy",
+            "--allowed-signers",
+            "/etc/tend/allowed_signers",
+            "--rollout-window",
+            "2h",
+        ],
+        &[],
+    );
+    assert_eq!(fleet.code, 2, "{fleet:?}");
+    let service = sb.read("/etc/systemd/system/tend.service");
+    assert!(
+        service.contains("ExecStart=/usr/bin/tend pull --lock-wait 600 --url git://git.example/policy --allowed-signers /etc/tend/allowed_signers --rollout-window 7200s\n"),
+        "{service}"
+    );
     let remove = tend_tests::run(&["timer", "remove", "--root", root], &[]);
     assert_eq!(remove.code, 2, "{remove:?}");
     assert!(!sb.path("/etc/systemd/system/tend.service").exists());
