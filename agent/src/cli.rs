@@ -155,7 +155,7 @@ pub enum Shell {
 pub enum Timer {
     /// Write tend.service and tend.timer to /etc/systemd/system, reload systemd and enable the
     /// timer (with --root: write under DIR and enable offline, for image builds).
-    Install(TimerInstallArgs),
+    Install(Box<TimerInstallArgs>),
     /// Disable the timer and remove exactly what `install` wrote.
     Remove(TimerTarget),
     /// Whether the timer is installed and enabled, its next and last run, and the last run's

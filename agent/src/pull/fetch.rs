@@ -78,6 +78,7 @@ pub struct Fetched {
 
 /// Fetch `reference` (a branch, else a tag) into the cache; the commit it points to.
 pub fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, String> {
+    tend_resources::git::tls::before_use(src.url);
     let url = tend_resources::git::redact_url(src.url);
     let mut remote = repo
         .remote_anonymous(src.url)

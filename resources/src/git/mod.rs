@@ -14,6 +14,7 @@
 mod check;
 mod checkout;
 mod status;
+pub mod tls;
 mod transport;
 
 pub use transport::redact_url;

@@ -49,6 +49,7 @@ impl Spec {
 
     /// Where `ref` points on the remote (`ls-remote`: nothing is fetched).
     pub(super) fn remote_target(&self) -> Result<Option<Target>, ResourceError> {
+        super::tls::before_use(&self.url);
         let mut remote = git2::Remote::create_detached(self.url.as_str())
             .map_err(|e| failed(format!("remote {}: {}", self.url, e.message())))?;
         let conn = remote
@@ -199,6 +200,7 @@ impl Spec {
     }
 
     pub(super) fn fetch(&self, repo: &Repository, target: &Target) -> Result<(), ResourceError> {
+        super::tls::before_use(&self.url);
         let r = &self.reference;
         let refspec = match target.kind {
             RefKind::Tag => format!("+refs/tags/{r}:refs/tags/{r}"),

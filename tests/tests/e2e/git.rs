@@ -732,6 +732,20 @@ fn clone_over_https_with_a_token_that_is_never_printed() {
     );
     assert!(!sb.path("/opt/dify/.git").exists());
 
+    // The CA bundle is loaded only when https is used (libgit2 starts without it): a server whose
+    // CA the system does not trust is still refused.
+    let untrusted = sb.tend_env(
+        "apply",
+        &["--format", "json"],
+        &[("DIFY_GIT_TOKEN", HttpsGit::TOKEN)],
+    );
+    assert_eq!(untrusted.code, 4, "{}", untrusted.stdout);
+    let err = resource(&untrusted.json(), "git.dify")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(err.contains("certificate"), "{err}");
+
     let env = [
         ("SSL_CERT_FILE", ca.as_str()),
         ("DIFY_GIT_TOKEN", HttpsGit::TOKEN),

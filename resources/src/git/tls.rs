@@ -1,0 +1,79 @@
+//! libgit2 reads the system's whole CA bundle when it starts (OpenSSL's default verify paths:
+//! about 20 ms of CPU for Debian's 140 certificates), whatever URL it will use — two thirds of a
+//! no-op `tend pull` over `git://`, and of any run whose manifest has a `git` resource. tend starts
+//! libgit2 with the CA locations deferred, and gives it them the first time an `https://` URL is
+//! about to be used.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::{Once, OnceLock};
+
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` as the process got them.
+static GIVEN: OnceLock<(Option<OsString>, Option<OsString>)> = OnceLock::new();
+
+/// OpenSSL's default locations on Debian (`openssl version -d`: `/usr/lib/ssl`).
+const DEFAULT_FILE: &str = "/usr/lib/ssl/cert.pem";
+const DEFAULT_DIR: &str = "/usr/lib/ssl/certs";
+
+/// Start libgit2 (and OpenSSL's context with it) with no CA locations. Call it first thing in
+/// `main`, while the process has one thread: it changes the environment for that instant.
+#[allow(clippy::disallowed_methods)]
+pub fn start_deferred() {
+    let given = (
+        std::env::var_os("SSL_CERT_FILE"),
+        std::env::var_os("SSL_CERT_DIR"),
+    );
+    // An empty file and a missing directory: OpenSSL's default-paths call loads nothing and
+    // clears its own error, so libgit2 starts.
+    std::env::set_var("SSL_CERT_FILE", "/dev/null");
+    std::env::set_var("SSL_CERT_DIR", "/nonexistent/tend-deferred-ca");
+    // Any option call initialises libgit2; this one sets its default.
+    git2::opts::strict_hash_verification(true);
+    for (name, value) in [("SSL_CERT_FILE", &given.0), ("SSL_CERT_DIR", &given.1)] {
+        match value {
+            Some(v) => std::env::set_var(name, v),
+            None => std::env::remove_var(name),
+        }
+    }
+    let _ = GIVEN.set(given);
+}
+
+/// Before `url` is used: an `https://` URL needs the CA locations, loaded once per process.
+/// Without [`start_deferred`] (tests of the library), libgit2 loaded them itself.
+pub fn before_use(url: &str) {
+    static LOAD: Once = Once::new();
+    if !url.starts_with("https://") {
+        return;
+    }
+    let Some((file, dir)) = GIVEN.get() else {
+        return;
+    };
+    LOAD.call_once(|| {
+        let file = file
+            .clone()
+            .map_or_else(|| PathBuf::from(DEFAULT_FILE), PathBuf::from);
+        let dir = dir
+            .clone()
+            .map_or_else(|| PathBuf::from(DEFAULT_DIR), PathBuf::from);
+        // SAFETY: global libgit2 options, set once under `Once`; libgit2 guards its SSL context,
+        // and connections made after this see the locations.
+        #[allow(unsafe_code)]
+        let result = unsafe {
+            let f = if file.exists() {
+                git2::opts::set_ssl_cert_file(&file)
+            } else {
+                Ok(())
+            };
+            f.and_then(|()| {
+                if dir.is_dir() {
+                    git2::opts::set_ssl_cert_dir(&dir)
+                } else {
+                    Ok(())
+                }
+            })
+        };
+        if let Err(e) = result {
+            tracing::warn!("cannot load the CA certificates for https: {e}");
+        }
+    });
+}
