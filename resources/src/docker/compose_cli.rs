@@ -122,6 +122,8 @@ pub struct Invocation<'a> {
     /// Real paths of the compose files.
     pub files: &'a [PathBuf],
     pub profiles: &'a [String],
+    /// Real paths of the manifest's `env_files` (`--env-file`); empty: compose reads `.env`.
+    pub env_files: &'a [PathBuf],
     /// Variables the manifest passes (besides PATH, HOME, DOCKER_HOST).
     pub env: &'a BTreeMap<String, String>,
     pub timeout: Duration,
@@ -152,6 +154,9 @@ impl Invocation<'_> {
         }
         for p in self.profiles {
             c.arg("--profile").arg(p);
+        }
+        for e in self.env_files {
+            c.arg("--env-file").arg(e);
         }
         c.args(args);
         c.env_clear();

@@ -47,20 +47,25 @@ pub struct Project {
     pub name: String,
     /// sha256 of everything compose reads: the files, `.env`, every referenced `env_file`.
     pub inputs: BTreeMap<String, String>,
-    /// The `.env` keys and their values as written (to fingerprint, never to show).
+    /// The keys of the env files compose interpolates from (`.env`, or the manifest's
+    /// `env_files`) and their values as written (to fingerprint, never to show).
     pub env: BTreeMap<String, String>,
+    /// Those env files (host paths), in the order compose reads them.
+    pub env_files: Vec<PathBuf>,
     /// Services others wait for with `condition: service_completed_successfully` (Dify's
     /// `init_permissions`): run once, and exited with 0 is their converged state.
     pub one_shots: BTreeSet<String>,
 }
 
 /// Read the project in `dir` (a host path). `files` are the manifest's, relative to `dir` or
-/// absolute; `project` is the manifest's name for it.
+/// absolute; `project` is the manifest's name for it; `env_files` its `--env-file`s (relative
+/// to `dir` or absolute), `.env` when there are none.
 pub fn read(
     host: &Probe,
     dir: &Path,
     files: &[PathBuf],
     project: Option<&str>,
+    env_files: &[PathBuf],
 ) -> Result<Project, ResourceError> {
     let Some(meta) = host.metadata(dir)? else {
         return Err(ResourceError::Missing(format!(
@@ -75,12 +80,28 @@ pub fn read(
         )));
     }
     let mut inputs = BTreeMap::new();
-    let env_path = dir.join(".env");
     let mut env = BTreeMap::new();
-    if let Some(bytes) = host.read(&env_path)? {
+    let given = !env_files.is_empty();
+    let env_paths: Vec<PathBuf> = if given {
+        env_files.iter().map(|f| dir.join(f)).collect()
+    } else {
+        vec![dir.join(".env")]
+    };
+    for env_path in &env_paths {
+        let Some(bytes) = host.read(env_path)? else {
+            // compose fails on a missing --env-file; a missing .env is fine.
+            if given {
+                return Err(ResourceError::Missing(format!(
+                    "the env file {} does not exist",
+                    env_path.display()
+                )));
+            }
+            continue;
+        };
         inputs.insert(env_path.display().to_string(), sha256(&bytes));
         let text = String::from_utf8_lossy(&bytes);
         // Values as written: enough to tell which keys changed, without evaluating anything.
+        // A later file overrides an earlier one, as compose reads them.
         if let Ok(doc) = dotenv::parse::parse(&text) {
             for s in &doc.statements {
                 env.insert(s.key.clone(), doc.text[s.value_range.clone()].to_string());
@@ -167,6 +188,7 @@ pub fn read(
         name,
         inputs,
         env,
+        env_files: env_paths,
     })
 }
 

@@ -238,3 +238,46 @@ fn the_real_dify_compose_file_plans_its_twelve_services_on_compose_v2() {
         "create"
     );
 }
+
+/// The shipped middleware example on Dify's real `docker/` tree: `middleware.env` made from the
+/// example the tree ships, then compose run with `--env-file middleware.env` plans exactly the
+/// services its `COMPOSE_PROFILES=${DB_TYPE:-postgresql},weaviate` selects.
+#[test]
+fn the_middleware_example_plans_difys_middleware_from_middleware_env() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/dify/tree-1.12.1/docker");
+    let sb = Sandbox::debian();
+    std::fs::create_dir_all(sb.path("/opt/dify")).expect("mkdir");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&fixture)
+        .arg(sb.path("/opt/dify"))
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../manifests/examples/dify-middleware.toml")
+        .display()
+        .to_string();
+    let env = sb.tend_with_manifest(&example, "apply", &["--only", "env_file.middleware"]);
+    assert_eq!(env.code, 2, "{env:?}");
+    assert!(sb
+        .read("/opt/dify/docker/middleware.env")
+        .contains("DB_TYPE=postgresql"));
+    let plan = sb.tend_with_manifest(&example, "plan", &["--format", "json"]);
+    let plan = plan.json();
+    let mut services = tend_tests::changed_fields(&plan, "compose.middleware");
+    services.sort();
+    assert_eq!(
+        services,
+        [
+            "service db_postgres",
+            "service plugin_daemon",
+            "service redis",
+            "service sandbox",
+            "service ssrf_proxy",
+            "service weaviate",
+        ],
+        "{plan:#}"
+    );
+}

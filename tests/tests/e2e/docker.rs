@@ -644,3 +644,95 @@ fn refresh_signal_reaches_the_running_containers() {
     );
     assert_eq!(sb.apply().code, 0);
 }
+
+/// Dify's middleware way of running compose: `docker compose --env-file middleware.env -f
+/// docker-compose.middleware.yaml -p dify up -d` — `env_files` is `--env-file`: compose
+/// interpolates from it (not `.env`), including `COMPOSE_PROFILES`, and a change to one of its
+/// keys recreates exactly the service that uses it.
+#[test]
+fn env_files_replace_dot_env_as_with_difys_middleware() {
+    let image = test_image();
+    let project = unique("tendm");
+    let _cleanup = Cleanup(Made {
+        projects: vec![project.clone()],
+        ..Made::default()
+    });
+    let sb = Sandbox::new();
+    sb.write(
+        "/srv/dify/docker/docker-compose.middleware.yaml",
+        &format!(
+            r#"services:
+  db:
+    image: {image}
+    profiles: ["postgresql"]
+    command: ["sh", "-c", "echo db $$PGUSER; sleep 3600"]
+    stop_signal: SIGKILL
+    environment:
+      PGUSER: ${{DB_USERNAME}}
+  redis:
+    image: {image}
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+  weaviate:
+    image: {image}
+    profiles: ["weaviate"]
+    command: ["sleep", "3600"]
+    stop_signal: SIGKILL
+"#
+        ),
+    );
+    // `.env` says otherwise: it must not be read.
+    sb.write(
+        "/srv/dify/docker/.env",
+        "DB_USERNAME=wrong\nCOMPOSE_PROFILES=weaviate\n",
+    );
+    sb.write(
+        "/srv/dify/docker/middleware.env",
+        "COMPOSE_PROFILES=postgresql\nDB_USERNAME=postgres\n",
+    );
+    sb.write_manifest(&format!(
+        "[compose.middleware]\ndir = \"/srv/dify/docker\"\nfiles = [\"docker-compose.middleware.yaml\"]\nenv_files = [\"middleware.env\"]\nproject = \"{project}\"\nwait_timeout = 60\n"
+    ));
+    let first = sb.apply();
+    assert_eq!(first.code, 2, "{first:?}");
+    let ids = service_ids(&project);
+    assert_eq!(
+        ids.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["db", "redis"],
+        "profiles from middleware.env, not .env"
+    );
+    let env = docker(&["inspect", "-f", "{{json .Config.Env}}", &ids["db"]]);
+    assert!(env.contains("PGUSER=postgres"), "{env}");
+    assert_eq!(sb.apply().code, 0, "second run: zero changes");
+
+    // `.env` changes: nothing compose reads here changed.
+    sb.write("/srv/dify/docker/.env", "DB_USERNAME=other\n");
+    assert_eq!(sb.plan().code, 0);
+    // middleware.env changes one key: db is recreated, redis is not.
+    sb.write(
+        "/srv/dify/docker/middleware.env",
+        "COMPOSE_PROFILES=postgresql\nDB_USERNAME=dify\n",
+    );
+    let plan = sb.plan_json();
+    let descriptions = change_descriptions(&plan, "compose.middleware");
+    assert_eq!(
+        descriptions,
+        ["service db: recreate (middleware.env changed: DB_USERNAME)"],
+        "{plan:#}"
+    );
+    assert_eq!(sb.apply().code, 2);
+    let after = service_ids(&project);
+    assert_ne!(after["db"], ids["db"]);
+    assert_eq!(after["redis"], ids["redis"]);
+
+    // A missing env file is named, as compose would fail on it.
+    std::fs::remove_file(sb.path("/srv/dify/docker/middleware.env")).expect("rm");
+    let r = sb.apply();
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("the env file /srv/dify/docker/middleware.env does not exist"),
+        "{}",
+        r.stdout
+    );
+}

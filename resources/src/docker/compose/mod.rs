@@ -64,6 +64,8 @@ pub struct Compose {
     refresh: Refresh,
     restart_on_recreate: Vec<String>,
     env: BTreeMap<String, String>,
+    /// `--env-file`s, relative to `dir` or absolute; none: compose reads `.env`.
+    env_files: Vec<PathBuf>,
 }
 
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
@@ -113,7 +115,13 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     };
     let restart_on_recreate = f.string_list("restart_on_recreate")?;
     let env = f.string_map("env")?.into_iter().collect();
+    let env_files = f
+        .string_list("env_files")?
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
     Ok(Arc::new(Compose {
+        env_files,
         dir,
         project,
         files,
@@ -127,6 +135,13 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         restart_on_recreate,
         env,
     }))
+}
+
+/// The real paths compose is given (vetted: no planted symlink on the way).
+struct RealPaths {
+    files: Vec<PathBuf>,
+    dir: PathBuf,
+    env_files: Vec<PathBuf>,
 }
 
 /// What a notification does.
@@ -145,6 +160,17 @@ enum Refresh {
 const SIGNALS: &[&str] = &["HUP", "USR1", "USR2", "INT", "QUIT", "TERM", "WINCH"];
 
 impl Compose {
+    /// The project as compose would read it.
+    fn project(&self, host: &Probe) -> Result<Project, ResourceError> {
+        compose_files::read(
+            host,
+            &self.dir,
+            &self.files,
+            self.project.as_deref(),
+            &self.env_files,
+        )
+    }
+
     fn fingerprint(&self, host: &Probe, project: &Project, cli: &Cli) -> String {
         let env: Vec<String> = self
             .env
@@ -173,34 +199,35 @@ impl Compose {
     /// The project's files and directory as real paths (under `--root`), for running compose:
     /// every component vetted first (no symlink another user planted), since compose resolves
     /// them again itself.
-    fn real_paths(
-        &self,
-        host: &Probe,
-        project: &Project,
-    ) -> Result<(Vec<PathBuf>, PathBuf), ResourceError> {
+    fn real_paths(&self, host: &Probe, project: &Project) -> Result<RealPaths, ResourceError> {
         let vetted = |p: &std::path::Path| -> Result<PathBuf, ResourceError> {
             Ok(host.resolved(p)?.unwrap_or_else(|| host.real(p)))
         };
-        let files = project
-            .files
-            .iter()
-            .map(|f| vetted(f))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((files, vetted(&self.dir)?))
+        let all = |ps: &[PathBuf]| ps.iter().map(|f| vetted(f)).collect::<Result<Vec<_>, _>>();
+        Ok(RealPaths {
+            files: all(&project.files)?,
+            dir: vetted(&self.dir)?,
+            // Only the manifest's: without them compose finds `.env` in the directory itself.
+            env_files: if self.env_files.is_empty() {
+                Vec::new()
+            } else {
+                all(&project.env_files)?
+            },
+        })
     }
 
     fn invocation<'a>(
         &'a self,
         cli: &'a Cli,
         project: &'a Project,
-        real_files: &'a [PathBuf],
-        dir: &'a std::path::Path,
+        real: &'a RealPaths,
     ) -> Invocation<'a> {
         Invocation {
             cli,
             project: &project.name,
-            dir,
-            files: real_files,
+            dir: &real.dir,
+            files: &real.files,
+            env_files: &real.env_files,
             profiles: &self.profiles,
             env: &self.env,
             timeout: COMMAND_TIMEOUT,
@@ -220,7 +247,11 @@ impl Compose {
             return vec!["no record of a previous up by tend".into()];
         };
         let mut out = Vec::new();
-        let env_path = self.dir.join(".env").display().to_string();
+        let env_paths: Vec<String> = project
+            .env_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         for (path, digest) in &project.inputs {
             if r.inputs.get(path) == Some(digest) {
                 continue;
@@ -229,7 +260,7 @@ impl Compose {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| path.clone());
-            if *path == env_path {
+            if env_paths.contains(path) {
                 let now: BTreeMap<&str, String> = project
                     .env
                     .iter()
@@ -245,9 +276,9 @@ impl Compose {
                     .filter(|k| now.get(k) != r.env_keys.get(*k))
                     .collect();
                 if changed.is_empty() {
-                    out.push(".env changed".into());
+                    out.push(format!("{name} changed"));
                 } else {
-                    out.push(format!(".env changed: {}", changed.join(", ")));
+                    out.push(format!("{name} changed: {}", changed.join(", ")));
                 }
             } else if r.inputs.contains_key(path) {
                 out.push(format!("{name} changed"));
@@ -274,13 +305,17 @@ impl Compose {
 #[async_trait]
 impl Resource for Compose {
     fn reads(&self) -> Vec<PathBuf> {
-        let mut v = vec![self.dir.clone(), self.dir.join(".env")];
+        let mut v = vec![self.dir.clone()];
+        if self.env_files.is_empty() {
+            v.push(self.dir.join(".env"));
+        }
+        v.extend(self.env_files.iter().map(|f| self.dir.join(f)));
         v.extend(self.files.iter().map(|f| self.dir.join(f)));
         v
     }
 
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
-        let project = compose_files::read(host, &self.dir, &self.files, self.project.as_deref())?;
+        let project = self.project(host)?;
         let list = containers(&project.name).await?;
         let mut drift = Drift::none();
         if !self.up {
@@ -310,8 +345,8 @@ impl Resource for Compose {
             return Ok(drift);
         }
         // Slow path: the inputs changed since the last up, or tend never brought it up.
-        let (real_files, dir) = self.real_paths(host, &project)?;
-        let inv = self.invocation(cli, &project, &real_files, &dir);
+        let real = self.real_paths(host, &project)?;
+        let inv = self.invocation(cli, &project, &real);
         let hashes = self.config_hashes(&inv).await?;
         let reasons = self.reasons(host, &project, cli, record.as_ref());
         for (service, hash) in &hashes {
@@ -351,8 +386,7 @@ impl Resource for Compose {
     async fn check_for_apply(&self, host: &Mutate) -> Result<Drift, ResourceError> {
         let drift = self.check(host.probe()).await?;
         if drift.is_empty() && self.up {
-            let project =
-                compose_files::read(host, &self.dir, &self.files, self.project.as_deref())?;
+            let project = self.project(host)?;
             let cli = compose_cli::find().await?;
             let fingerprint = self.fingerprint(host, &project, cli);
             let current =

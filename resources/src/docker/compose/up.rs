@@ -75,9 +75,9 @@ impl Compose {
     ) -> Result<Applied, ResourceError> {
         let restart_all = *refresh == Refresh::Restart;
         let cli = compose_cli::find().await?;
-        let project = compose_files::read(host, &self.dir, &self.files, self.project.as_deref())?;
-        let (real_files, dir) = self.real_paths(host, &project)?;
-        let inv = self.invocation(cli, &project, &real_files, &dir);
+        let project = self.project(host)?;
+        let real = self.real_paths(host, &project)?;
+        let inv = self.invocation(cli, &project, &real);
         let before = containers(&project.name).await?;
         let mut applied = Applied::default();
         let v2 = matches!(cli.flavour, compose_cli::Flavour::V2 { .. });
@@ -176,10 +176,10 @@ impl Compose {
     }
 
     pub(super) async fn down(&self, host: &Mutate) -> Result<Applied, ResourceError> {
-        let project = compose_files::read(host, &self.dir, &self.files, self.project.as_deref())?;
+        let project = self.project(host)?;
         let cli = compose_cli::find().await?;
-        let (real_files, dir) = self.real_paths(host, &project)?;
-        let inv = self.invocation(cli, &project, &real_files, &dir);
+        let real = self.real_paths(host, &project)?;
+        let inv = self.invocation(cli, &project, &real);
         let mut args = vec!["down"];
         if self.remove_orphans {
             args.push("--remove-orphans");
