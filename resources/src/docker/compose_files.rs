@@ -285,7 +285,7 @@ mod tests {
             std::fs::write(host.real(&dir.join(name)), text).expect("write");
         };
         write("docker-compose.yml", "services: {}\n");
-        let read = |project| read(&host, dir, &[], project).expect("reads");
+        let read = |project| read(&host, dir, &[], project, &[]).expect("reads");
         assert_eq!(
             read(None).name,
             "mystack",
