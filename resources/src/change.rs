@@ -20,8 +20,10 @@ pub enum Action {
     Delete,
     /// Something there is replaced by a new one (a container recreated).
     Recreate,
-    /// A command runs.
+    /// A command runs (a unit or container started, a guard's command).
     Run,
+    /// Something running is restarted in place (an unhealthy service).
+    Restart,
     /// Anything else worth saying (a leftover temporary removed, a restart).
     Note,
 }
@@ -43,6 +45,10 @@ pub struct Change {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
     pub sensitive: bool,
+    /// The part of the resource the change is about, when it has parts: a compose project's
+    /// service. Apply reads this, never the field's wording.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 impl Change {
@@ -80,6 +86,7 @@ impl Change {
             new,
             diff: None,
             sensitive: false,
+            subject: None,
         }
     }
 
@@ -93,6 +100,7 @@ impl Change {
             new: None,
             diff: None,
             sensitive: false,
+            subject: None,
         }
     }
 
@@ -106,12 +114,19 @@ impl Change {
             new: None,
             diff: None,
             sensitive: true,
+            subject: None,
         }
     }
 
     /// The same change, doing `action`.
     pub fn with_action(mut self, action: Action) -> Change {
         self.action = action;
+        self
+    }
+
+    /// The same change, about `subject` (a compose service).
+    pub fn about(mut self, subject: impl Into<String>) -> Change {
+        self.subject = Some(subject.into());
         self
     }
 

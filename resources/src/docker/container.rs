@@ -17,7 +17,7 @@ use bollard::query_parameters::{
     StartContainerOptions,
 };
 
-use crate::change::{Change, Drift};
+use crate::change::{Action, Change, Drift};
 use crate::dotenv;
 use crate::host::{Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
@@ -542,7 +542,10 @@ impl Resource for Container {
                 let state = c.state.clone().unwrap_or_default();
                 if state.running != Some(true) {
                     let status = state.status.map(|s| s.to_string()).unwrap_or_default();
-                    drift.push(Change::new("state", Some(status), Some("running")));
+                    drift.push(
+                        Change::new("state", Some(status), Some("running"))
+                            .with_action(Action::Run),
+                    );
                 }
             }
         }
@@ -555,7 +558,8 @@ impl Resource for Container {
             return Ok(Applied::default());
         }
         let exists = self.inspect().await?.is_some();
-        let recreate = drift.changes.iter().any(|c| c.field != "state");
+        // Anything but starting a stopped container (its `state`, a Run) needs a new one.
+        let recreate = drift.changes.iter().any(|c| c.action != Action::Run);
         if exists && recreate {
             self.remove().await?;
         }

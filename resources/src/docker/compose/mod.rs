@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compose_cli::{self, Cli, Invocation};
 use super::compose_files::{self, Project};
-use crate::change::{Change, Drift};
+use crate::change::{Action, Change, Drift};
 use crate::host::{Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
@@ -358,11 +358,12 @@ impl Resource for Compose {
                         Some("running"),
                         Some("recreated"),
                     )
-                    .with_action(crate::Action::Recreate)
+                    .with_action(Action::Recreate)
                     .described(format!(
                         "service {service}: recreate ({})",
                         reasons.join("; ")
-                    )),
+                    ))
+                    .about(service.as_str()),
                 );
             } else if let Some(c) =
                 runtime_change(service, &cs, project.one_shots.contains(service))
@@ -374,7 +375,8 @@ impl Resource for Compose {
             for s in services.keys().filter(|s| !hashes.contains_key(**s)) {
                 drift.push(
                     Change::new(format!("service {s}"), Some("running"), Some("absent"))
-                        .described(format!("service {s}: orphan → remove")),
+                        .described(format!("service {s}: orphan → remove"))
+                        .about(*s),
                 );
             }
         }
@@ -405,8 +407,8 @@ impl Resource for Compose {
         let unhealthy: Vec<String> = drift
             .changes
             .iter()
-            .filter(|c| c.old.as_deref() == Some("unhealthy"))
-            .filter_map(|c| c.field.strip_prefix("service ").map(str::to_string))
+            .filter(|c| c.action == Action::Restart)
+            .filter_map(|c| c.subject.clone())
             .collect();
         self.up(host, &unhealthy, &Refresh::Up).await
     }

@@ -91,7 +91,8 @@ pub(super) fn runtime_change(service: &str, cs: &[&Running], one_shot: bool) -> 
                 Some("absent"),
                 Some("running"),
             )
-            .described(format!("service {service}: no container → create")),
+            .described(format!("service {service}: no container → create"))
+            .about(service),
         );
     }
     if let Some(c) = cs.iter().find(|c| !c.running) {
@@ -101,7 +102,9 @@ pub(super) fn runtime_change(service: &str, cs: &[&Running], one_shot: bool) -> 
                 Some(c.state.as_str()),
                 Some("running"),
             )
-            .described(format!("service {service}: {} → start", c.state)),
+            .described(format!("service {service}: {} → start", c.state))
+            .with_action(Action::Run)
+            .about(service),
         );
     }
     if cs.iter().any(|c| c.health == Health::Unhealthy) {
@@ -111,7 +114,9 @@ pub(super) fn runtime_change(service: &str, cs: &[&Running], one_shot: bool) -> 
                 Some("unhealthy"),
                 Some("healthy"),
             )
-            .described(format!("service {service}: unhealthy → restart")),
+            .described(format!("service {service}: unhealthy → restart"))
+            .with_action(Action::Restart)
+            .about(service),
         );
     }
     None
