@@ -70,7 +70,10 @@ fn secs(d: Duration) -> String {
 }
 
 /// The two unit files `install` writes.
-pub fn render_units(args: &TimerInstallArgs, exec: &Path) -> Result<(String, String), StartError> {
+pub(crate) fn render_units(
+    args: &TimerInstallArgs,
+    exec: &Path,
+) -> Result<(String, String), StartError> {
     let mut argv: Vec<String> = vec![
         exec.display().to_string(),
         if args.pull.is_some() { "pull" } else { "apply" }.into(),
@@ -199,7 +202,7 @@ async fn check_calendar(spec: &str) -> Result<(), StartError> {
     }
 }
 
-pub fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, StartError> {
+pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, StartError> {
     let root = root_of(&args.target);
     let exec = match &args.exec {
         Some(p) => absolute(p),
@@ -293,7 +296,7 @@ pub fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, StartError> 
     })
 }
 
-pub fn remove(t: &TimerTarget, quiet: bool) -> Result<i32, StartError> {
+pub(crate) fn remove(t: &TimerTarget, quiet: bool) -> Result<i32, StartError> {
     let root = root_of(t);
     let host = mutate(&root);
     let manager = Manager::of(host.probe());
@@ -336,7 +339,7 @@ pub fn remove(t: &TimerTarget, quiet: bool) -> Result<i32, StartError> {
     })
 }
 
-pub fn status(t: &TimerTarget) -> Result<i32, StartError> {
+pub(crate) fn status(t: &TimerTarget) -> Result<i32, StartError> {
     let root = root_of(t);
     let probe = Probe::new(&root, root.join("var/lib/tend"));
     let manager = Manager::of(&probe);

@@ -12,7 +12,7 @@ use git2::{Cred, FetchOptions, Oid, RemoteCallbacks, Repository};
 const FETCHED: &str = "refs/tend/fetched";
 
 /// How to reach the policy server.
-pub struct Source<'a> {
+pub(super) struct Source<'a> {
     pub url: &'a str,
     pub reference: &'a str,
     pub ssh_key: Option<&'a Path>,
@@ -20,7 +20,7 @@ pub struct Source<'a> {
 }
 
 /// The cache, made on first use (mode 0700, in the state directory).
-pub fn open(dir: &Path) -> Result<Repository, String> {
+pub(super) fn open(dir: &Path) -> Result<Repository, String> {
     if dir.join("HEAD").is_file() {
         return Repository::open_bare(dir)
             .map_err(|e| format!("the policy cache {}: {}", dir.display(), e.message()));
@@ -70,14 +70,14 @@ fn callbacks<'a>(src: &'a Source<'a>) -> RemoteCallbacks<'a> {
 }
 
 /// What a fetch brought.
-pub struct Fetched {
+pub(super) struct Fetched {
     pub commit: Oid,
     /// Bytes received (0 for a no-op fetch).
     pub bytes: usize,
 }
 
 /// Fetch `reference` (a branch, else a tag) into the cache; the commit it points to.
-pub fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, String> {
+pub(super) fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, String> {
     tend_resources::git::tls::before_use(src.url);
     let url = tend_resources::git::redact_url(src.url);
     let mut remote = repo
@@ -114,19 +114,19 @@ pub fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, String> {
 }
 
 /// Whether `commit` is `ancestor` or descends from it.
-pub fn descends(repo: &Repository, commit: Oid, ancestor: Oid) -> bool {
+pub(super) fn descends(repo: &Repository, commit: Oid, ancestor: Oid) -> bool {
     commit == ancestor || repo.graph_descendant_of(commit, ancestor).unwrap_or(false)
 }
 
 /// The SSH signature of a commit and the bytes it signs, if it is signed.
-pub fn signature(repo: &Repository, commit: Oid) -> Option<(Vec<u8>, Vec<u8>)> {
+pub(super) fn signature(repo: &Repository, commit: Oid) -> Option<(Vec<u8>, Vec<u8>)> {
     repo.extract_signature(&commit, None)
         .ok()
         .map(|(sig, data)| (sig.to_vec(), data.to_vec()))
 }
 
 /// The value of trailer `key` in the commit's message (the signed content).
-pub fn trailer(repo: &Repository, commit: Oid, key: &str) -> Option<String> {
+pub(super) fn trailer(repo: &Repository, commit: Oid, key: &str) -> Option<String> {
     let c = repo.find_commit(commit).ok()?;
     let msg = c.message().ok()?;
     let trailers = git2::message_trailers_strs(msg).ok()?;
@@ -138,7 +138,7 @@ pub fn trailer(repo: &Repository, commit: Oid, key: &str) -> Option<String> {
 }
 
 /// The commit's time (seconds since the epoch) and its first line.
-pub fn describe(repo: &Repository, commit: Oid) -> (i64, String) {
+pub(super) fn describe(repo: &Repository, commit: Oid) -> (i64, String) {
     repo.find_commit(commit)
         .map(|c| {
             (
@@ -156,7 +156,7 @@ const MAX_BYTES: usize = 256 << 20;
 /// Write `commit`'s tree to `dir` (made afresh, 0700; files 0600): the manifest and the templates
 /// and files it names resolve inside it. A symlink or submodule in the tree is refused: a link
 /// could lead the manifest outside the verified commit.
-pub fn export(repo: &Repository, commit: Oid, dir: &Path) -> Result<(), String> {
+pub(super) fn export(repo: &Repository, commit: Oid, dir: &Path) -> Result<(), String> {
     let tree = repo
         .find_commit(commit)
         .and_then(|c| c.tree())

@@ -178,7 +178,7 @@ fn settings(args: &PullArgs) -> Result<Settings, StartError> {
     })
 }
 
-pub fn pull(cli: &Cli, args: &PullArgs) -> Result<i32, StartError> {
+pub(crate) fn pull(cli: &Cli, args: &PullArgs) -> Result<i32, StartError> {
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let s = settings(args)?;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 const MAX_SEEN: usize = 64;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Record {
+pub(super) struct Record {
     /// The commit the last apply loaded its manifest from.
     #[serde(default)]
     pub applied: Option<String>,
@@ -27,7 +27,7 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn load(dir: &Path) -> Result<Record, String> {
+    pub(super) fn load(dir: &Path) -> Result<Record, String> {
         let path = dir.join("state.json");
         match tend_resources::host::read_private_file(&path) {
             Ok(None) => Ok(Record::default()),
@@ -41,7 +41,7 @@ impl Record {
         }
     }
 
-    pub fn save(&mut self, dir: &Path) -> Result<(), String> {
+    pub(super) fn save(&mut self, dir: &Path) -> Result<(), String> {
         if self.seen.len() > MAX_SEEN {
             let mut by_time: Vec<(u64, String)> =
                 self.seen.iter().map(|(c, t)| (*t, c.clone())).collect();
@@ -56,14 +56,14 @@ impl Record {
     }
 
     /// When this host first saw `commit`, recording now if it never did.
-    pub fn first_seen(&mut self, commit: &str, now: u64) -> u64 {
+    pub(super) fn first_seen(&mut self, commit: &str, now: u64) -> u64 {
         *self.seen.entry(commit.to_string()).or_insert(now)
     }
 }
 
 /// This host's offset in a rollout window of `window` seconds: stable (a hash of its machine id,
 /// the same id systemd derives its timer splay from), spread evenly across the fleet.
-pub fn offset(root: &Path, window: u64) -> u64 {
+pub(super) fn offset(root: &Path, window: u64) -> u64 {
     if window == 0 {
         return 0;
     }
@@ -84,7 +84,7 @@ pub fn offset(root: &Path, window: u64) -> u64 {
 }
 
 /// Now, in Unix seconds. `TEND_NOW` replaces the clock, for tests of staged rollouts only.
-pub fn now() -> u64 {
+pub(super) fn now() -> u64 {
     if let Some(t) = std::env::var("TEND_NOW").ok().and_then(|s| s.parse().ok()) {
         return t;
     }

@@ -8,7 +8,7 @@ use ssh_key::{PublicKey, SshSig};
 
 /// One key allowed to sign, with the principals it stands for.
 #[derive(Debug, Clone)]
-pub struct Signer {
+pub(super) struct Signer {
     pub principals: String,
     key: PublicKey,
     /// `namespaces="…"`: the namespaces this key may sign in (all when empty).
@@ -17,7 +17,7 @@ pub struct Signer {
 
 /// The allowed signers: `PRINCIPALS [OPTIONS] KEYTYPE BASE64 [COMMENT]` a line, `#` comments.
 #[derive(Debug, Clone, Default)]
-pub struct AllowedSigners {
+pub(super) struct AllowedSigners {
     pub signers: Vec<Signer>,
 }
 
@@ -25,7 +25,7 @@ pub struct AllowedSigners {
 const MAX_FILE: u64 = 1 << 20;
 
 impl AllowedSigners {
-    pub fn load(path: &Path) -> Result<AllowedSigners, String> {
+    pub(super) fn load(path: &Path) -> Result<AllowedSigners, String> {
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if meta.len() > MAX_FILE {
             return Err(format!(
@@ -38,7 +38,7 @@ impl AllowedSigners {
         AllowedSigners::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    pub fn parse(text: &str) -> Result<AllowedSigners, String> {
+    pub(super) fn parse(text: &str) -> Result<AllowedSigners, String> {
         let mut signers = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -116,7 +116,7 @@ fn split_options(s: &str) -> Result<(Vec<String>, &str), String> {
 
 /// Why a commit is not verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(super) enum Refusal {
     Unsigned,
     NotSsh,
     BadSignature(String),
@@ -143,7 +143,7 @@ impl std::fmt::Display for Refusal {
 
 /// Verify `signature` (an armored sshsig) over `signed` against `allowed`: the principals of the
 /// key that signed.
-pub fn verify(
+pub(super) fn verify(
     allowed: &AllowedSigners,
     signature: &[u8],
     signed: &[u8],

@@ -26,7 +26,7 @@ const PLUGIN_DIRS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Flavour {
+pub(super) enum Flavour {
     /// `docker compose`: the docker binary and the plugin it runs.
     V2 { docker: PathBuf, plugin: PathBuf },
     /// `docker-compose`.
@@ -34,7 +34,7 @@ pub enum Flavour {
 }
 
 #[derive(Debug, Clone)]
-pub struct Cli {
+pub(super) struct Cli {
     pub flavour: Flavour,
     /// `path:size:mtime` of the program that does the work.
     pub identity: String,
@@ -43,7 +43,7 @@ pub struct Cli {
 static CLI: OnceCell<Option<Cli>> = OnceCell::const_new();
 
 /// The compose CLI of this host, found once per run.
-pub async fn find() -> Result<&'static Cli, ResourceError> {
+pub(super) async fn find() -> Result<&'static Cli, ResourceError> {
     CLI.get_or_init(|| async { locate() })
         .await
         .as_ref()
@@ -93,7 +93,7 @@ fn locate() -> Option<Cli> {
 }
 
 /// What compose printed and how it ended.
-pub struct Output {
+pub(super) struct Output {
     pub success: bool,
     pub stdout: String,
     pub stderr: String,
@@ -102,7 +102,7 @@ pub struct Output {
 impl Output {
     /// The lines worth quoting in a report: the last of what compose said on stderr (where it
     /// writes its progress and its errors), else on stdout.
-    pub fn summary(&self) -> String {
+    pub(super) fn summary(&self) -> String {
         let text = if self.stderr.trim().is_empty() {
             &self.stdout
         } else {
@@ -114,7 +114,7 @@ impl Output {
 }
 
 /// One compose invocation for a project.
-pub struct Invocation<'a> {
+pub(super) struct Invocation<'a> {
     pub cli: &'a Cli,
     pub project: &'a str,
     /// Real path of the project directory.
@@ -130,7 +130,7 @@ pub struct Invocation<'a> {
 }
 
 impl Invocation<'_> {
-    pub fn command_line(&self, args: &[&str]) -> String {
+    pub(super) fn command_line(&self, args: &[&str]) -> String {
         let head = match &self.cli.flavour {
             Flavour::V2 { .. } => "docker compose",
             Flavour::V1 { .. } => "docker-compose",
@@ -138,7 +138,7 @@ impl Invocation<'_> {
         format!("{head} -p {} {}", self.project, args.join(" "))
     }
 
-    pub async fn run(&self, args: &[&str]) -> Result<Output, ResourceError> {
+    pub(super) async fn run(&self, args: &[&str]) -> Result<Output, ResourceError> {
         let mut c = match &self.cli.flavour {
             Flavour::V2 { docker, .. } => {
                 let mut c = tokio::process::Command::new(docker);
@@ -193,7 +193,7 @@ impl Invocation<'_> {
     }
 
     /// Like [`Invocation::run`], but a failure quotes compose's error lines.
-    pub async fn run_ok(&self, args: &[&str]) -> Result<Output, ResourceError> {
+    pub(super) async fn run_ok(&self, args: &[&str]) -> Result<Output, ResourceError> {
         let out = self.run(args).await?;
         if !out.success {
             return Err(ResourceError::Failed(format!(
@@ -207,7 +207,7 @@ impl Invocation<'_> {
 }
 
 /// `2.29.1` or `1.29.2`: asked of the CLI itself (the slow path only).
-pub async fn version(cli: &Cli) -> String {
+pub(super) async fn version(cli: &Cli) -> String {
     let c = match &cli.flavour {
         Flavour::V2 { docker, .. } => {
             let mut c = tokio::process::Command::new(docker);

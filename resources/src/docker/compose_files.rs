@@ -41,7 +41,7 @@ const DEFAULT_FILES: &[(&str, &[&str])] = &[
 
 /// One compose project as read from disk.
 #[derive(Debug)]
-pub struct Project {
+pub(super) struct Project {
     /// Host paths of the compose files, in the order compose merges them.
     pub files: Vec<PathBuf>,
     pub name: String,
@@ -60,7 +60,7 @@ pub struct Project {
 /// Read the project in `dir` (a host path). `files` are the manifest's, relative to `dir` or
 /// absolute; `project` is the manifest's name for it; `env_files` its `--env-file`s (relative
 /// to `dir` or absolute), `.env` when there are none.
-pub fn read(
+pub(super) fn read(
     host: &Probe,
     dir: &Path,
     files: &[PathBuf],
@@ -226,7 +226,7 @@ fn referenced_env_files(value: &Yaml, base: &Path) -> Vec<PathBuf> {
 }
 
 /// Compose's rule for a project name from a directory: lower case, only `a-z 0-9 _ -`.
-pub fn normalize_name(dir_name: &str) -> String {
+pub(super) fn normalize_name(dir_name: &str) -> String {
     dir_name
         .to_lowercase()
         .chars()
@@ -247,12 +247,12 @@ fn unquote(v: &str) -> String {
     t.to_string()
 }
 
-pub fn sha256(bytes: &[u8]) -> String {
+pub(super) fn sha256(bytes: &[u8]) -> String {
     crate::host::sha256_hex(bytes)
 }
 
 /// One digest of many named parts, independent of how they were split.
-pub fn digest_of<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+pub(super) fn digest_of<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut h = Sha256::new();
     for (k, v) in parts {
         h.update((k.len() as u64).to_le_bytes());

@@ -113,7 +113,7 @@ fn excluded(patterns: &[Pattern], rel: &str) -> bool {
 
 /// One file of the context.
 #[derive(Debug)]
-pub struct Entry {
+pub(super) struct Entry {
     pub rel: String,
     pub real: PathBuf,
     pub mode: u32,
@@ -122,7 +122,7 @@ pub struct Entry {
 }
 
 /// The files docker would send, sorted by path.
-pub fn files(dir: &Path, dockerfile: &str) -> Result<Vec<Entry>, ResourceError> {
+pub(super) fn files(dir: &Path, dockerfile: &str) -> Result<Vec<Entry>, ResourceError> {
     let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
         Ok(t) => patterns(&t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -174,7 +174,7 @@ pub fn files(dir: &Path, dockerfile: &str) -> Result<Vec<Entry>, ResourceError> 
 }
 
 /// sha256 over every entry's path, mode and content (or link target).
-pub fn hash(entries: &[Entry], extra: &[(&str, &str)]) -> Result<String, ResourceError> {
+pub(super) fn hash(entries: &[Entry], extra: &[(&str, &str)]) -> Result<String, ResourceError> {
     let mut h = Sha256::new();
     for (k, v) in extra {
         h.update(format!("{k}={v}\0").as_bytes());
@@ -196,7 +196,7 @@ pub fn hash(entries: &[Entry], extra: &[(&str, &str)]) -> Result<String, Resourc
 }
 
 /// The context as a tar archive (times zeroed: the content hash is the identity).
-pub fn tar(entries: &[Entry]) -> Result<Vec<u8>, ResourceError> {
+pub(super) fn tar(entries: &[Entry]) -> Result<Vec<u8>, ResourceError> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let mut header = tar::Header::new_gnu();

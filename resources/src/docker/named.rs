@@ -9,7 +9,7 @@ use crate::resource::ResourceError;
 use crate::spec::{Fields, SpecError};
 
 #[derive(Debug)]
-pub struct Named {
+pub(super) struct Named {
     pub name: String,
     pub present: bool,
     /// `None`: whatever the engine's default is.
@@ -18,7 +18,7 @@ pub struct Named {
 }
 
 impl Named {
-    pub fn from_fields(f: &mut Fields<'_>) -> Result<Named, SpecError> {
+    pub(super) fn from_fields(f: &mut Fields<'_>) -> Result<Named, SpecError> {
         let (name, span) = f.required_string("name")?;
         if !crate::grammar::docker_object(&name.value) {
             return Err(SpecError::new(
@@ -43,12 +43,12 @@ impl Named {
         })
     }
 
-    pub fn labels_map(&self) -> HashMap<String, String> {
+    pub(super) fn labels_map(&self) -> HashMap<String, String> {
         self.labels.iter().cloned().collect()
     }
 
     /// The drift of an object the engine described as `found` (driver, labels), or not at all.
-    pub fn drift(
+    pub(super) fn drift(
         &self,
         what: &str,
         found: Option<(&str, Option<&HashMap<String, String>>)>,
@@ -82,11 +82,11 @@ impl Named {
     }
 
     /// Whether the drift asks to recreate an existing object (driver or labels differ).
-    pub fn needs_recreate(drift: &Drift) -> bool {
+    pub(super) fn needs_recreate(drift: &Drift) -> bool {
         drift.touches("driver") || drift.touches("labels")
     }
 
-    pub fn refuse(&self, what: &str, why: &str) -> ResourceError {
+    pub(super) fn refuse(&self, what: &str, why: &str) -> ResourceError {
         ResourceError::Failed(format!(
             "{what} {} exists with another driver or labels and {why}; remove it by hand (docker {what} rm {}) and tend will create it as declared",
             self.name, self.name

@@ -59,20 +59,20 @@ pub(crate) struct Dir {
 
 impl Dir {
     /// The real path of this directory (for messages and for tools that need a path).
-    pub fn shown(&self, root: &Path) -> PathBuf {
+    pub(super) fn shown(&self, root: &Path) -> PathBuf {
         let mut p = root.to_path_buf();
         p.extend(&self.comps);
         p
     }
 
     /// The real path of `name` inside this directory.
-    pub fn shown_child(&self, root: &Path, name: &OsStr) -> PathBuf {
+    pub(super) fn shown_child(&self, root: &Path, name: &OsStr) -> PathBuf {
         self.shown(root).join(name)
     }
 
     /// A read-capable fd of the directory (fsync, listing), opened from this one: `O_PATH` fds
     /// cannot be synced.
-    pub fn reopen(&self) -> io::Result<OwnedFd> {
+    pub(super) fn reopen(&self) -> io::Result<OwnedFd> {
         Ok(rfs::openat(
             &self.fd,
             ".",
@@ -141,7 +141,7 @@ fn link_target(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(bool, Vec<OsStr
 impl Walker<'_> {
     /// The directory at `comps`, or `None` when some component does not exist or is not a
     /// directory (and `create` is off). A symlink tend may not follow is an error naming it.
-    pub fn dir(&self, comps: &[OsString]) -> io::Result<Option<Dir>> {
+    pub(super) fn dir(&self, comps: &[OsString]) -> io::Result<Option<Dir>> {
         if comps.is_empty() {
             let fd = rfs::openat(
                 self.root_fd,
