@@ -160,6 +160,12 @@ fn remote_error(url: &str, e: &git2::Error) -> ResourceError {
             "refusing {url}: {msg}. The server's SSH host key must be in ~/.ssh/known_hosts of the user tend runs as: check its fingerprint with the server's owner, then add it (ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts)"
         ));
     }
+    // libgit2 calls a local path that is not there an "unsupported URL protocol".
+    if msg.contains("unsupported URL protocol") && !url.contains("://") && !url.contains('@') {
+        return failed(format!(
+            "{UNREACHABLE} {url}: no repository at this path (a local path, since it names no scheme)"
+        ));
+    }
     failed(format!("{UNREACHABLE} {url}: {msg}"))
 }
 

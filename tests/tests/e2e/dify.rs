@@ -281,3 +281,34 @@ fn the_middleware_example_plans_difys_middleware_from_middleware_env() {
         "{plan:#}"
     );
 }
+
+/// The two switches a host without Docker's repository or GitHub needs: the repository from a
+/// variable, and Docker's apt repository and packages left out (the service still managed).
+#[test]
+fn the_dify_manifest_takes_a_mirror_and_leaves_an_existing_engine_alone() {
+    let sb = Sandbox::debian();
+    let r = sb.tend_with_manifest(
+        &manifest(),
+        "plan",
+        &[
+            "--format",
+            "json",
+            "--var",
+            "docker_from_docker_repo=false",
+            "--var",
+            "dify_repo=/srv/mirror/dify.git",
+        ],
+    );
+    let plan = r.json();
+    let excluded = tend_tests::with_status(&plan, "excluded");
+    assert_eq!(excluded, ["apt_repo.docker", "package.docker"], "{plan:#}");
+    let git = resource(&plan, "git.dify");
+    assert!(
+        git["changes"][0]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("clone /srv/mirror/dify.git at 1.12.1"),
+        "{git:#}"
+    );
+    assert_ne!(resource(&plan, "service.docker")["status"], "excluded");
+}
