@@ -19,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
     let mut parts = text.split('\0');
     let file = parts.next().unwrap_or_default();
     let Ok(doc) = parse(file) else { return };
+    // A file compose would reject, or with a last line compose reads as a variable with no name,
+    // stays out of scope: the env_file kind refuses to edit it.
+    if evaluate(&doc, &|_| None).is_err() || doc.statements.iter().any(|s| s.key.is_empty()) {
+        return;
+    }
     let mut edits = Edits::default();
     let rest: Vec<&str> = parts.collect();
     for pair in rest.chunks(2).take(8) {

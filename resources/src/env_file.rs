@@ -141,7 +141,7 @@ impl EnvFile {
         text: &str,
         path: &std::path::Path,
     ) -> Result<Document, ResourceError> {
-        dotenv::parse(text).map_err(|e| {
+        let doc = dotenv::parse(text).map_err(|e| {
             // The broken line may hold a secret: name its key, never quote its value.
             let detail = match key_of_line(text, e.line) {
                 Some(k) if self.is_sensitive_key(k) => format!(
@@ -154,7 +154,18 @@ impl EnvFile {
                 "{}: {detail} (docker compose would reject this file)",
                 host.real(path).display()
             ))
-        })
+        })?;
+        // A last line with no `=` and no line break is read by compose as a variable named ""
+        // (found by fuzzing the writer): any edit that appends a line turns it into an error, so
+        // tend edits no such file. Its value is not shown: it may be a secret.
+        if let Some(s) = doc.statements.iter().find(|s| s.key.is_empty()) {
+            return Err(ResourceError::Failed(format!(
+                "{}: line {} has no `=` (compose reads it as a variable with no name): fix or remove that line",
+                host.real(path).display(),
+                s.line
+            )));
+        }
+        Ok(doc)
     }
 
     fn is_sensitive_key(&self, key: &str) -> bool {

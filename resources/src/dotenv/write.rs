@@ -12,6 +12,11 @@ fn safe(c: char) -> bool {
 
 /// The text to write after `KEY=` so that compose reads `value`.
 pub fn quote(value: &str) -> String {
+    // Empty is written `''`: a bare `KEY=` followed by an inline comment would read the comment
+    // as the value (found by fuzzing the writer).
+    if value.is_empty() {
+        return "''".to_string();
+    }
     if value.chars().all(safe) {
         return value.to_string();
     }
@@ -111,6 +116,23 @@ mod tests {
     use super::super::parse::{evaluate, parse};
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    /// Found by the `env_edit` fuzz target: a bare `KEY=` before an inline comment read the
+    /// comment as the value.
+    #[test]
+    fn an_emptied_value_before_an_inline_comment_reads_empty() {
+        let doc = parse("SECRET_KEY=abc  # rotate yearly\nB=1\n").expect("parse");
+        let out = apply_edits(
+            &doc,
+            &Edits {
+                set: vec![("SECRET_KEY".into(), String::new())],
+                ..Edits::default()
+            },
+        );
+        assert_eq!(out, "SECRET_KEY=''  # rotate yearly\nB=1\n");
+        let values = evaluate(&parse(&out).expect("parse"), &|_| None).expect("evaluate");
+        assert_eq!(values.get("SECRET_KEY").map(String::as_str), Some(""));
+    }
 
     fn read_back(value: &str) -> String {
         let doc = parse(&format!("K={}\n", quote(value))).expect("parses");

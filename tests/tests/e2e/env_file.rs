@@ -355,3 +355,20 @@ fn a_leftover_temporary_beside_the_env_is_drift_and_removed() {
     assert!(!sb.path("/srv/.tend-tmp..env").exists());
     assert_eq!(sb.apply().code, 0);
 }
+
+/// Found by the `env_edit` fuzz target: a last line with no `=` and no line break is a variable
+/// with no name to compose; appending a key would turn it into an error. tend edits no such file,
+/// and says which line (never its text: it may be a secret).
+#[test]
+fn a_last_line_without_equals_is_refused_not_broken() {
+    let sb = Sandbox::new();
+    sb.write("/srv/app/.env", "A=1\nsecret words");
+    sb.write_manifest(
+        "[env_file.app]\npath = \"/srv/app/.env\"\n\n[env_file.app.set]\nB = \"2\"\n",
+    );
+    let r = sb.apply();
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stdout.contains("line 2 has no `=`"), "{}", r.stdout);
+    assert!(!r.stdout.contains("secret words"), "{}", r.stdout);
+    assert_eq!(sb.read("/srv/app/.env"), "A=1\nsecret words");
+}
