@@ -19,6 +19,7 @@ pub fn marker(host: &Probe) -> PathBuf {
     host.state_dir().join("apt-update-needed")
 }
 
+/// Source lists an interrupted `apt_repo` apply left pending (apt-get update still owed).
 pub fn pending_sources(host: &Probe) -> Vec<String> {
     std::fs::read_to_string(marker(host))
         .map(|t| {
@@ -44,6 +45,7 @@ pub fn mark_sources_changed(host: &Mutate, sources: &Path) -> Result<(), Resourc
     Ok(())
 }
 
+/// Forget the pending marker once apt-get update has run.
 pub fn clear_marker(host: &Mutate) {
     let _ = host.remove_state_file(&marker(host));
 }

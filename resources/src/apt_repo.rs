@@ -14,6 +14,7 @@ use crate::host::{Attrs, Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, Spanned, SpecError, Value};
 
+/// The `apt_repo` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "apt_repo",
     summary: "a signed apt repository: keyring and deb822 .sources file",
@@ -30,6 +31,7 @@ enum Key {
 }
 
 #[derive(Debug)]
+/// A `apt_repo` resource, as its manifest table declared it.
 pub struct AptRepo {
     name: String,
     uris: Vec<String>,

@@ -13,12 +13,16 @@ use crate::spec::{Fields, SpecError};
 /// The `mode`, `owner` and `group` fields; each is managed only when given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ownership {
+    /// Permission bits, when managed.
     pub mode: Option<u32>,
+    /// Owner (name or numeric id), when managed.
     pub owner: Option<String>,
+    /// Group (name or numeric id), when managed.
     pub group: Option<String>,
 }
 
 impl Ownership {
+    /// Read `mode`, `owner` and `group` from a resource's fields.
     pub fn from_fields(fields: &mut Fields<'_>) -> Result<Ownership, SpecError> {
         Ok(Ownership {
             mode: fields.mode("mode")?,

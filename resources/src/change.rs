@@ -38,12 +38,15 @@ pub struct Change {
     /// One line for a human: "mode 0644 → 0600", "create", "remove".
     pub description: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The value on the host (absent when unknown or sensitive).
     pub old: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The value the manifest asks for (absent when unknown or sensitive).
     pub new: Option<String>,
     /// Unified diff for text content (never for sensitive values).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// The values are secrets: none is kept.
     pub sensitive: bool,
     /// The part of the resource the change is about, when it has parts: a compose project's
     /// service. Apply reads this, never the field's wording.
@@ -216,6 +219,7 @@ mod diff_tests {
 /// Everything a check found. Empty means in sync.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Drift {
+    /// The differences, in the order the check found them.
     pub changes: Vec<Change>,
     /// What the check read that an audit wants whether or not anything differs (a certificate's
     /// names, issuer and days left): the report's `observed` object.
@@ -224,12 +228,15 @@ pub struct Drift {
 }
 
 impl Drift {
+    /// No difference.
     pub fn none() -> Drift {
         Drift::default()
     }
+    /// Whether the resource is in sync.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
+    /// Add a difference.
     pub fn push(&mut self, change: Change) {
         self.changes.push(change);
     }

@@ -12,6 +12,7 @@ use crate::host::{fmt_mode, Mutate, Probe, DEFAULT_DIR_MODE};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
+/// The `directory` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "directory",
     summary: "a directory (parents created) with mode, owner, group, or an absent empty one",
@@ -19,6 +20,7 @@ pub const KIND: Kind = Kind {
 };
 
 #[derive(Debug)]
+/// A `directory` resource, as its manifest table declared it.
 pub struct Directory {
     path: PathBuf,
     attrs: Ownership,

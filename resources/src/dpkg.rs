@@ -11,8 +11,11 @@ use crate::host::{HostError, Probe};
 /// One package's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installed {
+    /// Package name.
     pub name: String,
+    /// Architecture (`amd64`, `all`…).
     pub arch: String,
+    /// Installed version.
     pub version: String,
     /// `Status:` as written: want, error flag, state (`install ok installed`).
     pub status: String,
@@ -33,10 +36,12 @@ impl Installed {
 /// The parsed database: package name → records (one per architecture).
 #[derive(Debug, Default)]
 pub struct Db {
+    /// Installed packages by name (one per architecture).
     pub packages: HashMap<String, Vec<Installed>>,
 }
 
 impl Db {
+    /// Read the text of `/var/lib/dpkg/status`.
     pub fn parse(text: &str) -> Db {
         let mut packages: HashMap<String, Vec<Installed>> = HashMap::new();
         for stanza in text.split("\n\n") {

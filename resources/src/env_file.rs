@@ -20,6 +20,7 @@ use crate::host::{fmt_mode, Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
+/// The `env_file` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "env_file",
     summary:
@@ -38,6 +39,7 @@ struct Key {
 }
 
 #[derive(Debug)]
+/// A `env_file` resource, as its manifest table declared it.
 pub struct EnvFile {
     path: PathBuf,
     create_from: Option<PathBuf>,

@@ -20,6 +20,7 @@ use crate::host::{Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, Span, Spanned, SpecError, Value};
 
+/// The `exec` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "exec",
     summary: "a command, guarded by creates / unless / onlyif, or run only when notified",
@@ -46,6 +47,7 @@ impl Cmd {
 }
 
 #[derive(Debug)]
+/// A `exec` resource, as its manifest table declared it.
 pub struct Exec {
     command: Cmd,
     creates: Option<PathBuf>,

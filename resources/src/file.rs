@@ -16,6 +16,7 @@ use crate::host::{fmt_mode, sha256_hex, Mutate, Probe, DEFAULT_FILE_MODE};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
+/// The `file` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "file",
     summary: "a regular file: content (inline, template or source), mode, owner, group, or absent",
@@ -34,6 +35,7 @@ pub(crate) enum Content {
 }
 
 #[derive(Debug)]
+/// A `file` resource, as its manifest table declared it.
 pub struct File {
     path: PathBuf,
     content: Content,

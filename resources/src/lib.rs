@@ -20,6 +20,8 @@
 // A library says nothing on its own: what users read goes through the agent's printer (which
 // honours -q and a closed pipe), logs through tracing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
+// Every item another crate can reach says what it is.
+#![warn(missing_docs)]
 
 pub mod apt;
 pub mod apt_repo;

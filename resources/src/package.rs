@@ -18,6 +18,7 @@ use crate::host::{Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
+/// The `package` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "package",
     summary: "apt packages present (optionally at a version) or absent",
@@ -32,6 +33,7 @@ enum Update {
 }
 
 #[derive(Debug)]
+/// A `package` resource, as its manifest table declared it.
 pub struct Package {
     names: Vec<String>,
     present: bool,

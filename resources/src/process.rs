@@ -21,12 +21,16 @@ use tokio::sync::watch;
 
 /// How a command ended, and what it printed.
 pub struct Captured {
+    /// How it ended.
     pub status: std::process::ExitStatus,
+    /// Everything it wrote to stdout.
     pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr.
     pub stderr: Vec<u8>,
 }
 
 #[derive(Debug)]
+/// Why a command did not run to its end.
 pub enum RunError {
     /// It could not be started (not found, not executable).
     Spawn(std::io::Error),

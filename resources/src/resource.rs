@@ -20,6 +20,7 @@ use crate::spec::{Fields, SpecError};
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
     #[error(transparent)]
+    /// A host operation failed (it names the operation and the path).
     Host(#[from] HostError),
     /// A failure described for the operator, e.g. "/etc/motd is a directory, expected a file".
     #[error("{0}")]
@@ -32,7 +33,12 @@ pub enum ResourceError {
     /// effects) or without a remote it cannot reach: reported as unknown, with its class, never
     /// guessed and never counted as drift.
     #[error("{why}")]
-    Unknown { class: UnknownClass, why: String },
+    Unknown {
+        /// Why it could not be known: for machines.
+        class: UnknownClass,
+        /// Why, for the operator.
+        why: String,
+    },
 }
 
 /// Why a check could not be made.
@@ -54,6 +60,7 @@ pub struct Applied {
 }
 
 #[async_trait]
+/// A resource kind's provider: what it manages, how it checks, applies and refreshes.
 pub trait Resource: Send + Sync + std::fmt::Debug {
     /// The host paths this resource manages: a resource whose path lies inside one of them is
     /// ordered after it automatically.
@@ -115,7 +122,10 @@ pub trait Resource: Send + Sync + std::fmt::Debug {
 
 /// A resource kind: its name in manifests, one line for `--help` and docs, and its constructor.
 pub struct Kind {
+    /// The kind's name in manifests (`[NAME.x]`).
     pub name: &'static str,
+    /// One line for `--help` and docs.
     pub summary: &'static str,
+    /// Build a resource from its manifest table.
     pub build: fn(&mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError>,
 }

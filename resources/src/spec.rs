@@ -15,17 +15,26 @@ pub type Span = Range<usize>;
 /// A rendered string, and whether a secret went into it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Text {
+    /// The text.
     pub value: String,
+    /// It holds a secret (from `secret()`, directly or through a variable).
     pub sensitive: bool,
 }
 
 #[derive(Debug, Clone)]
+/// A manifest value, typed as TOML types it.
 pub enum Value {
+    /// A string (rendered).
     Str(Text),
+    /// An integer.
     Int(i64),
+    /// A float.
     Float(f64),
+    /// A boolean.
     Bool(bool),
+    /// An array.
     Array(Vec<Spanned>),
+    /// A table (keys in manifest order).
     Table(Vec<Entry>),
 }
 
@@ -44,16 +53,22 @@ impl Value {
 }
 
 #[derive(Debug, Clone)]
+/// A value and where it is in the manifest.
 pub struct Spanned {
+    /// Byte range in the manifest.
     pub span: Span,
+    /// The value.
     pub value: Value,
 }
 
 /// A key of a table with its span and value.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The key.
     pub key: String,
+    /// Where the key is.
     pub key_span: Span,
+    /// Its value.
     pub value: Spanned,
 }
 
@@ -63,12 +78,16 @@ pub type KeyedText = (String, Text, Span);
 /// An error in a resource's fields, located in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecError {
+    /// Where in the manifest.
     pub span: Span,
+    /// What is wrong.
     pub message: String,
+    /// What to do about it.
     pub help: Option<String>,
 }
 
 impl SpecError {
+    /// An error at `span`.
     pub fn new(span: Span, message: impl Into<String>) -> SpecError {
         SpecError {
             span,
@@ -76,6 +95,7 @@ impl SpecError {
             help: None,
         }
     }
+    /// The same error, with advice.
     pub fn help(mut self, help: impl Into<String>) -> SpecError {
         self.help = Some(help.into());
         self
@@ -85,6 +105,7 @@ impl SpecError {
 /// What a provider may need from the loader while it builds: where the manifest lives, and the
 /// template engine for template files.
 pub trait BuildContext {
+    /// The directory of the manifest (templates and sources are relative to it).
     fn manifest_dir(&self) -> &Path;
     /// Render a template file's text (the same variables, facts and helpers as the manifest).
     fn render(&self, source: &str, name: &str) -> Result<Text, String>;
@@ -100,6 +121,7 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    /// The fields of the table at `address`.
     pub fn new(
         address: String,
         table_span: Span,
@@ -115,14 +137,17 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The resource's address (`file.motd`).
     pub fn address(&self) -> &str {
         &self.address
     }
 
+    /// Where the whole table is.
     pub fn table_span(&self) -> Span {
         self.table_span.clone()
     }
 
+    /// What templates and relative paths resolve against.
     pub fn ctx(&self) -> &'a dyn BuildContext {
         self.ctx
     }
@@ -148,10 +173,12 @@ impl<'a> Fields<'a> {
             .map(|(e, _)| &e.value.value)
     }
 
+    /// Whether a field is present, without taking it.
     pub fn has(&self, name: &str) -> bool {
         self.entries.iter().any(|(e, _)| e.key == name)
     }
 
+    /// Where a field is (its key and value), or the table when it is absent.
     pub fn span_of(&self, name: &str) -> Span {
         self.entries
             .iter()
@@ -168,6 +195,7 @@ impl<'a> Fields<'a> {
         .help(format!("add `{name} = {what}`"))
     }
 
+    /// A string field, if present.
     pub fn string(&mut self, name: &'static str) -> Result<Option<(Text, Span)>, SpecError> {
         match self.take(name) {
             None => Ok(None),
@@ -179,6 +207,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A string field that must be present.
     pub fn required_string(&mut self, name: &'static str) -> Result<(Text, Span), SpecError> {
         match self.string(name)? {
             Some(v) => Ok(v),
@@ -186,6 +215,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A boolean field, if present.
     pub fn bool(&mut self, name: &'static str) -> Result<Option<bool>, SpecError> {
         match self.take(name) {
             None => Ok(None),
@@ -197,6 +227,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An integer field, if present.
     pub fn int(&mut self, name: &'static str) -> Result<Option<(i64, Span)>, SpecError> {
         match self.take(name) {
             None => Ok(None),
@@ -252,6 +283,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An absolute path field that must be present.
     pub fn required_path(&mut self, name: &'static str) -> Result<(PathBuf, Span), SpecError> {
         match self.path(name)? {
             Some(v) => Ok(v),

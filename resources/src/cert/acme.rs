@@ -17,10 +17,13 @@ use super::keys;
 use crate::host::{Mutate, Probe};
 use crate::resource::ResourceError;
 
+/// Let's Encrypt's production directory.
 pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (untrusted certificates, generous limits).
 pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// How the CA is shown that we control the name.
 pub enum Challenge {
     /// A directory served at `/.well-known/acme-challenge/` on port 80 of every name.
     Webroot(PathBuf),
@@ -29,10 +32,15 @@ pub enum Challenge {
 }
 
 #[derive(Debug, Clone)]
+/// An ACME order as the manifest describes it.
 pub struct AcmeSpec {
+    /// The CA's directory URL.
     pub directory: String,
+    /// Contact address for the account.
     pub email: Option<String>,
+    /// The challenge to answer.
     pub challenge: Challenge,
+    /// Extra CA certificates to trust when talking to the directory (a test CA).
     pub ca_bundle: Option<PathBuf>,
     /// External account binding: key id and the base64url HMAC key.
     pub eab: Option<(String, String)>,
@@ -40,7 +48,9 @@ pub struct AcmeSpec {
 
 /// What a successful order gives: the new key and the certificate chain (leaf first).
 pub struct Issued {
+    /// The private key, PEM.
     pub key_pem: String,
+    /// The certificate and its chain, PEM, leaf first.
     pub chain_pem: String,
 }
 

@@ -9,16 +9,21 @@ use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 
 #[derive(Debug, Clone)]
+/// What a certificate says, as the audit reports it.
 pub struct CertInfo {
     /// Subject alternative names (DNS names and IP addresses), else the common name.
     pub names: Vec<String>,
+    /// The subject's distinguished name.
     pub subject: String,
+    /// The issuer's distinguished name.
     pub issuer: String,
     /// Unix seconds.
     pub not_before: i64,
+    /// End of validity, Unix seconds.
     pub not_after: i64,
     /// The raw SubjectPublicKeyInfo (DER).
     pub spki: Vec<u8>,
+    /// The certificate as DER.
     pub der: Vec<u8>,
 }
 

@@ -10,15 +10,21 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 use crate::resource::ResourceError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kinds of private key tend makes.
 pub enum KeyType {
+    /// ECDSA on P-256 (the default).
     EcdsaP256,
+    /// RSA, 2048 bits.
     Rsa2048,
+    /// RSA, 4096 bits.
     Rsa4096,
 }
 
 impl KeyType {
+    /// The names the manifest uses for them.
     pub const NAMES: &'static [&'static str] = &["ecdsa-p256", "rsa-2048", "rsa-4096"];
 
+    /// The key type a manifest name stands for.
     pub fn parse(s: &str) -> Option<KeyType> {
         match s {
             "ecdsa-p256" => Some(KeyType::EcdsaP256),

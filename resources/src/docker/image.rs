@@ -15,6 +15,7 @@ use crate::host::{Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
+/// The `image` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "image",
     summary: "a Docker image present: built from a context (rebuilt when it changes) or pulled",
@@ -24,6 +25,7 @@ pub const KIND: Kind = Kind {
 const HASH_LABEL: &str = "tend.context-hash";
 
 #[derive(Debug)]
+/// A `image` resource, as its manifest table declared it.
 pub struct Image {
     name: String,
     context: Option<PathBuf>,

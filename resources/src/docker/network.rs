@@ -12,6 +12,7 @@ use crate::host::{Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
+/// The `network` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "network",
     summary: "a Docker network present (driver, labels) or absent",
@@ -19,6 +20,7 @@ pub const KIND: Kind = Kind {
 };
 
 #[derive(Debug)]
+/// A `network` resource, as its manifest table declared it.
 pub struct Network(Named);
 
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {

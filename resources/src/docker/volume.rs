@@ -12,6 +12,7 @@ use crate::host::{Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
+/// The `volume` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "volume",
     summary: "a Docker volume present (driver, labels) or absent",
@@ -19,6 +20,7 @@ pub const KIND: Kind = Kind {
 };
 
 #[derive(Debug)]
+/// A `volume` resource, as its manifest table declared it.
 pub struct Volume(Named);
 
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {

@@ -21,7 +21,9 @@ pub enum Body {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// One `KEY=value` (or bare `KEY`) statement.
 pub struct Statement {
+    /// The variable's name.
     pub key: String,
     /// 1-based line of the statement's first character.
     pub line: usize,
@@ -29,17 +31,21 @@ pub struct Statement {
     pub range: Range<usize>,
     /// The value as written, quotes included (for `Inherit`, the key itself).
     pub value_range: Range<usize>,
+    /// How the value is written.
     pub body: Body,
 }
 
 /// A parsed `.env` file and its text.
 #[derive(Debug, Clone)]
 pub struct Document {
+    /// The file's text, as read.
     pub text: String,
+    /// Its statements, in file order.
     pub statements: Vec<Statement>,
 }
 
 impl Document {
+    /// Whether some statement sets `key`.
     pub fn has_key(&self, key: &str) -> bool {
         self.statements.iter().any(|s| s.key == key)
     }
@@ -48,7 +54,9 @@ impl Document {
 /// A file compose would reject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// 1-based line of the error.
     pub line: usize,
+    /// What is wrong, in compose's words where they exist.
     pub message: String,
 }
 
@@ -79,6 +87,7 @@ fn skip_blanks(src: &str, mut pos: usize) -> usize {
     pos
 }
 
+/// Parse a `.env` file the way compose v2 does (statements and their byte ranges, nothing evaluated).
 pub fn parse(src: &str) -> Result<Document, ParseError> {
     // Line numbers from one index of the newlines: counting them from the start for every
     // statement made a large file quadratic.

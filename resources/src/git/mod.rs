@@ -34,6 +34,7 @@ use crate::host::{Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
+/// The `git` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "git",
     summary: "a git checkout of url at a tag, branch or commit; local changes never lost",
@@ -62,6 +63,7 @@ struct Spec {
 }
 
 #[derive(Debug)]
+/// A `git` resource, as its manifest table declared it.
 pub struct Git {
     spec: Arc<Spec>,
 }

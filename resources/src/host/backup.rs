@@ -16,10 +16,15 @@ use super::{sha256_hex, write_private_file, HostError, HostResult, TEMP_PREFIX};
 /// (absent in indexes written before tend recorded them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupEntry {
+    /// When it was taken, Unix seconds.
     pub unix_time: u64,
+    /// sha256 of the content (the blob's name).
     pub sha256: String,
+    /// The file's mode then.
     pub mode: Option<u32>,
+    /// The file's owner then.
     pub uid: Option<u32>,
+    /// The file's group then.
     pub gid: Option<u32>,
 }
 
@@ -30,6 +35,7 @@ pub struct BackupStore {
 }
 
 impl BackupStore {
+    /// The store of a state directory.
     pub fn new(state_dir: &Path) -> BackupStore {
         BackupStore {
             dir: state_dir.join("backups"),
@@ -50,6 +56,7 @@ impl BackupStore {
         Ok(())
     }
 
+    /// Where the content with this sha256 is kept.
     pub fn blob(&self, sha256: &str) -> PathBuf {
         self.dir.join(sha256)
     }

@@ -34,13 +34,17 @@ use walk::{components, kind_word, Dir, Walker};
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {op} {}: {source}", path.display())]
 pub struct HostError {
+    /// What was being done ("read", "write", "resolve"…).
     pub op: &'static str,
+    /// The real path it was done to.
     pub path: PathBuf,
     #[source]
+    /// The operating system's error.
     pub source: io::Error,
 }
 
 impl HostError {
+    /// An error of `op` on `path`.
     pub fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> HostError {
         HostError {
             op,
@@ -50,6 +54,7 @@ impl HostError {
     }
 }
 
+/// A host operation's result.
 pub type HostResult<T> = Result<T, HostError>;
 
 /// The most tend reads of one file it manages or copies from (a bigger one is refused, not
@@ -104,10 +109,12 @@ impl Probe {
         crate::fingerprint::short(&self.inner.fingerprint_key, value)
     }
 
+    /// The root every host path is resolved under (`--root`, `/` by default).
     pub fn root(&self) -> &Path {
         &self.inner.root
     }
 
+    /// tend's state directory (a real path, never under `--root` resolution).
     pub fn state_dir(&self) -> &Path {
         &self.inner.state_dir
     }
@@ -525,8 +532,11 @@ impl Deref for Mutate {
 /// Mode and ownership wanted for a new or replaced file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Attrs {
+    /// Permission bits; `None` keeps (or defaults) them.
     pub mode: Option<u32>,
+    /// Owner uid; `None` keeps it.
     pub uid: Option<u32>,
+    /// Group gid; `None` keeps it.
     pub gid: Option<u32>,
 }
 
@@ -646,6 +656,7 @@ impl Mutate {
         self
     }
 
+    /// The read-only view this handle writes through.
     pub fn probe(&self) -> &Probe {
         &self.probe
     }
@@ -790,10 +801,12 @@ impl Mutate {
         Ok(())
     }
 
+    /// Set the permission bits of `path` (no symlink followed).
     pub fn set_mode(&self, path: &Path, mode: u32) -> HostResult<()> {
         self.set_attrs(path, None, None, Some(mode))
     }
 
+    /// Set the owner and group of `path` (no symlink followed).
     pub fn set_owner(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> HostResult<()> {
         self.set_attrs(path, uid, gid, None)
     }

@@ -12,9 +12,13 @@ use std::fmt::Write;
 /// Where nginx finds the certificate files (paths as nginx sees them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsPaths {
+    /// `ssl_certificate`: the full chain.
     pub cert: String,
+    /// `ssl_certificate_key`.
     pub key: String,
+    /// `ssl_trusted_certificate` (OCSP stapling), when given.
     pub chain: Option<String>,
+    /// `ssl_dhparam`, when given.
     pub dhparam: Option<String>,
 }
 
@@ -22,8 +26,11 @@ pub struct TlsPaths {
 /// 5.0.0 and later); older nginx (Debian 12's 1.22) takes it on the `listen` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Http2 {
+    /// `http2 on;` (nginx 1.25.1 and later).
     Directive,
+    /// `listen 443 ssl http2;` (older nginx).
     Listen,
+    /// No HTTP/2.
     Off,
     /// The form the validating nginx understands (`nginx -v`); the `listen` form when it cannot
     /// be asked (it works on every nginx with HTTP/2, with a deprecation warning on 1.25.1+).
@@ -51,18 +58,31 @@ pub fn http2_for(nginx_v: &str) -> Option<Http2> {
 }
 
 #[derive(Debug, Clone)]
+/// A site's fields, checked by the grammar when the manifest was loaded.
 pub struct Site {
+    /// The resource's address, named in the file's header.
     pub address: String,
+    /// `server_name`s.
     pub server_names: Vec<String>,
+    /// Where requests are proxied (`http://` or `https://`).
     pub upstream: String,
+    /// The port-80 server (ACME and redirect), or none.
     pub http_port: Option<u16>,
+    /// The HTTPS port.
     pub https_port: u16,
+    /// Certificate paths as nginx sees them.
     pub tls: TlsPaths,
+    /// Webroot for ACME HTTP-01 challenges on port 80.
     pub acme_webroot: Option<String>,
+    /// `client_max_body_size`.
     pub client_max_body_size: String,
+    /// `proxy_read_timeout`.
     pub proxy_read_timeout: String,
+    /// How HTTP/2 is switched on.
     pub http2: Http2,
+    /// Also listen on IPv6.
     pub ipv6: bool,
+    /// Directives added verbatim to the HTTPS server (the operator's).
     pub extra: Option<String>,
 }
 

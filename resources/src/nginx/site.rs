@@ -17,6 +17,7 @@ use crate::host::{Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, Spanned, SpecError, Value};
 
+/// The `nginx_site` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "nginx_site",
     summary: "an nginx reverse-proxy site (80 → 301, 443 → upstream), checked by nginx -t first",
@@ -24,6 +25,7 @@ pub const KIND: Kind = Kind {
 };
 
 #[derive(Debug)]
+/// A `nginx_site` resource, as its manifest table declared it.
 pub struct NginxSite {
     site: Site,
     validator: Validator,

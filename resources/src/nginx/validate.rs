@@ -10,13 +10,18 @@ use crate::cert::keys;
 use crate::resource::ResourceError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Where `nginx -t` checks a candidate site before it replaces the live one.
 pub enum Validator {
+    /// The host's nginx.
     Host,
+    /// The nginx inside this running container.
     Container(String),
+    /// Not checked.
     Off,
 }
 
 impl Validator {
+    /// `host`, `container:NAME` or `off`.
     pub fn parse(s: &str) -> Option<Validator> {
         match s {
             "host" => Some(Validator::Host),

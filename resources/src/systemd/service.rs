@@ -21,6 +21,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError, Value};
 use crate::{grammar, Mutate, Probe};
 
+/// The `service` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "service",
     summary: "a systemd unit: enabled/disabled/masked, running/stopped, unit file and drop-ins",
@@ -72,6 +73,7 @@ enum Running {
 }
 
 #[derive(Debug)]
+/// A `service` resource, as its manifest table declared it.
 pub struct Service {
     unit: String,
     enabled: Option<Enabled>,

@@ -27,7 +27,10 @@ pub enum Manager {
     /// systemd is PID 1 of the host tend manages.
     Running,
     /// No systemd runs for this root: unit files only, `systemctl --root=ROOT`.
-    Offline { root: PathBuf },
+    Offline {
+        /// The root whose unit files `systemctl --root` reads and changes.
+        root: PathBuf,
+    },
 }
 
 impl Manager {
@@ -68,6 +71,7 @@ pub struct View {
 }
 
 impl View {
+    /// systemd knows no such unit.
     pub fn not_found(&self) -> bool {
         self.file_state == "not-found"
     }

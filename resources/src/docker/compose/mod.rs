@@ -37,6 +37,7 @@ use crate::host::{Mutate, Probe};
 use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
+/// The `compose` kind: its name, summary and constructor.
 pub const KIND: Kind = Kind {
     name: "compose",
     summary: "a docker compose project up or down, recreated only when its inputs change",
@@ -51,6 +52,7 @@ const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
+/// A `compose` resource, as its manifest table declared it.
 pub struct Compose {
     dir: PathBuf,
     project: Option<String>,
