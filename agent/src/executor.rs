@@ -186,11 +186,15 @@ fn moving_container(
                             .iter()
                             .any(|c| !matches!(c.field.as_str(), "mode" | "owner" | "group")))
             })
-            && m.resources[i]
-                .resource
-                .paths()
-                .iter()
-                .any(|p| container.paths().iter().any(|c| p.starts_with(c) && p != c))
+            && {
+                // What it manages or only reads (a compose project's files and `.env`): either
+                // lying in the moving directory makes its check about the old contents.
+                let r = &m.resources[i].resource;
+                r.paths()
+                    .iter()
+                    .chain(r.reads().iter())
+                    .any(|p| container.paths().iter().any(|c| p.starts_with(c) && p != c))
+            }
     })
 }
 

@@ -55,6 +55,9 @@ pub(super) struct Project {
     /// Services others wait for with `condition: service_completed_successfully` (Dify's
     /// `init_permissions`): run once, and exited with 0 is their converged state.
     pub one_shots: BTreeSet<String>,
+    /// Each service's `depends_on` (either syntax): compose recreates a running service whose
+    /// dependency it recreates, so plan must name it too.
+    pub depends_on: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Read the project in `dir` (a host path). `files` are the manifest's, relative to `dir` or
@@ -130,6 +133,7 @@ pub(super) fn read(
     let mut name = None;
     let mut env_files = Vec::new();
     let mut one_shots = BTreeSet::new();
+    let mut depends_on: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in &files {
         let Some(bytes) = host.read(f)? else {
             return Err(ResourceError::Missing(format!(
@@ -149,8 +153,20 @@ pub(super) fn read(
         }
         let base = f.parent().unwrap_or(dir);
         if let Some(services) = doc["services"].as_hash() {
-            for service in services.values() {
+            for (service_name, service) in services {
                 env_files.extend(referenced_env_files(&service["env_file"], base));
+                if let Some(sname) = service_name.as_str() {
+                    let deps = depends_on.entry(sname.to_string()).or_default();
+                    match &service["depends_on"] {
+                        Yaml::Array(list) => {
+                            deps.extend(list.iter().filter_map(|d| d.as_str().map(str::to_string)))
+                        }
+                        Yaml::Hash(map) => {
+                            deps.extend(map.keys().filter_map(|d| d.as_str().map(str::to_string)))
+                        }
+                        _ => {}
+                    }
+                }
                 if let Some(deps) = service["depends_on"].as_hash() {
                     for (name, how) in deps {
                         if how["condition"].as_str() == Some("service_completed_successfully") {
@@ -184,6 +200,7 @@ pub(super) fn read(
     };
     Ok(Project {
         one_shots,
+        depends_on,
         files,
         name,
         inputs,

@@ -312,3 +312,173 @@ fn the_dify_manifest_takes_a_mirror_and_leaves_an_existing_engine_alone() {
     );
     assert_ne!(resource(&plan, "service.docker")["status"], "excluded");
 }
+
+/// A local repository shaped like Dify's: `docker/` of each fixture tree, committed and tagged
+/// 1.11.4 then 1.12.1, with the ignore rules Dify's own `.gitignore` has for what compose and
+/// its containers write into the checkout.
+fn dify_repository(dir: &std::path::Path) -> std::path::PathBuf {
+    use tend_tests::gitserve::git;
+    let repo = dir.join("dify.git");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        repo.join(".gitignore"),
+        "docker/.env\ndocker/volumes/\ndocker/nginx/conf.d/default.conf\ndocker/middleware.env\n",
+    )
+    .expect(".gitignore");
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/dify");
+    for tag in ["1.11.4", "1.12.1"] {
+        let _ = std::fs::remove_dir_all(repo.join("docker"));
+        let copied = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(fixtures.join(format!("tree-{tag}/docker")))
+            .arg(&repo)
+            .status()
+            .expect("cp");
+        assert!(copied.success());
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", &format!("Dify {tag}")]);
+        git(&repo, &["tag", "-a", tag, "-m", tag]);
+    }
+    repo
+}
+
+/// The shipped manifest's Dify half on Dify's real compose file (compose v2), with the stand-in
+/// images (`scripts/dify-standins`): a fresh host at 1.11.4 converges in one apply and answers
+/// through Dify's own nginx on 127.0.0.1:3000; the next apply changes nothing; the upgrade to
+/// 1.12.1 is planned as may-change downstream of the tag move, appends exactly the three new
+/// `.env` keys, recreates exactly the services whose image or environment changed and Dify's
+/// nginx that depends on them — each named in the report — and answers 1.12.1.
+#[test]
+fn dify_on_its_real_compose_file_converges_and_upgrades_exactly_what_changed() {
+    use tend_tests::docker::{service_ids, Cleanup, Made};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let built = std::process::Command::new(root.join("scripts/dify-standins"))
+        .output()
+        .expect("scripts/dify-standins");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    // The project name Dify's own instructions give it (`cd docker && docker compose up`).
+    let _cleanup = Cleanup(Made {
+        projects: vec!["docker".into()],
+        ..Made::default()
+    });
+    let sb = Sandbox::debian();
+    let repo = dify_repository(sb.dir.path());
+    // docker.service as the package installs it, enabled: what service.docker checks offline.
+    sb.write(
+        "/lib/systemd/system/docker.service",
+        "[Unit]\nDescription=Docker\n[Service]\nExecStart=/usr/bin/dockerd\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    std::fs::create_dir_all(sb.path("/etc/systemd/system/multi-user.target.wants")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        "/lib/systemd/system/docker.service",
+        sb.path("/etc/systemd/system/multi-user.target.wants/docker.service"),
+    )
+    .expect("symlink");
+    // A Debian host with the prerequisites installed (the dpkg database tend reads directly).
+    let status: String = ["ca-certificates", "curl", "gnupg", "git"]
+        .iter()
+        .map(|p| {
+            format!(
+                "Package: {p}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0\n\n"
+            )
+        })
+        .collect();
+    sb.write("/var/lib/dpkg/status", &status);
+    let repo_var = format!("dify_repo={}", repo.display());
+    let run = |sub: &str, version: &str, extra: &[&str]| {
+        let version = format!("dify_version={version}");
+        let mut args = vec![
+            "--only",
+            "git.dify,env_file.dify,compose.dify,service.docker",
+            "--var",
+            &repo_var,
+            "--var",
+            &version,
+            "--var",
+            "docker_from_docker_repo=false",
+        ];
+        args.extend_from_slice(extra);
+        sb.tend_with_manifest(&manifest(), sub, &args)
+    };
+    let get = |path: &str| {
+        std::process::Command::new("wget")
+            .args(["-q", "-O-", &format!("http://127.0.0.1:3000{path}")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+
+    let first = run("apply", "1.11.4", &["--format", "json"]);
+    assert_eq!(first.code, 2, "{}\n{}", first.stdout, first.stderr);
+    assert_eq!(get("/"), "dify-web 1.11.4");
+    assert_eq!(get("/console/api/"), "dify-api 1.11.4");
+    let before = service_ids("docker");
+    assert_eq!(before.len(), 12, "{before:?}");
+    let second = run("apply", "1.11.4", &[]);
+    assert_eq!(second.code, 0, "{}", second.stdout);
+    let env_before = sb.read("/opt/dify/docker/.env");
+
+    // The upgrade, planned: the tag moves; what lies in the checkout may change.
+    let plan = run("plan", "1.12.1", &["--format", "json"]).json();
+    assert_eq!(
+        resource(&plan, "git.dify")["status"],
+        "would_change",
+        "{plan:#}"
+    );
+    for r in ["env_file.dify", "compose.dify"] {
+        assert_eq!(resource(&plan, r)["status"], "may_change", "{r}: {plan:#}");
+    }
+    let upgrade = run("apply", "1.12.1", &["--format", "json"]);
+    assert_eq!(upgrade.code, 2, "{}", upgrade.stdout);
+
+    // Exactly the three new keys, appended; nothing else in .env moved.
+    let env_after = sb.read("/opt/dify/docker/.env");
+    assert!(
+        env_after.starts_with(&env_before),
+        "lines before the new keys changed"
+    );
+    let added: Vec<&str> = env_after[env_before.len()..]
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    assert_eq!(
+        added,
+        [
+            "SMTP_LOCAL_HOSTNAME",
+            "PLUGIN_MODEL_SCHEMA_CACHE_TTL",
+            "SANDBOX_EXPIRED_RECORDS_CLEAN_TASK_LOCK_TTL"
+        ]
+    );
+    // Exactly the services whose image or environment changed are new containers, and Dify's
+    // nginx, which compose recreates because api and web are (it resolved them at its start):
+    // the report named each before compose did it.
+    let after = service_ids("docker");
+    let mut recreated: Vec<&str> = after
+        .iter()
+        .filter(|(s, id)| before.get(*s) != Some(id))
+        .map(|(s, _)| s.as_str())
+        .collect();
+    recreated.sort_unstable();
+    let expected = [
+        "api",
+        "nginx",
+        "plugin_daemon",
+        "web",
+        "worker",
+        "worker_beat",
+    ];
+    assert_eq!(recreated, expected, "{}", upgrade.stdout);
+    let mut named = tend_tests::changed_fields(&upgrade.json(), "compose.dify");
+    named.sort();
+    let expected_fields: Vec<String> = expected.iter().map(|s| format!("service {s}")).collect();
+    assert_eq!(named, expected_fields);
+    assert_eq!(get("/"), "dify-web 1.12.1");
+    assert_eq!(get("/console/api/"), "dify-api 1.12.1");
+    assert_eq!(run("apply", "1.12.1", &[]).code, 0);
+}

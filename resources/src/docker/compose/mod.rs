@@ -373,6 +373,53 @@ impl Resource for Compose {
                 drift.push(c);
             }
         }
+        // Compose recreates a running service when it recreates one it depends on (Dify's nginx
+        // after api and web): name it, so plan says all that up will do.
+        let mut recreated: BTreeSet<String> = drift
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Recreate)
+            .filter_map(|c| c.subject.clone())
+            .collect();
+        loop {
+            let more: Vec<(String, Vec<String>)> = project
+                .depends_on
+                .iter()
+                .filter(|(s, _)| !recreated.contains(*s))
+                .filter(|(s, _)| {
+                    services
+                        .get(s.as_str())
+                        .is_some_and(|cs| cs.iter().any(|c| c.running))
+                })
+                .filter_map(|(s, deps)| {
+                    let why: Vec<String> = deps
+                        .iter()
+                        .filter(|d| recreated.contains(*d))
+                        .cloned()
+                        .collect();
+                    (!why.is_empty()).then(|| (s.clone(), why))
+                })
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            for (s, why) in more {
+                drift
+                    .changes
+                    .retain(|c| c.subject.as_deref() != Some(s.as_str()));
+                drift.push(
+                    Change::new(format!("service {s}"), Some("running"), Some("recreated"))
+                        .with_action(Action::Recreate)
+                        .described(format!(
+                            "service {s}: recreate (it depends on {}, which {} recreated)",
+                            why.join(", "),
+                            if why.len() == 1 { "is" } else { "are" }
+                        ))
+                        .about(s.as_str()),
+                );
+                recreated.insert(s);
+            }
+        }
         if self.remove_orphans {
             for s in services.keys().filter(|s| !hashes.contains_key(**s)) {
                 drift.push(
