@@ -407,8 +407,8 @@ fn dify_on_its_real_compose_file_converges_and_upgrades_exactly_what_changed() {
         sb.tend_with_manifest(&manifest(), sub, &args)
     };
     let get = |path: &str| {
-        std::process::Command::new("wget")
-            .args(["-q", "-O-", &format!("http://127.0.0.1:3000{path}")])
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", &format!("http://127.0.0.1:3000{path}")])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default()
