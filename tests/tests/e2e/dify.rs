@@ -353,8 +353,34 @@ fn dify_repository(dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn dify_on_its_real_compose_file_converges_and_upgrades_exactly_what_changed() {
     use tend_tests::docker::{service_ids, Cleanup, Made};
+    use tend_tests::pki;
+    const DOMAIN: &str = "dify42.hostkey.in";
+    let sb = Sandbox::debian();
+    // What nginx-certbot would obtain for the domain: a certbot layout (self-signed here), baked
+    // into the nginx-certbot stand-in, which copies it into its volume at start.
+    let le = sb.dir.path().join("letsencrypt");
+    let live = le.join("live").join(DOMAIN);
+    pki::key(&live.join("privkey.pem"));
+    pki::cert(
+        &live.join("fullchain.pem"),
+        &live.join("privkey.pem"),
+        &[DOMAIN],
+        &pki::asn1_time(-1),
+        &pki::asn1_time(90),
+    );
+    std::fs::copy(live.join("fullchain.pem"), live.join("chain.pem")).expect("chain");
+    std::fs::create_dir_all(le.join("dhparams")).expect("mkdir");
+    let dh = std::process::Command::new("openssl")
+        .args(["dhparam", "-dsaparam", "-out"])
+        .arg(le.join("dhparams/dhparam.pem"))
+        .arg("2048")
+        .output()
+        .expect("openssl dhparam");
+    assert!(dh.status.success());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let built = std::process::Command::new(root.join("scripts/dify-standins"))
+        .arg("--certbot-certs")
+        .arg(&le)
         .output()
         .expect("scripts/dify-standins");
     assert!(
@@ -362,12 +388,12 @@ fn dify_on_its_real_compose_file_converges_and_upgrades_exactly_what_changed() {
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    // The project name Dify's own instructions give it (`cd docker && docker compose up`).
+    // The project names the manifest's stacks get (Dify's own `docker`; `nginx-certbot`).
     let _cleanup = Cleanup(Made {
-        projects: vec!["docker".into()],
+        projects: vec!["docker".into(), "nginx-certbot".into()],
+        volumes: vec!["nginx_secrets".into()],
         ..Made::default()
     });
-    let sb = Sandbox::debian();
     let repo = dify_repository(sb.dir.path());
     // docker.service as the package installs it, enabled: what service.docker checks offline.
     sb.write(
@@ -394,8 +420,9 @@ fn dify_on_its_real_compose_file_converges_and_upgrades_exactly_what_changed() {
     let run = |sub: &str, version: &str, extra: &[&str]| {
         let version = format!("dify_version={version}");
         let mut args = vec![
-            "--only",
-            "git.dify,env_file.dify,compose.dify,service.docker",
+            // The stand-in's nginx is Debian 12's (1.22): HTTP/2 on the listen line.
+            "--var",
+            "nginx_http2=listen",
             "--var",
             &repo_var,
             "--var",
@@ -408,14 +435,78 @@ fn dify_on_its_real_compose_file_converges_and_upgrades_exactly_what_changed() {
     };
     let get = |path: &str| {
         std::process::Command::new("curl")
-            .args(["-sS", "--max-time", "10", &format!("http://127.0.0.1:3000{path}")])
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                &format!("http://127.0.0.1:3000{path}"),
+            ])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default()
     };
 
+    let https = || {
+        std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "--resolve",
+                &format!("{DOMAIN}:443:127.0.0.1"),
+            ])
+            .arg("--cacert")
+            .arg(live.join("fullchain.pem"))
+            .arg(format!("https://{DOMAIN}/"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+
+    // A fresh host: one apply converges the whole manifest (the packages aside: this host has
+    // its engine), and the certificate nginx-certbot put in its volume passes the audit.
     let first = run("apply", "1.11.4", &["--format", "json"]);
     assert_eq!(first.code, 2, "{}\n{}", first.stdout, first.stderr);
+    let report = first.json();
+    assert_eq!(
+        resource(&report, "cert.dify")["status"],
+        "in_sync",
+        "{report:#}"
+    );
+    // Through both proxies: nginx-certbot (TLS, host network) → 127.0.0.1:3000 → Dify's nginx
+    // → web.
+    assert_eq!(https(), "dify-web 1.11.4");
+    let redirect = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+        ])
+        .args([
+            "--resolve",
+            &format!("{DOMAIN}:80:127.0.0.1"),
+            &format!("http://{DOMAIN}/"),
+        ])
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&redirect.stdout),
+        format!("301 https://{DOMAIN}/")
+    );
+    // Dify's nginx listens on loopback only.
+    let ports = tend_tests::docker::docker(&[
+        "ps",
+        "--filter",
+        "label=com.docker.compose.project=docker",
+        "--filter",
+        "label=com.docker.compose.service=nginx",
+        "--format",
+        "{{.Ports}}",
+    ]);
+    assert!(ports.contains("127.0.0.1:3000->80/tcp"), "{ports}");
+    assert!(!ports.contains("0.0.0.0:3000"), "{ports}");
     assert_eq!(get("/"), "dify-web 1.11.4");
     assert_eq!(get("/console/api/"), "dify-api 1.11.4");
     let before = service_ids("docker");
@@ -480,5 +571,6 @@ fn dify_on_its_real_compose_file_converges_and_upgrades_exactly_what_changed() {
     assert_eq!(named, expected_fields);
     assert_eq!(get("/"), "dify-web 1.12.1");
     assert_eq!(get("/console/api/"), "dify-api 1.12.1");
+    assert_eq!(https(), "dify-web 1.12.1");
     assert_eq!(run("apply", "1.12.1", &[]).code, 0);
 }
