@@ -10,6 +10,7 @@
 //! dependents, naming the failure; unrelated resources still converge. Independent resources
 //! run concurrently, at most `jobs` at a time.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -168,33 +169,37 @@ fn classify(r: &mut ResourceReport) {
 }
 
 /// A dependency whose change may move what this resource reads: a checkout or directory that
-/// holds this resource's path and would change more than its own mode or owner (a tag move
-/// brings a new `.env.example`). Then "in sync" would be a guess.
-fn moving_container(
+/// holds this resource's path or inputs and would change more than its own mode or owner (a tag
+/// move brings a new `.env.example`), or a file this resource reads that the dependency would
+/// rewrite (compose's `.env` under `env_file`). Then the check saw inputs apply will not leave
+/// in place, and "in sync" — or its list of changes — would be a guess. Returns the dependency
+/// and the path.
+fn moving_input(
     m: &Manifest,
     g: &Graph,
     i: usize,
     reports: &[Option<ResourceReport>],
-) -> Option<usize> {
-    g.deps[i].iter().map(|e| e.on).find(|&d| {
-        let container = &m.resources[d].resource;
-        container.contains_paths()
-            && reports[d].as_ref().is_some_and(|r| {
-                matches!(r.status, Status::WouldChange | Status::MayChange)
-                    && (r.changes.is_empty()
-                        || r.changes
-                            .iter()
-                            .any(|c| !matches!(c.field.as_str(), "mode" | "owner" | "group")))
-            })
-            && {
-                // What it manages or only reads (a compose project's files and `.env`): either
-                // lying in the moving directory makes its check about the old contents.
-                let r = &m.resources[i].resource;
-                r.paths()
-                    .iter()
-                    .chain(r.reads().iter())
-                    .any(|p| container.paths().iter().any(|c| p.starts_with(c) && p != c))
-            }
+) -> Option<(usize, PathBuf)> {
+    let r = &m.resources[i].resource;
+    let mine: Vec<PathBuf> = r.paths().into_iter().chain(r.reads()).collect();
+    let reads = r.reads();
+    g.deps[i].iter().map(|e| e.on).find_map(|d| {
+        let dep = &m.resources[d].resource;
+        let changing = reports[d].as_ref().is_some_and(|r| {
+            matches!(r.status, Status::WouldChange | Status::MayChange)
+                && (r.changes.is_empty()
+                    || r.changes
+                        .iter()
+                        .any(|c| !matches!(c.field.as_str(), "mode" | "owner" | "group")))
+        });
+        if !changing {
+            return None;
+        }
+        dep.paths().into_iter().find_map(|c| {
+            let inside = dep.contains_paths() && mine.iter().any(|p| p.starts_with(&c) && *p != c);
+            let read = reads.contains(&c);
+            (inside || read).then_some((d, c))
+        })
     })
 }
 
@@ -291,23 +296,18 @@ pub async fn plan(
                 if let Ok(drift) = &result {
                     r.observed = drift.observed.clone();
                 }
+                let moving = moving_input(m, g, i, &reports);
                 match result {
-                    Ok(drift) if drift.is_empty() => {
-                        if let Some(d) = moving_container(m, g, i, &reports) {
-                            r.status = Status::MayChange;
-                            r.reason = Some(format!(
-                                "may change once {} applies: what it reads lies in {}, which {} would change first",
-                                m.resources[d].address,
-                                m.resources[d]
-                                    .resource
-                                    .paths()
-                                    .first()
-                                    .map(|p| p.display().to_string())
-                                    .unwrap_or_default(),
-                                m.resources[d].address
-                            ));
-                        }
+                    Ok(_) if moving.is_some() => {
+                        let (d, path) = moving.unwrap_or_default();
+                        r.status = Status::MayChange;
+                        r.reason = Some(format!(
+                            "may change once {0} applies: what it reads lies in {1}, which {0} would change first",
+                            m.resources[d].address,
+                            path.display(),
+                        ));
                     }
+                    Ok(drift) if drift.is_empty() => {}
                     Ok(drift) => {
                         r.status = if sel.selected[i] {
                             Status::WouldChange

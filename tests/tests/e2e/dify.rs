@@ -515,6 +515,25 @@ fn dify_on_its_real_compose_file_converges_and_upgrades_exactly_what_changed() {
     assert_eq!(second.code, 0, "{}", second.stdout);
     let env_before = sb.read("/opt/dify/docker/.env");
 
+    // The migration case: an operator edited the compose file in the checkout. The upgrade stops
+    // at the checkout, names the file, and loses nothing; nothing after it runs.
+    let compose_file = "/opt/dify/docker/docker-compose.yaml";
+    let original = sb.read(compose_file);
+    let edited = format!("{original}\n# tuned by hand: workers raised\n");
+    sb.write(compose_file, &edited);
+    let stopped = run("apply", "1.12.1", &["--format", "json"]);
+    assert_eq!(stopped.code, 4, "{}", stopped.stdout);
+    let report = stopped.json();
+    let err = resource(&report, "git.dify")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(err.contains("docker/docker-compose.yaml"), "{err}");
+    assert_eq!(resource(&report, "compose.dify")["status"], "skipped");
+    assert_eq!(sb.read(compose_file), edited, "the operator's edit is kept");
+    assert_eq!(service_ids("docker"), before, "nothing was recreated");
+    sb.write(compose_file, &original);
+
     // The upgrade, planned: the tag moves; what lies in the checkout may change.
     let plan = run("plan", "1.12.1", &["--format", "json"]).json();
     assert_eq!(
@@ -573,4 +592,46 @@ fn dify_on_its_real_compose_file_converges_and_upgrades_exactly_what_changed() {
     assert_eq!(get("/console/api/"), "dify-api 1.12.1");
     assert_eq!(https(), "dify-web 1.12.1");
     assert_eq!(run("apply", "1.12.1", &[]).code, 0);
+
+    // Drift on the running stack, made by hand: a stopped container, a managed `.env` key, the
+    // site. Plan names exactly those; apply repairs them; HTTPS answers again.
+    tend_tests::docker::docker(&["stop", "-t", "1", &after["worker"]]);
+    let env_path = "/opt/dify/docker/.env";
+    let env = sb.read(env_path).replace(
+        "EXPOSE_NGINX_PORT=127.0.0.1:3000",
+        "EXPOSE_NGINX_PORT=127.0.0.1:3001",
+    );
+    sb.write(env_path, &env);
+    let site = format!("/data/nginx/user_conf.d/{DOMAIN}.conf");
+    let site_text = sb.read(&site);
+    sb.write(&site, &format!("{site_text}# edited by hand\n"));
+    let plan = run("plan", "1.12.1", &["--format", "json"]).json();
+    assert_eq!(
+        tend_tests::with_status(&plan, "would_change"),
+        ["env_file.dify", "nginx_site.dify"],
+        "{plan:#}"
+    );
+    assert_eq!(
+        tend_tests::changed_fields(&plan, "env_file.dify"),
+        ["EXPOSE_NGINX_PORT"]
+    );
+    assert_eq!(
+        tend_tests::changed_fields(&plan, "nginx_site.dify"),
+        ["content"]
+    );
+    // Its check read the edited .env, which env_file.dify restores first: an honest may-change,
+    // not the recreations the edited file would cause.
+    let stack = resource(&plan, "compose.dify");
+    assert_eq!(stack["status"], "may_change", "{stack:#}");
+    assert!(
+        stack["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("once env_file.dify applies"),
+        "{stack:#}"
+    );
+    let repair = run("apply", "1.12.1", &[]);
+    assert_eq!(repair.code, 2, "{}", repair.stdout);
+    assert_eq!(https(), "dify-web 1.12.1");
+    assert_eq!(run("plan", "1.12.1", &[]).code, 0);
 }
