@@ -241,9 +241,10 @@ fn the_real_dify_compose_file_plans_its_twelve_services_on_compose_v2() {
 
 /// The shipped middleware example on Dify's real `docker/` tree: `middleware.env` made from the
 /// example the tree ships, then compose run with `--env-file middleware.env` plans exactly the
-/// services its `COMPOSE_PROFILES=${DB_TYPE:-postgresql},weaviate` selects.
+/// services its `COMPOSE_PROFILES=${DB_TYPE:-postgresql},weaviate` selects, and brings them up
+/// with the stand-in images.
 #[test]
-fn the_middleware_example_plans_difys_middleware_from_middleware_env() {
+fn the_middleware_example_brings_up_difys_middleware_from_middleware_env() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/fixtures/dify/tree-1.12.1/docker");
     let sb = Sandbox::debian();
@@ -280,6 +281,62 @@ fn the_middleware_example_plans_difys_middleware_from_middleware_env() {
         ],
         "{plan:#}"
     );
+
+    // Brought up with the stand-ins, on ports of its own (set in middleware.env, which tend then
+    // keeps: only DB_TYPE is managed).
+    let standins = std::process::Command::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dify-standins"),
+    )
+    .output()
+    .expect("scripts/dify-standins");
+    assert!(
+        standins.status.success(),
+        "{}",
+        String::from_utf8_lossy(&standins.stderr)
+    );
+    let _cleanup = tend_tests::docker::Cleanup(tend_tests::docker::Made {
+        projects: vec!["dify".into()],
+        ..Default::default()
+    });
+    let mut env = sb.read("/opt/dify/docker/middleware.env");
+    for key in [
+        "EXPOSE_POSTGRES_PORT",
+        "EXPOSE_MYSQL_PORT",
+        "EXPOSE_REDIS_PORT",
+        "EXPOSE_SANDBOX_PORT",
+        "EXPOSE_SSRF_PROXY_PORT",
+        "EXPOSE_WEAVIATE_PORT",
+        "EXPOSE_WEAVIATE_GRPC_PORT",
+        "EXPOSE_PLUGIN_DAEMON_PORT",
+        "EXPOSE_PLUGIN_DEBUGGING_PORT",
+    ] {
+        let port = format!("{key}=127.0.0.1:{}", tend_tests::pki::free_port());
+        env = env
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key}=")))
+            .chain(std::iter::once(port.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
+    }
+    sb.write("/opt/dify/docker/middleware.env", &env);
+    let up = sb.tend_with_manifest(&example, "apply", &[]);
+    assert_eq!(up.code, 2, "{up:?}");
+    let ids = tend_tests::docker::service_ids("dify");
+    let mut running: Vec<&str> = ids.keys().map(String::as_str).collect();
+    running.sort_unstable();
+    assert_eq!(
+        running,
+        [
+            "db_postgres",
+            "plugin_daemon",
+            "redis",
+            "sandbox",
+            "ssrf_proxy",
+            "weaviate"
+        ]
+    );
+    assert_eq!(sb.tend_with_manifest(&example, "apply", &[]).code, 0);
 }
 
 /// The two switches a host without Docker's repository or GitHub needs: the repository from a
