@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use git2::{Cred, FetchOptions, Oid, RemoteCallbacks, Repository};
+use git2::{FetchOptions, Oid, Repository};
 
 /// Where the fetched ref is kept in the cache.
 const FETCHED: &str = "refs/tend/fetched";
@@ -39,36 +39,6 @@ pub(super) fn open(dir: &Path) -> Result<Repository, String> {
     })
 }
 
-fn callbacks<'a>(src: &'a Source<'a>) -> RemoteCallbacks<'a> {
-    let mut cb = RemoteCallbacks::new();
-    let mut tries = 0;
-    cb.credentials(move |_url, user, allowed| {
-        tries += 1;
-        if tries > 3 {
-            return Err(git2::Error::from_str(
-                "authentication failed (credentials refused)",
-            ));
-        }
-        if allowed.contains(git2::CredentialType::SSH_KEY) {
-            if let Some(key) = src.ssh_key {
-                return Cred::ssh_key(user.unwrap_or("git"), None, key, None);
-            }
-        }
-        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
-            if let Some(var) = src.token_env {
-                let token = std::env::var(var).map_err(|_| {
-                    git2::Error::from_str(&format!("environment variable {var} is not set"))
-                })?;
-                return Cred::userpass_plaintext("x-access-token", &token);
-            }
-        }
-        Err(git2::Error::from_str(
-            "the server asks for credentials: give --ssh-key or --token-env",
-        ))
-    });
-    cb
-}
-
 /// What a fetch brought.
 pub(super) struct Fetched {
     pub commit: Oid,
@@ -89,8 +59,11 @@ pub(super) fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, Stri
         format!("+refs/tags/{}:{FETCHED}", src.reference),
     ] {
         let mut opts = FetchOptions::new();
-        opts.remote_callbacks(callbacks(src))
-            .download_tags(git2::AutotagOption::None);
+        opts.remote_callbacks(tend_resources::git::credential_callbacks(
+            src.ssh_key,
+            src.token_env,
+        ))
+        .download_tags(git2::AutotagOption::None);
         match remote.fetch(&[spec.as_str()], Some(&mut opts), None) {
             Ok(()) => {
                 let bytes = remote.stats().received_bytes();

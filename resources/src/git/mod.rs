@@ -17,7 +17,7 @@ mod status;
 pub mod tls;
 mod transport;
 
-pub use transport::redact_url;
+pub use transport::{credential_callbacks, redact_url};
 use transport::{scrub_credentials, scrub_error};
 
 use std::path::{Path, PathBuf};

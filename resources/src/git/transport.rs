@@ -3,36 +3,47 @@
 
 use super::*;
 
+/// Credentials for a remote, in one place for the `git` kind and `tend pull`: an SSH key for
+/// `ssh://`, a token from an environment variable for `https://` (never in a URL or a message),
+/// and at most three tries, after which the server's refusal is final.
+pub fn credential_callbacks<'a>(
+    ssh_key: Option<&'a Path>,
+    token_env: Option<&'a str>,
+) -> RemoteCallbacks<'a> {
+    let mut cb = RemoteCallbacks::new();
+    let mut tries = 0;
+    cb.credentials(move |_url, user, allowed| {
+        tries += 1;
+        if tries > 3 {
+            return Err(git2::Error::from_str(
+                "authentication failed (credentials refused)",
+            ));
+        }
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            if let Some(key) = ssh_key {
+                return Cred::ssh_key(user.unwrap_or("git"), None, key, None);
+            }
+        }
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some(var) = token_env {
+                let token = std::env::var(var).map_err(|_| {
+                    git2::Error::from_str(&format!(
+                        "environment variable {var} (token_env) is not set"
+                    ))
+                })?;
+                return Cred::userpass_plaintext("x-access-token", &token);
+            }
+        }
+        Err(git2::Error::from_str(
+            "the remote asks for credentials: give an SSH key (ssh_key) or a token (token_env)",
+        ))
+    });
+    cb
+}
+
 impl Spec {
     pub(super) fn callbacks(&self) -> RemoteCallbacks<'_> {
-        let mut cb = RemoteCallbacks::new();
-        let mut tries = 0;
-        cb.credentials(move |_url, user, allowed| {
-            tries += 1;
-            if tries > 3 {
-                return Err(git2::Error::from_str(
-                    "authentication failed (credentials refused)",
-                ));
-            }
-            if allowed.contains(git2::CredentialType::SSH_KEY) {
-                if let Some(key) = &self.ssh_key {
-                    return Cred::ssh_key(user.unwrap_or("git"), None, key, None);
-                }
-            }
-            if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
-                if let Some(var) = &self.token_env {
-                    let token = std::env::var(var).map_err(|_| {
-                        git2::Error::from_str(&format!(
-                            "environment variable {var} (token_env) is not set"
-                        ))
-                    })?;
-                    return Cred::userpass_plaintext("x-access-token", &token);
-                }
-            }
-            Err(git2::Error::from_str(
-                "the remote asks for credentials: set ssh_key or token_env",
-            ))
-        });
+        let mut cb = credential_callbacks(self.ssh_key.as_deref(), self.token_env.as_deref());
         let mut last = Instant::now();
         let label = self.path.display().to_string();
         // Progress as log lines (the agent's -v shows them, -q hides them); a library draws no
