@@ -118,30 +118,10 @@ pub struct PullArgs {
     /// Resolve every host path under DIR.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Only these resources (see apply).
-    #[arg(long, value_name = "SELECTOR", value_delimiter = ',')]
-    pub only: Vec<String>,
-    /// Output on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
-    /// Also write the JSON report to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-    /// Resources checked or applied at once (1 to 256).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub jobs: Option<u16>,
-    /// Write Prometheus textfile metrics to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub metrics: Option<PathBuf>,
-    /// The state directory [default: ROOT/var/lib/tend].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Wait up to SECS for another run's lock before giving up (exit 1).
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    pub lock_wait: u64,
-    /// Backups of replaced files kept per path in the state directory.
-    #[arg(long, value_name = "N", default_value_t = tend_resources::host::DEFAULT_KEEP_BACKUPS)]
-    pub keep_backups: usize,
+    #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub apply: ApplyFlags,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -273,6 +253,13 @@ pub struct ManifestArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub manifest: ManifestArgs,
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+/// What a run covers and what it writes: shared by plan, apply and pull.
+#[derive(Debug, Clone, Args)]
+pub struct RunFlags {
     /// Only these resources: an address (file.motd), a kind (file) or tag:NAME. Repeatable.
     /// Their dependencies are checked, not applied.
     #[arg(long, value_name = "SELECTOR", value_delimiter = ',')]
@@ -294,16 +281,37 @@ pub struct RunArgs {
     pub state_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+impl std::ops::Deref for RunArgs {
+    type Target = RunFlags;
+    fn deref(&self) -> &RunFlags {
+        &self.flags
+    }
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub flags: ApplyFlags,
+}
+
+/// How an apply waits for the lock and keeps backups: shared by apply and pull.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyFlags {
     /// Wait up to SECS for another run's lock before giving up (exit 1).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub lock_wait: u64,
     /// Backups of replaced files kept per path in the state directory.
     #[arg(long, value_name = "N", default_value_t = tend_resources::host::DEFAULT_KEEP_BACKUPS)]
     pub keep_backups: usize,
+}
+
+impl std::ops::Deref for ApplyArgs {
+    type Target = ApplyFlags;
+    fn deref(&self) -> &ApplyFlags {
+        &self.flags
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

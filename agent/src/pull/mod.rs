@@ -142,26 +142,25 @@ fn settings(args: &PullArgs) -> Result<Settings, StartError> {
         .as_deref()
         .map_or_else(|| PathBuf::from("/"), absolute);
     let state_dir = args
+        .run
         .state_dir
         .as_deref()
         .map_or_else(|| root.join("var/lib/tend"), absolute);
+    let mut flags = args.run.clone();
+    flags.report = flags.report.or(cfg.report);
+    flags.metrics = flags.metrics.or(cfg.metrics);
+    flags.state_dir = Some(state_dir.clone());
     let run = RunArgs {
         manifest: ManifestArgs {
             manifest: state_dir.join("pull/tree").join(&manifest),
             vars: args.vars.clone(),
             root: args.root.clone(),
         },
-        only: args.only.clone(),
-        format: args.format,
-        report: args.report.clone().or(cfg.report),
-        jobs: args.jobs,
-        metrics: args.metrics.clone().or(cfg.metrics),
-        state_dir: Some(state_dir),
+        flags,
     };
     let apply = (!args.plan).then(|| ApplyArgs {
         run: run.clone(),
-        lock_wait: args.lock_wait,
-        keep_backups: args.keep_backups,
+        flags: args.apply.clone(),
     });
     Ok(Settings {
         url,
@@ -242,7 +241,7 @@ fn tell(cli: &Cli, args: &PullArgs, p: &PullStatus) {
             }
         );
     }
-    if cli.quiet || args.format != crate::cli::Format::Human {
+    if cli.quiet || args.run.format != crate::cli::Format::Human {
         return;
     }
     let mut out = format!(

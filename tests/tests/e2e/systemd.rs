@@ -177,14 +177,15 @@ fn the_timer_installs_runs_reports_and_removes_cleanly() {
         "/etc/tend/manifest.toml",
         "[file.motd]\npath = \"/etc/motd\"\ncontent = \"managed\\n\"\n",
     );
-    let install = sys.tend(&[
+    let install_args = [
         "timer",
         "install",
         "--splay",
         "7min",
         "--metrics",
         "/var/lib/tend-metrics/tend.prom",
-    ]);
+    ];
+    let install = sys.tend(&install_args);
     assert_eq!(install.code, 2, "{install:?}");
     assert!(install.stdout.contains("enabled tend.timer"), "{install:?}");
     assert!(
@@ -194,14 +195,7 @@ fn the_timer_installs_runs_reports_and_removes_cleanly() {
         "{install:?}"
     );
     assert_eq!(sys.sh("mkdir /var/lib/tend-metrics").code, 0);
-    let again = sys.tend(&[
-        "timer",
-        "install",
-        "--splay",
-        "7min",
-        "--metrics",
-        "/var/lib/tend-metrics/tend.prom",
-    ]);
+    let again = sys.tend(&install_args);
     assert_eq!(again.code, 0, "installing twice changes nothing: {again:?}");
 
     let timers = sys
