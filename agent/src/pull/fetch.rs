@@ -75,11 +75,15 @@ pub(super) fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, Stri
                 return Ok(Fetched { commit, bytes });
             }
             Err(e) => {
-                last = Err(format!(
-                    "cannot fetch {} from {url}: {}",
-                    src.reference,
+                // libgit2 calls a local path that is not there an "unsupported URL protocol".
+                let msg = if e.message().contains("unsupported URL protocol")
+                    && !src.url.contains("://")
+                {
+                    "no repository at this path"
+                } else {
                     e.message()
-                ))
+                };
+                last = Err(format!("cannot fetch {} from {url}: {msg}", src.reference));
             }
         }
     }

@@ -210,6 +210,15 @@ fn signed_commits_apply_and_unsigned_foreign_or_replayed_ones_are_refused() {
         none.stderr
     );
     assert!(!fresh.path("/etc/motd").exists());
+    // A mistyped local path says so (libgit2 alone would say "unsupported URL protocol").
+    let typo = pull(&fresh, "/srv/no/such/policy.git", &allowed, &[], None);
+    assert_eq!(typo.code, 1);
+    assert!(
+        typo.stderr
+            .contains("cannot fetch main from /srv/no/such/policy.git: no repository at this path"),
+        "{}",
+        typo.stderr
+    );
 }
 
 #[test]
