@@ -25,16 +25,21 @@ pub(super) struct AllowedSigners {
 const MAX_FILE: u64 = 1 << 20;
 
 impl AllowedSigners {
+    /// The file says whose commits the host runs: like `pull.toml`, it is read only when it is a
+    /// regular file tend's user owns that nobody else can write (no symlink followed).
     pub(super) fn load(path: &Path) -> Result<AllowedSigners, String> {
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if meta.len() > MAX_FILE {
+        let bytes = tend_resources::host::read_private_file(path)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{}: no such file", path.display()))?;
+        if bytes.len() as u64 > MAX_FILE {
             return Err(format!(
                 "{}: {} bytes; an allowed signers file is at most 1 MiB",
                 path.display(),
-                meta.len()
+                bytes.len()
             ));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
         AllowedSigners::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 

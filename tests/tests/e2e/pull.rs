@@ -414,6 +414,13 @@ fn the_config_file_gives_defaults_and_must_be_trusted() {
     let r = run(&args, &[]);
     assert_eq!(r.code, 2, "{r:?}");
     assert_eq!(sb.read("/etc/motd"), "v1\n");
+    // Others could add their key to the allowed signers: refused.
+    let signers = p.allowed();
+    std::fs::set_permissions(&signers, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let r = run(&args, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("nobody else can write"), "{}", r.stderr);
+    std::fs::set_permissions(&signers, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     // Others could change where policy comes from: refused.
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).expect("chmod");
     let r = run(&args, &[]);
