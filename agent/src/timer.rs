@@ -368,7 +368,11 @@ pub(crate) fn status(t: &TimerTarget) -> Result<i32, StartError> {
         }
         if manager == Manager::Running {
             let props = rt
-                .block_on(show(TIMER, "NextElapseUSecRealtime,LastTriggerUSec"))
+                .block_on(systemctl::show(
+                    &manager,
+                    TIMER,
+                    "NextElapseUSecRealtime,LastTriggerUSec",
+                ))
                 .unwrap_or_default();
             let get = |k: &str| {
                 props
@@ -407,22 +411,6 @@ pub(crate) fn status(t: &TimerTarget) -> Result<i32, StartError> {
     }
     output::stdout(&out);
     Ok(code)
-}
-
-/// `systemctl show -p PROPS UNIT` as key/value pairs.
-async fn show(unit: &str, props: &str) -> Option<Vec<(String, String)>> {
-    let mut c = tokio::process::Command::new("systemctl");
-    c.args(["show", "--no-pager", "-p", props, "--", unit]);
-    let out = tend_resources::process::capture(c, Duration::from_secs(10))
-        .await
-        .ok()?;
-    Some(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
 }
 
 struct LastRun {

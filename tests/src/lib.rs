@@ -176,6 +176,14 @@ impl Sandbox {
         run(&all, env)
     }
 
+    /// `tend restore PATH --root ROOT ARGS…`
+    pub fn restore(&self, path: &str, args: &[&str]) -> Run {
+        let root = self.root();
+        let mut all: Vec<&str> = vec!["restore", path, "--root", root.to_str().expect("utf8")];
+        all.extend_from_slice(args);
+        run(&all, &[])
+    }
+
     pub fn plan(&self) -> Run {
         self.tend("plan", &[])
     }

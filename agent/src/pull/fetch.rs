@@ -59,11 +59,11 @@ pub(super) fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, Stri
         format!("+refs/tags/{}:{FETCHED}", src.reference),
     ] {
         let mut opts = FetchOptions::new();
-        opts.remote_callbacks(tend_resources::git::credential_callbacks(
-            src.ssh_key,
-            src.token_env,
-        ))
-        .download_tags(git2::AutotagOption::None);
+        let mut callbacks = tend_resources::git::credential_callbacks(src.ssh_key, src.token_env);
+        // The server is not trusted until its commit verifies: what it may send has a budget.
+        callbacks.transfer_progress(|p| p.received_bytes() <= MAX_FETCH);
+        opts.remote_callbacks(callbacks)
+            .download_tags(git2::AutotagOption::None);
         match remote.fetch(&[spec.as_str()], Some(&mut opts), None) {
             Ok(()) => {
                 let bytes = remote.stats().received_bytes();
@@ -82,6 +82,11 @@ pub(super) fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, Stri
                     "no repository at this path"
                 } else {
                     e.message()
+                };
+                let msg = if remote.stats().received_bytes() > MAX_FETCH {
+                    format!("the server sent more than {} MiB", MAX_FETCH >> 20)
+                } else {
+                    msg.to_string()
                 };
                 last = Err(format!("cannot fetch {} from {url}: {msg}", src.reference));
             }
@@ -126,6 +131,9 @@ pub(super) fn describe(repo: &Repository, commit: Oid) -> (i64, String) {
         .unwrap_or_default()
 }
 
+/// What one fetch may receive: a repository of manifests, not of everything.
+const MAX_FETCH: usize = 256 << 20;
+
 /// Budgets for a policy tree: a repository of manifests, not of everything.
 const MAX_FILES: usize = 10_000;
 const MAX_BYTES: usize = 256 << 20;
@@ -154,6 +162,14 @@ pub(super) fn export(repo: &Repository, commit: Oid, dir: &Path) -> Result<(), S
     let mut failure = None;
     tree.walk(git2::TreeWalkMode::PreOrder, |parent, entry| {
         let name = entry.name().unwrap_or("");
+        // git never writes such names, but a server may send any tree: nothing may climb out of
+        // the export or hide as git metadata.
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name == ".git" {
+            failure = Some(format!(
+                "{parent}{name:?} is not a file name a policy tree may hold"
+            ));
+            return git2::TreeWalkResult::Abort;
+        }
         let rel: PathBuf = Path::new(parent).join(name);
         let path = dir.join(&rel);
         let result = match entry.filemode() {

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use crate::cli::{ApplyArgs, Cli, ManifestArgs, PullArgs, RunArgs};
 use crate::report::{PendingCommit, PolicyCommit, PullStatus, RefusedCommit};
-use crate::{absolute, run, state, StartError};
+use crate::{run, state, StartError};
 use record::Record;
 use verify::AllowedSigners;
 
@@ -79,6 +79,24 @@ struct Settings {
     token_env: Option<String>,
     run: RunArgs,
     apply: Option<ApplyArgs>,
+}
+
+/// The run a pull makes, as far as its flags say: the manifest at `manifest` in the exported tree,
+/// the state directory resolved as every run resolves it (absolute, `ROOT/var/lib/tend` by
+/// default).
+fn run_args(args: &PullArgs, manifest: &str) -> RunArgs {
+    let mut run = RunArgs {
+        manifest: ManifestArgs {
+            manifest: PathBuf::new(),
+            vars: args.vars.clone(),
+            root: args.root.clone(),
+        },
+        flags: args.run.clone(),
+    };
+    let state_dir = crate::state_dir_of(&run);
+    run.manifest.manifest = state_dir.join("pull/tree").join(manifest);
+    run.flags.state_dir = Some(state_dir);
+    run
 }
 
 fn settings(args: &PullArgs) -> Result<Settings, StartError> {
@@ -137,27 +155,9 @@ fn settings(args: &PullArgs) -> Result<Settings, StartError> {
             .map(|t| duration("rollout_offset", t))
             .transpose()?,
     };
-    let root = args
-        .root
-        .as_deref()
-        .map_or_else(|| PathBuf::from("/"), absolute);
-    let state_dir = args
-        .run
-        .state_dir
-        .as_deref()
-        .map_or_else(|| root.join("var/lib/tend"), absolute);
-    let mut flags = args.run.clone();
-    flags.report = flags.report.or(cfg.report);
-    flags.metrics = flags.metrics.or(cfg.metrics);
-    flags.state_dir = Some(state_dir.clone());
-    let run = RunArgs {
-        manifest: ManifestArgs {
-            manifest: state_dir.join("pull/tree").join(&manifest),
-            vars: args.vars.clone(),
-            root: args.root.clone(),
-        },
-        flags,
-    };
+    let mut run = run_args(args, &manifest);
+    run.flags.report = run.flags.report.take().or(cfg.report);
+    run.flags.metrics = run.flags.metrics.take().or(cfg.metrics);
     let apply = (!args.plan).then(|| ApplyArgs {
         run: run.clone(),
         flags: args.apply.clone(),
@@ -180,7 +180,19 @@ fn settings(args: &PullArgs) -> Result<Settings, StartError> {
 pub(crate) fn pull(cli: &Cli, args: &PullArgs) -> Result<i32, StartError> {
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let s = settings(args)?;
+    let s = match settings(args) {
+        Ok(s) => s,
+        Err(e) => {
+            // A broken pull.toml or allowed signers file is a run that could not start: its
+            // records say so (what the flags name of them), not the last good run's.
+            let run = run_args(
+                args,
+                args.manifest_path.as_deref().unwrap_or("manifest.toml"),
+            );
+            run::record_failed_start(&run, !args.plan, None, started, &started_at, &e);
+            return Err(e);
+        }
+    };
     let mut status = PullStatus {
         url: tend_resources::git::redact_url(&s.url),
         reference: s.reference.clone(),
@@ -269,24 +281,15 @@ fn tell(cli: &Cli, args: &PullArgs, p: &PullStatus) {
 }
 
 fn pull_dir(s: &Settings) -> PathBuf {
-    s.run
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/var/lib/tend"))
-        .join("pull")
+    crate::state_dir_of(&s.run).join("pull")
 }
 
 /// Fetch, verify and choose; export the chosen commit's tree. Fills `status` as it goes (also
 /// when it fails, for the record of a run that could not start).
 fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record), StartError> {
     let other = StartError::Other;
-    let state_dir = s.run.state_dir.clone().unwrap_or_default();
-    let root = s
-        .run
-        .manifest
-        .root
-        .as_deref()
-        .map_or_else(|| PathBuf::from("/"), absolute);
+    let state_dir = crate::state_dir_of(&s.run);
+    let root = crate::root_of(&s.run.manifest);
     state::check_path(&root, &state_dir)
         .and_then(|()| state::ensure_private_dir(&state_dir))
         .map_err(|e| other(format!("the state directory {}: {e}", state_dir.display())))?;

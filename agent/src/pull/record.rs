@@ -92,3 +92,25 @@ pub(super) fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_stable_in_the_window_and_spread_by_machine_id() {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::create_dir(dir.path().join("etc")).expect("mkdir");
+            std::fs::write(dir.path().join("etc/machine-id"), format!("{i:032x}\n")).expect("id");
+            let o = offset(dir.path(), 3600);
+            assert!(o < 3600);
+            assert_eq!(o, offset(dir.path(), 3600), "stable");
+            seen.insert(o / 360);
+        }
+        // 200 hosts over ten 6-minute slices: every slice has some.
+        assert_eq!(seen.len(), 10, "{seen:?}");
+        assert_eq!(offset(Path::new("/nonexistent"), 0), 0);
+    }
+}

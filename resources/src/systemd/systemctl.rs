@@ -91,28 +91,19 @@ pub async fn view(m: &Manager, unit: &str) -> Result<View, ResourceError> {
     let what = format!("cannot read the state of {unit}");
     match m {
         Manager::Running => {
-            let mut c = m.command();
-            c.args([
-                "show",
-                "--property=LoadState,UnitFileState,ActiveState,NeedDaemonReload",
-                "--",
+            let props = show(
+                m,
                 unit,
-            ]);
-            let out = process::capture(c, QUERY_LIMIT)
-                .await
-                .map_err(|e| failed(&what, e))?;
-            if !out.status.success() {
-                return Err(ResourceError::Failed(format!(
-                    "{what}: systemctl show: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
-            let text = String::from_utf8_lossy(&out.stdout);
+                "LoadState,UnitFileState,ActiveState,NeedDaemonReload",
+            )
+            .await
+            .map_err(|e| ResourceError::Failed(format!("{what}: {e}")))?;
             let prop = |k: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
-                    .unwrap_or("")
-                    .to_string()
+                props
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
             };
             let load = prop("LoadState");
             let file_state = match (load.as_str(), prop("UnitFileState")) {
@@ -152,6 +143,29 @@ pub async fn view(m: &Manager, unit: &str) -> Result<View, ResourceError> {
             })
         }
     }
+}
+
+/// `systemctl show --property=PROPS UNIT` of the running manager, as key/value pairs (a
+/// read-only query).
+pub async fn show(m: &Manager, unit: &str, props: &str) -> Result<Vec<(String, String)>, String> {
+    let mut c = m.command();
+    c.arg("show")
+        .arg(format!("--property={props}"))
+        .args(["--", unit]);
+    let out = process::capture(c, QUERY_LIMIT)
+        .await
+        .map_err(|e| format!("systemctl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "systemctl show: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
 }
 
 /// Run one verb (`enable`, `start`, `daemon-reload`…) on `units`.

@@ -246,16 +246,7 @@ fn backups_are_pruned_per_path_and_restore_puts_one_back() {
     }
     let root = sb.root();
     let state = sb.state_dir();
-    let list = run(
-        &[
-            "restore",
-            "/etc/app.conf",
-            "--list",
-            "--root",
-            root.to_str().expect("utf8"),
-        ],
-        &[],
-    );
+    let list = sb.restore("/etc/app.conf", &["--list"]);
     assert_eq!(list.code, 0, "{}", list.stderr);
     assert_eq!(list.stdout.lines().count(), 3, "{}", list.stdout);
     let blobs = std::fs::read_dir(state.join("backups"))
@@ -266,15 +257,7 @@ fn backups_are_pruned_per_path_and_restore_puts_one_back() {
     assert_eq!(blobs, 3, "pruned contents are deleted");
 
     // The newest backup is the last local edit.
-    let r = run(
-        &[
-            "restore",
-            "/etc/app.conf",
-            "--root",
-            root.to_str().expect("utf8"),
-        ],
-        &[],
-    );
+    let r = sb.restore("/etc/app.conf", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout

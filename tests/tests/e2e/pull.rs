@@ -414,12 +414,26 @@ fn the_config_file_gives_defaults_and_must_be_trusted() {
     let r = run(&args, &[]);
     assert_eq!(r.code, 2, "{r:?}");
     assert_eq!(sb.read("/etc/motd"), "v1\n");
-    // Others could add their key to the allowed signers: refused.
+    // Others could add their key to the allowed signers: refused, and the run's records say it
+    // could not start (not the last good run's figures).
     let signers = p.allowed();
     std::fs::set_permissions(&signers, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-    let r = run(&args, &[]);
+    let metrics = sb.root().join("tend.prom");
+    let metrics = metrics.to_str().expect("utf8");
+    let mut with_metrics = args.to_vec();
+    with_metrics.extend(["--metrics", metrics]);
+    let r = run(&with_metrics, &[]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("nobody else can write"), "{}", r.stderr);
+    let text = std::fs::read_to_string(metrics).expect("metrics written");
+    assert!(
+        text.contains("tend_last_run_started{mode=\"apply\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tend_last_run_exit_code{mode=\"apply\"} 1"),
+        "{text}"
+    );
     std::fs::set_permissions(&signers, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     // Others could change where policy comes from: refused.
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).expect("chmod");
@@ -487,4 +501,26 @@ fn the_fleet_alert_rules_and_dashboard_pass_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A policy tree is files only: a symlink in a signed commit (it could lead the manifest's
+/// templates outside the commit) is refused, and nothing is applied.
+#[test]
+fn a_symlink_in_the_policy_tree_is_refused() {
+    let p = Policy::new();
+    let repo = p.repo();
+    std::os::unix::fs::symlink("/etc", repo.join("templates")).expect("symlink");
+    git(&repo, &["add", "templates"]);
+    let c = p.commit("v1", "a tree with a link", Sign::Ops);
+    let sb = Sandbox::debian();
+    let r = pull(&sb, &repo.display().to_string(), &p.allowed(), &[], None);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "commit {c}: templates is a symlink; tend pull does not follow links"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(!sb.path("/etc/motd").exists());
 }

@@ -478,16 +478,7 @@ fn restore_puts_back_the_recorded_mode_and_owner_not_the_current_ones() {
     // Loosened and handed to root since: restore must not keep that.
     sb.set_mode("/etc/app.conf", 0o666);
     std::os::unix::fs::chown(sb.path("/etc/app.conf"), Some(0), Some(0)).expect("chown");
-    let root = sb.root();
-    let r = tend_tests::run(
-        &[
-            "restore",
-            "/etc/app.conf",
-            "--root",
-            root.to_str().expect("utf8"),
-        ],
-        &[],
-    );
+    let r = sb.restore("/etc/app.conf", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(sb.read("/etc/app.conf"), "secret settings\n");
     assert_eq!(sb.mode("/etc/app.conf"), 0o600);
@@ -496,15 +487,7 @@ fn restore_puts_back_the_recorded_mode_and_owner_not_the_current_ones() {
     // A symlink put in its place is not restored through.
     std::fs::remove_file(sb.path("/etc/app.conf")).expect("rm");
     std::os::unix::fs::symlink(sb.path("/etc/passwd-like"), sb.path("/etc/app.conf")).expect("ln");
-    let r = tend_tests::run(
-        &[
-            "restore",
-            "/etc/app.conf",
-            "--root",
-            root.to_str().expect("utf8"),
-        ],
-        &[],
-    );
+    let r = sb.restore("/etc/app.conf", &[]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.stderr.contains("is not a regular file"), "{}", r.stderr);
     assert!(!sb.path("/etc/passwd-like").exists());

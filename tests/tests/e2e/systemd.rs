@@ -312,7 +312,13 @@ fn stopping_the_service_mid_run_is_graceful_and_leaves_no_process() {
 #[test]
 fn offline_under_root_enablement_is_applied_and_running_is_unknown() {
     let sb = Sandbox::debian();
-    sb.write_manifest(&manifest(&[("loop1", "a")], ""));
+    let with_dropin = |nice: u8| {
+        manifest(&[("loop1", "a")], "").replace(
+            "[service.loop1]\n",
+            &format!("[service.loop1]\ndropins = {{ \"limits.conf\" = \"[Service]\\nNice={nice}\\n\" }}\n"),
+        )
+    };
+    sb.write_manifest(&with_dropin(5));
     let first = sb.apply();
     assert_eq!(first.code, 2, "{first:?}");
     assert!(sb
@@ -336,6 +342,20 @@ fn offline_under_root_enablement_is_applied_and_running_is_unknown() {
         .expect("rm");
     let plan = sb.tend("plan", &["--format", "json"]);
     assert_eq!(changed_fields(&plan.json(), "service.loop1"), ["enabled"]);
+    assert_eq!(sb.apply().code, 2);
+    // The drop-in: written beside the unit, and an edit by hand is drift named after it.
+    let dropin = "/etc/systemd/system/loop1.service.d/limits.conf";
+    assert_eq!(sb.read(dropin), "[Service]\nNice=5\n");
+    sb.write(dropin, "[Service]\nNice=0\n");
+    let plan = sb.tend("plan", &["--format", "json"]);
+    assert_eq!(
+        changed_fields(&plan.json(), "service.loop1"),
+        ["dropin limits.conf"]
+    );
+    sb.write_manifest(&with_dropin(7));
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.read(dropin), "[Service]\nNice=7\n");
+    assert_eq!(sb.tend("plan", &[]).code, 0);
 
     // The timer baked into an image: written under the root, enabled offline, removed cleanly.
     let root = sb.root();
