@@ -6,8 +6,6 @@ fn main() {
     // What tend creates gets the mode it asks for, and what git or a package creates the mode it
     // would get under the usual umask, whatever umask the caller left.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    // Before any thread: libgit2 starts without reading the CA bundle, which only https needs.
-    tend_resources::git::tls::start_deferred();
     let cli = match tend::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

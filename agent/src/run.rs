@@ -179,12 +179,6 @@ fn engine(
         },
         usize::from,
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(jobs.clamp(1, 64))
-        .enable_all()
-        .build()
-        .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))?;
-    runtime.spawn(watch_signals());
     // Before anything is read from it or written to it.
     state::check_path(&root_of(&run.manifest), state_dir)
         .and_then(|()| state::check_trusted(state_dir))
@@ -198,6 +192,17 @@ fn engine(
     };
     let mut m = load(&run.manifest, secret_mode, Some(state_dir))?;
     let mut g = graph::Graph::build(&m)?;
+    // libgit2 (and OpenSSL with it) only for a manifest that uses git, and while this process
+    // still has one thread (see `git::tls`).
+    if m.resources.iter().any(|d| d.enabled && d.kind == "git") {
+        tend_resources::git::tls::start_deferred();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(jobs.clamp(1, 64))
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))?;
+    runtime.spawn(watch_signals());
     let _lock = match apply {
         Some(a) => Some(state::RunLock::acquire(
             state_dir,

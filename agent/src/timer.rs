@@ -252,7 +252,7 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
         systemctl::reload_if_needed(&manager, false)
             .await
             .map_err(fail)?;
-        let state = systemctl::view(&manager, TIMER).await.map_err(fail)?;
+        let state = systemctl::view(&manager, host.probe(), TIMER).await.map_err(fail)?;
         let enabled = state.file_state == "enabled";
         if !enabled {
             systemctl::verb(&manager, "enable", &[TIMER])
@@ -303,7 +303,9 @@ pub(crate) fn remove(t: &TimerTarget, quiet: bool) -> Result<i32, StartError> {
     let fail = |e: tend_resources::ResourceError| StartError::Other(e.to_string());
     runtime()?.block_on(async {
         let mut out = String::new();
-        let timer = systemctl::view(&manager, TIMER).await.map_err(fail)?;
+        let timer = systemctl::view(&manager, host.probe(), TIMER)
+            .await
+            .map_err(fail)?;
         if timer.file_state == "enabled" {
             systemctl::verb(&manager, "disable", &[TIMER])
                 .await
@@ -350,7 +352,7 @@ pub(crate) fn status(t: &TimerTarget) -> Result<i32, StartError> {
         .map_or_else(|| root.join("var/lib/tend"), absolute);
     let rt = runtime()?;
     let timer = rt
-        .block_on(systemctl::view(&manager, TIMER))
+        .block_on(systemctl::view(&manager, &probe, TIMER))
         .map_err(fail)?;
     let mut out = String::new();
     let mut code = 0;

@@ -238,6 +238,47 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// Run `tend ARGS` under `strace -f` and return, with its output, every program it (and its
+/// children) ran — each successful `execve` after tend's own: what a run costs in processes.
+pub fn run_counting_programs(args: &[&str]) -> (Run, Vec<String>) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let trace = scratch.path().join("trace");
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=execve",
+            "-e",
+            "status=successful",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg("--")
+        .arg(tend_bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run strace (Debian package strace)");
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    let mut programs: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_once("execve(\"")?.1.split_once('"'))
+        .map(|(p, _)| p.to_string())
+        .collect();
+    // The first is tend itself.
+    if !programs.is_empty() {
+        programs.remove(0);
+    }
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (run, programs)
+}
+
 /// The report entry of `address`.
 pub fn resource<'a>(report: &'a serde_json::Value, address: &str) -> &'a serde_json::Value {
     report["resources"]

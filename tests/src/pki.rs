@@ -111,6 +111,12 @@ pub fn cert(path: &Path, key: &Path, names: &[&str], start: &str, end: &str) {
 /// A test CA (`ca.pem`, `ca.key`) and a server certificate it signed (`cert.pem`, `key.pem`) for
 /// `cn` with `san` (`DNS:…,IP:…`), in `dir`, valid two days.
 pub fn server_cert(dir: &Path, cn: &str, san: &str) {
+    server_cert_days(dir, cn, san, 2);
+}
+
+/// [`server_cert`], valid `days` days.
+pub fn server_cert_days(dir: &Path, cn: &str, san: &str, days: u32) {
+    let days = days.to_string();
     openssl(
         &[
             "req",
@@ -127,7 +133,7 @@ pub fn server_cert(dir: &Path, cn: &str, san: &str) {
             "-subj",
             "/CN=tend test CA",
             "-days",
-            "2",
+            &days,
         ],
         dir,
     );
@@ -163,7 +169,7 @@ pub fn server_cert(dir: &Path, cn: &str, san: &str) {
             "-out",
             "cert.pem",
             "-days",
-            "2",
+            &days,
             "-extfile",
             "ext.cnf",
         ],

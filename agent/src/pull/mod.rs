@@ -297,6 +297,8 @@ fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record
     state::ensure_private_dir(&dir).map_err(|e| other(format!("{}: {e}", dir.display())))?;
     let mut record = Record::load(&dir).map_err(other)?;
     let now = record::now();
+    // Before libgit2's first use, while tend has one thread.
+    tend_resources::git::tls::start_deferred();
     let repo = fetch::open(&dir.join("repo.git")).map_err(other)?;
     let source = fetch::Source {
         url: &s.url,

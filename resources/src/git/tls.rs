@@ -15,10 +15,30 @@ static GIVEN: OnceLock<(Option<OsString>, Option<OsString>)> = OnceLock::new();
 const DEFAULT_FILE: &str = "/usr/lib/ssl/cert.pem";
 const DEFAULT_DIR: &str = "/usr/lib/ssl/certs";
 
-/// Start libgit2 (and OpenSSL's context with it) with no CA locations. Call it first thing in
-/// `main`, while the process has one thread: it changes the environment for that instant.
+/// Start libgit2 (and OpenSSL's context with it) with no CA locations. Call it before the first
+/// use of libgit2 and while the process has one thread: it changes the environment for that
+/// instant. Only callers that will use libgit2 call it — starting it costs OpenSSL's own start
+/// (a few ms) on every run otherwise. With other threads running (or libgit2 already started),
+/// it does nothing, and libgit2 loads the CA bundle itself when first used: slower, never
+/// unsafe.
 #[allow(clippy::disallowed_methods)]
 pub fn start_deferred() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if single_threaded() {
+            start_now();
+        }
+    });
+}
+
+/// Whether this process has one thread (`/proc/self/task`): the only time the environment may
+/// be changed.
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() == 1)
+}
+
+#[allow(clippy::disallowed_methods)]
+fn start_now() {
     let given = (
         std::env::var_os("SSL_CERT_FILE"),
         std::env::var_os("SSL_CERT_DIR"),
@@ -39,7 +59,8 @@ pub fn start_deferred() {
 }
 
 /// Before `url` is used: an `https://` URL needs the CA locations, loaded once per process.
-/// Without [`start_deferred`] (tests of the library), libgit2 loaded them itself.
+/// Without [`start_deferred`] (tests of the library, a run that started threads first), libgit2
+/// loaded them itself.
 pub fn before_use(url: &str) {
     static LOAD: Once = Once::new();
     if !url.starts_with("https://") {

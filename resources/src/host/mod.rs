@@ -232,6 +232,21 @@ impl Probe {
         }
     }
 
+    /// The target of the symlink at `path`, as written (not followed); `None` when nothing is
+    /// there or it is not a symlink.
+    pub fn read_link(&self, path: &Path) -> HostResult<Option<PathBuf>> {
+        let Some((dir, name)) = self.parent("read the link", path, None)? else {
+            return Ok(None);
+        };
+        match rfs::readlinkat(&dir.fd, &name, Vec::new()) {
+            Ok(target) => Ok(Some(PathBuf::from(
+                <OsString as std::os::unix::ffi::OsStringExt>::from_vec(target.into_bytes()),
+            ))),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::INVAL) => Ok(None),
+            Err(e) => Err(HostError::new("read the link", self.real(path), e.into())),
+        }
+    }
+
     /// Open a regular file for reading: through no untrusted symlink (a trusted one is followed
     /// inside the root, like certbot's `live/` links), refusing a FIFO, device or socket before
     /// reading a byte. `None` when it does not exist.

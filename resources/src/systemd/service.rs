@@ -287,7 +287,7 @@ impl Resource for Service {
         let mut drift = Drift::from(self.file_drift(host).await?);
         let files_change = !drift.is_empty();
         let manager = Manager::of(host);
-        let view = systemctl::view(&manager, &self.unit).await?;
+        let view = systemctl::view(&manager, host, &self.unit).await?;
         // Masking a unit not installed yet is allowed: it keeps a later install from starting it.
         if view.not_found() && !files_change && self.enabled != Some(Enabled::Masked) {
             // A unit a package of this manifest installs is an honest unknown in a plan that
@@ -328,7 +328,7 @@ impl Resource for Service {
         }
         let unit = self.unit.as_str();
         if let Some(want) = self.enabled.filter(|_| drift.touches("enabled")) {
-            let view = systemctl::view(&manager, unit).await?;
+            let view = systemctl::view(&manager, host.probe(), unit).await?;
             if want != Enabled::Masked && view.file_state == "masked" {
                 systemctl::verb(&manager, "unmask", &[unit]).await?;
             }

@@ -16,6 +16,8 @@ use crate::host::Probe;
 use crate::process::{self, RunError};
 use crate::resource::ResourceError;
 
+use super::{bus, unit_files};
+
 /// Queries answer at once; a start waits for the unit's own start timeout (90 s by default, far
 /// longer for some), which is systemd's to enforce. This limit only catches a hung systemctl.
 const QUERY_LIMIT: Duration = Duration::from_secs(30);
@@ -87,17 +89,39 @@ fn failed(what: &str, e: RunError) -> ResourceError {
 }
 
 /// Read `unit`'s state: a read-only query, which plan makes too.
-pub async fn view(m: &Manager, unit: &str) -> Result<View, ResourceError> {
+pub async fn view(m: &Manager, host: &Probe, unit: &str) -> Result<View, ResourceError> {
     let what = format!("cannot read the state of {unit}");
     match m {
         Manager::Running => {
-            let props = show(
-                m,
-                unit,
-                "LoadState,UnitFileState,ActiveState,NeedDaemonReload",
-            )
-            .await
-            .map_err(|e| ResourceError::Failed(format!("{what}: {e}")))?;
+            // In-process first (no process on a converged host); systemctl when the bus cannot
+            // answer (not root, an older systemd, a type this client does not read).
+            let names = [
+                "LoadState",
+                "UnitFileState",
+                "ActiveState",
+                "NeedDaemonReload",
+            ];
+            let props: Vec<(String, String)> = match bus::unit_properties(unit, &names, QUERY_LIMIT)
+                .await
+            {
+                Ok(values) => names
+                    .iter()
+                    .zip(values)
+                    .map(|(k, v)| {
+                        let v = match v {
+                            bus::Value::Str(s) => s,
+                            bus::Value::Bool(b) => if b { "yes" } else { "no" }.to_string(),
+                        };
+                        (k.to_string(), v)
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::debug!("{unit}: systemd's bus did not answer ({e}); asking systemctl");
+                    show(m, unit, &names.join(","))
+                        .await
+                        .map_err(|e| ResourceError::Failed(format!("{what}: {e}")))?
+                }
+            };
             let prop = |k: &str| {
                 props
                     .iter()
@@ -118,6 +142,13 @@ pub async fn view(m: &Manager, unit: &str) -> Result<View, ResourceError> {
             })
         }
         Manager::Offline { .. } => {
+            if let Some(word) = unit_files::proven_state(host, unit) {
+                return Ok(View {
+                    file_state: word.to_string(),
+                    active: None,
+                    need_reload: false,
+                });
+            }
             let mut c = m.command();
             c.args(["is-enabled", "--", unit]);
             let out = process::capture(c, QUERY_LIMIT)

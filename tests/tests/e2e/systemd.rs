@@ -63,12 +63,19 @@ fn a_service_is_enabled_started_kept_and_restarted_once_per_change() {
 
     let second = sys.tend(&["apply", "/m/m.toml"]);
     assert_eq!(second.code, 0, "{second:?}");
+    // A no-op run reads systemd over its bus, in-process: no systemctl at all.
     let calls = sys.systemctl_calls();
     assert!(
-        calls
-            .iter()
-            .all(|c| c.starts_with("--no-pager --no-ask-password show")),
-        "a no-op run only asks: {calls:#?}"
+        calls.is_empty(),
+        "a no-op run spawned systemctl: {calls:#?}"
+    );
+    let plan = sys.plan(&["--format", "json", "/m/m.toml"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert_eq!(sys.systemctl_calls(), Vec::<String>::new());
+    assert_eq!(
+        resource(&plan.json(), "service.loop1")["observed"]["active_state"],
+        "active",
+        "the bus answered what systemd knows"
     );
 
     // Drift made by hand: stopped, disabled. Plan names exactly that.
@@ -325,6 +332,17 @@ fn offline_under_root_enablement_is_applied_and_running_is_unknown() {
         .path("/etc/systemd/system/multi-user.target.wants/loop1.service")
         .symlink_metadata()
         .is_ok());
+    // The converged root's no-op reads enablement from the unit files: no systemctl.
+    let root = sb.root();
+    let manifest = sb.manifest_path();
+    let (noop, programs) = tend_tests::run_counting_programs(&[
+        "apply",
+        manifest.to_str().expect("utf8"),
+        "--root",
+        root.to_str().expect("utf8"),
+    ]);
+    assert_eq!(noop.code, 0, "{noop:?}");
+    assert_eq!(programs, Vec::<String>::new(), "a no-op apply ran programs");
     let plan = sb.tend("plan", &["--format", "json"]);
     assert_eq!(plan.code, 0, "{plan:?}");
     let r = plan.json();
