@@ -232,6 +232,12 @@ fn engine(
     // something changes, but do not compare across runs).
     let key = key.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
     let probe = Probe::with_key(&root, state_dir, key);
+    // A plan writes nothing, so a directory it resolved stays what it resolved: once each.
+    let probe = if apply.is_none() {
+        probe.read_only_run()
+    } else {
+        probe
+    };
     let journal = journal::Journal::load(state_dir).map_err(|e| {
         StartError::Other(format!(
             "cannot read the refresh journal in the state directory: {e}"
@@ -312,7 +318,14 @@ fn engine(
         resources,
         pull: pull.cloned(),
     };
-    let json = report.to_json(&redactor);
+    // The JSON only where something reads it: a plan printed for a person never serializes it.
+    let wants_json =
+        run.format == Format::Json || records.report.is_some() || records.last_run.is_some();
+    let json = if wants_json {
+        report.to_json(&redactor)
+    } else {
+        String::new()
+    };
     let text = match run.format {
         Format::Json => json.clone(),
         Format::Human if live => printer::render_summary(&report, &style, &redactor),

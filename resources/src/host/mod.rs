@@ -21,7 +21,7 @@ use std::ops::Deref;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -77,6 +77,10 @@ struct ProbeInner {
     group: OnceLock<HashMap<String, u32>>,
     /// The root directory, opened once: every path is resolved from it.
     root_fd: OnceLock<Result<OwnedFd, String>>,
+    /// For a run that never writes (plan): each directory resolved once and its fd reused by
+    /// every later look into it — one resolution per directory instead of one per file, and a
+    /// consistent view of it. `None` in apply, where the run itself changes directories.
+    dirs: Option<Mutex<HashMap<Vec<OsString>, Arc<Dir>>>>,
 }
 
 impl Probe {
@@ -100,8 +104,51 @@ impl Probe {
                 passwd: OnceLock::new(),
                 group: OnceLock::new(),
                 root_fd: OnceLock::new(),
+                dirs: None,
             }),
         }
+    }
+
+    /// This probe for a run that never writes (plan): directories are resolved once and
+    /// their fds reused (see `ProbeInner::dirs`). Never for a probe a [`Mutate`] will use.
+    pub fn read_only_run(self) -> Probe {
+        let inner = ProbeInner {
+            root: self.inner.root.clone(),
+            state_dir: self.inner.state_dir.clone(),
+            fingerprint_key: self.inner.fingerprint_key.clone(),
+            passwd: OnceLock::new(),
+            group: OnceLock::new(),
+            root_fd: OnceLock::new(),
+            dirs: Some(Mutex::new(HashMap::new())),
+        };
+        Probe {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The parent directory of `path` and its last component, through the directory cache
+    /// when this probe has one.
+    fn cached_parent(
+        &self,
+        op: &'static str,
+        path: &Path,
+    ) -> HostResult<Option<(Arc<Dir>, OsString)>> {
+        let Some(cache) = &self.inner.dirs else {
+            return Ok(self.parent(op, path, None)?.map(|(d, n)| (Arc::new(d), n)));
+        };
+        let mut comps = components(path);
+        let Some(name) = comps.pop() else {
+            return Ok(self.parent(op, path, None)?.map(|(d, n)| (Arc::new(d), n)));
+        };
+        if let Some(d) = cache.lock().expect("dir cache").get(&comps) {
+            return Ok(Some((d.clone(), name)));
+        }
+        let Some((dir, name)) = self.parent(op, path, None)? else {
+            return Ok(None);
+        };
+        let dir = Arc::new(dir);
+        cache.lock().expect("dir cache").insert(comps, dir.clone());
+        Ok(Some((dir, name)))
     }
 
     /// `ab12…`: a fingerprint of a secret value that shows it changed without revealing it.
@@ -357,7 +404,7 @@ impl Probe {
     /// `want_content` and it is a regular file, and whether an interrupted write left its
     /// temporary beside it. What a no-op check of a file costs is this call.
     pub fn file_state(&self, path: &Path, want_content: bool) -> HostResult<FileState> {
-        let Some((dir, name)) = self.parent("inspect", path, None)? else {
+        let Some((dir, name)) = self.cached_parent("inspect", path)? else {
             return Ok(FileState::default());
         };
         let real = || dir.shown_child(self.root(), &name);
