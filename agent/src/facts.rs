@@ -3,7 +3,8 @@
 //! being prepared, not for the machine preparing it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -32,7 +33,23 @@ impl Facts {
 
     /// The facts, and what could not be read (for a warning: under `--root`, a root without
     /// `etc/os-release` or `etc/hostname` leaves those facts undefined, not empty).
+    ///
+    /// Gathered once per root in a process: a run's facts are one snapshot, whether it loads its
+    /// manifest once or twice (a freshly stored secret), and the fuzzer loads it a million
+    /// times.
     pub fn gather_reporting(root: &Path) -> (Facts, Vec<String>) {
+        type Seen = Vec<(PathBuf, (Facts, Vec<String>))>;
+        static SEEN: Mutex<Seen> = Mutex::new(Vec::new());
+        let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, known)) = seen.iter().find(|(r, _)| r == root) {
+            return known.clone();
+        }
+        let gathered = Facts::gather_now(root);
+        seen.push((root.to_path_buf(), gathered.clone()));
+        gathered
+    }
+
+    fn gather_now(root: &Path) -> (Facts, Vec<String>) {
         // Through the probe: an image's `etc/hostname -> /etc/shadow` is read inside the root
         // (or refused), never from the machine preparing it.
         let probe = tend_resources::Probe::new(root, root);

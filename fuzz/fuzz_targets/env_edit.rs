@@ -37,7 +37,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // A key both set and removed: the test says nothing about which wins.
-    edits.remove.retain(|r| !edits.set.iter().any(|(k, _)| k == r));
+    edits
+        .remove
+        .retain(|r| !edits.set.iter().any(|(k, _)| k == r));
     let out = apply_edits(&doc, &edits);
     let after = parse(&out).unwrap_or_else(|e| panic!("edited file does not parse: {e}\n{out:?}"));
     let values = evaluate(&after, &|_| None).expect("edited file evaluates");
@@ -46,13 +48,19 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(values.get(k), Some(v), "set {k}={v:?} in {out:?}");
     }
     for k in &edits.remove {
-        assert!(!after.statements.iter().any(|s| &s.key == k), "removed {k} in {out:?}");
+        assert!(
+            !after.statements.iter().any(|s| &s.key == k),
+            "removed {k} in {out:?}"
+        );
     }
     for s in &doc.statements {
         let touched = edits.set.iter().any(|(k, _)| k == &s.key) || edits.remove.contains(&s.key);
         if !touched {
             let original = &doc.text[s.range.clone()];
-            assert!(out.contains(original), "untouched {original:?} changed in {out:?}");
+            assert!(
+                out.contains(original),
+                "untouched {original:?} changed in {out:?}"
+            );
         }
     }
 });

@@ -56,23 +56,27 @@ fuzz_target!(|data: &[u8]| {
     let fields: Vec<String> = parts[1..9].iter().map(|s| s.to_string()).collect();
     let upstream_ok = (fields[0].starts_with("http://") || fields[0].starts_with("https://"))
         && nginx_token(&fields[0]);
-    let paths_ok = fields[1..5].iter().all(|p| p.starts_with('/') && nginx_token(p));
+    let paths_ok = fields[1..5]
+        .iter()
+        .all(|p| p.starts_with('/') && nginx_token(p));
     if !upstream_ok || !paths_ok || !fields[5..].iter().all(|t| nginx_token(t)) {
         return;
     }
     for http2 in [Http2::Directive, Http2::Listen, Http2::Off, Http2::Auto] {
         let fuzzed = site(names.clone(), &fields, http2);
         let plain_names = vec!["a.example".to_string(); names.len()];
-        let plain: Vec<String> = [
-            "http://u", "/c", "/k", "/ch", "/dh", "/w", "1M", "1s",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let plain: Vec<String> = ["http://u", "/c", "/k", "/ch", "/dh", "/w", "1M", "1s"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let baseline = site(plain_names, &plain, http2);
         let tls = fuzzed.tls.clone();
         let a = fuzzed.render(&tls);
         let b = baseline.render(&baseline.tls);
-        assert_eq!(skeleton(&a), skeleton(&b), "a value changed the site's structure:\n{a}");
+        assert_eq!(
+            skeleton(&a),
+            skeleton(&b),
+            "a value changed the site's structure:\n{a}"
+        );
     }
 });
