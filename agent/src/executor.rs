@@ -485,7 +485,11 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
                 journal.add(&notifies, &report.address)
             };
             let result = match journaled {
-                Ok(()) => resource.apply(host, &drift).await.map(|done| (done, drift)),
+                Ok(()) => {
+                    // From the first change on, a directory may not be what a check resolved.
+                    host.probe().stop_caching_dirs();
+                    resource.apply(host, &drift).await.map(|done| (done, drift))
+                }
                 Err(e) => Err(ResourceError::Failed(format!(
                     "cannot journal the refreshes it owes, so nothing was changed: {e}"
                 ))),
@@ -578,6 +582,7 @@ async fn verify_and_refresh(
             status: RefreshStatus::Ran,
             error: None,
         };
+        host.probe().stop_caching_dirs();
         match resource.refresh(host).await {
             Ok(done) => {
                 report.notes.extend(done.notes);

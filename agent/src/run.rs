@@ -232,12 +232,9 @@ fn engine(
     // something changes, but do not compare across runs).
     let key = key.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
     let probe = Probe::with_key(&root, state_dir, key);
-    // A plan writes nothing, so a directory it resolved stays what it resolved: once each.
-    let probe = if apply.is_none() {
-        probe.read_only_run()
-    } else {
-        probe
-    };
+    // Until the run changes something, a directory it resolved stays what it resolved: once
+    // each (the executor stops the cache before the first change).
+    let probe = probe.caching_dirs();
     let journal = journal::Journal::load(state_dir).map_err(|e| {
         StartError::Other(format!(
             "cannot read the refresh journal in the state directory: {e}"

@@ -221,16 +221,10 @@ impl Loader<'_> {
         facts: &Facts,
         secrets: Arc<SecretStore>,
     ) -> Result<Vec<Decl>, LoadError> {
-        let top = match toml::from_str::<raw::Node>(self.source) {
-            Ok(raw::Node(Value::Table(entries))) => entries,
-            Ok(_) => Vec::new(),
+        let top = match raw::parse(self.source) {
+            Ok(entries) => entries,
             Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                self.error(
-                    span,
-                    format!("invalid TOML: {}", e.message().trim_end()),
-                    None,
-                );
+                self.error(e.span, format!("invalid TOML: {}", e.message), None);
                 return Err(self.fail());
             }
         };

@@ -1,217 +1,139 @@
 //! The manifest's TOML read into spanned values: every key and value keeps its byte range, so
 //! any later error can point at the exact text. Strings are not rendered yet.
+//!
+//! toml's own spanned tree ([`DeTable`]) is converted directly: going through serde's
+//! deserializer protocol instead (spans smuggled as private struct fields, every string copied
+//! twice) cost a third of a large manifest's load.
 
-use std::fmt;
+use std::ops::Range;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use tend_resources::spec::{Entry, Spanned, Text, Value};
+use toml::de::{DeTable, DeValue};
 
-/// A TOML value with spans inside (the outer span comes from `toml::Spanned`).
-pub struct Node(pub Value);
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
-        d.deserialize_any(NodeVisitor)
-    }
+/// Why the TOML could not be read, and where.
+#[derive(Debug)]
+pub struct ParseError {
+    pub message: String,
+    pub span: Range<usize>,
 }
 
-struct NodeVisitor;
-
-fn text(s: String) -> Value {
-    Value::Str(Text {
-        value: s,
-        sensitive: false,
-    })
+/// The top-level table of `source`, in document order.
+pub fn parse(source: &str) -> Result<Vec<Entry>, ParseError> {
+    let top = DeTable::parse(source).map_err(|e| ParseError {
+        message: e.message().trim_end().to_string(),
+        span: e.span().unwrap_or(0..0),
+    })?;
+    table(top.into_inner())
 }
 
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a TOML value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
-        Ok(Node(Value::Bool(v)))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
-        Ok(Node(Value::Int(v)))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-        i64::try_from(v)
-            .map(|i| Node(Value::Int(i)))
-            .map_err(|_| E::custom("integer out of range"))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
-        Ok(Node(Value::Float(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Node, E> {
-        Ok(Node(text(v.to_string())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Node, E> {
-        Ok(Node(text(v)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<SpannedNode>()? {
-            items.push(item.0);
-        }
-        Ok(Node(Value::Array(items)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Node, A::Error> {
-        table(map, None)
-    }
-}
-
-/// The rest of a table whose first key may already have been read.
-fn table<'de, A: MapAccess<'de>>(mut map: A, first: Option<SpannedKey>) -> Result<Node, A::Error> {
-    let mut entries = Vec::new();
-    let mut next = first;
-    if next.is_none() {
-        next = map.next_key::<SpannedKey>()?;
-    }
-    while let Some(SpannedKey {
-        key,
-        span: key_span,
-    }) = next
-    {
-        let SpannedNode(mut value) = map.next_value::<SpannedNode>()?;
-        if value.span == (0..0) {
-            // Implicit tables (`[file.motd]` makes `file`) have no span of their own.
+fn table(t: DeTable<'_>) -> Result<Vec<Entry>, ParseError> {
+    let mut entries = Vec::with_capacity(t.len());
+    for (key, value) in t {
+        let key_span = key.span();
+        let mut value = node(value)?;
+        if value.span.is_empty() {
+            // Implicit tables (`[file.motd]` makes `file`) have no text of their own.
             value.span = key_span.clone();
         }
         entries.push(Entry {
-            key,
+            key: key.into_inner().into_owned(),
             key_span,
             value,
         });
-        next = map.next_key::<SpannedKey>()?;
     }
-    Ok(Node(Value::Table(entries)))
+    Ok(entries)
 }
 
-/// A value with its span, when the TOML parser knows one (implicit tables have none: 0..0).
-/// `toml::Spanned<T>` cannot be used: it errors on values without a span.
-pub struct SpannedNode(pub Spanned);
-
-impl<'de> Deserialize<'de> for SpannedNode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SpannedNode, D::Error> {
-        d.deserialize_struct(SPANNED, &[START, END, VALUE], SpannedNodeVisitor)
-    }
+fn node(v: toml::Spanned<DeValue<'_>>) -> Result<Spanned, ParseError> {
+    let span = v.span();
+    let value = match v.into_inner() {
+        DeValue::String(s) => Value::Str(Text {
+            value: s.into_owned(),
+            sensitive: false,
+        }),
+        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) => Value::Int(n),
+            Err(_) => {
+                return Err(ParseError {
+                    message: "integer out of range".into(),
+                    span,
+                })
+            }
+        },
+        DeValue::Float(f) => match f.as_str().parse::<f64>() {
+            Ok(x) => Value::Float(x),
+            Err(_) => {
+                return Err(ParseError {
+                    message: "invalid float".into(),
+                    span,
+                })
+            }
+        },
+        DeValue::Boolean(b) => Value::Bool(b),
+        // No kind takes a date: a table no field accepts, as toml's serde form of it is.
+        DeValue::Datetime(d) => Value::Table(vec![Entry {
+            key: "$__toml_private_datetime".into(),
+            key_span: 0..0,
+            value: Spanned {
+                span: 0..0,
+                value: Value::Str(Text {
+                    value: d.to_string(),
+                    sensitive: false,
+                }),
+            },
+        }]),
+        DeValue::Array(items) => {
+            Value::Array(items.into_iter().map(node).collect::<Result<Vec<_>, _>>()?)
+        }
+        DeValue::Table(t) => Value::Table(table(t)?),
+    };
+    Ok(Spanned { span, value })
 }
 
-struct SpannedNodeVisitor;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn unspanned(n: Node) -> SpannedNode {
-    SpannedNode(Spanned {
-        span: 0..0,
-        value: n.0,
-    })
-}
-
-impl<'de> Visitor<'de> for SpannedNodeVisitor {
-    type Value = SpannedNode;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a TOML value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<SpannedNode, E> {
-        NodeVisitor.visit_bool(v).map(unspanned)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<SpannedNode, E> {
-        NodeVisitor.visit_i64(v).map(unspanned)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<SpannedNode, E> {
-        NodeVisitor.visit_u64(v).map(unspanned)
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<SpannedNode, E> {
-        NodeVisitor.visit_f64(v).map(unspanned)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<SpannedNode, E> {
-        NodeVisitor.visit_str(v).map(unspanned)
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<SpannedNode, E> {
-        NodeVisitor.visit_string(v).map(unspanned)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<SpannedNode, A::Error> {
-        NodeVisitor.visit_seq(seq).map(unspanned)
+    fn spanned_text<'a>(src: &'a str, s: &Spanned) -> &'a str {
+        &src[s.span.clone()]
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SpannedNode, A::Error> {
-        let Some(first) = map.next_key::<SpannedKey>()? else {
-            return Ok(unspanned(Node(Value::Table(Vec::new()))));
+    #[test]
+    fn keys_and_values_keep_their_text_and_order() {
+        let src = "[file.motd]\npath = \"/etc/motd\"\nmode = 0o644\nb = [1, 2]\n[env_file.e]\nset = { Z = \"1\", A = \"2\" }\n";
+        let top = parse(src).expect("parses");
+        let kinds: Vec<&str> = top.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(kinds, ["file", "env_file"]);
+        let Value::Table(files) = &top[0].value.value else {
+            panic!("a table")
         };
-        if first.key != START {
-            return table(map, Some(first)).map(unspanned);
-        }
-        let start: usize = map.next_value()?;
-        let (mut end, mut node) = (start, None);
-        while let Some(field) = map.next_key::<String>()? {
-            match field.as_str() {
-                END => end = map.next_value()?,
-                VALUE => node = Some(map.next_value::<Node>()?),
-                other => return Err(de::Error::unknown_field(other, &[START, END, VALUE])),
-            }
-        }
-        let node = node.ok_or_else(|| de::Error::missing_field(VALUE))?;
-        Ok(SpannedNode(Spanned {
-            span: start..end,
-            value: node.0,
-        }))
-    }
-}
-
-/// A table key with its span. `toml::Spanned<String>` fails on the keys of dotted table headers
-/// (`[file.motd]`: toml_edit hands the span protocol's field names over as owned strings), so
-/// this speaks the same protocol accepting owned strings.
-struct SpannedKey {
-    key: String,
-    span: std::ops::Range<usize>,
-}
-
-const SPANNED: &str = "$__serde_spanned_private_Spanned";
-const START: &str = "$__serde_spanned_private_start";
-const END: &str = "$__serde_spanned_private_end";
-const VALUE: &str = "$__serde_spanned_private_value";
-
-impl<'de> Deserialize<'de> for SpannedKey {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SpannedKey, D::Error> {
-        d.deserialize_struct(SPANNED, &[START, END, VALUE], KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = SpannedKey;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a table key")
+        let Value::Table(motd) = &files[0].value.value else {
+            panic!("a table")
+        };
+        assert_eq!(&src[motd[0].key_span.clone()], "path");
+        assert_eq!(spanned_text(src, &motd[0].value), "\"/etc/motd\"");
+        assert!(matches!(motd[1].value.value, Value::Int(0o644)));
+        assert_eq!(spanned_text(src, &motd[2].value), "[1, 2]");
+        let Value::Table(e) = &top[1].value.value else {
+            panic!("a table")
+        };
+        let Value::Table(inner) = &e[0].value.value else {
+            panic!("a table")
+        };
+        let Value::Table(set) = &inner[0].value.value else {
+            panic!("a table")
+        };
+        // Document order, not sorted: `.env` keys are appended in the order written.
+        let keys: Vec<&str> = set.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["Z", "A"]);
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<SpannedKey, E> {
-        Ok(SpannedKey {
-            key: v.to_string(),
-            span: 0..0,
-        })
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SpannedKey, A::Error> {
-        let (mut start, mut end, mut key) = (0, 0, None);
-        while let Some(field) = map.next_key::<String>()? {
-            match field.as_str() {
-                START => start = map.next_value()?,
-                END => end = map.next_value()?,
-                VALUE => key = Some(map.next_value::<String>()?),
-                other => return Err(de::Error::unknown_field(other, &[START, END, VALUE])),
-            }
-        }
-        let key = key.ok_or_else(|| de::Error::missing_field(VALUE))?;
-        Ok(SpannedKey {
-            key,
-            span: start..end,
-        })
+    #[test]
+    fn errors_have_a_message_and_a_span() {
+        let e = parse("a = 99999999999999999999\n").expect_err("out of range");
+        assert_eq!(e.message, "integer out of range");
+        assert_eq!(e.span, 4..24);
+        let e = parse("a = \"x\na = 1\n").expect_err("invalid");
+        assert!(!e.message.is_empty());
     }
 }

@@ -20,6 +20,12 @@ pub fn quote(value: &str) -> String {
     if value.chars().all(safe) {
         return value.to_string();
     }
+    quoted(value)
+}
+
+/// `value` in quotes, whatever it holds: for a value followed by more on its line (compose
+/// reads `A="x"B=y` as two statements), where a bare value would run on to the line's end.
+fn quoted(value: &str) -> String {
     // Single quotes are fully literal, except that a backslash before a quote escapes it.
     if !value.contains('\'') && !value.contains('\\') {
         return format!("'{value}'");
@@ -60,11 +66,22 @@ pub fn apply_edits(doc: &Document, edits: &Edits) -> String {
         let mut found = false;
         for s in doc.statements.iter().filter(|s| &s.key == key) {
             found = true;
+            // More on the line after this value (another statement): the new value must end
+            // where it ends, so it is quoted (found by fuzzing the writer).
+            // A `#` right after a bare value is part of it: only a comment after a blank ends it.
+            let raw = text[s.value_range.end..]
+                .split('\n')
+                .next()
+                .unwrap_or_default();
+            let rest = raw.trim_start_matches([' ', '\t', '\r']);
+            let v = if rest.is_empty() || (rest.starts_with('#') && rest.len() < raw.len()) {
+                quote(value)
+            } else {
+                quoted(value)
+            };
             match s.body {
-                Body::Inherit => {
-                    splices.push((s.value_range.clone(), format!("{key}={}", quote(value))))
-                }
-                _ => splices.push((s.value_range.clone(), quote(value))),
+                Body::Inherit => splices.push((s.value_range.clone(), format!("{key}={v}"))),
+                _ => splices.push((s.value_range.clone(), v)),
             }
         }
         if !found {
@@ -132,6 +149,45 @@ mod tests {
         assert_eq!(out, "SECRET_KEY=''  # rotate yearly\nB=1\n");
         let values = evaluate(&parse(&out).expect("parse"), &|_| None).expect("evaluate");
         assert_eq!(values.get("SECRET_KEY").map(String::as_str), Some(""));
+    }
+
+    /// Found by the `env_edit` fuzz target (CI, fifth session): compose reads `A=""b=""` as two
+    /// statements; setting `b` wrote it bare (`b=Y`), which then ran on over the rest of the line.
+    #[test]
+    fn a_value_followed_by_another_statement_on_its_line_is_quoted() {
+        let doc = parse("A=\"\"b=\"\"C=\"\"x\nD=1\n").expect("parse");
+        let before = evaluate(&doc, &|_| None).expect("evaluate");
+        assert_eq!(before.get("b").map(String::as_str), Some(""));
+        let out = apply_edits(
+            &doc,
+            &Edits {
+                set: vec![("b".into(), "Y".into()), ("D".into(), "2".into())],
+                ..Edits::default()
+            },
+        );
+        assert_eq!(out, "A=\"\"b='Y'C=\"\"x\nD=2\n");
+        let after = evaluate(&parse(&out).expect("parse"), &|_| None).expect("evaluate");
+        assert_eq!(after.get("b").map(String::as_str), Some("Y"));
+        for k in ["A", "C"] {
+            assert_eq!(after.get(k), before.get(k), "{k} unchanged");
+        }
+    }
+
+    /// The same, with a comment right after the quote: bare, the `#` would join the value.
+    #[test]
+    fn a_value_followed_by_a_comment_without_a_blank_is_quoted() {
+        let doc = parse("b=\"\"#note\nc=1 # note\n").expect("parse");
+        let out = apply_edits(
+            &doc,
+            &Edits {
+                set: vec![("b".into(), "Y".into()), ("c".into(), "2".into())],
+                ..Edits::default()
+            },
+        );
+        assert_eq!(out, "b='Y'#note\nc=2 # note\n");
+        let after = evaluate(&parse(&out).expect("parse"), &|_| None).expect("evaluate");
+        assert_eq!(after.get("b").map(String::as_str), Some("Y"));
+        assert_eq!(after.get("c").map(String::as_str), Some("2"));
     }
 
     fn read_back(value: &str) -> String {

@@ -57,6 +57,36 @@ impl HostError {
 /// A host operation's result.
 pub type HostResult<T> = Result<T, HostError>;
 
+/// A regular file's content, read in one `read` when it is the size `fstat` gave: asking for one
+/// byte more and getting exactly `size` is the end of the file, without the second, empty read
+/// `read_to_end` makes to see it. A file that grew since is read on to its end (up to
+/// [`MAX_READ`]); a short read before `size` continues like any read loop.
+fn read_sized(f: &File, size: u64) -> io::Result<Vec<u8>> {
+    let size = usize::try_from(size).unwrap_or(0);
+    let mut buf = vec![0u8; size + 1];
+    let mut got = 0;
+    loop {
+        let asked = buf.len() - got;
+        let n = match (&*f).read(&mut buf[got..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        got += n;
+        if n == 0 || (got >= size && n < asked) {
+            break;
+        }
+        if got == buf.len() {
+            if got as u64 > MAX_READ {
+                break;
+            }
+            buf.resize(got * 2, 0);
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
 /// The most tend reads of one file it manages or copies from (a bigger one is refused, not
 /// read into memory): reads have a budget like every other input.
 pub const MAX_READ: u64 = 1 << 30;
@@ -77,10 +107,11 @@ struct ProbeInner {
     group: OnceLock<HashMap<String, u32>>,
     /// The root directory, opened once: every path is resolved from it.
     root_fd: OnceLock<Result<OwnedFd, String>>,
-    /// For a run that never writes (plan): each directory resolved once and its fd reused by
+    /// Until the run first changes the host: each directory resolved once and its fd reused by
     /// every later look into it — one resolution per directory instead of one per file, and a
-    /// consistent view of it. `None` in apply, where the run itself changes directories.
-    dirs: Option<Mutex<HashMap<Vec<OsString>, Arc<Dir>>>>,
+    /// consistent view of it. `None` when the probe does not cache, or once a change started
+    /// ([`Probe::stop_caching_dirs`]): from then on the run itself may move directories.
+    dirs: Mutex<Option<HashMap<Vec<OsString>, Arc<Dir>>>>,
 }
 
 impl Probe {
@@ -104,50 +135,55 @@ impl Probe {
                 passwd: OnceLock::new(),
                 group: OnceLock::new(),
                 root_fd: OnceLock::new(),
-                dirs: None,
+                dirs: Mutex::new(None),
             }),
         }
     }
 
-    /// This probe for a run that never writes (plan): directories are resolved once and
-    /// their fds reused (see `ProbeInner::dirs`). Never for a probe a [`Mutate`] will use.
-    pub fn read_only_run(self) -> Probe {
-        let inner = ProbeInner {
-            root: self.inner.root.clone(),
-            state_dir: self.inner.state_dir.clone(),
-            fingerprint_key: self.inner.fingerprint_key.clone(),
-            passwd: OnceLock::new(),
-            group: OnceLock::new(),
-            root_fd: OnceLock::new(),
-            dirs: Some(Mutex::new(HashMap::new())),
-        };
-        Probe {
-            inner: Arc::new(inner),
-        }
+    /// This probe for a run: directories are resolved once and their fds reused (see
+    /// `ProbeInner::dirs`) until [`Probe::stop_caching_dirs`].
+    pub fn caching_dirs(self) -> Probe {
+        *self.inner.dirs.lock().unwrap_or_else(|e| e.into_inner()) = Some(HashMap::new());
+        self
+    }
+
+    /// The run is about to change the host (the engine calls this before a resource's first
+    /// change): directories are resolved afresh from now on, and the cache is dropped.
+    pub fn stop_caching_dirs(&self) {
+        *self.inner.dirs.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The parent directory of `path` and its last component, through the directory cache
-    /// when this probe has one.
+    /// while this probe has one.
     fn cached_parent(
         &self,
         op: &'static str,
         path: &Path,
     ) -> HostResult<Option<(Arc<Dir>, OsString)>> {
-        let Some(cache) = &self.inner.dirs else {
-            return Ok(self.parent(op, path, None)?.map(|(d, n)| (Arc::new(d), n)));
-        };
         let mut comps = components(path);
-        let Some(name) = comps.pop() else {
+        let cached = comps.pop().and_then(|name| {
+            let dirs = self.inner.dirs.lock().unwrap_or_else(|e| e.into_inner());
+            dirs.as_ref().map(|m| (m.get(&comps).cloned(), name))
+        });
+        let Some((hit, name)) = cached else {
             return Ok(self.parent(op, path, None)?.map(|(d, n)| (Arc::new(d), n)));
         };
-        if let Some(d) = cache.lock().expect("dir cache").get(&comps) {
-            return Ok(Some((d.clone(), name)));
+        if let Some(dir) = hit {
+            return Ok(Some((dir, name)));
         }
         let Some((dir, name)) = self.parent(op, path, None)? else {
             return Ok(None);
         };
         let dir = Arc::new(dir);
-        cache.lock().expect("dir cache").insert(comps, dir.clone());
+        if let Some(m) = self
+            .inner
+            .dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            m.insert(comps, dir.clone());
+        }
         Ok(Some((dir, name)))
     }
 
@@ -453,11 +489,7 @@ impl Probe {
                     ),
                 ));
             }
-            let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-            (&f).take(MAX_READ + 1)
-                .read_to_end(&mut buf)
-                .map_err(|e| HostError::new("read", real(), e))?;
-            Some(buf)
+            Some(read_sized(&f, meta.len()).map_err(|e| HostError::new("read", real(), e))?)
         } else {
             None
         };
@@ -1118,7 +1150,24 @@ pub fn fmt_mode(mode: u32) -> String {
 mod tests {
     use super::*;
     use std::fs;
+    use std::io::Seek;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_sized_read_gets_the_whole_file_whatever_size_it_was_told() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        for content in [&b""[..], b"x", b"hello\n", &[7u8; 100_000][..]] {
+            fs::write(&p, content).expect("w");
+            let f = File::open(&p).expect("open");
+            // The size fstat gave, a size from before it grew, and one from before it shrank.
+            for told in [content.len() as u64, 0, 3, content.len() as u64 + 10] {
+                let f = f.try_clone().expect("clone");
+                (&f).seek(io::SeekFrom::Start(0)).expect("seek");
+                assert_eq!(read_sized(&f, told).expect("read"), content, "told {told}");
+            }
+        }
+    }
 
     #[test]
     fn a_user_symlink_among_the_parents_is_refused_and_named() {

@@ -299,3 +299,39 @@ fn the_plan_watcher_catches_a_write() {
         "{violations:?}"
     );
 }
+
+/// A run resolves each directory once while nothing has changed, and afresh from its first
+/// change on: an exec in the first wave that replaces a directory must not leave the second wave
+/// looking into the old, unlinked one — its file would be written where nobody sees it, and
+/// every later run would create it again.
+#[test]
+fn a_directory_the_run_replaces_is_resolved_afresh_after_the_change() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("/srv/d")).expect("mkdir");
+    std::fs::write(sb.path("/srv/d/g"), "g").expect("write");
+    sb.write_manifest(
+        r#"
+[file.g]
+path = "/srv/d/g"
+content = "g"
+
+[exec.replace]
+command = "rm -rf \"$TEND_ROOT/srv/d\" && mkdir \"$TEND_ROOT/srv/d\" && printf g > \"$TEND_ROOT/srv/d/g\" && touch \"$TEND_ROOT/srv/replaced\""
+creates = "/srv/replaced"
+
+[file.f]
+path = "/srv/d/f"
+content = "f"
+requires = ["exec.replace"]
+"#,
+    );
+    let first = sb.apply();
+    assert_eq!(first.code, 2, "{first:?}");
+    assert_eq!(
+        std::fs::read_to_string(sb.path("/srv/d/f")).ok().as_deref(),
+        Some("f"),
+        "file.f was written into the directory that is there now"
+    );
+    let again = sb.apply();
+    assert_eq!(again.code, 0, "{again:?}");
+}
