@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tend_resources::{Drift, Mutate, Probe, Resource, ResourceError};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::graph::Graph;
@@ -238,6 +237,44 @@ fn millis(t: Instant) -> u64 {
 }
 
 /// Dry run: check everything involved, predict the rest. Never changes the host.
+/// Run `work` on every item, at most `jobs` at once: `jobs` tasks, each taking the next item
+/// until none is left. As a semaphore would, without a task and a wake-up per item: for a
+/// thousand quick checks those hand-offs between threads cost more than the checks. The results
+/// come back in no particular order; a task that panicked loses its items' results (logged).
+async fn pool<T, R, F, Fut>(jobs: usize, items: Vec<T>, work: F) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = R> + Send,
+{
+    let workers = jobs.max(1).min(items.len());
+    let queue = Arc::new(std::sync::Mutex::new(items.into_iter()));
+    let work = Arc::new(work);
+    let mut set = JoinSet::new();
+    for _ in 0..workers {
+        let (queue, work) = (queue.clone(), work.clone());
+        set.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some(item) = next else {
+                    return done;
+                };
+                done.push(work(item).await);
+            }
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(done) => out.extend(done),
+            Err(e) => tracing::error!("a resource task died: {e}"),
+        }
+    }
+    out
+}
+
 pub async fn plan(
     m: &Manifest,
     g: &Graph,
@@ -247,30 +284,29 @@ pub async fn plan(
     owed: &std::collections::BTreeMap<String, Vec<String>>,
 ) -> Vec<ResourceReport> {
     let n = m.resources.len();
-    let limit = Arc::new(Semaphore::new(jobs.max(1)));
-    let mut set = JoinSet::new();
-    for i in (0..n).filter(|&i| sel.involved[i]) {
-        let resource = m.resources[i].resource.clone();
+    let todo: Vec<(usize, Arc<dyn Resource>)> = (0..n)
+        .filter(|&i| sel.involved[i])
+        .map(|i| (i, m.resources[i].resource.clone()))
+        .collect();
+    let done = pool(jobs, todo, move |(i, resource)| {
         let probe = probe.clone();
-        let limit = limit.clone();
-        set.spawn(async move {
-            let _permit = limit.acquire_owned().await;
+        async move {
             if tend_resources::process::stopping() {
                 return (i, None, 0);
             }
             let t = Instant::now();
             let result = resource.check(&probe).await;
             (i, Some(result), millis(t))
-        });
-    }
+        }
+    })
+    .await;
     let mut checks: Vec<Option<(Result<Drift, ResourceError>, u64)>> =
         (0..n).map(|_| None).collect();
     let mut not_started = vec![false; n];
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((i, Some(result), ms)) => checks[i] = Some((result, ms)),
-            Ok((i, None, _)) => not_started[i] = true,
-            Err(e) => tracing::error!("a check task died: {e}"),
+    for (i, result, ms) in done {
+        match result {
+            Some(result) => checks[i] = Some((result, ms)),
+            None => not_started[i] = true,
         }
     }
 
@@ -654,7 +690,6 @@ pub async fn apply(
     }
     let mut reports: Vec<Option<ResourceReport>> = vec![None; n];
     let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
-    let limit = Arc::new(Semaphore::new(jobs.max(1)));
     let host = host.batched();
     loop {
         // Settle what does not run (excluded, skipped); their dependents may join this wave.
@@ -692,9 +727,8 @@ pub async fn apply(
         }
         wave.sort_unstable();
 
-        let mut set = JoinSet::new();
+        let mut tasks = Vec::with_capacity(wave.len());
         for &i in &wave {
-            let resource = m.resources[i].resource.clone();
             let task = Task {
                 report: base_report(m, i, Status::InSync),
                 selected: sel.selected[i],
@@ -705,22 +739,19 @@ pub async fn apply(
                     .collect(),
                 journal: journal.clone(),
             };
-            let (host, limit, progress) = (host.clone(), limit.clone(), progress.clone());
             let address = m.resources[i].address.clone();
-            set.spawn(async move {
-                let _permit = limit.acquire_owned().await;
+            tasks.push((i, m.resources[i].resource.clone(), task, address));
+        }
+        let (h, p) = (host.clone(), progress.clone());
+        let applying = pool(jobs, tasks, move |(i, resource, task, address)| {
+            let (host, progress) = (h.clone(), p.clone());
+            async move {
                 progress.start(&address);
                 let state = apply_drift(&resource, task, &host).await;
                 (i, resource, state)
-            });
-        }
-        let mut applying = Vec::with_capacity(wave.len());
-        while let Some(joined) = set.join_next().await {
-            match joined {
-                Ok(x) => applying.push(x),
-                Err(e) => tracing::error!("a resource task died: {e}"),
             }
-        }
+        })
+        .await;
 
         let committed = host.clone();
         let errors = tokio::task::spawn_blocking(move || committed.commit())
@@ -730,25 +761,21 @@ pub async fn apply(
             tracing::error!("{e}");
         }
 
-        let mut set = JoinSet::new();
-        for (i, resource, state) in applying {
-            let (host, limit, progress) = (host.clone(), limit.clone(), progress.clone());
-            let address = m.resources[i].address.clone();
-            set.spawn(async move {
-                let _permit = limit.acquire_owned().await;
+        let verifying: Vec<_> = applying
+            .into_iter()
+            .map(|(i, resource, state)| (i, resource, state, m.resources[i].address.clone()))
+            .collect();
+        let (h, p) = (host.clone(), progress.clone());
+        let verified = pool(jobs, verifying, move |(i, resource, state, address)| {
+            let (host, progress) = (h.clone(), p.clone());
+            async move {
                 let done = verify_and_refresh(&resource, state, &host).await;
                 progress.done(&address);
                 (i, done)
-            });
-        }
-        while let Some(joined) = set.join_next().await {
-            let (i, (report, notify)) = match joined {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::error!("a resource task died: {e}");
-                    continue;
-                }
-            };
+            }
+        })
+        .await;
+        for (i, (report, notify)) in verified {
             if notify {
                 for &t in &g.notifies[i] {
                     notified[t].push(m.resources[i].address.clone());

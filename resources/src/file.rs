@@ -261,9 +261,8 @@ impl Resource for File {
         self.attrs.check(host, &meta, &mut drift)?;
         // A run killed between writing the temporary and renaming it leaves it behind; the next
         // write of this file would replace it, but an in-sync file is never written again.
-        let tmp = crate::host::temp_path(&self.path);
         if seen.leftover {
-            let name = tmp
+            let name = crate::host::temp_path(&self.path)
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();

@@ -7,6 +7,7 @@
 pub mod diagnostic;
 pub mod raw;
 pub mod template;
+pub mod tree_cache;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,6 +55,9 @@ pub struct Manifest {
     pub path: PathBuf,
     pub source: String,
     pub sha256: String,
+    /// The parsed tree to store in the state directory (an apply does, under its lock), when it
+    /// was parsed rather than read from there.
+    pub tree_to_store: Option<Vec<u8>>,
     pub resources: Vec<Decl>,
     pub secrets: Arc<SecretStore>,
     pub facts: Facts,
@@ -155,16 +159,42 @@ impl BuildContext for Ctx<'_> {
     }
 }
 
+/// Load the manifest at `path`, its parsed tree taken from the state directory when it was
+/// stored for these very bytes ([`tree_cache`]).
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, LoadError> {
     let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    load_source(path, source, opts)
+    load_with(
+        path,
+        source,
+        opts,
+        Some(&opts.state_dir.join(tree_cache::FILE)),
+    )
 }
 
 /// Load a manifest from its text; `path` names it in errors and locates template files.
 pub fn load_source(path: &Path, source: String, opts: &LoadOptions) -> Result<Manifest, LoadError> {
+    load_with(path, source, opts, None)
+}
+
+fn load_with(
+    path: &Path,
+    source: String,
+    opts: &LoadOptions,
+    tree_file: Option<&Path>,
+) -> Result<Manifest, LoadError> {
+    let sha256 = sha256_hex(source.as_bytes());
+    let mut tree_to_store = None;
+    let top = match tree_file.and_then(|f| tree_cache::read(f, &sha256)) {
+        Some(tree) => Ok(tree),
+        None => raw::parse(&source).inspect(|tree| {
+            if tree_file.is_some() {
+                tree_to_store = Some(tree_cache::encode(&sha256, tree));
+            }
+        }),
+    };
     let (facts, missing) = Facts::gather_reporting(&opts.root);
     // Said only to a manifest that uses facts: the others do not care.
     if source.contains("facts") {
@@ -180,13 +210,14 @@ pub fn load_source(path: &Path, source: String, opts: &LoadOptions) -> Result<Ma
         source: &source,
         diags: Vec::new(),
     };
-    let resources = loader.load(opts, &facts, secrets.clone())?;
+    let resources = loader.load(top, opts, &facts, secrets.clone())?;
     if !loader.diags.is_empty() {
         return Err(LoadError::Invalid(loader.diags));
     }
     Ok(Manifest {
         path: path.to_path_buf(),
-        sha256: sha256_hex(source.as_bytes()),
+        sha256,
+        tree_to_store,
         source,
         resources,
         secrets,
@@ -217,11 +248,12 @@ impl Loader<'_> {
 
     fn load(
         &mut self,
+        top: Result<Vec<Entry>, raw::ParseError>,
         opts: &LoadOptions,
         facts: &Facts,
         secrets: Arc<SecretStore>,
     ) -> Result<Vec<Decl>, LoadError> {
-        let top = match raw::parse(self.source) {
+        let top = match top {
             Ok(entries) => entries,
             Err(e) => {
                 self.error(e.span, format!("invalid TOML: {}", e.message), None);

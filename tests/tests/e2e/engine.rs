@@ -335,3 +335,52 @@ requires = ["exec.replace"]
     let again = sb.apply();
     assert_eq!(again.code, 0, "{again:?}");
 }
+
+/// Apply stores the manifest's parsed tree in the state directory, and a run uses it only for
+/// the very same manifest bytes: an edited manifest is parsed again (and its change planned), a
+/// damaged or untrusted stored tree is ignored, and plan stores nothing.
+#[test]
+fn the_stored_manifest_tree_serves_only_the_same_manifest() {
+    let sb = Sandbox::new();
+    let tree = sb.path("/var/lib/tend/manifest-tree.bin");
+    sb.write_manifest("[file.a]\npath = \"/etc/a\"\ncontent = \"one\"\n");
+    let plan = sb.plan_json();
+    assert_eq!(resource(&plan, "file.a")["status"], "would_change");
+    assert!(!tree.exists(), "plan stored the tree");
+    assert_eq!(sb.apply().code, 2);
+    assert!(tree.exists(), "apply stores the tree");
+    let stored = std::fs::read(&tree).expect("tree");
+
+    // An edited manifest: parsed again, its change planned and applied, its tree stored.
+    sb.write_manifest("[file.a]\npath = \"/etc/a\"\ncontent = \"two\"\n");
+    let plan = sb.plan_json();
+    assert_eq!(
+        resource(&plan, "file.a")["status"],
+        "would_change",
+        "{plan:#}"
+    );
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(
+        std::fs::read_to_string(sb.path("/etc/a")).expect("a"),
+        "two"
+    );
+    assert_ne!(std::fs::read(&tree).expect("tree"), stored);
+    assert_eq!(sb.apply().code, 0);
+
+    // A damaged tree for the same manifest: ignored, the manifest parsed.
+    let good = std::fs::read(&tree).expect("tree");
+    std::fs::write(&tree, &good[..good.len() / 2]).expect("truncate");
+    let plan = sb.plan_json();
+    assert_eq!(resource(&plan, "file.a")["status"], "in_sync", "{plan:#}");
+
+    // One that others could have written: not trusted, said so, the manifest parsed.
+    std::fs::write(&tree, &good).expect("restore");
+    std::fs::set_permissions(&tree, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .expect("chmod");
+    let plan = sb.tend("plan", &[]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.stderr.contains("not using the stored manifest tree"),
+        "{plan:?}"
+    );
+}
