@@ -450,7 +450,7 @@ impl Loader<'_> {
         let mut rendered = Vec::with_capacity(fields.len());
         let mut ok = true;
         for f in fields {
-            match self.render_value(&f.value, renderer, &format!("{address}.{}", f.key)) {
+            match self.render_value(&f.value, renderer, &|| format!("{address}.{}", f.key)) {
                 Ok(v) => rendered.push(Entry {
                     key: f.key.clone(),
                     key_span: f.key_span.clone(),
@@ -529,14 +529,18 @@ impl Loader<'_> {
         }
     }
 
+    /// `name` makes the field's name (`exec.x.command`) for messages and templates: only built
+    /// for a string that is a template, not for each of a large manifest's plain strings.
     fn render_value(
         &mut self,
         v: &Spanned,
         renderer: &Renderer,
-        name: &str,
+        name: &dyn Fn() -> String,
     ) -> Result<Spanned, ()> {
         let value = match &v.value {
+            Value::Str(t) if !template::is_template(&t.value) => Value::Str(t.clone()),
             Value::Str(t) => {
+                let name = &name();
                 if let Some(expr) = shell_field(name)
                     .then(|| unquoted_interpolation(&t.value))
                     .flatten()
@@ -570,7 +574,7 @@ impl Loader<'_> {
                 let mut out = Vec::with_capacity(entries.len());
                 for e in entries {
                     let value =
-                        self.render_value(&e.value, renderer, &format!("{name}.{}", e.key))?;
+                        self.render_value(&e.value, renderer, &|| format!("{}.{}", name(), e.key))?;
                     out.push(Entry {
                         key: e.key.clone(),
                         key_span: e.key_span.clone(),

@@ -151,7 +151,7 @@ impl Renderer {
 
     /// Render one string. Strings without template syntax are returned as they are.
     pub fn render(&self, source: &str, name: &str) -> Result<Text, RenderError> {
-        if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
+        if !is_template(source) {
             return Ok(Text {
                 value: source.to_string(),
                 sensitive: false,
@@ -339,6 +339,14 @@ fn resolve_one(
     let vars: serde_json::Map<String, serde_json::Value> = done.clone().into_iter().collect();
     renderer.set("vars", serde_json::Value::Object(vars));
     Ok(())
+}
+
+/// Whether `source` holds template syntax (`{{`, `{%` or `{#`): one scan for `{`.
+pub fn is_template(source: &str) -> bool {
+    let b = source.as_bytes();
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'{' && matches!(b.get(i + 1), Some(b'{' | b'%' | b'#')))
 }
 
 #[cfg(test)]
