@@ -179,6 +179,8 @@ fn engine(
         },
         usize::from,
     );
+    // A stop before the runtime listens is held, then taken gracefully (see `signals::hold`).
+    let held = crate::signals::hold();
     // Before anything is read from it or written to it.
     state::check_path(&root_of(&run.manifest), state_dir)
         .and_then(|()| state::check_trusted(state_dir))
@@ -202,7 +204,12 @@ fn engine(
         .enable_all()
         .build()
         .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))?;
-    runtime.spawn(watch_signals());
+    let listening = {
+        let _entered = runtime.enter();
+        crate::signals::listen()
+    };
+    runtime.spawn(watch_signals(listening));
+    drop(held);
     let _lock = match apply {
         Some(a) => Some(state::RunLock::acquire(
             state_dir,

@@ -1,15 +1,69 @@
 //! The stop of an unattended run: SIGTERM (systemd), SIGINT (Ctrl-C), SIGHUP.
 
-/// Listen for SIGTERM (systemd's stop), SIGINT (Ctrl-C) and SIGHUP: the first asks the run to
-/// stop gracefully, the second ends it at once.
-pub(crate) async fn watch_signals() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// The stop signals held (blocked) on this thread while the run cannot listen yet: the manifest
+/// loads before the runtime that listens exists (libgit2 must start while the process has one
+/// thread), and a stop in that time must still be a graceful one. Threads started while they are
+/// held inherit the block and never take them; the thread that made this takes them once it
+/// is dropped. Children start with an empty mask (std resets it), so a held signal never
+/// reaches into what tend runs.
+pub(crate) struct Held(Option<SigSet>);
+
+/// Hold SIGTERM, SIGINT and SIGHUP on this thread until the returned guard is dropped.
+pub(crate) fn hold() -> Held {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    let mut old = SigSet::empty();
+    match pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)) {
+        Ok(()) => Held(Some(old)),
+        Err(_) => Held(None),
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(old) = self.0.take() {
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        }
+    }
+}
+
+/// The stop signals, listened for: made inside the runtime (its context entered), before the
+/// signals are released, so that one held meanwhile is taken by tend's handler.
+pub(crate) struct Listening {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+/// Start listening; `None` (warned) when the handlers cannot be installed.
+pub(crate) fn listen() -> Option<Listening> {
+    match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
-    ) else {
-        tracing::warn!("cannot listen for signals: a stop will end the run at once");
+    ) {
+        (Ok(term), Ok(int), Ok(hup)) => Some(Listening { term, int, hup }),
+        _ => {
+            tracing::warn!("cannot listen for signals: a stop will end the run at once");
+            None
+        }
+    }
+}
+
+/// Listen for SIGTERM (systemd's stop), SIGINT (Ctrl-C) and SIGHUP: the first asks the run to
+/// stop gracefully, the second ends it at once.
+pub(crate) async fn watch_signals(listening: Option<Listening>) {
+    let Some(Listening {
+        mut term,
+        mut int,
+        mut hup,
+    }) = listening
+    else {
         return;
     };
     let name = tokio::select! {
