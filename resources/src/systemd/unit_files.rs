@@ -216,27 +216,18 @@ mod tests {
         std::fs::create_dir_all(root.join(dir)).expect("test set-up");
     }
 
+    /// `root/path`, its parent directories made.
+    fn at(root: &Path, path: &str) -> std::path::PathBuf {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().expect("a parent")).expect("test set-up");
+        p
+    }
+
     fn unit_file(root: &Path, path: &str) {
-        mk(
-            root,
-            Path::new(path)
-                .parent()
-                .expect("test set-up")
-                .to_str()
-                .expect("test set-up"),
-        );
-        std::fs::write(root.join(path), UNIT).expect("test set-up");
+        std::fs::write(at(root, path), UNIT).expect("test set-up");
     }
 
     fn link(root: &Path, path: &str) {
-        mk(
-            root,
-            Path::new(path)
-                .parent()
-                .expect("test set-up")
-                .to_str()
-                .expect("test set-up"),
-        );
-        symlink("/lib/systemd/system/x.service", root.join(path)).expect("test set-up");
+        symlink("/lib/systemd/system/x.service", at(root, path)).expect("test set-up");
     }
 }
