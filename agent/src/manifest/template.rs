@@ -24,7 +24,9 @@ const GLOBALS: &[&str] = &[
 ];
 
 pub struct Renderer {
-    env: Environment<'static>,
+    env: std::sync::OnceLock<Environment<'static>>,
+    /// What `secret()` reads, handed to the environment when it is set up.
+    secrets: Arc<SecretStore>,
     context: serde_json::Map<String, serde_json::Value>,
     used_secret: Arc<AtomicBool>,
     /// Variables whose value came from a secret: a template that uses one is sensitive too.
@@ -51,26 +53,36 @@ pub fn shell_quote(s: &str) -> String {
 
 impl Renderer {
     pub fn new(secrets: Arc<SecretStore>) -> Renderer {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_keep_trailing_newline(true);
-        env.set_fuel(Some(FUEL));
-        // Facts and vars pasted into an `exec` shell string must be quoted: `{{ x | shell_quote }}`.
-        env.add_filter("shell_quote", |v: String| shell_quote(&v));
-        let used_secret = Arc::new(AtomicBool::new(false));
-        let flag = used_secret.clone();
-        env.add_function("secret", move |name: String, len: Option<usize>| {
-            flag.store(true, Ordering::SeqCst);
-            secrets
-                .get(&name, len.unwrap_or(32))
-                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
-        });
         Renderer {
-            env,
+            env: std::sync::OnceLock::new(),
+            secrets,
             context: serde_json::Map::new(),
-            used_secret,
+            used_secret: Arc::new(AtomicBool::new(false)),
             sensitive_vars: Default::default(),
         }
+    }
+
+    /// The template engine, set up on the first template: a manifest of plain strings (most
+    /// of a large one) never pays for it.
+    fn env(&self) -> &Environment<'static> {
+        self.env.get_or_init(|| {
+            let mut env = Environment::new();
+            env.set_undefined_behavior(UndefinedBehavior::Strict);
+            env.set_keep_trailing_newline(true);
+            env.set_fuel(Some(FUEL));
+            // Facts and vars pasted into an `exec` shell string must be quoted:
+            // `{{ x | shell_quote }}`.
+            env.add_filter("shell_quote", |v: String| shell_quote(&v));
+            let flag = self.used_secret.clone();
+            let secrets = self.secrets.clone();
+            env.add_function("secret", move |name: String, len: Option<usize>| {
+                flag.store(true, Ordering::SeqCst);
+                secrets
+                    .get(&name, len.unwrap_or(32))
+                    .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+            });
+            env
+        })
     }
 
     /// Make `name` visible to templates.
@@ -85,7 +97,7 @@ impl Renderer {
     /// Names a template refers to that are not defined; `Err` if it does not parse.
     pub fn undefined(&self, source: &str) -> Result<Vec<String>, String> {
         let tmpl = self
-            .env
+            .env()
             .template_from_str(source)
             .map_err(|e| describe(&e))?;
         let mut missing: Vec<String> = tmpl
@@ -100,7 +112,7 @@ impl Renderer {
     /// The top-level names a template refers to (for ordering variables).
     pub fn references(&self, source: &str) -> Result<Vec<String>, String> {
         let tmpl = self
-            .env
+            .env()
             .template_from_str(source)
             .map_err(|e| describe(&e))?;
         Ok(tmpl.undeclared_variables(true).into_iter().collect())
@@ -165,7 +177,7 @@ impl Renderer {
             });
         }
         self.used_secret.store(false, Ordering::SeqCst);
-        let tmpl = self.env.template_from_named_str(name, source);
+        let tmpl = self.env().template_from_named_str(name, source);
         let value = tmpl
             .and_then(|t| t.render(&self.context))
             .map_err(|e| RenderError::Failed(describe(&e)))?;
@@ -208,7 +220,7 @@ impl Renderer {
             });
         }
         let e = self
-            .env
+            .env()
             .compile_expression(expr)
             .map_err(|e| RenderError::Syntax(describe(&e)))?;
         let v = e
