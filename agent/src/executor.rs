@@ -29,34 +29,37 @@ pub type OnSettled = dyn Fn(&[ResourceReport]) + Send + Sync;
 /// the wave is done (in manifest order within it, so the same graph prints in the same order),
 /// and the resources in flight, for a heartbeat.
 pub struct Progress {
-    pub on_settled: Box<OnSettled>,
-    pub in_flight: std::sync::Mutex<std::collections::BTreeMap<String, Instant>>,
+    /// Told each wave's settled resources, when someone reads them (human apply output).
+    pub on_settled: Option<Box<OnSettled>>,
+    /// What is in flight, when someone reads it (the heartbeat): `None` keeps a run that prints
+    /// no heartbeat from paying a lock and an insert per resource.
+    pub in_flight: Option<std::sync::Mutex<std::collections::BTreeMap<String, Instant>>>,
 }
 
 impl Progress {
-    /// Nothing to tell (JSON output, tests).
+    /// Nothing to tell (JSON output, quiet runs, tests).
     pub fn silent() -> Progress {
         Progress {
-            on_settled: Box::new(|_| {}),
-            in_flight: Default::default(),
+            on_settled: None,
+            in_flight: None,
         }
     }
 
     fn start(&self, address: &str) {
-        if let Ok(mut f) = self.in_flight.lock() {
+        if let Some(Ok(mut f)) = self.in_flight.as_ref().map(|m| m.lock()) {
             f.insert(address.to_string(), Instant::now());
         }
     }
 
     fn done(&self, address: &str) {
-        if let Ok(mut f) = self.in_flight.lock() {
+        if let Some(Ok(mut f)) = self.in_flight.as_ref().map(|m| m.lock()) {
             f.remove(address);
         }
     }
 
     /// `compose.dify (1m02s), exec.migrate (12s)`, longest first; `None` when idle.
     pub fn describe_in_flight(&self) -> Option<String> {
-        let f = self.in_flight.lock().ok()?;
+        let f = self.in_flight.as_ref()?.lock().ok()?;
         let mut v: Vec<(&String, &Instant)> = f.iter().collect();
         v.sort_by_key(|(_, t)| **t);
         let parts: Vec<String> = v
@@ -645,6 +648,9 @@ async fn verify_and_refresh(
 
 /// Hand the outcomes settled in one wave to the watcher, in manifest order.
 fn tell(progress: &Progress, reports: &[Option<ResourceReport>], mut settled: Vec<usize>) {
+    let Some(on_settled) = &progress.on_settled else {
+        return;
+    };
     settled.sort_unstable();
     let done: Vec<ResourceReport> = settled
         .into_iter()
@@ -655,7 +661,7 @@ fn tell(progress: &Progress, reports: &[Option<ResourceReport>], mut settled: Ve
         })
         .collect();
     if !done.is_empty() {
-        (progress.on_settled)(&done);
+        on_settled(&done);
     }
 }
 

@@ -263,19 +263,17 @@ fn engine(
     // Apply in human format prints each wave's lines as soon as the wave is done; a 15-minute
     // compose wait then shows what came before it, and the summary stays last.
     let live = apply.is_some() && run.format == Format::Human;
-    let progress = std::sync::Arc::new(if live {
-        let redactor = redactor.clone();
-        executor::Progress {
-            on_settled: Box::new(move |done| {
+    let beating = apply.is_some() && !cli.quiet;
+    let progress = std::sync::Arc::new(executor::Progress {
+        on_settled: live.then(|| {
+            let redactor = redactor.clone();
+            Box::new(move |done: &[report::ResourceReport]| {
                 output::stdout(&printer::render_resources(done, &style, &redactor));
-            }),
-            in_flight: Default::default(),
-        }
-    } else {
-        executor::Progress::silent()
+            }) as Box<executor::OnSettled>
+        }),
+        in_flight: beating.then(Default::default),
     });
-    let heartbeat =
-        (apply.is_some() && !cli.quiet).then(|| runtime.spawn(heartbeat(progress.clone())));
+    let heartbeat = beating.then(|| runtime.spawn(heartbeat(progress.clone())));
     let resources = match apply {
         None => runtime.block_on(executor::plan(
             &m,
