@@ -121,6 +121,65 @@ fn a_service_is_enabled_started_kept_and_restarted_once_per_change() {
     assert_eq!(sys.tend(&["apply", "/m/m.toml"]).code, 0);
 }
 
+/// A unit file edited behind systemd's back (no daemon-reload) is read over the bus as
+/// `NeedDaemonReload` and planned as one daemon-reload; apply makes it, and the next run is a
+/// no-op. A service notified with `refresh = "reload"` is reloaded, not restarted (same main
+/// process).
+#[test]
+fn a_stale_unit_is_reloaded_and_a_reload_refresh_keeps_the_process() {
+    let sys = Booted::new();
+    let shipped = |env: &str| unit(env).replace("[Install]", "ExecReload=/bin/true\n\n[Install]");
+    sys.write("/lib/systemd/system/loop3.service", &shipped("a"));
+    sys.sh("/usr/bin/systemctl daemon-reload");
+    let m = r#"
+[file.conf]
+path = "/etc/loop3.conf"
+content = "one\n"
+notify = ["service.loop3"]
+
+[service.loop3]
+enabled = true
+state = "running"
+refresh = "reload"
+"#;
+    sys.write("/m/m.toml", m);
+    let first = sys.tend(&["apply", "/m/m.toml"]);
+    assert_eq!(first.code, 2, "{first:?}");
+    assert_eq!(sys.property("loop3", "ActiveState"), "active");
+    assert_eq!(sys.tend(&["apply", "/m/m.toml"]).code, 0);
+
+    // Edited by hand, not reloaded: systemd says so, over the bus, and plan names exactly that.
+    sys.write("/lib/systemd/system/loop3.service", &shipped("b"));
+    assert_eq!(sys.property("loop3", "NeedDaemonReload"), "yes");
+    sys.systemctl_calls();
+    let plan = sys.plan(&["--format", "json", "/m/m.toml"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert_eq!(
+        changed_fields(&plan.json(), "service.loop3"),
+        ["daemon_reload"]
+    );
+    assert_eq!(
+        sys.systemctl_calls(),
+        Vec::<String>::new(),
+        "plan asked over the bus"
+    );
+    let repair = sys.tend(&["apply", "/m/m.toml"]);
+    assert_eq!(repair.code, 2, "{repair:?}");
+    assert_eq!(count(&sys.systemctl_calls(), "daemon-reload"), 1);
+    assert_eq!(sys.property("loop3", "NeedDaemonReload"), "no");
+    assert_eq!(sys.tend(&["apply", "/m/m.toml"]).code, 0);
+
+    // Notified: reloaded, the same main process.
+    let pid = sys.property("loop3", "MainPID");
+    sys.write("/m/m.toml", &m.replace("one", "two"));
+    let notified = sys.tend(&["apply", "/m/m.toml"]);
+    assert_eq!(notified.code, 2, "{notified:?}");
+    let calls = sys.systemctl_calls();
+    assert_eq!(count(&calls, "reload"), 1, "{calls:#?}");
+    assert_eq!(count(&calls, "restart"), 0, "{calls:#?}");
+    assert_eq!(sys.property("loop3", "MainPID"), pid);
+}
+
 #[test]
 fn notified_services_restart_once_and_masked_ones_stay_down() {
     let sys = Booted::new();
