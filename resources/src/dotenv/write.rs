@@ -46,6 +46,13 @@ fn quoted(value: &str) -> String {
     out
 }
 
+/// Whether a bare value followed by `rest` (the rest of its line) reads back as itself: the
+/// parser cuts an unquoted value at ` #` and trims the whitespace at its end.
+fn bare_fits(rest: &str) -> bool {
+    let before = rest.find(" #").map_or(rest, |i| &rest[..i]);
+    before.chars().all(char::is_whitespace)
+}
+
 /// What to change in a file.
 #[derive(Debug, Clone, Default)]
 pub struct Edits {
@@ -66,16 +73,18 @@ pub fn apply_edits(doc: &Document, edits: &Edits) -> String {
         let mut found = false;
         for s in doc.statements.iter().filter(|s| &s.key == key) {
             found = true;
-            // More on the line after this value (another statement): the new value must end
-            // where it ends, so it is quoted (found by fuzzing the writer).
-            // A `#` right after a bare value is part of it: only a comment after a blank ends it.
-            let raw = text[s.value_range.end..]
+            // A bare value runs on to its line's end, up to a ` #` comment (whitespace before
+            // it trimmed): what follows the old value must leave it exactly as written, or the
+            // new value is quoted. After a quoted value compose reads on for more statements
+            // (`A=""b=""`), and a `#` or `\r` right after a bare one joins it (found by fuzzing
+            // the writer).
+            let rest = text[s.value_range.end..]
                 .split('\n')
                 .next()
                 .unwrap_or_default();
-            let rest = raw.trim_start_matches([' ', '\t', '\r']);
-            let v = if rest.is_empty() || (rest.starts_with('#') && rest.len() < raw.len()) {
-                quote(value)
+            let v = quote(value);
+            let v = if v.starts_with(['\'', '"']) || bare_fits(rest) {
+                v
             } else {
                 quoted(value)
             };
@@ -173,21 +182,32 @@ mod tests {
         }
     }
 
-    /// The same, with a comment right after the quote: bare, the `#` would join the value.
+    /// The same, with what follows the old value on its line: a `#` with no blank before it or
+    /// carriage returns before one would join a bare value; a ` #` comment or a CRLF line end
+    /// would not.
     #[test]
-    fn a_value_followed_by_a_comment_without_a_blank_is_quoted() {
-        let doc = parse("b=\"\"#note\nc=1 # note\n").expect("parse");
-        let out = apply_edits(
-            &doc,
-            &Edits {
-                set: vec![("b".into(), "Y".into()), ("c".into(), "2".into())],
-                ..Edits::default()
-            },
-        );
-        assert_eq!(out, "b='Y'#note\nc=2 # note\n");
-        let after = evaluate(&parse(&out).expect("parse"), &|_| None).expect("evaluate");
-        assert_eq!(after.get("b").map(String::as_str), Some("Y"));
-        assert_eq!(after.get("c").map(String::as_str), Some("2"));
+    fn a_value_followed_by_anything_but_a_comment_is_quoted() {
+        for (before, after) in [
+            ("b=\"\"#note\n", "b='Y'#note\n"),
+            ("b=\"\"\r\r\r#note\n", "b='Y'\r\r\r#note\n"),
+            // A tab is no comment's blank: the old value was all of `1\t#note`.
+            ("b=1\t#note\n", "b=Y\n"),
+            ("b=1 # note\n", "b=Y # note\n"),
+            ("b=1\r\r # note\n", "b=Y\r\r # note\n"),
+            ("b=1\r\n", "b=Y\r\n"),
+        ] {
+            let doc = parse(before).expect("parse");
+            let out = apply_edits(
+                &doc,
+                &Edits {
+                    set: vec![("b".into(), "Y".into())],
+                    ..Edits::default()
+                },
+            );
+            assert_eq!(out, after, "{before:?}");
+            let values = evaluate(&parse(&out).expect("parse"), &|_| None).expect("evaluate");
+            assert_eq!(values.get("b").map(String::as_str), Some("Y"), "{before:?}");
+        }
     }
 
     fn read_back(value: &str) -> String {
