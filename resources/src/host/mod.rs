@@ -87,6 +87,9 @@ fn read_sized(f: &File, size: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Directories a run keeps open for reuse (see `ProbeInner::dirs`).
+const MAX_CACHED_DIRS: usize = 128;
+
 /// The most tend reads of one file it manages or copies from (a bigger one is refused, not
 /// read into memory): reads have a budget like every other input.
 pub const MAX_READ: u64 = 1 << 30;
@@ -182,7 +185,12 @@ impl Probe {
             .unwrap_or_else(|e| e.into_inner())
             .as_mut()
         {
-            m.insert(comps, dir.clone());
+            // Each entry holds a directory fd open: a manifest spread over thousands of
+            // directories must not run the process out of descriptors (a soft limit of 1024 is
+            // common), so past this many the rest are resolved per file, as without the cache.
+            if m.len() < MAX_CACHED_DIRS {
+                m.insert(comps, dir.clone());
+            }
         }
         Ok(Some((dir, name)))
     }

@@ -384,3 +384,35 @@ fn the_stored_manifest_tree_serves_only_the_same_manifest() {
         "{plan:?}"
     );
 }
+
+/// A run keeps a bounded number of directories open for reuse: a manifest spread over more
+/// directories than the process may hold descriptors converges and checks under a small limit.
+#[test]
+fn a_manifest_over_more_directories_than_descriptors_still_checks() {
+    let sb = Sandbox::new();
+    let manifest: String = (0..600)
+        .map(|i| format!("[file.f{i}]\npath = \"/srv/d{i}/f\"\ncontent = \"{i}\"\n\n"))
+        .collect();
+    sb.write_manifest(&manifest);
+    assert_eq!(sb.apply().code, 2);
+    let root = sb.root();
+    let run = |sub: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 300 && exec \"$0\" \"$@\"")
+            .arg(tend_tests::tend_bin())
+            .args([sub, "-q"])
+            .arg(sb.manifest_path())
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .expect("run tend")
+    };
+    let noop = run("apply");
+    assert_eq!(
+        noop.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&noop.stderr)
+    );
+}
