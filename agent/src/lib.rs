@@ -19,6 +19,7 @@
 #![deny(clippy::print_stdout)]
 
 pub mod cli;
+mod early;
 pub mod executor;
 pub mod facts;
 pub mod graph;
@@ -94,7 +95,7 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
         Command::Apply(args) => run::run_engine(cli, &args.run, Some(args), None),
         Command::Pull(args) => pull::pull(cli, args),
         Command::Check(args) => {
-            let m = load(args, SecretMode::Ephemeral, None)?;
+            let m = load(args, SecretMode::Ephemeral, None, None)?;
             let g = graph::Graph::build(&m)?;
             let enabled = m.resources.iter().filter(|d| d.enabled).count();
             if !cli.quiet {
@@ -111,7 +112,7 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
             Ok(0)
         }
         Command::Graph(args) => {
-            let m = load(args, SecretMode::Ephemeral, None)?;
+            let m = load(args, SecretMode::Ephemeral, None, None)?;
             let g = graph::Graph::build(&m)?;
             output::stdout(&g.to_dot(&m));
             Ok(0)
@@ -188,6 +189,7 @@ fn load(
     args: &ManifestArgs,
     secrets: SecretMode,
     state_dir: Option<&Path>,
+    observer: Option<&mut dyn manifest::Observer>,
 ) -> Result<Manifest, StartError> {
     let root = root_of(args);
     if !root.is_dir() {
@@ -204,5 +206,5 @@ fn load(
         root,
         secrets,
     };
-    Ok(manifest::load(&args.manifest, &opts)?)
+    Ok(manifest::load_observed(&args.manifest, &opts, observer)?)
 }

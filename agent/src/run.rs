@@ -154,6 +154,14 @@ async fn heartbeat(progress: std::sync::Arc<executor::Progress>) {
     }
 }
 
+/// The run's runtime: `jobs` workers (checks and applies are spread over them).
+pub(crate) fn runtime(jobs: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(jobs.clamp(1, 64))
+        .enable_all()
+        .build()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn engine(
     cli: &Cli,
@@ -192,18 +200,38 @@ fn engine(
     } else {
         SecretMode::ReadOnly
     };
-    let mut m = load(&run.manifest, secret_mode, Some(state_dir))?;
+    // A plan of the whole manifest checks each resource while the rest loads (`early`).
+    let mut early = (apply.is_none() && run.only.is_empty()).then(|| crate::early::Early {
+        root: root_of(&run.manifest),
+        state_dir,
+        jobs,
+        started: None,
+    });
+    let mut m = load(
+        &run.manifest,
+        secret_mode,
+        Some(state_dir),
+        early
+            .as_mut()
+            .map(|e| e as &mut dyn crate::manifest::Observer),
+    )?;
     let mut g = graph::Graph::build(&m)?;
-    // libgit2 (and OpenSSL with it) only for a manifest that uses git, and while this process
-    // still has one thread (see `git::tls`).
-    if m.resources.iter().any(|d| d.enabled && d.kind == "git") {
-        tend_resources::git::tls::start_deferred();
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(jobs.clamp(1, 64))
-        .enable_all()
-        .build()
-        .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))?;
+    let (runtime, early) = match early.as_mut().and_then(|e| e.started.take()) {
+        Some(mut s) => {
+            s.checks.close();
+            (s.runtime, Some((s.checks, s.probe)))
+        }
+        None => {
+            // libgit2 (and OpenSSL with it) only for a manifest that uses git, and while this
+            // process still has one thread (see `git::tls`).
+            if m.resources.iter().any(|d| d.enabled && d.kind == "git") {
+                tend_resources::git::tls::start_deferred();
+            }
+            let runtime = runtime(jobs)
+                .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))?;
+            (runtime, None)
+        }
+    };
     let listening = {
         let _entered = runtime.enter();
         crate::signals::listen()
@@ -230,25 +258,30 @@ fn engine(
         let stored = m.secrets.persist_fresh().map_err(StartError::Other)?;
         if !stored {
             // Another run stored a secret this one generated: use the stored value.
-            m = load(&run.manifest, SecretMode::Persist, Some(state_dir))?;
+            m = load(&run.manifest, SecretMode::Persist, Some(state_dir), None)?;
             g = graph::Graph::build(&m)?;
         }
     }
     let sel = executor::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
     let root = root_of(&run.manifest);
-    let key = state::host_key(state_dir, apply.is_some()).map_err(|e| {
-        StartError::Other(format!(
-            "cannot read the host key in the state directory {}: {e}",
-            state_dir.display()
-        ))
-    })?;
-    // Plan on a host that never ran apply: fingerprints with a throwaway key (they show that
-    // something changes, but do not compare across runs).
-    let key = key.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
-    let probe = Probe::with_key(&root, state_dir, key);
-    // Until the run changes something, a directory it resolved stays what it resolved: once
-    // each (the executor stops the cache before the first change).
-    let probe = probe.caching_dirs();
+    let (early, probe) = match early {
+        Some((checks, probe)) => (Some(checks), probe),
+        None => {
+            let key = state::host_key(state_dir, apply.is_some()).map_err(|e| {
+                StartError::Other(format!(
+                    "cannot read the host key in the state directory {}: {e}",
+                    state_dir.display()
+                ))
+            })?;
+            // Plan on a host that never ran apply: fingerprints with a throwaway key (they show
+            // that something changes, but do not compare across runs).
+            let key = key.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
+            let probe = Probe::with_key(&root, state_dir, key);
+            // Until the run changes something, a directory it resolved stays what it resolved:
+            // once each (the executor stops the cache before the first change).
+            (None, probe.caching_dirs())
+        }
+    };
     let journal = journal::Journal::load(state_dir).map_err(|e| {
         StartError::Other(format!(
             "cannot read the refresh journal in the state directory: {e}"
@@ -282,6 +315,7 @@ fn engine(
             probe,
             jobs,
             &journal.pending(),
+            early,
         )),
         Some(a) => {
             // The engine's apply path: the one place a run gets a handle that can write.

@@ -162,6 +162,26 @@ impl BuildContext for Ctx<'_> {
 /// Load the manifest at `path`, its parsed tree taken from the state directory when it was
 /// stored for these very bytes ([`tree_cache`]).
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, LoadError> {
+    load_observed(path, opts, None)
+}
+
+/// Told of each resource as soon as it is built, while the rest of the manifest still loads: a
+/// plan checks them meanwhile (`run::early`). A manifest that then fails to load is an error
+/// all the same; what was told of it is thrown away.
+pub trait Observer {
+    /// The kinds the manifest declares, before the first resource is built.
+    fn kinds(&mut self, kinds: &[&str]);
+    /// One resource, built. Its place in [`Manifest::resources`] is not known yet (they are put
+    /// in document order at the end): its `span.start` names it.
+    fn built(&mut self, decl: &Decl);
+}
+
+/// [`load`], telling `observer` of each resource as it is built.
+pub fn load_observed(
+    path: &Path,
+    opts: &LoadOptions,
+    observer: Option<&mut dyn Observer>,
+) -> Result<Manifest, LoadError> {
     let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
@@ -171,12 +191,13 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, LoadError> {
         source,
         opts,
         Some(&opts.state_dir.join(tree_cache::FILE)),
+        observer,
     )
 }
 
 /// Load a manifest from its text; `path` names it in errors and locates template files.
 pub fn load_source(path: &Path, source: String, opts: &LoadOptions) -> Result<Manifest, LoadError> {
-    load_with(path, source, opts, None)
+    load_with(path, source, opts, None, None)
 }
 
 fn load_with(
@@ -184,6 +205,7 @@ fn load_with(
     source: String,
     opts: &LoadOptions,
     tree_file: Option<&Path>,
+    observer: Option<&mut dyn Observer>,
 ) -> Result<Manifest, LoadError> {
     let sha256 = sha256_hex(source.as_bytes());
     let mut tree_to_store = None;
@@ -210,7 +232,7 @@ fn load_with(
         source: &source,
         diags: Vec::new(),
     };
-    let resources = loader.load(top, opts, &facts, secrets.clone())?;
+    let resources = loader.load(top, opts, &facts, secrets.clone(), observer)?;
     if !loader.diags.is_empty() {
         return Err(LoadError::Invalid(loader.diags));
     }
@@ -252,6 +274,7 @@ impl Loader<'_> {
         opts: &LoadOptions,
         facts: &Facts,
         secrets: Arc<SecretStore>,
+        mut observer: Option<&mut dyn Observer>,
     ) -> Result<Vec<Decl>, LoadError> {
         let top = match top {
             Ok(entries) => entries,
@@ -372,7 +395,24 @@ impl Loader<'_> {
                 .unwrap_or_default(),
             renderer: &renderer,
         };
-        let mut decls = Vec::new();
+        // One declaration per table under a kind: sized up front, as the reports are.
+        let declared = top
+            .iter()
+            .filter(|e| e.key != "vars")
+            .map(|e| match &e.value.value {
+                Value::Table(t) => t.len(),
+                _ => 0,
+            })
+            .sum();
+        let mut decls = Vec::with_capacity(declared);
+        if let Some(o) = observer.as_deref_mut() {
+            let kinds: Vec<&str> = top
+                .iter()
+                .filter(|e| e.key != "vars")
+                .map(|e| e.key.as_str())
+                .collect();
+            o.kinds(&kinds);
+        }
         for kind_entry in top.iter().filter(|e| e.key != "vars") {
             let Some(kind) = tend_resources::kind(&kind_entry.key) else {
                 let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
@@ -400,6 +440,9 @@ impl Loader<'_> {
             };
             for item in items {
                 if let Some(d) = self.resource(kind, item, &renderer, &ctx) {
+                    if let Some(o) = observer.as_deref_mut() {
+                        o.built(&d);
+                    }
                     decls.push(d);
                 }
             }
@@ -409,7 +452,8 @@ impl Loader<'_> {
         }
         // Document order: `[package.a]`, `[apt_repo.b]`, `[package.c]` stay in that order although
         // TOML groups the tables by kind.
-        decls.sort_by_key(|d| d.span.start);
+        // Unstable: no two tables start at the same byte, and it sorts without a second buffer.
+        decls.sort_unstable_by_key(|d| d.span.start);
         self.check_references(&decls);
         Ok(decls)
     }

@@ -1109,7 +1109,9 @@ pub fn read_private_file(real: &Path) -> HostResult<Option<Vec<u8>>> {
             )),
         ));
     }
-    let mut buf = Vec::new();
+    // Sized from fstat: the file is read in one call instead of in doubling steps, each a
+    // reallocation that touches fresh pages (this is on every run's path: the stored tree).
+    let mut buf = Vec::with_capacity(meta.len().min(MAX_READ) as usize + 1);
     f.take(MAX_READ)
         .read_to_end(&mut buf)
         .map_err(|e| HostError::new("read", real, e))?;

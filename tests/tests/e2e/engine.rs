@@ -416,3 +416,92 @@ fn a_manifest_over_more_directories_than_descriptors_still_checks() {
         String::from_utf8_lossy(&noop.stderr)
     );
 }
+
+/// A plan of the whole manifest checks resources while the rest still loads (`early`): what it
+/// reports is exactly what the same plan reports when every resource is checked after loading
+/// (`--only`, which never checks early), drift, dependencies and exclusions included.
+#[test]
+fn a_plan_that_checks_while_loading_reports_what_a_plan_after_loading_does() {
+    let sb = Sandbox::new();
+    let mut manifest: String = (0..150)
+        .map(|i| {
+            format!(
+                "[file.f{i}]\npath = \"/srv/d{}/f{i}\"\ncontent = \"{i}\\n\"\nmode = \"0640\"\n\n",
+                i % 7
+            )
+        })
+        .collect();
+    manifest.push_str(
+        "[file.later]\npath = \"/srv/later\"\ncontent = \"x\"\nrequires = [\"file.f3\"]\n\n\
+         [file.off]\npath = \"/srv/off\"\ncontent = \"x\"\nwhen = \"1 == 2\"\n",
+    );
+    sb.write_manifest(&manifest);
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.apply().code, 0, "converged");
+    std::fs::write(sb.path("/srv/d0/f7"), "seven\n").expect("perturb content");
+    std::fs::set_permissions(
+        sb.path("/srv/d3/f80"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .expect("perturb mode");
+    std::fs::remove_file(sb.path("/srv/d2/f149")).expect("remove");
+    std::fs::write(sb.path("/srv/d3/f3"), "drift\n").expect("perturb a dependency");
+
+    let summary = |plan: &serde_json::Value| -> Vec<String> {
+        plan["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .map(|r| {
+                let changes: Vec<String> = r["changes"]
+                    .as_array()
+                    .map(|c| c.iter().map(|c| c["field"].to_string()).collect())
+                    .unwrap_or_default();
+                format!(
+                    "{} {} {:?} {}",
+                    r["address"], r["status"], changes, r["reason"]
+                )
+            })
+            .collect()
+    };
+    let early = sb.tend("plan", &["--format", "json"]);
+    assert_eq!(early.code, 2, "{early:?}");
+    let after = sb.tend("plan", &["--format", "json", "--only", "file"]);
+    assert_eq!(after.code, 2, "{after:?}");
+    let (early, after) = (early.json(), after.json());
+    assert_eq!(summary(&early), summary(&after));
+    let changed: Vec<&str> = early["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter(|r| r["status"] == "would_change")
+        .map(|r| r["address"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(changed, ["file.f3", "file.f7", "file.f80", "file.f149"]);
+    assert_eq!(resource(&early, "file.off")["status"], "excluded");
+    assert_eq!(resource(&early, "file.f0")["status"], "in_sync");
+}
+
+/// A manifest whose last resource is invalid fails to load though the resources before it were
+/// already being checked: the run reports the located error and nothing of the checks.
+#[test]
+fn a_manifest_that_fails_after_checks_began_fails_as_before() {
+    let sb = Sandbox::new();
+    let mut manifest: String = (0..100)
+        .map(|i| format!("[file.f{i}]\npath = \"/srv/f{i}\"\ncontent = \"{i}\"\n\n"))
+        .collect();
+    manifest.push_str("[file.bad]\npath = \"/srv/bad\"\ncontent = \"x\"\ncolour = \"red\"\n");
+    sb.write_manifest(&manifest);
+    let line = manifest.lines().count();
+    let plan = sb.tend("plan", &["--format", "json"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(
+        plan.stderr.contains(&format!("manifest.toml:{line}:1")) && plan.stderr.contains("colour"),
+        "{plan:?}"
+    );
+    assert!(!plan.stdout.contains("in_sync"), "{plan:?}");
+    assert!(
+        !sb.path("/var/lib/tend").exists(),
+        "a failed plan wrote state"
+    );
+}

@@ -1,0 +1,325 @@
+//! A plan of the whole manifest checks each resource as soon as the loader has built it, on the
+//! runtime's workers, while the main thread builds the rest: reading the host overlaps loading
+//! the manifest (a 1000-file no-op plan spends about as long in each; bench/README).
+//!
+//! Only a plan without `--only`: apply checks a resource after what it depends on has applied,
+//! and which resources take part in a selection is known only from the whole graph. A manifest
+//! that then fails to load fails the run as before; its checks only read, and are thrown away.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
+use tend_resources::{Probe, Resource};
+use tokio::sync::Notify;
+
+use crate::executor::{check_one, Checked};
+use crate::manifest::{Decl, Observer};
+
+/// What [`Early`] started: the runtime the run goes on with, the checks under way, and the
+/// probe they read the host through.
+pub(crate) struct Started {
+    pub runtime: tokio::runtime::Runtime,
+    pub checks: EarlyChecks,
+    pub probe: Probe,
+}
+
+pub(crate) struct Early<'a> {
+    pub root: PathBuf,
+    pub state_dir: &'a Path,
+    pub jobs: usize,
+    pub started: Option<Started>,
+}
+
+impl Observer for Early<'_> {
+    fn kinds(&mut self, kinds: &[&str]) {
+        // libgit2 starts while the process has one thread (`git::tls`): before the runtime's.
+        if kinds.contains(&"git") {
+            tend_resources::git::tls::start_deferred();
+        }
+        // Anything amiss here is met again, and reported, where the run would have met it.
+        let Ok(key) = crate::state::host_key(self.state_dir, false) else {
+            return;
+        };
+        let Ok(runtime) = crate::run::runtime(self.jobs) else {
+            return;
+        };
+        let key = key.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
+        let probe = Probe::with_key(&self.root, self.state_dir, key).caching_dirs();
+        let checks = EarlyChecks::start(&runtime, self.jobs, probe.clone());
+        self.started = Some(Started {
+            runtime,
+            checks,
+            probe,
+        });
+    }
+
+    fn built(&mut self, decl: &Decl) {
+        if let Some(s) = &mut self.started {
+            s.checks.feed(decl);
+        }
+    }
+}
+
+impl Drop for Early<'_> {
+    /// A manifest that failed to load: its checks are not waited for.
+    fn drop(&mut self) {
+        if let Some(s) = self.started.take() {
+            s.runtime.shutdown_background();
+        }
+    }
+}
+
+/// Resources handed over at once: ~0.1 ms of checks. One at a time, each hand-over woke a
+/// worker (a thousand futex calls, and a plan slower than without the overlap).
+const BATCH: usize = 32;
+
+type Batch = Vec<(usize, Arc<dyn Resource>)>;
+
+/// A plan's checks started while the manifest still loads: the loader feeds each resource as
+/// it is built, `jobs` workers check them meanwhile, and once the manifest is loaded the main
+/// thread takes what is left alongside them (waking a parked worker costs more, on a virtual
+/// machine, than a batch of checks). Each result is named by the resource's `span.start`, its
+/// index being known only once the manifest is loaded.
+pub struct EarlyChecks {
+    shared: Arc<Shared>,
+    probe: Probe,
+    batch: Batch,
+}
+
+struct Shared {
+    /// Batches not taken yet, and whether the loader is done.
+    queue: Mutex<(VecDeque<Batch>, bool)>,
+    ready: Notify,
+    /// Batches taken and not finished, and a wake-up when that reaches zero.
+    in_flight: AtomicUsize,
+    idle: Notify,
+    results: Mutex<Vec<Checked>>,
+}
+
+impl Shared {
+    /// The next batch, counted in flight; `None` once the loader is done and none is left.
+    fn take(&self) -> Option<Option<Batch>> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match q.0.pop_front() {
+            Some(b) => {
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
+                Some(Some(b))
+            }
+            None if q.1 => Some(None),
+            None => None,
+        }
+    }
+
+    /// Check a taken batch. A check that panics loses its batch (logged): those resources are
+    /// checked again by the plan, which reports one that panics again as not finished.
+    async fn check(self: &Arc<Self>, probe: &Probe, batch: Batch) {
+        // Counted out however the batch ends, panics included.
+        struct Done<'a>(&'a Shared);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    self.0.idle.notify_waiters();
+                }
+            }
+        }
+        let _done = Done(self);
+        let run = async {
+            let mut out = Vec::with_capacity(batch.len());
+            for (key, resource) in batch {
+                out.push(check_one(probe.clone(), key, resource).await);
+            }
+            out
+        };
+        match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+            Ok(out) => self
+                .results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(out),
+            Err(_) => tracing::error!("a check panicked while the manifest loaded"),
+        }
+    }
+
+    async fn worker(self: Arc<Self>, probe: Probe) {
+        loop {
+            // Registered before the look, so that a batch or the end between the two wakes it.
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.take() {
+                Some(Some(batch)) => self.check(&probe, batch).await,
+                Some(None) => return,
+                None => notified.await,
+            }
+        }
+    }
+}
+
+impl EarlyChecks {
+    pub fn start(runtime: &tokio::runtime::Runtime, jobs: usize, probe: Probe) -> EarlyChecks {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new((VecDeque::new(), false)),
+            ready: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            results: Mutex::new(Vec::new()),
+        });
+        for _ in 0..jobs.max(1) {
+            runtime.spawn(shared.clone().worker(probe.clone()));
+        }
+        EarlyChecks {
+            shared,
+            probe,
+            batch: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Check `decl` if it takes part in the run.
+    pub fn feed(&mut self, decl: &Decl) {
+        if decl.enabled {
+            self.batch.push((decl.span.start, decl.resource.clone()));
+            if self.batch.len() >= BATCH {
+                self.flush();
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if !q.1 {
+                q.0.push_back(batch);
+                self.shared.ready.notify_one();
+            }
+        }
+    }
+
+    /// The manifest is loaded: what is fed so far is all there is.
+    pub fn close(&mut self) {
+        self.flush();
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1 = true;
+        self.shared.ready.notify_waiters();
+    }
+
+    /// Every result: the caller checks what no worker has taken yet, then waits for the rest.
+    pub(crate) async fn finish(mut self) -> Vec<Checked> {
+        self.close();
+        while let Some(Some(batch)) = self.shared.take() {
+            self.shared.check(&self.probe, batch).await;
+        }
+        loop {
+            let idle = self.shared.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.shared.in_flight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            idle.await;
+        }
+        std::mem::take(
+            &mut *self
+                .shared
+                .results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use tend_resources::{Applied, Drift, Mutate, Probe, Resource, ResourceError};
+
+    use super::EarlyChecks;
+    use crate::manifest::Decl;
+
+    /// Counts its checks; the one numbered `fails` panics.
+    #[derive(Debug)]
+    struct Counted {
+        n: usize,
+        fails: usize,
+        checked: Arc<AtomicUsize>,
+    }
+
+    #[async_trait::async_trait]
+    impl Resource for Counted {
+        async fn check(&self, _: &Probe) -> Result<Drift, ResourceError> {
+            self.checked.fetch_add(1, Ordering::SeqCst);
+            assert!(self.n != self.fails, "resource {} fails", self.n);
+            Ok(Drift::default())
+        }
+        async fn apply(&self, _: &Mutate, _: &Drift) -> Result<Applied, ResourceError> {
+            Ok(Applied::default())
+        }
+    }
+
+    fn decl(n: usize, fails: usize, checked: &Arc<AtomicUsize>) -> Decl {
+        Decl {
+            address: format!("t.r{n}"),
+            kind: "t",
+            name: format!("r{n}"),
+            span: n * 10..n * 10 + 5,
+            resource: Arc::new(Counted {
+                n,
+                fails,
+                checked: checked.clone(),
+            }),
+            requires: Vec::new(),
+            notify: Vec::new(),
+            tags: Vec::new(),
+            // One resource whose `when` is false: never checked.
+            enabled: n != 7,
+        }
+    }
+
+    /// Checks begin while the loader is still feeding (before `close`), each enabled resource
+    /// is checked once, and a check that panics costs its batch, not the run: `finish` returns.
+    #[test]
+    fn early_checks_begin_before_the_manifest_is_loaded_and_survive_a_panic() {
+        let runtime = crate::run::runtime(3).expect("runtime");
+        let probe = Probe::new("/nonexistent-tend-test", "/nonexistent-tend-test/state");
+        let checked = Arc::new(AtomicUsize::new(0));
+        let mut early = EarlyChecks::start(&runtime, 3, probe);
+        // One whole batch, nothing failing in it: checked before the loader says it is done.
+        for n in 0..=super::BATCH {
+            early.feed(&decl(n, usize::MAX, &checked));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while checked.load(Ordering::SeqCst) < super::BATCH - 1 {
+            assert!(Instant::now() < deadline, "no check began while loading");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The rest: resource 40 panics.
+        for n in super::BATCH + 1..100 {
+            early.feed(&decl(n, 40, &checked));
+        }
+        let done = runtime.block_on(early.finish());
+        let mut keys: Vec<usize> = done.iter().map(|(key, _, _)| key / 10).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), before, "a resource checked twice");
+        assert!(!keys.contains(&7), "a disabled resource was checked");
+        assert!(!keys.contains(&40), "the panicking check has a result");
+        // The first batch (0..=32 without 7) and every batch but the one holding 40.
+        assert!(keys.iter().all(|k| *k < 100));
+        assert_eq!(
+            &keys[..super::BATCH],
+            &(0..=super::BATCH).filter(|&n| n != 7).collect::<Vec<_>>()[..]
+        );
+        assert_eq!(keys.len(), 99 - super::BATCH, "{keys:?}");
+        runtime.shutdown_background();
+    }
+}
