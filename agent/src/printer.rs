@@ -196,14 +196,20 @@ pub fn render_summary(report: &Report, style: &Style, redactor: &Redactor) -> St
         parts.push("no resources".into());
     }
     if report.interrupted {
+        // A plan owes nothing: it never wrote the journal.
+        let owed = match report.mode {
+            Mode::Apply => " Refreshes still owed are in the journal: the next run performs them.",
+            Mode::Plan => "",
+        };
         let _ = writeln!(
             out,
             "{}",
             paint(
                 style,
                 "31;1",
-                "Interrupted: tend was asked to stop; resources marked `s` did not start. \
-                 Refreshes still owed are in the journal: the next run performs them."
+                &format!(
+                    "Interrupted: tend was asked to stop; resources marked `s` did not start.{owed}"
+                )
             )
         );
     }
@@ -227,5 +233,59 @@ fn elapsed(ms: u64) -> String {
         format!("{ms} ms")
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{render_summary, Style};
+    use crate::report::{ManifestInfo, Mode, Report, Summary};
+    use crate::secrets::Redactor;
+
+    fn interrupted(mode: Mode) -> String {
+        let report = Report {
+            schema_version: crate::report::SCHEMA_VERSION,
+            interrupted: true,
+            error: None,
+            tend_version: "0",
+            mode,
+            host: "h".into(),
+            root: "/".into(),
+            manifest: ManifestInfo {
+                path: "m.toml".into(),
+                sha256: String::new(),
+            },
+            started_at: String::new(),
+            duration_ms: 1,
+            exit_code: 4,
+            summary: Summary::of(&[]),
+            resources: Vec::new(),
+            pull: None,
+        };
+        let style = Style {
+            color: false,
+            verbose: false,
+            quiet: false,
+        };
+        render_summary(&report, &style, &Redactor::new(Vec::new()))
+    }
+
+    /// An interrupted apply says where the refreshes it owes are; a plan, which never writes
+    /// the journal, does not claim any.
+    #[test]
+    fn only_an_interrupted_apply_speaks_of_refreshes_owed() {
+        let apply = interrupted(Mode::Apply);
+        assert!(
+            apply.contains("did not start. Refreshes still owed are in the journal"),
+            "{apply}"
+        );
+        assert!(apply.contains("Apply (interrupted)"), "{apply}");
+        let plan = interrupted(Mode::Plan);
+        assert!(
+            plan.contains("resources marked `s` did not start.\n"),
+            "{plan}"
+        );
+        assert!(!plan.contains("journal"), "{plan}");
+        assert!(plan.contains("Plan (interrupted)"), "{plan}");
     }
 }
