@@ -93,7 +93,7 @@ impl Facts {
             os: parse_os_release(&os_release),
             arch: debian_arch(&machine).to_string(),
             hostname,
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpus: tend_resources::process::cpus(),
             memory_mb: std::fs::read_to_string("/proc/meminfo")
                 .ok()
                 .and_then(|m| mem_total_kb(&m))

@@ -178,15 +178,9 @@ fn engine(
     } else {
         Mode::Plan
     };
-    let jobs = run.jobs.map_or_else(
-        || {
-            std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .max(2)
-                * 2
-        },
-        usize::from,
-    );
+    let jobs = run
+        .jobs
+        .map_or_else(|| tend_resources::process::cpus().max(2) * 2, usize::from);
     // A stop before the runtime listens is held, then taken gracefully (see `signals::hold`).
     let held = crate::signals::hold();
     // Before anything is read from it or written to it.

@@ -195,3 +195,10 @@ async fn run(
         }
     }
 }
+
+/// The CPUs this process may use (its affinity and cgroup quota), read once: std reads three
+/// cgroup files each time it is asked, and a run asks for its jobs, its facts and git's status.
+pub fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}

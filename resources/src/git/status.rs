@@ -23,9 +23,7 @@ impl Spec {
             .map(|m| (m.mtime(), m.mtime_nsec()))
             .unwrap_or((i64::MAX, 0));
         let entries: Vec<git2::IndexEntry> = index.iter().filter(|e| e.mode != 0o160000).collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 8);
+        let threads = crate::process::cpus().clamp(1, 8);
         let chunk = entries.len().div_ceil(threads).max(1);
         let mut modified: Vec<String> = std::thread::scope(|scope| {
             let handles: Vec<_> = entries
