@@ -23,7 +23,7 @@ use crate::manifest::Manifest;
 use crate::report::{ReasonClass, Refresh, RefreshStatus, ResourceReport, Status};
 
 /// Called with the outcomes of one wave.
-pub type OnSettled = dyn Fn(&[ResourceReport]) + Send + Sync;
+pub type OnSettled = dyn Fn(&[&ResourceReport]) + Send + Sync;
 
 /// What an apply tells whoever watches it while it runs: the outcomes of each wave as soon as
 /// the wave is done (in manifest order within it, so the same graph prints in the same order),
@@ -683,18 +683,21 @@ async fn verify_and_refresh(
 }
 
 /// Hand the outcomes settled in one wave to the watcher, in manifest order.
-fn tell(progress: &Progress, reports: &[Option<ResourceReport>], mut settled: Vec<usize>) {
+fn tell(progress: &Progress, reports: &mut [Option<ResourceReport>], mut settled: Vec<usize>) {
     let Some(on_settled) = &progress.on_settled else {
         return;
     };
     settled.sort_unstable();
-    let done: Vec<ResourceReport> = settled
+    // Classified where they lie (as the run's end would) and lent, not copied: a wave of a
+    // thousand in-sync files was a thousand reports cloned to print none of them under -q.
+    for &i in &settled {
+        if let Some(r) = reports[i].as_mut() {
+            classify(r);
+        }
+    }
+    let done: Vec<&ResourceReport> = settled
         .into_iter()
-        .filter_map(|i| reports[i].clone())
-        .map(|mut r| {
-            classify(&mut r);
-            r
-        })
+        .filter_map(|i| reports[i].as_ref())
         .collect();
     if !done.is_empty() {
         on_settled(&done);
@@ -764,7 +767,7 @@ pub async fn apply(
             }
         }
         if wave.is_empty() {
-            tell(&progress, &reports, settled_now);
+            tell(&progress, &mut reports, settled_now);
             break;
         }
         wave.sort_unstable();
@@ -795,28 +798,43 @@ pub async fn apply(
         })
         .await;
 
-        let committed = host.clone();
-        let errors = tokio::task::spawn_blocking(move || committed.commit())
-            .await
-            .unwrap_or_default();
+        // A wave that wrote nothing (every wave of a no-op) has nothing to make durable: no
+        // blocking thread is started to find that out.
+        let errors = if host.has_pending() {
+            let committed = host.clone();
+            tokio::task::spawn_blocking(move || committed.commit())
+                .await
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         for e in &errors {
             tracing::error!("{e}");
         }
 
-        let verifying: Vec<_> = applying
+        // Only what applied (to settle and verify) or owes a refresh goes back to the workers;
+        // the rest, every resource of a no-op, is settled here, without a second hand-over.
+        let (verifying, settled): (Vec<_>, Vec<_>) = applying
             .into_iter()
             .map(|(i, resource, state)| (i, resource, state, m.resources[i].address.clone()))
-            .collect();
+            .partition(|(_, _, state, _)| state.applied.is_some() || !state.notified_by.is_empty());
+        let mut verified = Vec::with_capacity(verifying.len() + settled.len());
+        for (i, resource, state, address) in settled {
+            verified.push((i, verify_and_refresh(&resource, state, &host).await));
+            progress.done(&address);
+        }
         let (h, p) = (host.clone(), progress.clone());
-        let verified = pool(jobs, verifying, move |(i, resource, state, address)| {
-            let (host, progress) = (h.clone(), p.clone());
-            async move {
-                let done = verify_and_refresh(&resource, state, &host).await;
-                progress.done(&address);
-                (i, done)
-            }
-        })
-        .await;
+        verified.extend(
+            pool(jobs, verifying, move |(i, resource, state, address)| {
+                let (host, progress) = (h.clone(), p.clone());
+                async move {
+                    let done = verify_and_refresh(&resource, state, &host).await;
+                    progress.done(&address);
+                    (i, done)
+                }
+            })
+            .await,
+        );
         for (i, (report, notify)) in verified {
             if notify {
                 for &t in &g.notifies[i] {
@@ -826,7 +844,7 @@ pub async fn apply(
             reports[i] = Some(report);
         }
         settled_now.extend(&wave);
-        tell(&progress, &reports, settled_now);
+        tell(&progress, &mut reports, settled_now);
         for &i in &wave {
             for &d in &dependents[i] {
                 waiting[d] -= 1;

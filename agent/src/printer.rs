@@ -66,13 +66,13 @@ pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
 }
 
 /// The lines of these resources (those the style shows), in the order given.
-pub fn render_resources(
-    resources: &[ResourceReport],
+pub fn render_resources<'a>(
+    resources: impl IntoIterator<Item = &'a ResourceReport>,
     style: &Style,
     redactor: &Redactor,
 ) -> String {
     let mut out = String::new();
-    for r in resources.iter().filter(|r| shown(r, style)) {
+    for r in resources.into_iter().filter(|r| shown(r, style)) {
         let (mark, color) = marker(r);
         // A certificate's audit figures, on every line that shows it.
         let audit = match (r.observed.get("days_left"), r.observed.get("issuer")) {

@@ -294,8 +294,12 @@ fn engine(
     let progress = std::sync::Arc::new(executor::Progress {
         on_settled: live.then(|| {
             let redactor = redactor.clone();
-            Box::new(move |done: &[report::ResourceReport]| {
-                output::stdout(&printer::render_resources(done, &style, &redactor));
+            Box::new(move |done: &[&report::ResourceReport]| {
+                output::stdout(&printer::render_resources(
+                    done.iter().copied(),
+                    &style,
+                    &redactor,
+                ));
             }) as Box<executor::OnSettled>
         }),
         in_flight: beating.then(Default::default),

@@ -684,6 +684,13 @@ impl Mutate {
         }
     }
 
+    /// Whether the batch holds writes to commit.
+    pub fn has_pending(&self) -> bool {
+        self.batch
+            .as_ref()
+            .is_some_and(|b| b.pending.lock().map_or(true, |p| !p.is_empty()))
+    }
+
     /// Make the batch's writes durable and visible. Returns what failed (those targets keep their
     /// old content; their temporaries are removed).
     pub fn commit(&self) -> Vec<HostError> {
