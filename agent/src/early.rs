@@ -79,7 +79,7 @@ const BATCH: usize = 32;
 type Batch = Vec<(usize, Arc<dyn Resource>)>;
 
 /// A plan's checks started while the manifest still loads: the loader feeds each resource as
-/// it is built, `jobs` workers check them meanwhile, and once the manifest is loaded the main
+/// it is built, `jobs - 1` workers check them meanwhile, and once the manifest is loaded the main
 /// thread takes what is left alongside them (waking a parked worker costs more, on a virtual
 /// machine, than a batch of checks). Each result is named by the resource's `span.start`, its
 /// index being known only once the manifest is loaded.
@@ -87,6 +87,8 @@ pub struct EarlyChecks {
     shared: Arc<Shared>,
     probe: Probe,
     batch: Batch,
+    /// Whether the main thread checks too once loaded: it counts as one of the `jobs`.
+    helps: bool,
 }
 
 struct Shared {
@@ -167,13 +169,16 @@ impl EarlyChecks {
             idle: Notify::new(),
             results: Mutex::new(Vec::new()),
         });
-        for _ in 0..jobs.max(1) {
+        // `--jobs` checks at once, the main thread's included: `--jobs 1` is one worker, alone.
+        let helps = jobs > 1;
+        for _ in 0..if helps { jobs - 1 } else { 1 } {
             runtime.spawn(shared.clone().worker(probe.clone()));
         }
         EarlyChecks {
             shared,
             probe,
             batch: Vec::with_capacity(BATCH),
+            helps,
         }
     }
 
@@ -212,15 +217,22 @@ impl EarlyChecks {
     /// Every result: the caller checks what no worker has taken yet, then waits for the rest.
     pub(crate) async fn finish(mut self) -> Vec<Checked> {
         self.close();
-        while let Some(Some(batch)) = self.shared.take() {
-            self.shared.check(&self.probe, batch).await;
+        if self.helps {
+            while let Some(Some(batch)) = self.shared.take() {
+                self.shared.check(&self.probe, batch).await;
+            }
         }
+        // Done when no batch is left and none is being checked (a batch is counted in flight
+        // under the queue's lock as it is taken, so the two are seen together).
         loop {
             let idle = self.shared.idle.notified();
             tokio::pin!(idle);
             idle.as_mut().enable();
-            if self.shared.in_flight.load(Ordering::SeqCst) == 0 {
-                break;
+            {
+                let q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if q.0.is_empty() && self.shared.in_flight.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
             }
             idle.await;
         }
@@ -258,6 +270,27 @@ mod tests {
         async fn check(&self, _: &Probe) -> Result<Drift, ResourceError> {
             self.checked.fetch_add(1, Ordering::SeqCst);
             assert!(self.n != self.fails, "resource {} fails", self.n);
+            Ok(Drift::default())
+        }
+        async fn apply(&self, _: &Mutate, _: &Drift) -> Result<Applied, ResourceError> {
+            Ok(Applied::default())
+        }
+    }
+
+    /// A check that takes a while, counting how many run at once.
+    #[derive(Debug)]
+    struct Slow {
+        now: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+    }
+
+    #[async_trait::async_trait]
+    impl Resource for Slow {
+        async fn check(&self, _: &Probe) -> Result<Drift, ResourceError> {
+            let at = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(at, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(2));
+            self.now.fetch_sub(1, Ordering::SeqCst);
             Ok(Drift::default())
         }
         async fn apply(&self, _: &Mutate, _: &Drift) -> Result<Applied, ResourceError> {
@@ -321,5 +354,32 @@ mod tests {
         );
         assert_eq!(keys.len(), 99 - super::BATCH, "{keys:?}");
         runtime.shutdown_background();
+    }
+
+    /// `--jobs` bounds the checks at once, the main thread's included; `--jobs 1` is one.
+    #[test]
+    fn early_checks_run_at_most_jobs_at_once() {
+        for jobs in [1, 3] {
+            let runtime = crate::run::runtime(jobs).expect("runtime");
+            let probe = Probe::new("/nonexistent-tend-test", "/nonexistent-tend-test/state");
+            let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let mut early = EarlyChecks::start(&runtime, jobs, probe);
+            for n in 0..6 * super::BATCH {
+                let mut d = decl(n, usize::MAX, &Arc::new(AtomicUsize::new(0)));
+                d.resource = Arc::new(Slow {
+                    now: now.clone(),
+                    most: most.clone(),
+                });
+                early.feed(&d);
+            }
+            let done = runtime.block_on(early.finish());
+            assert_eq!(done.len(), 6 * super::BATCH - 1, "jobs {jobs}");
+            let most = most.load(Ordering::SeqCst);
+            assert!(most <= jobs, "jobs {jobs}: {most} checks at once");
+            if jobs > 1 {
+                assert!(most > 1, "jobs {jobs}: the checks never overlapped");
+            }
+            runtime.shutdown_background();
+        }
     }
 }
