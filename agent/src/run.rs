@@ -109,7 +109,8 @@ pub(crate) fn record_failed_start(
     };
     let report = Report {
         schema_version: report::SCHEMA_VERSION,
-        interrupted: false,
+        // A stop that came while the run was starting (taken, not fatal: `signals::Held`).
+        interrupted: tend_resources::process::stopping(),
         error: Some(e.to_string()),
         tend_version: env!("CARGO_PKG_VERSION"),
         mode: if apply { Mode::Apply } else { Mode::Plan },
@@ -231,7 +232,7 @@ fn engine(
         crate::signals::listen()
     };
     runtime.spawn(watch_signals(listening));
-    drop(held);
+    held.hand_over();
     let _lock = match apply {
         Some(a) => Some(state::RunLock::acquire(
             state_dir,

@@ -9,7 +9,11 @@ use tokio::signal::unix::{signal, SignalKind};
 /// held inherit the block and never take them; the thread that made this takes them once it
 /// is dropped. Children start with an empty mask (std resets it), so a held signal never
 /// reaches into what tend runs.
-pub(crate) struct Held(Option<SigSet>);
+pub(crate) struct Held {
+    old: Option<SigSet>,
+    /// Whether a listener now takes what is pending (else it is taken here: see `Drop`).
+    handed_over: bool,
+}
 
 /// Hold SIGTERM, SIGINT and SIGHUP on this thread until the returned guard is dropped.
 pub(crate) fn hold() -> Held {
@@ -18,18 +22,62 @@ pub(crate) fn hold() -> Held {
         set.add(s);
     }
     let mut old = SigSet::empty();
-    match pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)) {
-        Ok(()) => Held(Some(old)),
-        Err(_) => Held(None),
+    Held {
+        old: pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .ok()
+            .map(|()| old),
+        handed_over: false,
+    }
+}
+
+impl Held {
+    /// Release the signals to the listener now installed ([`listen`]).
+    pub(crate) fn hand_over(mut self) {
+        self.handed_over = true;
     }
 }
 
 impl Drop for Held {
+    /// Released with no listener (the run ends before it could listen: a manifest that does not
+    /// load): a stop that came meanwhile is taken here and said, rather than left to kill the
+    /// process on release, before the run has recorded why it did not start.
     fn drop(&mut self) {
-        if let Some(old) = self.0.take() {
-            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        let Some(old) = self.old.take() else {
+            return;
+        };
+        if !self.handed_over {
+            let mut stops = SigSet::empty();
+            for s in pending_stops() {
+                stops.add(s);
+            }
+            for _ in pending_stops() {
+                // Pending, so this returns at once.
+                if let Ok(s) = stops.wait() {
+                    eprintln!("tend: {s} while the run was starting: it stops here");
+                    tend_resources::process::request_stop();
+                }
+            }
+        }
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+}
+
+/// The stop signals pending for this process or thread (`/proc/self/status`: `ShdPnd`, `SigPnd`).
+fn pending_stops() -> Vec<Signal> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    let mut mask = 0u64;
+    for line in status.lines() {
+        if let Some(hex) = line
+            .strip_prefix("ShdPnd:")
+            .or_else(|| line.strip_prefix("SigPnd:"))
+        {
+            mask |= u64::from_str_radix(hex.trim(), 16).unwrap_or(0);
         }
     }
+    [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]
+        .into_iter()
+        .filter(|s| mask & (1u64 << (*s as i32 - 1)) != 0)
+        .collect()
 }
 
 /// The stop signals, listened for: made inside the runtime (its context entered), before the

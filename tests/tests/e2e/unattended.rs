@@ -390,3 +390,75 @@ fn shipped_examples_converge_and_then_plan_exits_0() {
         assert_eq!(plan.code, 0, "{name}: {}{}", plan.stdout, plan.stderr);
     }
 }
+
+/// A stop that comes while the run is still loading its manifest, which then fails to load:
+/// the stop is taken (said on stderr) rather than killing the process on the spot, and the run
+/// still leaves its record of a start that failed — exit 1, the error, marked interrupted.
+#[test]
+fn a_stop_while_a_bad_manifest_loads_still_leaves_the_failed_start_record() {
+    let sb = Sandbox::new();
+    // Long enough to load (over a second in a debug build) that the stop lands during it.
+    let mut manifest: String = (0..40_000)
+        .map(|i| format!("[file.f{i}]\npath = \"/srv/f{i}\"\ncontent = \"{i}\"\n"))
+        .collect();
+    manifest.push_str("[file.bad]\npath = \"/srv/bad\"\ncolour = \"red\"\n");
+    sb.write_manifest(&manifest);
+    let report = sb.dir.path().join("report.json");
+    let root = sb.root();
+    let child = Command::new(tend_bin())
+        .args([
+            "plan",
+            sb.manifest_path().to_str().expect("utf8"),
+            "--root",
+            root.to_str().expect("utf8"),
+            "--report",
+            report.to_str().expect("utf8"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tend");
+    // Once the main thread holds the stop signals (SigBlk has SIGTERM, bit 15), it is loading.
+    let status = format!("/proc/{}/status", child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let held = std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("SigBlk:").map(|h| h.trim().to_string()))
+            })
+            .and_then(|h| u64::from_str_radix(&h, 16).ok())
+            .is_some_and(|mask| mask & (1 << 14) != 0);
+        if held {
+            break;
+        }
+        assert!(Instant::now() < deadline, "tend never started loading");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("SIGTERM while the run was starting"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown field `colour`"), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("the failed-start record"))
+            .expect("json");
+    assert_eq!(json["exit_code"], 1);
+    assert_eq!(json["interrupted"], true);
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("colour"),
+        "{json}"
+    );
+}
