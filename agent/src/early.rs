@@ -40,14 +40,12 @@ impl Observer for Early<'_> {
             tend_resources::git::tls::start_deferred();
         }
         // Anything amiss here is met again, and reported, where the run would have met it.
-        let Ok(key) = crate::state::host_key(self.state_dir, false) else {
+        let Ok(probe) = crate::run::probe(&self.root, self.state_dir, false) else {
             return;
         };
         let Ok(runtime) = crate::run::runtime(self.jobs) else {
             return;
         };
-        let key = key.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
-        let probe = Probe::with_key(&self.root, self.state_dir, key).caching_dirs();
         let checks = EarlyChecks::start(&runtime, self.jobs, probe.clone());
         self.started = Some(Started {
             runtime,

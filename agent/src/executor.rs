@@ -256,7 +256,6 @@ fn millis(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Dry run: check everything involved, predict the rest. Never changes the host.
 /// Run `work` on every item, at most `jobs` at once: `jobs` tasks, each taking the next item
 /// until none is left. As a semaphore would, without a task and a wake-up per item: for a
 /// thousand quick checks those hand-offs between threads cost more than the checks. The results
@@ -298,6 +297,8 @@ where
     out
 }
 
+/// Dry run: check everything involved, predict the rest. Never changes the host. `early`: what
+/// began to be checked while the manifest loaded (`early`).
 pub async fn plan(
     m: &Manifest,
     g: &Graph,

@@ -155,6 +155,17 @@ async fn heartbeat(progress: std::sync::Arc<executor::Progress>) {
     }
 }
 
+/// What a run reads the host through, keyed by the host key (`apply` creates it). A plan on a
+/// host that never ran apply fingerprints with a throwaway key: it shows that something
+/// changes, but does not compare across runs. Until the run changes something, a directory it
+/// resolved stays what it resolved: once each (the executor stops the cache before the first
+/// change).
+pub(crate) fn probe(root: &Path, state_dir: &Path, apply: bool) -> std::io::Result<Probe> {
+    let key =
+        state::host_key(state_dir, apply)?.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
+    Ok(Probe::with_key(root, state_dir, key).caching_dirs())
+}
+
 /// The run's runtime: `jobs` workers (checks and applies are spread over them).
 pub(crate) fn runtime(jobs: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -262,19 +273,13 @@ fn engine(
     let (early, probe) = match early {
         Some((checks, probe)) => (Some(checks), probe),
         None => {
-            let key = state::host_key(state_dir, apply.is_some()).map_err(|e| {
+            let probe = probe(&root, state_dir, apply.is_some()).map_err(|e| {
                 StartError::Other(format!(
                     "cannot read the host key in the state directory {}: {e}",
                     state_dir.display()
                 ))
             })?;
-            // Plan on a host that never ran apply: fingerprints with a throwaway key (they show
-            // that something changes, but do not compare across runs).
-            let key = key.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
-            let probe = Probe::with_key(&root, state_dir, key);
-            // Until the run changes something, a directory it resolved stays what it resolved:
-            // once each (the executor stops the cache before the first change).
-            (None, probe.caching_dirs())
+            (None, probe)
         }
     };
     let journal = journal::Journal::load(state_dir).map_err(|e| {

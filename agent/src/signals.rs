@@ -6,8 +6,9 @@ use tokio::signal::unix::{signal, SignalKind};
 /// The stop signals held (blocked) on this thread while the run cannot listen yet: the manifest
 /// loads before the runtime that listens exists (libgit2 must start while the process has one
 /// thread), and a stop in that time must still be a graceful one. Threads started while they are
-/// held inherit the block and never take them; the thread that made this takes them once it
-/// is dropped. Children start with an empty mask (std resets it), so a held signal never
+/// held inherit the block and never take them. Handed over ([`Held::hand_over`]), they go to
+/// the listener now installed; dropped without one (the run could not start), a pending stop is
+/// taken here. Children start with an empty mask (std resets it), so a held signal never
 /// reaches into what tend runs.
 pub(crate) struct Held {
     old: Option<SigSet>,
@@ -46,11 +47,12 @@ impl Drop for Held {
             return;
         };
         if !self.handed_over {
+            let pending = pending_stops();
             let mut stops = SigSet::empty();
-            for s in pending_stops() {
+            for &s in &pending {
                 stops.add(s);
             }
-            for _ in pending_stops() {
+            for _ in &pending {
                 // Pending, so this returns at once.
                 if let Ok(s) = stops.wait() {
                     eprintln!("tend: {s} while the run was starting: it stops here");

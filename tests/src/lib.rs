@@ -176,6 +176,22 @@ impl Sandbox {
         run(&all, env)
     }
 
+    /// `tend SUBCOMMAND MANIFEST --root ROOT ARGS…`, not started: for a test that must act on
+    /// the run while it runs (a signal). No colour, no `RUST_LOG`, output piped.
+    pub fn command(&self, sub: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(tend_bin());
+        cmd.arg(sub)
+            .arg(self.manifest_path())
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    }
+
     /// `tend restore PATH --root ROOT ARGS…`
     pub fn restore(&self, path: &str, args: &[&str]) -> Run {
         let root = self.root();
@@ -206,6 +222,13 @@ impl Sandbox {
     pub fn filter(&self, text: &str) -> String {
         text.replace(self.dir.path().to_str().expect("utf8"), "[SANDBOX]")
     }
+}
+
+/// A manifest of `n` files, `file.fI` at `/srv/fI` holding `I`.
+pub fn files_manifest(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("[file.f{i}]\npath = \"/srv/f{i}\"\ncontent = \"{i}\"\n\n"))
+        .collect()
 }
 
 /// Run the binary with arguments and extra environment; no colour.

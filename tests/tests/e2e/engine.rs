@@ -1,7 +1,7 @@
 //! The engine: failures skip dependents and spare the rest, honest unknowns in plan,
 //! refreshes listed and run once, `--only`, "did not converge".
 
-use tend_tests::{resource, with_status, Sandbox};
+use tend_tests::{files_manifest, resource, with_status, Sandbox};
 
 #[test]
 fn a_failure_skips_its_dependents_and_spares_unrelated_resources() {
@@ -487,9 +487,7 @@ fn a_plan_that_checks_while_loading_reports_what_a_plan_after_loading_does() {
 #[test]
 fn a_manifest_that_fails_after_checks_began_fails_as_before() {
     let sb = Sandbox::new();
-    let mut manifest: String = (0..100)
-        .map(|i| format!("[file.f{i}]\npath = \"/srv/f{i}\"\ncontent = \"{i}\"\n\n"))
-        .collect();
+    let mut manifest = files_manifest(100);
     manifest.push_str("[file.bad]\npath = \"/srv/bad\"\ncontent = \"x\"\ncolour = \"red\"\n");
     sb.write_manifest(&manifest);
     let line = manifest.lines().count();

@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tend_tests::{resource, run, tend_bin, Sandbox};
+use tend_tests::{files_manifest, resource, run, tend_bin, Sandbox};
 
 #[test]
 fn usage_errors_exit_1_and_help_exits_0() {
@@ -150,19 +150,8 @@ fn sigterm_ends_the_run_gracefully_and_leaves_no_process_behind() {
         m = marker.display()
     ));
     let report = sb.dir.path().join("report.json");
-    let root = sb.root();
-    let child = Command::new(tend_bin())
-        .args([
-            "apply",
-            sb.manifest_path().to_str().expect("utf8"),
-            "--root",
-            root.to_str().expect("utf8"),
-            "--report",
-            report.to_str().expect("utf8"),
-        ])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let child = sb
+        .command("apply", &["--report", report.to_str().expect("utf8")])
         // Its own session, so the test can look for every process of it afterwards.
         .process_group(0)
         .spawn()
@@ -398,24 +387,12 @@ fn shipped_examples_converge_and_then_plan_exits_0() {
 fn a_stop_while_a_bad_manifest_loads_still_leaves_the_failed_start_record() {
     let sb = Sandbox::new();
     // Long enough to load (over a second in a debug build) that the stop lands during it.
-    let mut manifest: String = (0..40_000)
-        .map(|i| format!("[file.f{i}]\npath = \"/srv/f{i}\"\ncontent = \"{i}\"\n"))
-        .collect();
+    let mut manifest = files_manifest(40_000);
     manifest.push_str("[file.bad]\npath = \"/srv/bad\"\ncolour = \"red\"\n");
     sb.write_manifest(&manifest);
     let report = sb.dir.path().join("report.json");
-    let root = sb.root();
-    let child = Command::new(tend_bin())
-        .args([
-            "plan",
-            sb.manifest_path().to_str().expect("utf8"),
-            "--root",
-            root.to_str().expect("utf8"),
-            "--report",
-            report.to_str().expect("utf8"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let child = sb
+        .command("plan", &["--report", report.to_str().expect("utf8")])
         .spawn()
         .expect("spawn tend");
     // Once the main thread holds the stop signals (SigBlk has SIGTERM, bit 15), it is loading.
