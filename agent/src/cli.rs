@@ -381,3 +381,63 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         _ => Err(format!("expected K=V, got {s:?}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    /// The subcommands whose arguments are declared lazily keep their own about (not their
+    /// arguments' doc comment), and parse their arguments and the global flags as before.
+    #[test]
+    fn lazy_subcommands_keep_their_help_and_parse_their_arguments() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let about = |name: &str| {
+            cmd.find_subcommand(name)
+                .and_then(|c| c.get_about())
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            about("plan").starts_with("Report the drift"),
+            "{}",
+            about("plan")
+        );
+        assert!(
+            about("apply").starts_with("Converge the host"),
+            "{}",
+            about("apply")
+        );
+        assert!(
+            about("pull").starts_with("One run of a fleet host"),
+            "{}",
+            about("pull")
+        );
+        assert!(
+            about("check").starts_with("Validate a manifest"),
+            "{}",
+            about("check")
+        );
+        let plan = cmd.find_subcommand("plan").expect("plan");
+        for arg in ["jobs", "only", "report", "root", "manifest"] {
+            assert!(
+                plan.get_arguments().any(|a| a.get_id() == arg),
+                "plan --{arg}"
+            );
+        }
+
+        let cli =
+            Cli::try_parse_from(["tend", "plan", "m.toml", "--jobs", "3", "-q"]).expect("parses");
+        assert!(cli.quiet);
+        match cli.command {
+            Command::Plan(run) => {
+                assert_eq!(run.jobs, Some(3));
+                assert_eq!(run.manifest.manifest, std::path::PathBuf::from("m.toml"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["tend", "plan", "--jobs", "0"]).is_err());
+    }
+}
