@@ -486,37 +486,45 @@ pub fn quote_list(items: &[&str]) -> String {
 
 /// The candidate nearest to `word` by edit distance, when near enough to be a typo.
 pub fn nearest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    let word_chars = word.chars().count();
     candidates
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
+        .filter_map(|c| {
+            let limit = (c.len().max(word.len()) / 3).max(1);
+            // The distance is at least the difference in length: a candidate (or a word, from
+            // hostile input) far longer than the other costs a count, not a table.
+            if word_chars.abs_diff(c.chars().count()) > limit {
+                return None;
+            }
+            let d = edit_distance(word, c);
+            (d <= limit).then_some((d, c))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
 
 /// Optimal-string-alignment distance: insertions, deletions, substitutions and transpositions
-/// of neighbours each cost one (`mdoe` is one step from `mode`).
+/// of neighbours each cost one (`mdoe` is one step from `mode`). Three rows of the table are
+/// kept, the most a transposition looks back.
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut last: Vec<usize> = (0..=b.len()).collect();
+    let mut row: Vec<usize> = vec![0; b.len() + 1];
     for i in 1..=a.len() {
+        row[0] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut d = (last[j] + 1).min(row[j - 1] + 1).min(last[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+                d = d.min(before[j - 2] + 1);
             }
+            row[j] = d;
         }
+        std::mem::swap(&mut before, &mut last);
+        std::mem::swap(&mut last, &mut row);
     }
-    d[a.len()][b.len()]
+    last[b.len()]
 }
 
 #[cfg(test)]
@@ -529,6 +537,22 @@ mod tests {
         assert_eq!(nearest("contnet", fields.iter().copied()), Some("content"));
         assert_eq!(nearest("mdoe", fields.iter().copied()), Some("mode"));
         assert_eq!(nearest("colour", fields.iter().copied()), None);
+        // Ties go to the first candidate; a word far longer than any candidate matches none.
+        assert_eq!(nearest("ab", ["ax", "ay"].into_iter()), Some("ax"));
+        assert_eq!(nearest(&"mode".repeat(1000), fields.iter().copied()), None);
+    }
+
+    #[test]
+    fn edit_distance_counts_each_kind_of_step_once() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("mode", "mode"), 0);
+        assert_eq!(edit_distance("mdoe", "mode"), 1);
+        assert_eq!(edit_distance("contnet", "content"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("ca", "abc"), 3);
+        assert_eq!(edit_distance("héllo", "hello"), 1);
     }
 
     #[test]

@@ -94,19 +94,16 @@ impl Renderer {
         self.context.contains_key(name)
     }
 
-    /// Names a template refers to that are not defined; `Err` if it does not parse.
-    pub fn undefined(&self, source: &str) -> Result<Vec<String>, String> {
-        let tmpl = self
-            .env()
-            .template_from_str(source)
-            .map_err(|e| describe(&e))?;
-        let mut missing: Vec<String> = tmpl
-            .undeclared_variables(true)
-            .into_iter()
-            .filter(|path| !self.defined(path))
-            .collect();
-        missing.sort();
-        Ok(missing)
+    /// `Err` naming the first (in sorted order) of `names` that is not defined, with the
+    /// nearest defined name as a suggestion.
+    fn all_defined(&self, names: std::collections::HashSet<String>) -> Result<(), RenderError> {
+        match names.into_iter().filter(|path| !self.defined(path)).min() {
+            Some(name) => Err(RenderError::Undefined {
+                suggestion: self.suggest(&name),
+                name,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The top-level names a template refers to (for ordering variables).
@@ -169,17 +166,15 @@ impl Renderer {
                 sensitive: false,
             });
         }
-        let missing = self.undefined(source).map_err(RenderError::Syntax)?;
-        if let Some(first) = missing.first() {
-            return Err(RenderError::Undefined {
-                name: first.clone(),
-                suggestion: self.suggest(first),
-            });
-        }
+        // Compiled once: the names it uses are checked on the same template that renders.
+        let tmpl = self
+            .env()
+            .template_from_named_str(name, source)
+            .map_err(|e| RenderError::Syntax(describe(&e)))?;
+        self.all_defined(tmpl.undeclared_variables(true))?;
         self.used_secret.store(false, Ordering::SeqCst);
-        let tmpl = self.env().template_from_named_str(name, source);
         let value = tmpl
-            .and_then(|t| t.render(&self.context))
+            .render(&self.context)
             .map_err(|e| RenderError::Failed(describe(&e)))?;
         if value.len() > MAX_RENDERED {
             return Err(RenderError::Failed(format!(
@@ -210,24 +205,43 @@ impl Renderer {
 
     /// Evaluate a `when` expression.
     pub fn truthy(&self, expr: &str) -> Result<bool, RenderError> {
-        let missing = self
-            .undefined(&format!("{{{{ {expr} }}}}"))
-            .map_err(RenderError::Syntax)?;
-        if let Some(first) = missing.first() {
-            return Err(RenderError::Undefined {
-                name: first.clone(),
-                suggestion: self.suggest(first),
-            });
+        if closes_a_template(expr) {
+            return Err(RenderError::Syntax("`}}` outside a string".into()));
         }
         let e = self
             .env()
             .compile_expression(expr)
             .map_err(|e| RenderError::Syntax(describe(&e)))?;
+        self.all_defined(e.undeclared_variables(true))?;
         let v = e
             .eval(&self.context)
             .map_err(|e| RenderError::Failed(describe(&e)))?;
         Ok(v.is_true())
     }
+}
+
+/// Whether `expr` holds `}}` outside a string literal. MiniJinja (2.24) reads a standalone
+/// expression as the inside of `{{ … }}`, and one that closes it early and goes on (`app }}/a`)
+/// panics its lexer ("empty lexer stack") instead of failing: found by the `manifest` fuzz
+/// target. No valid expression needs it outside a string (nested dicts close as `} }`).
+fn closes_a_template(expr: &str) -> bool {
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            // Strings as MiniJinja lexes them: to the same quote, a backslash escaping one byte.
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'}' if b.get(i + 1) == Some(&b'}') => return true,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -491,5 +505,21 @@ mod tests {
         let r = renderer();
         assert!(r.truthy("facts.os.id == 'debian'").expect("eval"));
         assert!(!r.truthy("facts.os.id == 'ubuntu'").expect("eval"));
+    }
+
+    #[test]
+    fn a_when_that_closes_a_template_is_a_syntax_error_not_a_panic() {
+        let r = renderer();
+        // Each of these panicked inside MiniJinja's lexer before the check.
+        for expr in ["facts.os.id }}/a", "x }}", "{{ facts.arch }}", "(a) -}} b"] {
+            assert!(
+                matches!(r.truthy(expr), Err(RenderError::Syntax(_))),
+                "{expr}"
+            );
+        }
+        // Inside strings, braces are text, whichever quote and escapes.
+        assert!(r.truthy("'}}' == '}' ~ '}'").expect("eval"));
+        assert!(r.truthy(r#""a\"}}" != 'x'"#).expect("eval"));
+        assert!(r.truthy("{'a': {'b': 1} }.a.b == 1").expect("eval"));
     }
 }

@@ -277,7 +277,7 @@ pub(super) fn digest_of<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>)
         h.update((v.len() as u64).to_le_bytes());
         h.update(v.as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::host::hex(&h.finalize())
 }
 
 #[cfg(test)]

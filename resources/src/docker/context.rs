@@ -192,7 +192,7 @@ pub(super) fn hash(entries: &[Entry], extra: &[(&str, &str)]) -> Result<String, 
         }
         h.update([0]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::host::hex(&h.finalize()))
 }
 
 /// The context as a tar archive (times zeroed: the content hash is the identity).

@@ -88,6 +88,15 @@ fn bad_template_syntax() {
     ));
 }
 
+/// MiniJinja panicked on this `when` ("empty lexer stack"): tend crashed with exit 101.
+#[test]
+fn a_when_written_as_a_template_is_located_not_a_crash() {
+    insta::assert_snapshot!(rejected(
+        "[vars]\nrole = \"web\"\n\n[file.a]\npath = \"/a\"\ncontent = \"x\"\nwhen = \"role }}/a\"\n",
+        &[]
+    ));
+}
+
 #[test]
 fn undefined_variable_suggests_the_nearest() {
     insta::assert_snapshot!(rejected(
