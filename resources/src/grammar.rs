@@ -14,11 +14,12 @@ pub fn debian_package(n: &str) -> bool {
         && arch.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// A Debian version (`[epoch:]upstream[-revision]`, starting with a digit).
-pub fn debian_version(v: &str) -> bool {
+/// A Debian version (`[epoch:]upstream[-revision]`, starting with a digit), or a glob of one
+/// (`5:27.*`): `package` resolves a glob against apt's own list before apt-get sees it.
+pub fn debian_version_glob(v: &str) -> bool {
     v.starts_with(|c: char| c.is_ascii_digit())
         && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || ".+~:-*".contains(c))
 }
 
 /// A container, volume or network name as the engine accepts it: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -112,8 +113,11 @@ mod tests {
         assert!(debian_package("libc6:amd64"));
         assert!(!debian_package("-oAPT::Get::AllowUnauthenticated=true"));
         assert!(!debian_package("curl wget"));
-        assert!(debian_version("5:27.3.1-1~debian.12~bookworm"));
-        assert!(!debian_version("-1"));
+        assert!(debian_version_glob("5:27.3.1-1~debian.12~bookworm"));
+        assert!(debian_version_glob("5:27.*"));
+        assert!(!debian_version_glob("-1"));
+        assert!(!debian_version_glob("*"));
+        assert!(!debian_version_glob("1.0 -o"));
         assert!(docker_object("dify-api_1"));
         assert!(!docker_object("../../containers/create"));
         assert!(!docker_object("a?b"));

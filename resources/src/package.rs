@@ -79,10 +79,14 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
                 format!("`versions` names {name}, which is not in `names`"),
             ));
         }
-        if !crate::grammar::debian_version(&v.value) {
+        if !crate::grammar::debian_version_glob(&v.value) {
             return Err(SpecError::new(
                 span,
-                format!("{:?} is not a Debian version (it starts with a digit: \"1.2-3\", \"5:27.3.1-1~debian.12~bookworm\")", v.value),
+                format!(
+                    "{:?} is not a Debian version or a glob of one (they start with a digit: \
+                     \"1.2-3\", \"5:27.3.1-1~debian.12~bookworm\", \"5:27.*\")",
+                    v.value
+                ),
             ));
         }
         versions.insert(name, v.value);

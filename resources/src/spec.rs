@@ -28,6 +28,9 @@ pub enum Value {
     Str(Text),
     /// An integer.
     Int(i64),
+    /// An integer written in TOML's octal (`0o640`): kept apart so that a mode can tell it from
+    /// a decimal one (`mode = 644` is a mistake; `mode = 0o644` is not). Elsewhere an integer.
+    Octal(i64),
     /// A float.
     Float(f64),
     /// A boolean.
@@ -43,7 +46,7 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
-            Value::Int(_) => "integer",
+            Value::Int(_) | Value::Octal(_) => "integer",
             Value::Float(_) => "float",
             Value::Bool(_) => "boolean",
             Value::Array(_) => "array",
@@ -233,7 +236,7 @@ impl<'a> Fields<'a> {
             None => Ok(None),
             Some(Spanned {
                 span,
-                value: Value::Int(i),
+                value: Value::Int(i) | Value::Octal(i),
             }) => Ok(Some((i, span))),
             Some(other) => Err(wrong_type(name, "an integer", &other)),
         }
@@ -339,20 +342,37 @@ impl<'a> Fields<'a> {
                     )),
                 }
             }
+            Some(Spanned {
+                span,
+                value: Value::Octal(i),
+            }) => match u32::try_from(i) {
+                Ok(m) if m <= 0o7777 => Ok(Some(m)),
+                _ => Err(SpecError::new(
+                    span,
+                    format!("`{name}` = 0o{i:o} is not a mode (at most 0o7777)"),
+                )),
+            },
             // `mode = 644` is a TOML integer: decimal 644, i.e. mode 1204. Nobody means that.
             Some(Spanned {
                 span,
                 value: Value::Int(i),
-            }) => Err(SpecError::new(
-                span,
-                format!(
-                    "`{name}` = {i} is a decimal integer (as a mode it would be {:04o})",
-                    i & 0o7777
-                ),
-            )
-            .help(format!(
-                "write the mode as a quoted octal string: {name} = \"{i:04}\""
-            ))),
+            }) => {
+                let err = SpecError::new(
+                    span,
+                    format!("`{name}` = {i} is a decimal integer, not an octal mode"),
+                );
+                // The digits as written, read as octal, are what was meant (`644`); other
+                // numbers (`0x1a4`, `999`) get no guess.
+                let digits = i.to_string();
+                Err(match u32::from_str_radix(&digits, 8) {
+                    Ok(m) if m <= 0o7777 => err.help(format!(
+                        "write the mode in octal: {name} = \"0{digits}\" or {name} = 0o{digits}"
+                    )),
+                    _ => err.help(format!(
+                        "write the mode in octal: {name} = \"0644\" or {name} = 0o644"
+                    )),
+                })
+            }
             Some(other) => Err(wrong_type(name, "an octal mode such as \"0644\"", &other)),
         }
     }

@@ -310,7 +310,7 @@ impl Loader<'_> {
                 }
                 let src = match &v.value.value {
                     Value::Str(t) => VarSource::Template(t.value.clone()),
-                    Value::Int(i) => VarSource::Literal((*i).into()),
+                    Value::Int(i) | Value::Octal(i) => VarSource::Literal((*i).into()),
                     Value::Bool(b) => VarSource::Literal((*b).into()),
                     Value::Float(f) => VarSource::Literal((*f).into()),
                     other => {

@@ -52,6 +52,7 @@ fn node(v: toml::Spanned<DeValue<'_>>) -> Result<Spanned, ParseError> {
             sensitive: false,
         }),
         DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) if i.radix() == 8 => Value::Octal(n),
             Ok(n) => Value::Int(n),
             Err(_) => {
                 return Err(ParseError {
@@ -112,7 +113,7 @@ mod tests {
         };
         assert_eq!(&src[motd[0].key_span.clone()], "path");
         assert_eq!(spanned_text(src, &motd[0].value), "\"/etc/motd\"");
-        assert!(matches!(motd[1].value.value, Value::Int(0o644)));
+        assert!(matches!(motd[1].value.value, Value::Octal(0o644)));
         assert_eq!(spanned_text(src, &motd[2].value), "[1, 2]");
         let Value::Table(e) = &top[1].value.value else {
             panic!("a table")

@@ -220,23 +220,28 @@ impl Renderer {
     }
 }
 
-/// Whether `expr` holds `}}` outside a string literal. MiniJinja (2.24) reads a standalone
-/// expression as the inside of `{{ … }}`, and one that closes it early and goes on (`app }}/a`)
-/// panics its lexer ("empty lexer stack") instead of failing: found by the `manifest` fuzz
-/// target. No valid expression needs it outside a string (nested dicts close as `} }`).
+/// Whether `expr` holds a `}}` that MiniJinja would read as the end of `{{ … }}`. MiniJinja
+/// (2.24) reads a standalone expression as the inside of `{{ … }}`, and one that ends it early
+/// and goes on (`app }}/a`) panics its lexer ("empty lexer stack") instead of failing: found by
+/// the `manifest` fuzz target. The scan follows MiniJinja's lexer: strings run to the same
+/// quote, a backslash escaping one byte; `(`, `[`, `{` open and `)`, `]`, `}` close, the count
+/// free to go below zero; `}}` ends the expression only at a count of zero (so `{{ debug }}`,
+/// two braces deep, does not, and MiniJinja reads it as it always has).
 fn closes_a_template(expr: &str) -> bool {
     let b = expr.as_bytes();
+    let mut depth: isize = 0;
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            // Strings as MiniJinja lexes them: to the same quote, a backslash escaping one byte.
             q @ (b'\'' | b'"') => {
                 i += 1;
                 while i < b.len() && b[i] != q {
                     i += if b[i] == b'\\' { 2 } else { 1 };
                 }
             }
-            b'}' if b.get(i + 1) == Some(&b'}') => return true,
+            b'}' if depth == 0 && b.get(i + 1) == Some(&b'}') => return true,
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
             _ => {}
         }
         i += 1;
@@ -510,16 +515,20 @@ mod tests {
     #[test]
     fn a_when_that_closes_a_template_is_a_syntax_error_not_a_panic() {
         let r = renderer();
-        // Each of these panicked inside MiniJinja's lexer before the check.
-        for expr in ["facts.os.id }}/a", "x }}", "{{ facts.arch }}", "(a) -}} b"] {
+        // Syntax errors all; the first three panicked inside MiniJinja's lexer before the check.
+        for expr in ["facts.os.id }}/a", "(a) -}} b", "a }}}", "x }}", "x) }} (y"] {
             assert!(
                 matches!(r.truthy(expr), Err(RenderError::Syntax(_))),
                 "{expr}"
             );
         }
-        // Inside strings, braces are text, whichever quote and escapes.
+        // Braces inside strings are text, whichever quote and escapes; inside brackets they
+        // close brackets (MiniJinja reads `{{ x }}` as an expression, as it always has).
         assert!(r.truthy("'}}' == '}' ~ '}'").expect("eval"));
         assert!(r.truthy(r#""a\"}}" != 'x'"#).expect("eval"));
-        assert!(r.truthy("{'a': {'b': 1} }.a.b == 1").expect("eval"));
+        assert!(r.truthy("{'a': {'b': 1}}.a.b == 1").expect("eval"));
+        assert!(!closes_a_template("{{ facts.arch }}"));
+        assert!(!closes_a_template("x } }"));
+        assert!(closes_a_template("x }}"));
     }
 }

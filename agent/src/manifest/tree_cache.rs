@@ -19,7 +19,8 @@ use tend_resources::spec::{Entry, Spanned, Text, Value};
 /// The file in the state directory.
 pub const FILE: &str = "manifest-tree.bin";
 
-const MAGIC: &[u8] = b"tend manifest tree 1\n";
+/// Version 2 keeps octal integers apart (tag 6): a version 1 tree, from before, is parsed anew.
+const MAGIC: &[u8] = b"tend manifest tree 2\n";
 
 /// Nesting deeper than this is not decoded (TOML's own parser stops far sooner).
 const MAX_DEPTH: usize = 128;
@@ -79,6 +80,10 @@ fn spanned(out: &mut Vec<u8>, v: &Spanned) {
         }
         Value::Int(i) => {
             out.push(1);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Octal(i) => {
+            out.push(6);
             out.extend_from_slice(&i.to_le_bytes());
         }
         Value::Float(f) => {
@@ -168,6 +173,7 @@ impl Reader<'_> {
                 sensitive: false,
             }),
             1 => Value::Int(self.u64_()? as i64),
+            6 => Value::Octal(self.u64_()? as i64),
             2 => Value::Float(f64::from_bits(self.u64_()?)),
             3 => Value::Bool(self.take(1)?[0] != 0),
             4 => {
@@ -196,7 +202,7 @@ mod tests {
     fn a_stored_tree_decodes_to_what_parsing_gives() {
         let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
         let mut sources = vec![
-            "a = 1\nb = -2.5\nc = true\nd = [1, \"x\", [false]]\n[t.u]\ne = { f = \"g\" }\nh = 1979-05-27T07:32:00Z\n[[arr]]\nx = 0x1f\n".to_string(),
+            "a = 1\nb = -2.5\nc = true\nd = [1, \"x\", [false]]\n[t.u]\ne = { f = \"g\" }\nh = 1979-05-27T07:32:00Z\n[[arr]]\nx = 0x1f\ny = 0o755\n".to_string(),
         ];
         for dir in [here.clone(), here.join("examples")] {
             for f in std::fs::read_dir(&dir).expect("manifests") {

@@ -325,6 +325,34 @@ fn local_signed_repository_timeline() {
     assert_eq!(apply.code, 2, "{}", apply.stdout);
     assert!(!installed(&repo.package));
     assert_eq!(host.tend("apply").code, 0);
+
+    // A version glob, resolved against what apt offers: installs 1.0-1, then is in sync.
+    let pinned = |glob: &str| {
+        manifest(&repo, &name, &repo.fingerprint, "present").replace(
+            "state = \"present\"",
+            &format!(
+                "state = \"present\"\nversions = {{ {} = \"{glob}\" }}",
+                repo.package
+            ),
+        )
+    };
+    host.write(&pinned("1.*"));
+    let apply = host.tend("apply");
+    assert_eq!(apply.code, 2, "{}{}", apply.stdout, apply.stderr);
+    assert!(installed(&repo.package));
+    assert_eq!(host.tend("apply").code, 0);
+    // A glob nothing installed or offered matches: plan names the package, apply says why.
+    host.write(&pinned("2.*"));
+    let plan = host.tend("plan").json();
+    assert_eq!(with_status(&plan, "would_change"), ["package.hello"]);
+    let apply = host.tend("apply");
+    assert_eq!(apply.code, 4, "{}{}", apply.stdout, apply.stderr);
+    assert!(
+        apply.stdout.contains("matching 2.*"),
+        "{}{}",
+        apply.stdout,
+        apply.stderr
+    );
 }
 
 #[test]

@@ -120,7 +120,7 @@ pub(super) fn acme_spec(f: &mut Fields<'_>) -> Result<AcmeSpec, SpecError> {
                 ("webroot", Value::Str(t)) if t.value.starts_with('/') => {
                     Challenge::Webroot(PathBuf::from(&t.value))
                 }
-                ("standalone", Value::Int(p)) if (1..=65535).contains(p) => {
+                ("standalone", Value::Int(p) | Value::Octal(p)) if (1..=65535).contains(p) => {
                     Challenge::Standalone(*p as u16)
                 }
                 _ => {
