@@ -532,14 +532,14 @@ impl Loader<'_> {
                 value: Value::Str(t),
             }) => match renderer.truthy(&t.value) {
                 Ok(b) => b,
-                // A `when` is an expression, not a template: the template syntax help would
-                // send the reader the wrong way.
+                // A `when` is an expression (rendered first, as every string): the template
+                // syntax help would send the reader the wrong way.
                 Err(RenderError::Syntax(detail)) => {
                     self.error(
                         span,
                         format!("in `when` of {address}: bad expression: {detail}"),
                         Some(
-                            "`when` is one MiniJinja expression, without `{{ }}`: \
+                            "`when` is one MiniJinja expression, such as \
                              when = \"facts.os.id == 'debian'\""
                                 .into(),
                         ),

@@ -225,8 +225,9 @@ impl Renderer {
 /// and goes on (`app }}/a`) panics its lexer ("empty lexer stack") instead of failing: found by
 /// the `manifest` fuzz target. The scan follows MiniJinja's lexer: strings run to the same
 /// quote, a backslash escaping one byte; `(`, `[`, `{` open and `)`, `]`, `}` close, the count
-/// free to go below zero; `}}` ends the expression only at a count of zero (so `{{ debug }}`,
-/// two braces deep, does not, and MiniJinja reads it as it always has).
+/// free to go below zero; `}}` ends the expression only at a count of zero (so a dict in a dict,
+/// `{'a': {'b': 1}}`, does not). A `when` reaches this rendered, like every string: its own
+/// `{{ … }}` (`when = "{{ debug }}"`) are gone by then.
 fn closes_a_template(expr: &str) -> bool {
     let b = expr.as_bytes();
     let mut depth: isize = 0;
@@ -523,11 +524,15 @@ mod tests {
             );
         }
         // Braces inside strings are text, whichever quote and escapes; inside brackets they
-        // close brackets (MiniJinja reads `{{ x }}` as an expression, as it always has).
+        // close brackets (`{{ x }}` is then MiniJinja's own syntax error, not a panic).
         assert!(r.truthy("'}}' == '}' ~ '}'").expect("eval"));
         assert!(r.truthy(r#""a\"}}" != 'x'"#).expect("eval"));
         assert!(r.truthy("{'a': {'b': 1}}.a.b == 1").expect("eval"));
         assert!(!closes_a_template("{{ facts.arch }}"));
+        assert!(matches!(
+            r.truthy("{{ facts.arch }}"),
+            Err(RenderError::Syntax(_))
+        ));
         assert!(!closes_a_template("x } }"));
         assert!(closes_a_template("x }}"));
     }
