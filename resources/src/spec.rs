@@ -359,7 +359,11 @@ impl<'a> Fields<'a> {
             }) => {
                 let err = SpecError::new(
                     span,
-                    format!("`{name}` = {i} is a decimal integer, not an octal mode"),
+                    format!(
+                        "`{name}` = {i} is a decimal integer (as a number it is mode {:04o}), \
+                         not an octal mode",
+                        i & 0o7777
+                    ),
                 );
                 // The digits as written, read as octal, are what was meant (`644`); other
                 // numbers (`0x1a4`, `999`) get no guess.

@@ -235,7 +235,12 @@ fn decimal_modes_and_mistyped_vars_are_errors_that_say_what_to_write() {
     sb.write_manifest("[file.f]\npath = \"/etc/f\"\ncontent = \"x\"\nmode = 644\n");
     let r = sb.plan();
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("is a decimal integer"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("is a decimal integer (as a number it is mode 1204)"),
+        "{}",
+        r.stderr
+    );
     assert!(
         r.stderr.contains("mode = \"0644\" or mode = 0o644"),
         "{}",
