@@ -400,26 +400,14 @@ mod tests {
                 .map(|a| a.to_string())
                 .unwrap_or_default()
         };
-        assert!(
-            about("plan").starts_with("Report the drift"),
-            "{}",
-            about("plan")
-        );
-        assert!(
-            about("apply").starts_with("Converge the host"),
-            "{}",
-            about("apply")
-        );
-        assert!(
-            about("pull").starts_with("One run of a fleet host"),
-            "{}",
-            about("pull")
-        );
-        assert!(
-            about("check").starts_with("Validate a manifest"),
-            "{}",
-            about("check")
-        );
+        for (name, start) in [
+            ("plan", "Report the drift"),
+            ("apply", "Converge the host"),
+            ("pull", "One run of a fleet host"),
+            ("check", "Validate a manifest"),
+        ] {
+            assert!(about(name).starts_with(start), "{name}: {}", about(name));
+        }
         let plan = cmd.find_subcommand("plan").expect("plan");
         for arg in ["jobs", "only", "report", "root", "manifest"] {
             assert!(

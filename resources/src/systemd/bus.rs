@@ -46,7 +46,7 @@ pub(crate) async fn unit_properties(
 async fn ask(socket: &str, unit: &str, props: &[&str]) -> io::Result<Vec<Value>> {
     let mut s = UnixStream::connect(socket).await?;
     let uid = rustix::process::geteuid().as_raw().to_string();
-    let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::host::hex(uid.as_bytes());
     s.write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())
         .await?;
     let answer = read_line(&mut s).await?;

@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tend_tests::{files_manifest, resource, run, tend_bin, Sandbox};
+use tend_tests::{changed_fields, files_manifest, resource, run, tend_bin, Sandbox};
 
 #[test]
 fn usage_errors_exit_1_and_help_exits_0() {
@@ -256,8 +256,12 @@ fn decimal_modes_and_mistyped_vars_are_errors_that_say_what_to_write() {
         let r = sb.plan();
         assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     }
+    // Drift in the mode: plan names exactly that field, and writes nothing.
     sb.set_mode("/etc/f", 0o644);
-    assert_eq!(sb.plan().code, 2);
+    let plan = sb.plan_json();
+    assert_eq!(plan["exit_code"], 2);
+    assert_eq!(changed_fields(&plan, "file.f"), ["mode"]);
+    assert_eq!(sb.mode("/etc/f"), 0o644, "plan wrote nothing");
     sb.write_manifest("[file.f]\npath = \"/etc/f\"\ncontent = \"x\"\nmode = 0o17777\n");
     let r = sb.plan();
     assert_eq!(r.code, 1);
