@@ -37,14 +37,16 @@ pub mod exec;
 pub mod file;
 pub mod fingerprint;
 pub mod git;
-pub mod grammar;
 pub mod host;
 pub mod nginx;
 pub mod package;
 pub mod process;
 pub mod resource;
-pub mod spec;
 pub mod systemd;
+
+// The field readers and value grammars live in `tend-spec` (no dependencies); every provider and
+// the agent reach them here, as before.
+pub use tend_spec::{grammar, spec};
 
 pub use change::{Action, Change, Drift, REDACTED};
 pub use host::{HostError, Mutate, Probe};

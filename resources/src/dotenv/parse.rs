@@ -134,12 +134,12 @@ pub fn parse(src: &str) -> Result<Document, ParseError> {
                 '_' | '.' | '-' | '[' | ']' => {}
                 c if c.is_alphanumeric() => {}
                 c => {
-                    let first_line = src[key_start..].lines().next().unwrap_or("");
                     return Err(ParseError {
                         line: line_at(key_start + i),
                         message: format!(
-                            "unexpected character {:?} in variable name {first_line:?}",
-                            c.to_string()
+                            "unexpected character {:?} in variable name {:?}",
+                            c.to_string(),
+                            name_so_far(&src[key_start..key_start + i + c.len_utf8()])
                         ),
                     });
                 }
@@ -243,10 +243,15 @@ fn scan_quoted(src: &str, open: usize, quote: u8) -> Result<(String, usize), Par
         // Quotes and backslashes are ASCII: `out` is cut only at character boundaries.
         return Ok((String::from_utf8_lossy(&out).into_owned(), i));
     }
-    let line_end = src[open..].find('\n').map_or(src.len(), |i| open + i);
+    // Never the value itself: it may be a secret, and errors reach reports and logs.
+    let line_start = src[..open].rfind('\n').map_or(0, |i| i + 1);
+    let column = src[line_start..open].chars().count() + 1;
+    let quote = src[open..].chars().next().unwrap_or('"');
     Err(ParseError {
         line: line_of(src, open),
-        message: format!("unterminated quoted value {}", &src[open..line_end]),
+        message: format!(
+            "unterminated quoted value: the {quote} at column {column} is never closed"
+        ),
     })
 }
 
@@ -334,6 +339,16 @@ pub fn evaluate(
     Ok(out)
 }
 
+/// The variable name up to its first wrong character, as an error shows it: never what follows
+/// on the line (it may be a secret value), and at most its last 40 characters (a hostile
+/// megabyte-long name costs no more to report than a short one).
+fn name_so_far(name: &str) -> String {
+    match name.char_indices().rev().nth(39) {
+        Some((i, _)) if i > 0 => format!("…{}", &name[i..]),
+        _ => name.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +377,24 @@ mod tests {
         assert!(
             err.message.starts_with("unterminated quoted value"),
             "{err}"
+        );
+        let err = parse("A=1\nSECRET='s3cret\n").expect_err("unterminated");
+        assert_eq!(
+            err.message,
+            "unterminated quoted value: the ' at column 8 is never closed"
+        );
+        let err = parse(&format!("{}@=s3cret\n", "N".repeat(100_000))).expect_err("bad name");
+        assert_eq!(
+            err.message,
+            format!(
+                "unexpected character \"@\" in variable name \"…{}@\"",
+                "N".repeat(39)
+            )
+        );
+        let err = parse("MY@KEY=s3cret\n").expect_err("bad name");
+        assert_eq!(
+            err.message,
+            "unexpected character \"@\" in variable name \"MY@\""
         );
         let doc = parse("A=${}\n").expect("parses");
         assert_eq!(evaluate(&doc, &no_env).expect_err("invalid").line, 1);
