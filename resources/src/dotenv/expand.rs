@@ -47,11 +47,11 @@ fn expand_at(
                 i += 2;
             }
             Some('{') => {
-                let close = matching_brace(&chars, i + 1).ok_or_else(|| invalid(text))?;
+                let close = matching_brace(&chars, i + 1).ok_or_else(|| unclosed(i))?;
                 let inner: String = chars[i + 2..close].iter().collect();
                 out.push_str(
                     &braced(&inner, lookup, depth)
-                        .map_err(|e| e.unwrap_or_else(|| invalid(text)))?,
+                        .map_err(|e| e.unwrap_or_else(|| malformed(i)))?,
                 );
                 i = close + 1;
             }
@@ -78,17 +78,24 @@ fn expand_at(
     Ok(out)
 }
 
-/// Compose's message, quoting at most the start of a long value.
-fn invalid(text: &str) -> String {
-    const SHOWN: usize = 80;
-    match text.char_indices().nth(SHOWN) {
-        Some((cut, _)) => format!(
-            "Invalid template: {:?}… ({} bytes)",
-            &text[..cut],
-            text.len()
-        ),
-        None => format!("Invalid template: {text:?}"),
-    }
+// Compose quotes the value in these messages; tend names the place instead: the value may be a
+// secret, and errors reach reports, logs and the journal.
+
+/// A `${` at character `at` (0-based) of the value that never closes.
+fn unclosed(at: usize) -> String {
+    format!(
+        "Invalid template: the `${{` at character {} of the value is never closed",
+        at + 1
+    )
+}
+
+/// A `${…}` at character `at` (0-based) of the value that is not one compose knows.
+fn malformed(at: usize) -> String {
+    format!(
+        "Invalid template: the substitution at character {} of the value is not one of \
+         ${{NAME}}, ${{NAME:-default}}, ${{NAME-default}}, ${{NAME:+alt}}, ${{NAME:?error}}",
+        at + 1
+    )
 }
 
 /// Index of the `}` closing the `{` at `open`, counting nested `${`.
@@ -215,6 +222,16 @@ mod tests {
         for bad in ["${}", "${ foo}", "${foo }", "${foo!}", "${foo", "${1a}"] {
             assert!(expand(bad, &env).is_err(), "{bad}");
         }
+        assert_eq!(
+            expand("pw-s3cret-${SET", &env).expect_err("unclosed"),
+            "Invalid template: the `${` at character 11 of the value is never closed"
+        );
+        let err = expand("s3cret${ x}", &env).expect_err("malformed");
+        assert!(
+            err.starts_with("Invalid template: the substitution at character 7 of the value"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
         let err = expand("${UNSET:?need it}", &env).expect_err("required");
         assert_eq!(err, "required variable UNSET is missing a value: need it");
         assert_eq!(expand("${EMPTY?fine}", &env).as_deref(), Ok(""));
