@@ -19,13 +19,16 @@ pub const MAX_EXPANDED: usize = 1 << 20;
 
 /// Expand `text`; `lookup` returns a variable's value, `None` when unset.
 pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    expand_at(text, lookup, 0)
+    expand_at(text, lookup, 0, 0)
 }
 
+/// `base`: where `text` starts in the whole value, in characters (a default's text is expanded
+/// on its own, and an error in it names its place in the value).
 fn expand_at(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     depth: usize,
+    base: usize,
 ) -> Result<String, String> {
     if depth > MAX_DEPTH {
         return Err(format!(
@@ -47,11 +50,11 @@ fn expand_at(
                 i += 2;
             }
             Some('{') => {
-                let close = matching_brace(&chars, i + 1).ok_or_else(|| unclosed(i))?;
+                let close = matching_brace(&chars, i + 1).ok_or_else(|| unclosed(base + i))?;
                 let inner: String = chars[i + 2..close].iter().collect();
                 out.push_str(
-                    &braced(&inner, lookup, depth)
-                        .map_err(|e| e.unwrap_or_else(|| malformed(i)))?,
+                    &braced(&inner, lookup, depth, base + i + 2)
+                        .map_err(|e| e.unwrap_or_else(|| malformed(base + i)))?,
                 );
                 i = close + 1;
             }
@@ -118,11 +121,13 @@ fn matching_brace(chars: &[char], open: usize) -> Option<usize> {
     None
 }
 
-/// The inside of `${…}`. `Err(None)` is a malformed template; `Err(Some(msg))` a `?` error.
+/// The inside of `${…}`, which starts at character `base` of the value. `Err(None)` is a
+/// malformed template; `Err(Some(msg))` a `?` error or one in the default's text.
 fn braced(
     inner: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     depth: usize,
+    base: usize,
 ) -> Result<String, Option<String>> {
     let name_len = inner
         .char_indices()
@@ -144,7 +149,9 @@ fn braced(
     let set = value.is_some();
     let non_empty = value.as_deref().is_some_and(|v| !v.is_empty());
     let present = if colon { non_empty } else { set };
-    let word = || expand_at(word, lookup, depth + 1).map_err(Some);
+    // `word` ends `inner`: it starts after the name and the operator.
+    let word_base = base + inner[..inner.len() - word.len()].chars().count();
+    let word = || expand_at(word, lookup, depth + 1, word_base).map_err(Some);
     match op {
         Some('-') => {
             if present {
@@ -232,6 +239,16 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("s3cret"), "{err}");
+        // In a default's text: its place in the whole value.
+        let err = expand("é${UNSET:-ab${B!}}", &env).expect_err("malformed");
+        assert!(
+            err.starts_with("Invalid template: the substitution at character 13 of the value"),
+            "{err}"
+        );
+        assert_eq!(
+            expand("${UNSET:-x${B:-${C}", &env).expect_err("unclosed"),
+            "Invalid template: the `${` at character 1 of the value is never closed"
+        );
         let err = expand("${UNSET:?need it}", &env).expect_err("required");
         assert_eq!(err, "required variable UNSET is missing a value: need it");
         assert_eq!(expand("${EMPTY?fine}", &env).as_deref(), Ok(""));

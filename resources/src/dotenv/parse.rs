@@ -246,11 +246,11 @@ fn scan_quoted(src: &str, open: usize, quote: u8) -> Result<(String, usize), Par
     // Never the value itself: it may be a secret, and errors reach reports and logs.
     let line_start = src[..open].rfind('\n').map_or(0, |i| i + 1);
     let column = src[line_start..open].chars().count() + 1;
-    let quote = src[open..].chars().next().unwrap_or('"');
     Err(ParseError {
         line: line_of(src, open),
         message: format!(
-            "unterminated quoted value: the {quote} at column {column} is never closed"
+            "unterminated quoted value: the {} at column {column} is never closed",
+            char::from(quote)
         ),
     })
 }

@@ -258,6 +258,23 @@ fn a_file_compose_would_reject_is_a_failure_naming_the_line() {
         r.stderr
     );
     assert!(!r.stderr.contains("s3cret") && !r.stdout.contains("s3cret"));
+
+    // A substitution that never closes: its place, not the value.
+    sb.write("/a/.env", "A=1\nB=s3cret${C\n");
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4);
+    let err = resource(&report, "env_file.a")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(
+        err.ends_with("/a/.env: line 2: Invalid template: the `${` at character 7 of the value is never closed (docker compose would reject this file)"),
+        "{err}"
+    );
+    assert!(!serde_json::to_string(&report)
+        .expect("json")
+        .contains("s3cret"));
+    assert_eq!(sb.read("/a/.env"), "A=1\nB=s3cret${C\n");
 }
 
 #[test]
