@@ -137,6 +137,33 @@ fn show(v: Option<&String>) -> String {
 }
 
 impl EnvFile {
+    /// Why a value cannot be expanded, naming a sensitive key's line but never its value.
+    fn unexpandable(&self, text: &str, e: &dotenv::ParseError) -> String {
+        match key_of_line(text, e.line) {
+            Some(k) if self.is_sensitive_key(k) => format!(
+                "line {}: the value of {k} cannot be expanded (not shown: {k} is sensitive)",
+                e.line
+            ),
+            _ => e.to_string(),
+        }
+    }
+
+    /// The file after `edits`, refused when docker compose would reject it: removing a key (or
+    /// emptying it) that another value requires (`${KEY?…}`, `${KEY:?…}`) would leave the
+    /// project unable to start, so tend writes nothing and says which line needs it.
+    fn edited(&self, host: &Probe, doc: &Document, edits: &Edits) -> Result<String, ResourceError> {
+        let new = apply_edits(doc, edits);
+        let result = dotenv::parse(&new).and_then(|d| dotenv::evaluate(&d, &no_env).map(|_| ()));
+        if let Err(e) = result {
+            return Err(ResourceError::Failed(format!(
+                "{}: after this change {} (docker compose would reject the file); nothing written",
+                host.real(&self.path).display(),
+                self.unexpandable(&new, &e)
+            )));
+        }
+        Ok(new)
+    }
+
     fn parse(
         &self,
         host: &Probe,
@@ -301,16 +328,10 @@ impl Resource for EnvFile {
                 .unwrap_or(&self.path),
         )?;
         let values = dotenv::evaluate(&doc, &no_env).map_err(|e| {
-            let detail = match key_of_line(&text, e.line) {
-                Some(k) if self.is_sensitive_key(k) => format!(
-                    "line {}: the value of {k} cannot be expanded (not shown: {k} is sensitive)",
-                    e.line
-                ),
-                _ => e.to_string(),
-            };
             ResourceError::Failed(format!(
-                "{}: {detail} (docker compose would reject this file)",
-                host.real(&self.path).display()
+                "{}: {} (docker compose would reject this file)",
+                host.real(&self.path).display(),
+                self.unexpandable(&text, &e)
             ))
         })?;
         if creating {
@@ -362,6 +383,10 @@ impl Resource for EnvFile {
                 }
             });
         }
+        // What apply would write must be a file compose accepts: plan says so, as apply would.
+        if !drift.is_empty() {
+            self.edited(host, &doc, &self.edits(host, &doc, creating)?)?;
+        }
         if let Some(m) = &meta {
             self.attrs.check(host, m, &mut drift)?;
         }
@@ -387,7 +412,7 @@ impl Resource for EnvFile {
         let (text, creating) = self.base(host)?;
         let doc = self.parse(host, &text, &self.path)?;
         let edits = self.edits(host, &doc, creating)?;
-        let new = apply_edits(&doc, &edits);
+        let new = self.edited(host, &doc, &edits)?;
         if creating || new != text {
             let attrs = self.attrs.resolve(host)?;
             applied.backups.extend(host.replace_file(

@@ -394,3 +394,41 @@ fn a_last_line_without_equals_is_refused_not_broken() {
     assert!(!r.stdout.contains("secret words"), "{}", r.stdout);
     assert_eq!(sb.read("/srv/app/.env"), "A=1\nsecret words");
 }
+
+#[test]
+fn removing_a_key_another_value_requires_is_refused_before_writing() {
+    let sb = Sandbox::new();
+    let before = "B=1\nA=${B?B is needed by A}\nC=2\n";
+    sb.write("/a/.env", before);
+    sb.write_manifest("[env_file.a]\npath = \"/a/.env\"\nabsent = [\"B\"]\n");
+    // Plan says what apply would do: fail, naming the line that needs B.
+    let plan = sb.plan_json();
+    assert_eq!(plan["exit_code"], 4);
+    let want = "/a/.env: after this change line 1: required variable B is missing a value: B is needed by A (docker compose would reject the file); nothing written";
+    let err = resource(&plan, "env_file.a")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(err.ends_with(want), "{err}");
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4);
+    let err = resource(&report, "env_file.a")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(err.ends_with(want), "{err}");
+    assert_eq!(sb.read("/a/.env"), before, "nothing written");
+    // Emptying it is refused the same way when the reference wants a non-empty value.
+    sb.write("/a/.env", "B=1\nA=${B:?}\n");
+    sb.write_manifest("[env_file.a]\npath = \"/a/.env\"\n[env_file.a.set]\nB = \"\"\n");
+    let (code, _) = sb.apply_json();
+    assert_eq!(code, 4);
+    assert_eq!(sb.read("/a/.env"), "B=1\nA=${B:?}\n");
+    // Without the reference the same removal applies, and a second run changes nothing.
+    sb.write("/a/.env", "A=1\nB=1\n");
+    sb.write_manifest("[env_file.a]\npath = \"/a/.env\"\nabsent = [\"B\"]\n");
+    assert_eq!(sb.apply_json().0, 2, "changed");
+    assert_eq!(sb.read("/a/.env"), "A=1\n");
+    assert_eq!(sb.plan_json()["exit_code"], 0);
+    assert_eq!(sb.apply_json().0, 0, "nothing left to change");
+}
