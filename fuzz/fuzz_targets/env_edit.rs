@@ -44,17 +44,19 @@ fuzz_target!(|data: &[u8]| {
     let after = parse(&out).unwrap_or_else(|e| panic!("edited file does not parse: {e}\n{out:?}"));
     let values = match evaluate(&after, &|_| None) {
         Ok(v) => v,
-        // Removing (or emptying) a key another value requires (`${K?…}`) leaves a file compose
-        // rejects: the env_file kind refuses to write it. Any other failure is the writer's.
-        Err(e)
-            if edits.remove.iter().chain(edits.set.iter().map(|(k, _)| k)).any(|k| {
-                e.message
-                    .starts_with(&format!("required variable {k} is missing a value"))
-            }) =>
-        {
-            return
+        // An edit can change how another value expands: removing (or emptying) a key it
+        // requires (`${K?…}`), or setting one that makes `${K+…}` expand text it skipped before.
+        // The env_file kind refuses to write such a file. A statement tend wrote itself is
+        // quoted literally and must always expand: a failure on a line holding only such
+        // statements is the writer's (compose reads `A=""b=""` as two statements on one line,
+        // and an error names only the line).
+        Err(e) => {
+            let mut on_line = after.statements.iter().filter(|s| s.line == e.line).peekable();
+            let wrote = on_line.peek().is_some()
+                && on_line.all(|s| edits.set.iter().any(|(k, _)| k == &s.key));
+            assert!(!wrote, "a value tend wrote does not evaluate: {e}\n{out:?}");
+            return;
         }
-        Err(e) => panic!("edited file does not evaluate: {e}\n{out:?}"),
     };
     for (k, v) in &edits.set {
         // Values set by tend are literal: quoting keeps `$` and quotes as they are.
