@@ -48,6 +48,9 @@ pub(super) struct Fetched {
 
 /// Fetch `reference` (a branch, else a tag) into the cache; the commit it points to.
 pub(super) fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, String> {
+    if let Some(path) = local_path(src.url) {
+        return fetch_local(repo, path, src.reference);
+    }
     tend_resources::git::tls::before_use(src.url);
     let url = tend_resources::git::redact_url(src.url);
     let mut remote = repo
@@ -95,16 +98,99 @@ pub(super) fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, Stri
     last
 }
 
+/// The repository path of a plain path or `file://` URL: fetched without libgit2's local
+/// transport, which reads every ref's objects (a malformed commit pushed to any other branch
+/// failed every host's fetch of this one).
+fn local_path(url: &str) -> Option<&Path> {
+    match url.strip_prefix("file://") {
+        Some(path) => Some(Path::new(path)),
+        None if url.starts_with('/') || url.starts_with('.') => Some(Path::new(url)),
+        None => None,
+    }
+}
+
+/// Copy into the cache exactly the objects `reference` reaches that the cache lacks (a pack
+/// built from a walk of that ref alone), within the fetch budget.
+fn fetch_local(repo: &Repository, path: &Path, reference: &str) -> Result<Fetched, String> {
+    let shown = path.display();
+    let cannot = |why: String| format!("cannot fetch {reference} from {shown}: {why}");
+    let src = Repository::open_ext(
+        path,
+        git2::RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&std::ffi::OsStr>(),
+    )
+    .map_err(|_| cannot("no repository at this path".into()))?;
+    let commit = [
+        format!("refs/heads/{reference}"),
+        format!("refs/tags/{reference}"),
+    ]
+    .iter()
+    .find_map(|name| src.find_reference(name).ok())
+    .ok_or_else(|| cannot("no such branch or tag".into()))?
+    .peel_to_commit()
+    .map_err(|e| cannot(e.message().to_string()))?
+    .id();
+    let mut bytes = 0;
+    if repo.find_commit(commit).is_err() {
+        let mut walk = src.revwalk().map_err(|e| cannot(e.message().into()))?;
+        walk.push(commit).map_err(|e| cannot(e.message().into()))?;
+        // What the cache already holds is not sent again (when the source still has it).
+        if let Ok(have) = repo.refname_to_id(FETCHED) {
+            if src.find_commit(have).is_ok() {
+                walk.hide(have).map_err(|e| cannot(e.message().into()))?;
+            }
+        }
+        let mut pack = src.packbuilder().map_err(|e| cannot(e.message().into()))?;
+        pack.insert_walk(&mut walk)
+            .map_err(|e| cannot(e.message().into()))?;
+        let odb = repo.odb().map_err(|e| cannot(e.message().into()))?;
+        let mut writer = odb.packwriter().map_err(|e| cannot(e.message().into()))?;
+        let mut failed = None;
+        pack.foreach(|chunk| {
+            bytes += chunk.len();
+            if bytes > MAX_FETCH {
+                failed = Some(format!(
+                    "the repository sent more than {} MiB",
+                    MAX_FETCH >> 20
+                ));
+                return false;
+            }
+            match writer.write_all(chunk) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    false
+                }
+            }
+        })
+        .map_err(|e| cannot(failed.clone().unwrap_or_else(|| e.message().into())))?;
+        if let Some(why) = failed {
+            return Err(cannot(why));
+        }
+        writer.commit().map_err(|e| cannot(e.message().into()))?;
+    }
+    repo.reference(FETCHED, commit, true, "tend pull")
+        .map_err(|e| cannot(e.message().into()))?;
+    Ok(Fetched { commit, bytes })
+}
+
 /// Whether `commit` is `ancestor` or descends from it.
 pub(super) fn descends(repo: &Repository, commit: Oid, ancestor: Oid) -> bool {
     commit == ancestor || repo.graph_descendant_of(commit, ancestor).unwrap_or(false)
 }
 
-/// The SSH signature of a commit and the bytes it signs, if it is signed.
-pub(super) fn signature(repo: &Repository, commit: Oid) -> Option<(Vec<u8>, Vec<u8>)> {
-    repo.extract_signature(&commit, None)
-        .ok()
-        .map(|(sig, data)| (sig.to_vec(), data.to_vec()))
+/// A commit object's bytes, as git hashed them (what its signature is read from).
+pub(super) fn raw_commit(repo: &Repository, commit: Oid) -> Result<Vec<u8>, String> {
+    let odb = repo
+        .odb()
+        .map_err(|e| format!("the policy cache: {}", e.message()))?;
+    let object = odb
+        .read(commit)
+        .map_err(|e| format!("commit {commit}: {}", e.message()))?;
+    if object.kind() != git2::ObjectType::Commit {
+        return Err(format!("{commit} is not a commit"));
+    }
+    Ok(object.data().to_vec())
 }
 
 /// The value of trailer `key` in the commit's message (the signed content).

@@ -12,7 +12,10 @@
 //!    decision in the report (`pull`) and the metrics (`tend_pull_*`).
 
 mod fetch;
+mod pattern;
 mod record;
+mod signed_commit;
+mod signers;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +28,7 @@ use crate::cli::{ApplyArgs, Cli, ManifestArgs, PullArgs, RunArgs};
 use crate::report::{PendingCommit, PolicyCommit, PullStatus, RefusedCommit};
 use crate::{run, state, StartError};
 use record::Record;
-use verify::AllowedSigners;
+use signers::AllowedSigners;
 
 /// `/etc/tend/pull.toml`: defaults for the flags (flags win).
 #[derive(Debug, Default, Deserialize)]
@@ -438,8 +441,6 @@ fn check_signature(
     repo: &git2::Repository,
     c: Oid,
 ) -> Result<String, String> {
-    let Some((sig, signed)) = fetch::signature(repo, c) else {
-        return Err(verify::Refusal::Unsigned.to_string());
-    };
-    verify::verify(allowed, &sig, &signed).map_err(|r| r.to_string())
+    let object = fetch::raw_commit(repo, c)?;
+    verify::verify(allowed, &signed_commit::split(&object)).map_err(|r| r.to_string())
 }

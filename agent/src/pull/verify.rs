@@ -1,123 +1,19 @@
-//! Verified policy: a commit's SSH signature (git's `gpg.format = ssh`: an `sshsig` over the
-//! commit without its `gpgsig` header, namespace `git`) checked in-process against an allowed
-//! signers file (git's `gpg.ssh.allowedSignersFile` format) — no gpg, no ssh-keygen at run time.
+//! Verified policy: a commit verifies when `git verify-commit` (with `gpg.format = ssh` and the
+//! host's allowed signers file) would say it does — decided in-process, no gpg, no ssh-keygen
+//! at run time:
+//!
+//! 1. the signature and the bytes it covers come from the raw commit object as git splits it
+//!    (`signed_commit`);
+//! 2. the signature is an armored `sshsig`, unwrapped as ssh-keygen unwraps it (any line
+//!    length, text after the footer ignored), in namespace `git`, with no trailing data;
+//! 3. the key's principals and whether one may sign for `git` at the committer's time are the
+//!    allowed signers file's answer (`signers`), then the signature must verify.
 
-use std::path::Path;
-
+use ssh_key::public::KeyData;
 use ssh_key::{PublicKey, SshSig};
 
-/// One key allowed to sign, with the principals it stands for.
-#[derive(Debug, Clone)]
-pub(super) struct Signer {
-    pub principals: String,
-    key: PublicKey,
-    /// `namespaces="…"`: the namespaces this key may sign in (all when empty).
-    namespaces: Vec<String>,
-}
-
-/// The allowed signers: `PRINCIPALS [OPTIONS] KEYTYPE BASE64 [COMMENT]` a line, `#` comments.
-#[derive(Debug, Clone, Default)]
-pub(super) struct AllowedSigners {
-    pub signers: Vec<Signer>,
-}
-
-/// The largest allowed signers file read (a fleet's is a few lines).
-const MAX_FILE: u64 = 1 << 20;
-
-impl AllowedSigners {
-    /// The file says whose commits the host runs: like `pull.toml`, it is read only when it is a
-    /// regular file tend's user owns that nobody else can write (no symlink followed).
-    pub(super) fn load(path: &Path) -> Result<AllowedSigners, String> {
-        let bytes = tend_resources::host::read_private_file(path)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{}: no such file", path.display()))?;
-        if bytes.len() as u64 > MAX_FILE {
-            return Err(format!(
-                "{}: {} bytes; an allowed signers file is at most 1 MiB",
-                path.display(),
-                bytes.len()
-            ));
-        }
-        let text =
-            String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
-        AllowedSigners::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    pub(super) fn parse(text: &str) -> Result<AllowedSigners, String> {
-        let mut signers = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let at = |msg: String| format!("line {}: {msg}", n + 1);
-            let (principals, rest) = line
-                .split_once(char::is_whitespace)
-                .ok_or_else(|| at("expected PRINCIPALS [OPTIONS] KEYTYPE KEY".into()))?;
-            let rest = rest.trim_start();
-            let mut namespaces = Vec::new();
-            // Options come before the key type, which always starts with ssh- or ecdsa-/sk-.
-            let key_text = if is_key_type(rest) {
-                rest
-            } else {
-                let (options, key) = split_options(rest).map_err(at)?;
-                for opt in options {
-                    let (name, value) = opt.split_once('=').unwrap_or((opt.as_str(), ""));
-                    match name.to_ascii_lowercase().as_str() {
-                        "namespaces" => {
-                            namespaces = value
-                                .trim_matches('"')
-                                .split(',')
-                                .map(|s| s.trim().to_string())
-                                .collect();
-                        }
-                        other => {
-                            return Err(at(format!(
-                                "option `{other}` is not supported by tend (namespaces= is)"
-                            )))
-                        }
-                    }
-                }
-                key
-            };
-            let key = PublicKey::from_openssh(key_text.trim())
-                .map_err(|e| at(format!("not a public key ({e})")))?;
-            signers.push(Signer {
-                principals: principals.to_string(),
-                key,
-                namespaces,
-            });
-        }
-        Ok(AllowedSigners { signers })
-    }
-}
-
-fn is_key_type(s: &str) -> bool {
-    ["ssh-", "ecdsa-", "sk-"].iter().any(|p| s.starts_with(p))
-}
-
-/// `opt1,opt2="a,b" KEY…` → the options and what follows them (quotes may hold commas and
-/// spaces).
-fn split_options(s: &str) -> Result<(Vec<String>, &str), String> {
-    let mut options = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for (i, c) in s.char_indices() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                current.push(c);
-            }
-            ',' if !quoted => options.push(std::mem::take(&mut current)),
-            c if c.is_whitespace() && !quoted => {
-                options.push(std::mem::take(&mut current));
-                return Ok((options, &s[i..]));
-            }
-            c => current.push(c),
-        }
-    }
-    Err("expected a key after the options".into())
-}
+use super::signed_commit::SignedCommit;
+use super::signers::AllowedSigners;
 
 /// Why a commit is not verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +21,13 @@ pub(super) enum Refusal {
     Unsigned,
     NotSsh,
     BadSignature(String),
-    UnknownKey(String),
+    /// The signing key's fingerprint, and why no principal stands for it.
+    NotAllowed {
+        key: String,
+        why: String,
+    },
+    /// A signature tend deliberately does not verify (see docs/fleet.md).
+    Unsupported(String),
 }
 
 impl std::fmt::Display for Refusal {
@@ -136,93 +38,162 @@ impl std::fmt::Display for Refusal {
                 f.write_str("its signature is not an SSH signature (gpg.format = ssh)")
             }
             Refusal::BadSignature(why) => write!(f, "its signature does not verify: {why}"),
-            Refusal::UnknownKey(fp) => {
-                write!(
-                    f,
-                    "it is signed by {fp}, a key the allowed signers file does not list"
-                )
+            Refusal::NotAllowed { key, why } => write!(f, "it is signed by {key}, but {why}"),
+            Refusal::Unsupported(why) => {
+                write!(f, "its signature is {why}, which tend does not verify")
             }
         }
     }
 }
 
-/// Verify `signature` (an armored sshsig) over `signed` against `allowed`: the principals of the
-/// key that signed.
-pub(super) fn verify(
-    allowed: &AllowedSigners,
-    signature: &[u8],
-    signed: &[u8],
-) -> Result<String, Refusal> {
-    let text = std::str::from_utf8(signature).map_err(|_| Refusal::NotSsh)?;
-    if !text
-        .trim_start()
-        .starts_with("-----BEGIN SSH SIGNATURE-----")
-    {
+const BEGIN: &[u8] = b"-----BEGIN SSH SIGNATURE-----";
+const END: &[u8] = b"\n-----END SSH SIGNATURE-----";
+
+/// The principal the commit is verified for, or why it is not.
+pub(super) fn verify(allowed: &AllowedSigners, commit: &SignedCommit) -> Result<String, Refusal> {
+    if commit.signature.is_empty() {
+        return Err(Refusal::Unsigned);
+    }
+    if !commit.signature.starts_with(BEGIN) {
         return Err(Refusal::NotSsh);
     }
-    let sig = SshSig::from_pem(text.trim()).map_err(|e| Refusal::BadSignature(e.to_string()))?;
+    let sig = decode(&commit.signature)?;
+    let key = sig.public_key().clone();
+    if matches!(key, KeyData::SkEd25519(_) | KeyData::SkEcdsaSha2NistP256(_)) {
+        return Err(Refusal::Unsupported(
+            "made with a security key (sk-)".into(),
+        ));
+    }
+    let principal = allowed
+        .principal_for(&key, commit.committer_time)
+        .map_err(|why| Refusal::NotAllowed {
+            key: PublicKey::from(key.clone())
+                .fingerprint(Default::default())
+                .to_string(),
+            why,
+        })?;
     if sig.namespace() != "git" {
         return Err(Refusal::BadSignature(format!(
             "namespace {:?}, not \"git\"",
             sig.namespace()
         )));
     }
-    let signer = allowed
-        .signers
-        .iter()
-        .find(|s| s.key.key_data() == sig.public_key())
-        .ok_or_else(|| {
-            Refusal::UnknownKey(
-                PublicKey::from(sig.public_key().clone())
-                    .fingerprint(Default::default())
-                    .to_string(),
-            )
-        })?;
-    if !signer.namespaces.is_empty() && !signer.namespaces.iter().any(|n| n == "git") {
-        return Err(Refusal::UnknownKey(format!(
-            "{} (allowed only for namespaces {})",
-            signer.principals,
-            signer.namespaces.join(",")
-        )));
-    }
-    signer
-        .key
-        .verify("git", signed, &sig)
+    // ssh-keygen verifies over an empty reserved field, whatever the signature carries.
+    let canonical = SshSig::new(key.clone(), "git", sig.hash_alg(), sig.signature().clone())
         .map_err(|e| Refusal::BadSignature(e.to_string()))?;
-    Ok(signer.principals.clone())
+    PublicKey::from(key)
+        .verify("git", &commit.payload, &canonical)
+        .map_err(|e| Refusal::BadSignature(e.to_string()))?;
+    Ok(principal)
+}
+
+/// `sshsig_dearmor`, then the `sshsig` blob with nothing after it.
+fn decode(armored: &[u8]) -> Result<SshSig, Refusal> {
+    let bad = |why: &str| Refusal::BadSignature(why.to_string());
+    let body = &armored[BEGIN.len()..];
+    let body = body
+        .strip_prefix(b"\r\n")
+        .or_else(|| body.strip_prefix(b"\n"))
+        .ok_or_else(|| bad("no line break after the header"))?;
+    let end = body
+        .windows(END.len())
+        .position(|w| w == END)
+        .ok_or_else(|| bad("no -----END SSH SIGNATURE----- line"))?;
+    let blob = base64(&body[..end]).ok_or_else(|| bad("not base64"))?;
+    let mut reader = &blob[..];
+    let sig = <SshSig as ssh_encoding::Decode>::decode(&mut reader)
+        .map_err(|e| Refusal::BadSignature(format!("not an SSH signature ({e})")))?;
+    if !reader.is_empty() {
+        return Err(bad("trailing data after the signature"));
+    }
+    Ok(sig)
+}
+
+/// OpenSSH's `b64_pton`: whitespace anywhere is skipped; padding as RFC 4648 with zero trailing
+/// bits; anything else is refused.
+fn base64(text: &[u8]) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    }
+    let space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut n) = (0u32, 0u32);
+    let mut i = 0;
+    while i < text.len() {
+        let c = text[i];
+        i += 1;
+        if space(&c) {
+            continue;
+        }
+        if c == b'=' {
+            // state 2 needs a second `=`; state 3 ends here; 0 and 1 cannot be padded.
+            let mut rest = text[i..].iter().filter(|c| !space(c));
+            match n {
+                2 => {
+                    if rest.next() != Some(&b'=') {
+                        return None;
+                    }
+                    if rest.next().is_some() || acc & 0xf != 0 {
+                        return None;
+                    }
+                    out.push((acc >> 4) as u8);
+                }
+                3 => {
+                    if rest.next().is_some() || acc & 0x3 != 0 {
+                        return None;
+                    }
+                    out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]);
+                }
+                _ => return None,
+            }
+            return Some(out);
+        }
+        acc = (acc << 6) | value(c)?;
+        n += 1;
+        if n == 4 {
+            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            acc = 0;
+            n = 0;
+        }
+    }
+    (n == 0).then_some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const KEY: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILXPkJPI4TMFWZP4xRBQjNeizUG99KuZCt9G23rX48kz";
-
     #[test]
-    fn allowed_signers_lines_parse_with_and_without_options() {
-        let a = AllowedSigners::parse(&format!(
-            "# ops\nops@example.com {KEY} laptop\n\nci@example.com,bot namespaces=\"git,file\" {KEY}\n"
-        ))
-        .expect("parse");
-        assert_eq!(a.signers.len(), 2);
-        assert_eq!(a.signers[1].principals, "ci@example.com,bot");
-        assert_eq!(a.signers[1].namespaces, ["git", "file"]);
-        let e = AllowedSigners::parse(&format!("x cert-authority {KEY}\n")).expect_err("refused");
-        assert!(
-            e.contains("line 1: option `cert-authority` is not supported"),
-            "{e}"
+    fn a_gpg_signature_or_none_is_refused_by_name() {
+        let a = AllowedSigners::default();
+        let commit = |sig: &[u8]| SignedCommit {
+            signature: sig.to_vec(),
+            payload: b"x".to_vec(),
+            committer_time: 0,
+        };
+        assert_eq!(
+            verify(&a, &commit(b"-----BEGIN PGP SIGNATURE-----\n")),
+            Err(Refusal::NotSsh)
         );
-        let e = AllowedSigners::parse("x ssh-ed25519 AAAA\n").expect_err("refused");
-        assert!(e.contains("line 1: not a public key"), "{e}");
+        assert_eq!(verify(&a, &commit(b"")), Err(Refusal::Unsigned));
     }
 
     #[test]
-    fn a_gpg_signature_or_none_is_refused_by_name() {
-        let a = AllowedSigners::parse(&format!("x {KEY}\n")).expect("parse");
-        assert_eq!(
-            verify(&a, b"-----BEGIN PGP SIGNATURE-----\n", b"x"),
-            Err(Refusal::NotSsh)
-        );
+    fn base64_reads_as_openssh_does() {
+        assert_eq!(base64(b"aGk=").as_deref(), Some(&b"hi"[..]));
+        assert_eq!(base64(b"aG\n k=\n").as_deref(), Some(&b"hi"[..]));
+        assert_eq!(base64(b"aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(base64(b"aA==").as_deref(), Some(&b"h"[..]));
+        assert_eq!(base64(b"aGk").as_deref(), None);
+        assert_eq!(base64(b"aGl=").as_deref(), None);
+        assert_eq!(base64(b"aGk=x").as_deref(), None);
+        assert_eq!(base64(b"a*k=").as_deref(), None);
     }
 }

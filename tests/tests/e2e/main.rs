@@ -17,6 +17,7 @@ mod hardening;
 mod nginx;
 mod output;
 mod pull;
+mod pull_signatures;
 mod secrets;
 mod security;
 mod systemd;

@@ -170,7 +170,7 @@ fn signed_commits_apply_and_unsigned_foreign_or_replayed_ones_are_refused() {
         .unwrap_or("")
         .to_string();
     assert!(
-        reason.contains("a key the allowed signers file does not list"),
+        reason.contains("the allowed signers file does not list its key"),
         "{reason}"
     );
     assert_eq!(pulled(&stranger)["refused"]["commit"], v3.as_str());
