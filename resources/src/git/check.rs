@@ -21,6 +21,9 @@ impl Spec {
     }
 
     pub(super) fn check_inner(&self, host: &Probe, plan: bool) -> Result<Drift, ResourceError> {
+        let ids = self.owner_ids(host)?;
+        self.refuse_shared_parents(host, ids)?;
+        self.load_key()?;
         // Every component vetted (no symlink another user planted) before libgit2 gets a path.
         let real = host
             .resolved(&self.path)?
@@ -65,6 +68,8 @@ impl Spec {
             return Ok(drift);
         }
         trust_checkouts();
+        // The checkout is read as its owner: a link in it leads nowhere they could not read.
+        let _owner = AsOwner::enter(ids)?;
         let repo = Repository::open(&real).map_err(|_| {
             failed(format!(
                 "{} exists and is not a git repository; nothing was touched",

@@ -24,12 +24,8 @@ impl Spec {
         Ok(())
     }
 
-    /// Keep local changes to tracked files as a patch in the state directory.
-    pub(super) fn save_patch(
-        &self,
-        host: &Mutate,
-        repo: &Repository,
-    ) -> Result<PathBuf, ResourceError> {
+    /// Local changes to tracked files, as a patch (read as the checkout's owner).
+    pub(super) fn local_patch(repo: &Repository) -> Result<Vec<u8>, ResourceError> {
         let head = repo
             .head()
             .and_then(|h| h.peel_to_tree())
@@ -46,6 +42,12 @@ impl Spec {
             true
         })
         .map_err(|e| failed(e.message()))?;
+        Ok(patch)
+    }
+
+    /// Keep a patch of local changes in the state directory (written as root: the state
+    /// directory is tend's).
+    pub(super) fn save_patch(&self, host: &Mutate, patch: &[u8]) -> Result<PathBuf, ResourceError> {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -60,29 +62,42 @@ impl Spec {
             .join("git-patches")
             .join(format!("{}-{stamp}.patch", name.trim_matches('_')));
         // 0700 and no symlink followed, like every directory of the state directory.
-        crate::host::write_state_file(&dest, &patch)?;
+        crate::host::write_state_file(&dest, patch)?;
         Ok(dest)
     }
 
     pub(super) fn apply(&self, host: &Mutate) -> Result<Applied, ResourceError> {
         let mut applied = Applied::default();
+        let ids = self.owner_ids(host)?;
+        self.refuse_shared_parents(host, ids)?;
+        self.load_key()?;
+        trust_checkouts();
         let fresh = host
             .read_dir(&self.path)?
             .is_none_or(|names| names.is_empty());
         if fresh {
-            // Parents 0755 and the checkout directory itself, through no untrusted symlink.
-            host.create_dir(&self.path, crate::host::Attrs::default())?;
+            // Parents 0755 and the checkout directory itself, through no untrusted symlink;
+            // the owner's from the start, so that what is written in it is written as them.
+            host.create_dir(
+                &self.path,
+                crate::host::Attrs {
+                    uid: ids.map(|(u, _)| u),
+                    gid: ids.map(|(_, g)| g),
+                    mode: None,
+                },
+            )?;
         }
         let real = host
             .resolved(&self.path)?
             .unwrap_or_else(|| host.real(&self.path));
+        // Everything libgit2 reads or writes in the checkout: as its owner.
+        let owner = AsOwner::enter(ids)?;
         let repo = if fresh {
             let repo = Repository::init(&real).map_err(|e| failed(e.message()))?;
             repo.remote(&self.remote, &self.url)
                 .map_err(|e| failed(e.message()))?;
             repo
         } else {
-            trust_checkouts();
             Repository::open(&real).map_err(|_| {
                 failed(format!(
                     "{} exists and is not a git repository; nothing was touched",
@@ -103,12 +118,33 @@ impl Spec {
                         )))
                     }
                     OnLocalChanges::Discard => {
-                        let patch = self.save_patch(host, &repo)?;
+                        let patch_bytes = Self::local_patch(&repo)?;
+                        drop(owner);
+                        let patch = self.save_patch(host, &patch_bytes)?;
                         applied.notes.push(format!("local changes to {} saved in {}", modified.join(", "), patch.display()));
                         applied.backups.push(patch);
+                        return self.finish(host, &repo, &target, notes, ids, applied);
                     }
                 }
             }
+        }
+        drop(owner);
+        self.finish(host, &repo, &target, notes, ids, applied)
+    }
+
+    /// The checkout brought to `target` (as its owner), then its ownership set (as root, by
+    /// fds).
+    fn finish(
+        &self,
+        host: &Mutate,
+        repo: &Repository,
+        target: &Target,
+        notes: Vec<Change>,
+        ids: Option<(u32, u32)>,
+        mut applied: Applied,
+    ) -> Result<Applied, ResourceError> {
+        {
+            let _owner = AsOwner::enter(ids)?;
             let url_ok = repo
                 .find_remote(&self.remote)
                 .ok()
@@ -124,42 +160,26 @@ impl Spec {
                         .map_err(|e| failed(e.message()))?;
                 }
             }
+            if self.depth.is_some() && self.local_transport() {
+                applied.notes.push(format!(
+                    "{} is a local repository, which cannot be fetched shallow: fetched in full",
+                    self.url
+                ));
+            }
+            let moved_tag = !notes.is_empty();
+            if repo.find_commit(target.commit).is_err()
+                || moved_tag
+                || target.kind == RefKind::Branch
+            {
+                self.fetch(repo, target)?;
+            }
+            self.checkout(repo, target)?;
         }
-        if self.depth.is_some() && self.local_transport() {
-            applied.notes.push(format!(
-                "{} is a local repository, which cannot be fetched shallow: fetched in full",
-                self.url
-            ));
-        }
-        let moved_tag = !notes.is_empty();
-        if repo.find_commit(target.commit).is_err() || moved_tag || target.kind == RefKind::Branch {
-            self.fetch(&repo, &target)?;
-        }
-        self.checkout(&repo, &target)?;
         if self.owner.is_some() || self.group.is_some() {
             let uid = self.owner.as_deref().map(|o| host.uid(o)).transpose()?;
             let gid = self.group.as_deref().map(|g| host.gid(g)).transpose()?;
-            chown_tree(&real, uid, gid)?;
+            host.chown_tree(&self.path, uid, gid)?;
         }
         Ok(applied)
     }
-}
-
-// A checkout tend just cloned or fetched, walked without following symlinks (lchown); libgit2 owns the tree's layout. Not fd-based yet: see docs/security.md.
-#[allow(clippy::disallowed_methods)]
-fn chown_tree(dir: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<(), ResourceError> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        std::os::unix::fs::lchown(&d, uid, gid)
-            .map_err(|e| crate::HostError::new("change the owner of", d.clone(), e))?;
-        if d.is_dir() && !d.is_symlink() {
-            for e in std::fs::read_dir(&d)
-                .map_err(|e| crate::HostError::new("list", d.clone(), e))?
-                .flatten()
-            {
-                stack.push(e.path());
-            }
-        }
-    }
-    Ok(())
 }

@@ -11,12 +11,15 @@
 //! credentials out of messages), [`status`] (what the checkout holds), [`check`], [`checkout`]
 //! (apply).
 
+mod as_owner;
 mod check;
 mod checkout;
 mod status;
 pub mod tls;
 mod transport;
+mod trust;
 
+use as_owner::AsOwner;
 pub use transport::{credential_callbacks, redact_url};
 use transport::{scrub_credentials, scrub_error};
 
@@ -59,6 +62,8 @@ struct Spec {
     owner: Option<String>,
     group: Option<String>,
     ssh_key: Option<PathBuf>,
+    /// The key's text, read by root when the checkout is worked on as its owner.
+    key_text: std::sync::OnceLock<String>,
     token_env: Option<String>,
 }
 
@@ -123,6 +128,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
             owner,
             group,
             ssh_key,
+            key_text: std::sync::OnceLock::new(),
             token_env,
         }),
     }))
@@ -171,22 +177,37 @@ fn remote_error(url: &str, e: &git2::Error) -> ResourceError {
     failed(format!("{UNREACHABLE} {url}: {msg}"))
 }
 
-/// Let libgit2 open checkouts that belong to another user. Since CVE-2022-24765 it refuses a
-/// repository not owned by the current user (git's `safe.directory`), and `owner = "app"` makes
-/// exactly that: root (tend) opening a checkout chowned to a service user. The check guards
-/// against a repository planted in a parent directory being discovered and its config running
-/// programs; tend opens only the exact declared path (never discovery), and libgit2 runs no
-/// hooks, fsmonitor or filter programs, so disabling it costs nothing here. One process-wide
-/// switch, set before the first open.
+/// libgit2's process-wide settings for checkouts, set once before the first repository is
+/// opened or made, as libgit2's documentation requires:
+///
+/// - Open checkouts that belong to another user. Since CVE-2022-24765 libgit2 refuses a
+///   repository not owned by the current user (git's `safe.directory`), and `owner = "app"`
+///   makes exactly that. The check guards against a repository planted in a parent directory
+///   being discovered and its config running programs; tend opens only the exact declared path
+///   (never discovery), and libgit2 runs no hooks, fsmonitor or filter programs.
+/// - Read no global, XDG or system git configuration: a checkout is what its manifest says, not
+///   what root's `~/.gitconfig` adds (an `insteadOf`, a template directory); and a checkout
+///   worked on as its owner could not read root's home anyway.
 fn trust_checkouts() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: a global libgit2 option; set once, guarded by `Once`, before this process
-        // opens any repository through this path, as libgit2's documentation requires.
+        // SAFETY: global libgit2 options; set once, guarded by `Once`, before this process
+        // opens or creates any checkout, as libgit2's documentation requires.
         #[allow(unsafe_code)]
-        let result = unsafe { git2::opts::set_verify_owner_validation(false) };
+        let result = unsafe {
+            git2::opts::set_verify_owner_validation(false).and_then(|()| {
+                [
+                    git2::ConfigLevel::System,
+                    git2::ConfigLevel::XDG,
+                    git2::ConfigLevel::Global,
+                    git2::ConfigLevel::ProgramData,
+                ]
+                .into_iter()
+                .try_for_each(|level| git2::opts::set_search_path(level, ""))
+            })
+        };
         if let Err(e) = result {
-            tracing::warn!("cannot relax libgit2's owner check: {e}");
+            tracing::warn!("cannot set libgit2's checkout options: {e}");
         }
     });
 }

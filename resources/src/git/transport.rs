@@ -10,6 +10,16 @@ pub fn credential_callbacks<'a>(
     ssh_key: Option<&'a Path>,
     token_env: Option<&'a str>,
 ) -> RemoteCallbacks<'a> {
+    key_callbacks(ssh_key, None, token_env)
+}
+
+/// The same, with the private key's text already read (by root, for a checkout worked on as
+/// its owner, who may not read the key file).
+fn key_callbacks<'a>(
+    ssh_key: Option<&'a Path>,
+    key_text: Option<&'a str>,
+    token_env: Option<&'a str>,
+) -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
     let mut tries = 0;
     cb.credentials(move |_url, user, allowed| {
@@ -20,6 +30,9 @@ pub fn credential_callbacks<'a>(
             ));
         }
         if allowed.contains(git2::CredentialType::SSH_KEY) {
+            if let Some(text) = key_text {
+                return Cred::ssh_key_from_memory(user.unwrap_or("git"), None, text, None);
+            }
             if let Some(key) = ssh_key {
                 return Cred::ssh_key(user.unwrap_or("git"), None, key, None);
             }
@@ -42,8 +55,22 @@ pub fn credential_callbacks<'a>(
 }
 
 impl Spec {
+    /// Read the SSH key as root, before acting as the checkout's owner.
+    pub(super) fn load_key(&self) -> Result<(), ResourceError> {
+        if let (Some(path), None, Some(_)) = (&self.ssh_key, self.key_text.get(), &self.owner) {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| failed(format!("cannot read the SSH key {}: {e}", path.display())))?;
+            let _ = self.key_text.set(text);
+        }
+        Ok(())
+    }
+
     pub(super) fn callbacks(&self) -> RemoteCallbacks<'_> {
-        let mut cb = credential_callbacks(self.ssh_key.as_deref(), self.token_env.as_deref());
+        let mut cb = key_callbacks(
+            self.ssh_key.as_deref(),
+            self.key_text.get().map(String::as_str),
+            self.token_env.as_deref(),
+        );
         let mut last = Instant::now();
         let label = self.path.display().to_string();
         // Progress as log lines (the agent's -v shows them, -q hides them); a library draws no

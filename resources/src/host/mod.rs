@@ -11,6 +11,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod backup;
+mod tree;
 mod walk;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 pub use backup::{BackupEntry, BackupStore};
+pub use tree::OtherWriter;
 use walk::{components, kind_word, Dir, Walker};
 
 /// An I/O failure on the host, naming what was attempted and on which path.
@@ -553,6 +555,20 @@ impl Probe {
                 io::Error::new(io::ErrorKind::NotFound, format!("no user named {name:?}")),
             )
         })
+    }
+
+    /// The primary group of user `name` (the fourth field of its line in the root's
+    /// `/etc/passwd`); `None` for a number or a user with no line.
+    pub fn primary_gid(&self, name: &str) -> HostResult<Option<u32>> {
+        let text = self
+            .read_limited(Path::new("/etc/passwd"), 64 << 20)?
+            .unwrap_or_default();
+        Ok(String::from_utf8_lossy(&text).lines().find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(name))
+                .then(|| fields.nth(2).and_then(|g| g.parse().ok()))
+                .flatten()
+        }))
     }
 
     /// The group id of `name` (a name from the root's `/etc/group`, or a number).

@@ -22,6 +22,12 @@ impl Upstream {
             .prefix("tend-upstream-")
             .tempdir()
             .expect("tempdir");
+        // Readable by a checkout's owner, who fetches from it.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
         let path = dir.path().join("dify.git");
         std::fs::create_dir_all(path.join("docker")).expect("mkdir");
         git(&path, &["init", "--quiet", "--initial-branch=main"]);
@@ -767,6 +773,11 @@ fn owner_and_group_apply_to_the_whole_checkout() {
     use std::os::unix::fs::MetadataExt;
     let up = Upstream::new();
     let sb = Sandbox::new();
+    // The checkout is written as app: app must be able to reach it.
+    for d in [sb.dir.path().to_path_buf(), sb.root()] {
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+    }
     sb.write(
         "/etc/passwd",
         "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234::/srv/app:/bin/sh\n",

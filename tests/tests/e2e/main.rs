@@ -3,6 +3,7 @@
 
 mod apt;
 mod cert;
+mod checkout_attacks;
 mod cli;
 mod dify;
 mod directory;

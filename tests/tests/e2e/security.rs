@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use tend_tests::{resource, Reaped, Sandbox};
 
-const NOBODY: u32 = 65534;
+pub(crate) const NOBODY: u32 = 65534;
 
 /// A sandbox `nobody` can walk into, with a user directory `/u` it owns and a protected
 /// directory `/protected` (root, 0700) holding `config` (root, 0600, "root's secret").
-fn hostile_sandbox() -> Sandbox {
+pub(crate) fn hostile_sandbox() -> Sandbox {
     let sb = Sandbox::new();
     for d in [sb.dir.path().to_path_buf(), sb.root()] {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -30,7 +30,7 @@ fn hostile_sandbox() -> Sandbox {
     sb
 }
 
-fn assert_protected_untouched(sb: &Sandbox) {
+pub(crate) fn assert_protected_untouched(sb: &Sandbox) {
     let meta = std::fs::metadata(sb.path("/protected/config")).expect("protected config");
     assert_eq!(meta.uid(), 0, "root's file changed owner");
     assert_eq!(meta.mode() & 0o7777, 0o600, "root's file changed mode");
