@@ -162,8 +162,20 @@ impl Exec {
         c.args(&cmd.argv[1..])
             .envs(&self.env)
             .env("TEND_ROOT", host.root());
-        if let Some(cwd) = &self.cwd {
-            c.current_dir(host.resolved(cwd)?.unwrap_or_else(|| host.real(cwd)));
+        // The child enters the directory tend opened and checked, through its fd: a directory
+        // swapped for a link after the check is not followed by name.
+        let cwd_fd = match &self.cwd {
+            Some(cwd) => Some(host.open_dir(cwd)?.ok_or_else(|| {
+                ResourceError::Failed(format!(
+                    "cwd {} does not exist or is not a directory",
+                    host.real(cwd).display()
+                ))
+            })?),
+            None => None,
+        };
+        if let Some(fd) = &cwd_fd {
+            use std::os::fd::AsRawFd;
+            c.current_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()));
         }
         if let Some(user) = &self.user {
             let uid = host.uid(user)?;

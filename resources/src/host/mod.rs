@@ -294,6 +294,21 @@ impl Probe {
         }
     }
 
+    /// The directory at `path`, resolved as every path is (no symlink another user planted), as
+    /// an `O_PATH` fd: for a child process to enter through `/proc/self/fd/N` — the directory
+    /// that was checked, never a path resolved again. `None` when it does not exist.
+    pub fn open_dir(&self, path: &Path) -> HostResult<Option<OwnedFd>> {
+        let walker = Walker {
+            root_fd: self.root_fd()?.as_fd(),
+            root: self.root(),
+            create: None,
+        };
+        match walker.dir(&components(path)) {
+            Ok(dir) => Ok(dir.map(|d| d.fd)),
+            Err(e) => Err(HostError::new("open", self.real(path), e)),
+        }
+    }
+
     /// `lstat`: `None` when nothing is there.
     pub fn metadata(&self, path: &Path) -> HostResult<Option<Metadata>> {
         if components(path).is_empty() {

@@ -44,7 +44,7 @@ pub(crate) fn assert_protected_untouched(sb: &Sandbox) {
 
 /// As `nobody`: plant `/u/link -> /protected` (absolute real path) and swap it with `/u/app`
 /// in a loop (RENAME_EXCHANGE), for at most `secs` seconds.
-fn swapper(sb: &Sandbox, secs: u64) -> Reaped {
+pub(crate) fn swapper(sb: &Sandbox, secs: u64) -> Reaped {
     let script = format!(
         r#"
 import ctypes, os, time
@@ -491,4 +491,22 @@ fn restore_puts_back_the_recorded_mode_and_owner_not_the_current_ones() {
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.stderr.contains("is not a regular file"), "{}", r.stderr);
     assert!(!sb.path("/etc/passwd-like").exists());
+}
+
+#[test]
+fn swapping_an_exec_cwd_for_a_link_during_200_runs_never_reaches_roots_directory() {
+    let sb = hostile_sandbox();
+    let _attacker = swapper(&sb, 120);
+    sb.write_manifest(
+        "[exec.clean]\ncommand = [\"/bin/rm\", \"-f\", \"config\"]\ncwd = \"/u/app\"\n",
+    );
+    let mut refused = 0;
+    for _ in 0..200 {
+        let run = sb.apply();
+        assert!(matches!(run.code, 2 | 4), "{run:?}");
+        refused += usize::from(run.code == 4);
+        assert_protected_untouched(&sb);
+    }
+    // The race was really run: some runs met the link and refused to enter it.
+    assert!(refused > 0, "the swapper never got in the way");
 }
