@@ -139,6 +139,14 @@ pub struct PullArgs {
     /// Accept a commit that does not descend from the last applied one (a revert by force-push).
     #[arg(long)]
     pub allow_rollback: bool,
+    /// Run the policy the server sends without verifying any signature (no allowed signers):
+    /// as root, whatever anyone who can push or sit on the network path sends. Said loudly in
+    /// every run's output, report and metrics.
+    #[arg(long, conflicts_with = "allowed_signers")]
+    pub insecure_unsigned: bool,
+    /// Give up on a policy server that does not answer for this long (connect or read).
+    #[arg(long, value_name = "DURATION")]
+    pub fetch_timeout: Option<humantime::Duration>,
     /// Staged rollout: a new commit becomes eligible on this host only after it has known it
     /// for its offset in [0, WINDOW) (from its machine id). `Tend-Rollout: immediate` in a
     /// commit's message skips the wait.
@@ -158,7 +166,8 @@ pub struct PullArgs {
     #[arg(long)]
     pub plan: bool,
     /// Read defaults for these flags from FILE (TOML: url, ref, manifest, allowed_signers,
-    /// rollout_window, rollout_offset, ssh_key, token_env, metrics, report).
+    /// allow_unsigned, rollout_window, rollout_offset, fetch_timeout, ssh_key, token_env,
+    /// metrics, report).
     #[arg(long, value_name = "FILE", default_value = "/etc/tend/pull.toml")]
     pub config: PathBuf,
     /// Override a variable of [vars] (repeatable).
@@ -251,6 +260,13 @@ pub struct TimerInstallArgs {
     /// With --pull: require commits signed by a key of FILE.
     #[arg(long, value_name = "FILE", requires = "pull")]
     pub allowed_signers: Option<PathBuf>,
+    /// With --pull: run unverified policy (see `tend pull --insecure-unsigned`).
+    #[arg(long, requires = "pull", conflicts_with = "allowed_signers")]
+    pub insecure_unsigned: bool,
+    /// How long one run may take before systemd stops it (TimeoutStartSec): a hung run must
+    /// not hold back every later one.
+    #[arg(long, value_name = "DURATION", default_value = "2h")]
+    pub run_timeout: humantime::Duration,
     /// With --pull: the staged rollout window.
     #[arg(long, value_name = "DURATION", requires = "pull")]
     pub rollout_window: Option<humantime::Duration>,

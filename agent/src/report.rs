@@ -273,6 +273,8 @@ pub struct PullStatus {
     pub last_fetch_unix: u64,
     /// Bytes the fetch received (0: nothing had changed).
     pub fetched_bytes: usize,
+    /// No signature was verified (`--insecure-unsigned` / `allow_unsigned`).
+    pub unverified: bool,
 }
 
 impl PullStatus {
@@ -394,6 +396,11 @@ impl Report {
                 "pull_verification_failed",
                 "1 when the fetched commit was refused (unsigned, wrongly signed, or a rollback).",
                 one(u8::from(p.refused.is_some()).to_string()),
+            );
+            family(
+                "pull_unverified",
+                "1 when the host runs policy without verifying signatures (--insecure-unsigned).",
+                one(u8::from(p.unverified).to_string()),
             );
             family(
                 "pull_fetch_bytes",

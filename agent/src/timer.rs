@@ -88,6 +88,9 @@ pub(crate) fn render_units(
                 absolute(f).display().to_string(),
             ]);
         }
+        if args.insecure_unsigned {
+            argv.push("--insecure-unsigned".into());
+        }
         if let Some(w) = args.rollout_window {
             argv.extend(["--rollout-window".into(), secs(*w)]);
         }
@@ -130,6 +133,9 @@ SuccessExitStatus=2
 # A stop is SIGTERM to tend alone: it ends the commands it started and waits for dpkg.
 KillMode=mixed
 TimeoutStopSec={STOP_TIMEOUT}
+# A run that hangs is stopped: a oneshot has no start timeout otherwise, and one hung run would
+# hold back every later one.
+TimeoutStartSec={run_timeout}
 Nice=10
 IOSchedulingClass=best-effort
 IOSchedulingPriority=7
@@ -138,7 +144,8 @@ IOSchedulingPriority=7
             "policy"
         } else {
             "manifest"
-        }
+        },
+        run_timeout = secs(*args.run_timeout),
     );
     let schedule = match args.every {
         Some(every) => format!("OnUnitActiveSec={}\n", secs(*every)),
@@ -204,6 +211,17 @@ async fn check_calendar(spec: &str) -> Result<(), StartError> {
 
 pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, StartError> {
     let root = root_of(&args.target);
+    if args.pull.is_some() && args.allowed_signers.is_none() && !args.insecure_unsigned {
+        let config = root.join("etc/tend/pull.toml");
+        if !crate::pull::config_verifies(&config) {
+            return Err(StartError::Other(format!(
+                "no allowed signers: every run would refuse to start. Give --allowed-signers FILE \
+                 (or allowed_signers in {}); --insecure-unsigned installs a timer that runs \
+                 unverified policy as root",
+                config.display()
+            )));
+        }
+    }
     let exec = match &args.exec {
         Some(p) => absolute(p),
         None if args.target.root.is_some() => PathBuf::from("/usr/bin/tend"),

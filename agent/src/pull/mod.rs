@@ -39,7 +39,9 @@ struct Config {
     reference: Option<String>,
     manifest: Option<String>,
     allowed_signers: Option<PathBuf>,
+    allow_unsigned: Option<bool>,
     allow_rollback: Option<bool>,
+    fetch_timeout: Option<String>,
     rollout_window: Option<String>,
     rollout_offset: Option<String>,
     ssh_key: Option<PathBuf>,
@@ -48,10 +50,45 @@ struct Config {
     report: Option<PathBuf>,
 }
 
+/// A file that says where policy comes from or whom to trust must lie where only tend's user
+/// can change any directory on the way to it: a user who can rename an entry of a parent (or
+/// hard-link a root file there) could swap in their own. A sticky directory (`/tmp`) protects
+/// what root owns in it. Symlinks on the way are resolved and the real directories checked.
+pub(crate) fn check_trusted_path(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return Ok(());
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for dir in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mode = meta.mode();
+        let who = if meta.uid() != 0 && meta.uid() != me {
+            Some(format!("owned by uid {}", meta.uid()))
+        } else if mode & 0o1000 == 0 && mode & 0o002 != 0 {
+            Some(format!("writable by everyone (mode {:04o})", mode & 0o7777))
+        } else if mode & 0o1000 == 0 && mode & 0o020 != 0 && meta.gid() != 0 {
+            Some(format!("writable by group {}", meta.gid()))
+        } else {
+            None
+        };
+        if let Some(who) = who {
+            return Err(format!(
+                "{}: its directory {} is {who}: a file that says whom tend trusts must lie where only root can change it",
+                path.display(),
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// The file when it exists. It says where policy comes from and whom to trust: only a
-    /// regular file owned by tend's user that nobody else can write is read.
+    /// regular file owned by tend's user that nobody else can write, in directories nobody
+    /// else can change, is read.
     fn load(path: &Path) -> Result<Config, StartError> {
+        check_trusted_path(path).map_err(StartError::Other)?;
         let bytes = tend_resources::host::read_private_file(path)
             .map_err(|e| StartError::Other(e.to_string()))?;
         let Some(bytes) = bytes else {
@@ -61,6 +98,16 @@ impl Config {
             .map_err(|_| StartError::Other(format!("{}: not UTF-8", path.display())))?;
         toml::from_str(&text).map_err(|e| StartError::Other(format!("{}: {e}", path.display())))
     }
+}
+
+/// Seconds a policy server may take to accept or to answer before the fetch gives up.
+const DEFAULT_FETCH_TIMEOUT: u64 = 60;
+
+/// Whether the config file at `path` says how (or that it need not) verify: `allowed_signers`
+/// or `allow_unsigned = true`.
+pub(crate) fn config_verifies(path: &Path) -> bool {
+    Config::load(path)
+        .is_ok_and(|c| c.allowed_signers.is_some() || c.allow_unsigned.unwrap_or(false))
 }
 
 fn duration(flag: &str, text: &str) -> Result<u64, StartError> {
@@ -76,6 +123,7 @@ struct Settings {
     manifest: String,
     allowed: Option<AllowedSigners>,
     allow_rollback: bool,
+    fetch_timeout: u64,
     window: u64,
     offset: Option<u64>,
     ssh_key: Option<PathBuf>,
@@ -134,13 +182,30 @@ fn settings(args: &PullArgs) -> Result<Settings, StartError> {
             "--manifest {manifest:?}: a path inside the repository (relative, no `..`)"
         )));
     }
-    let allowed = args
-        .allowed_signers
-        .clone()
-        .or(cfg.allowed_signers)
+    let unsigned = args.insecure_unsigned || cfg.allow_unsigned.unwrap_or(false);
+    let signers_file = args.allowed_signers.clone().or(cfg.allowed_signers);
+    if signers_file.is_none() && !unsigned {
+        return Err(StartError::Other(format!(
+            "no allowed signers: tend pull runs only policy signed by a key you trust. Give \
+             --allowed-signers FILE (or allowed_signers in {}); --insecure-unsigned \
+             (allow_unsigned = true) runs whatever the server sends, as root",
+            args.config.display()
+        )));
+    }
+    let allowed = signers_file
         .map(|p| AllowedSigners::load(&p))
         .transpose()
         .map_err(StartError::Other)?;
+    let fetch_timeout = match args.fetch_timeout {
+        Some(d) => d.as_secs(),
+        None => cfg
+            .fetch_timeout
+            .as_deref()
+            .map(|t| duration("fetch_timeout", t))
+            .transpose()?
+            .unwrap_or(DEFAULT_FETCH_TIMEOUT),
+    }
+    .max(1);
     let window = match args.rollout_window {
         Some(d) => d.as_secs(),
         None => cfg
@@ -171,6 +236,7 @@ fn settings(args: &PullArgs) -> Result<Settings, StartError> {
         manifest,
         allowed,
         allow_rollback: args.allow_rollback || cfg.allow_rollback.unwrap_or(false),
+        fetch_timeout,
         window,
         offset,
         ssh_key: args.ssh_key.clone().or(cfg.ssh_key),
@@ -199,8 +265,15 @@ pub(crate) fn pull(cli: &Cli, args: &PullArgs) -> Result<i32, StartError> {
     let mut status = PullStatus {
         url: tend_resources::git::redact_url(&s.url),
         reference: s.reference.clone(),
+        unverified: s.allowed.is_none(),
         ..PullStatus::default()
     };
+    if status.unverified {
+        eprintln!(
+            "warning: policy signatures are not verified (--insecure-unsigned): this host runs, as root, whatever {} sends",
+            status.url
+        );
+    }
     match decide(&s, &mut status) {
         Ok((commit, mut record)) => {
             tell(cli, args, &status);
@@ -302,6 +375,7 @@ fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record
     let now = record::now();
     // Before libgit2's first use, while tend has one thread.
     tend_resources::git::tls::start_deferred();
+    tend_resources::git::tls::set_network_timeout(s.fetch_timeout);
     let repo = fetch::open(&dir.join("repo.git")).map_err(other)?;
     let source = fetch::Source {
         url: &s.url,
@@ -397,7 +471,21 @@ fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record
         .flatten()
         .is_some_and(|b| b == commit.to_string().as_bytes());
     if !exported || !tree.is_dir() {
-        fetch::export(&repo, commit, &tree).map_err(other)?;
+        // All or nothing: the tree is exported beside the current one and takes its place only
+        // when complete; the marker names it only then. A failed export leaves no partial tree
+        // to be loaded under another commit's name.
+        let _ = std::fs::remove_file(&marker);
+        let fresh = dir.join("tree.new");
+        fetch::export(&repo, commit, &fresh).map_err(other)?;
+        let old = dir.join("tree.old");
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| other(format!("{}: {e}", old.display())))?;
+        }
+        if tree.exists() {
+            std::fs::rename(&tree, &old).map_err(|e| other(format!("{}: {e}", tree.display())))?;
+        }
+        std::fs::rename(&fresh, &tree).map_err(|e| other(format!("{}: {e}", tree.display())))?;
+        let _ = std::fs::remove_dir_all(&old);
         state::write_private(&dir, "tree.commit", commit.to_string().as_bytes())
             .map_err(|e| other(e.to_string()))?;
     }

@@ -83,10 +83,14 @@ pub(super) fn offset(root: &Path, window: u64) -> u64 {
     u64::from_be_bytes(n) % window
 }
 
-/// Now, in Unix seconds. `TEND_NOW` replaces the clock, for tests of staged rollouts only.
+/// Now, in Unix seconds. In a debug build (the test suite's) `TEND_NOW` replaces the clock, for
+/// tests of staged rollouts; a release build — what the package ships — never reads it, so no
+/// environment can make a pending commit eligible early or date a fetch in the future.
 pub(super) fn now() -> u64 {
-    if let Some(t) = std::env::var("TEND_NOW").ok().and_then(|s| s.parse().ok()) {
-        return t;
+    if cfg!(debug_assertions) {
+        if let Some(t) = std::env::var("TEND_NOW").ok().and_then(|s| s.parse().ok()) {
+            return t;
+        }
     }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -57,6 +57,7 @@ impl AllowedSigners {
     /// regular file tend's user owns that nobody else can write (no symlink followed). Every
     /// skipped line is a warning naming it.
     pub(super) fn load(path: &Path) -> Result<AllowedSigners, String> {
+        super::check_trusted_path(path)?;
         let bytes = tend_resources::host::read_private_file(path)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("{}: no such file", path.display()))?;

@@ -49,6 +49,7 @@ fn start_now() {
     std::env::set_var("SSL_CERT_DIR", "/nonexistent/tend-deferred-ca");
     // Any option call initialises libgit2; this one sets its default.
     git2::opts::strict_hash_verification(true);
+    set_timeouts(DEFAULT_NETWORK_TIMEOUT);
     for (name, value) in [("SSL_CERT_FILE", &given.0), ("SSL_CERT_DIR", &given.1)] {
         match value {
             Some(v) => std::env::set_var(name, v),
@@ -56,6 +57,33 @@ fn start_now() {
         }
     }
     let _ = GIVEN.set(given);
+}
+
+/// Seconds libgit2 waits for a server to accept a connection, and then for each answer, before
+/// it gives up: a server that accepts and never answers must not hold a run (and every run
+/// queued behind its lock) forever.
+pub const DEFAULT_NETWORK_TIMEOUT: u64 = 60;
+
+/// `tend pull --fetch-timeout`: the same, for the rest of this process. Only while the process
+/// has one thread (libgit2's timeouts are unsynchronised globals); later calls keep what is set.
+pub fn set_network_timeout(secs: u64) {
+    if single_threaded() {
+        set_timeouts(secs);
+    }
+}
+
+fn set_timeouts(secs: u64) {
+    let ms = i32::try_from(secs.saturating_mul(1000)).unwrap_or(i32::MAX);
+    // SAFETY: libgit2 globals, written only while this process has one thread (`start_now`
+    // and `set_network_timeout` run then), before any connection.
+    #[allow(unsafe_code)]
+    let result = unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(ms)
+            .and_then(|()| git2::opts::set_server_timeout_in_milliseconds(ms))
+    };
+    if let Err(e) = result {
+        tracing::warn!("cannot set libgit2's network timeouts: {e}");
+    }
 }
 
 /// Before `url` is used: an `https://` URL needs the CA locations, loaded once per process.

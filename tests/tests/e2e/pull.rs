@@ -524,3 +524,113 @@ fn a_symlink_in_the_policy_tree_is_refused() {
     );
     assert!(!sb.path("/etc/motd").exists());
 }
+
+/// With no allowed signers, pull refuses to start rather than run whatever the server sends;
+/// `--insecure-unsigned` runs it, and says so in the output, the report and the metrics.
+#[test]
+fn without_allowed_signers_pull_refuses_unless_told_to_run_unverified_policy() {
+    let p = Policy::new();
+    p.commit("v1", "unsigned policy", Sign::Unsigned);
+    let sb = Sandbox::debian();
+    let root = sb.root();
+    let url = p.repo().display().to_string();
+    let base = [
+        "pull",
+        "--url",
+        url.as_str(),
+        "--root",
+        root.to_str().expect("utf8"),
+        "--config",
+        "/nonexistent/pull.toml",
+    ];
+    let refused = run(&base, &[]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("no allowed signers")
+            && refused.stderr.contains("--insecure-unsigned"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!sb.path("/etc/motd").exists(), "nothing ran");
+    let metrics = root.join("tend.prom");
+    let metrics = metrics.to_str().expect("utf8");
+    let insecure = run(
+        &[
+            &base[..],
+            &[
+                "--insecure-unsigned",
+                "--format",
+                "json",
+                "--metrics",
+                metrics,
+            ],
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(insecure.code, 2, "{insecure:?}");
+    assert!(
+        insecure
+            .stderr
+            .contains("warning: policy signatures are not verified"),
+        "{}",
+        insecure.stderr
+    );
+    assert_eq!(pulled(&insecure)["unverified"], true);
+    let text = std::fs::read_to_string(metrics).expect("metrics");
+    assert!(text.contains("tend_pull_unverified 1"), "{text}");
+    assert_eq!(sb.read("/etc/motd"), "v1\n");
+}
+
+/// A server that accepts the connection and never answers: the fetch gives up after
+/// `--fetch-timeout`, and the run says the server was not reached.
+#[test]
+fn a_server_that_never_answers_times_out() {
+    let p = Policy::new();
+    let sb = Sandbox::debian();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accept and hold every connection without a byte in answer.
+    let _held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in listener.incoming().flatten() {
+            conns.push(c);
+        }
+    });
+    let url = format!("git://127.0.0.1:{port}/policy.git");
+    let started = std::time::Instant::now();
+    let r = pull(&sb, &url, &p.allowed(), &["--fetch-timeout", "2s"], None);
+    let took = started.elapsed();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("cannot fetch main"), "{}", r.stderr);
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+}
+
+/// The allowed signers file in a directory a user owns is refused: the user could swap it for
+/// a file of theirs (or a hard link to any file root can read) between two runs.
+#[test]
+fn allowed_signers_in_a_users_directory_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Policy::new();
+    p.commit("v1", "first", Sign::Ops);
+    let sb = Sandbox::debian();
+    let users = sb.dir.path().join("home");
+    std::fs::create_dir(&users).expect("mkdir");
+    std::fs::copy(p.allowed(), users.join("allowed_signers")).expect("copy");
+    std::fs::set_permissions(
+        users.join("allowed_signers"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    std::os::unix::fs::chown(&users, Some(65534), Some(65534)).expect("chown");
+    let signers = users.join("allowed_signers").display().to_string();
+    let url = p.repo().display().to_string();
+    let r = pull(&sb, &url, &signers, &[], None);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("is owned by uid 65534") && r.stderr.contains("whom tend trusts"),
+        "{}",
+        r.stderr
+    );
+    assert!(!sb.path("/etc/motd").exists());
+}

@@ -470,6 +470,24 @@ fn offline_under_root_enablement_is_applied_and_running_is_unknown() {
         service.contains("ExecStart=/usr/bin/tend pull --lock-wait 600 --url git://git.example/policy --allowed-signers /etc/tend/allowed_signers --rollout-window 7200s\n"),
         "{service}"
     );
+    assert!(service.contains("\nTimeoutStartSec=7200s\n"), "{service}");
+    // No allowed signers, none in pull.toml: every run would refuse; so does the install.
+    let unsigned = &[
+        "timer",
+        "install",
+        "--root",
+        root,
+        "--pull",
+        "git://git.example/policy",
+    ];
+    let refused = tend_tests::run(unsigned, &[]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("no allowed signers"), "{refused:?}");
+    let insecure = tend_tests::run(&[&unsigned[..], &["--insecure-unsigned"]].concat(), &[]);
+    assert_eq!(insecure.code, 2, "{insecure:?}");
+    assert!(sb
+        .read("/etc/systemd/system/tend.service")
+        .contains("--url git://git.example/policy --insecure-unsigned\n"));
     let remove = tend_tests::run(&["timer", "remove", "--root", root], &[]);
     assert_eq!(remove.code, 2, "{remove:?}");
     assert!(!sb.path("/etc/systemd/system/tend.service").exists());
