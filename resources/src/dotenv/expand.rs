@@ -19,52 +19,62 @@ pub const MAX_EXPANDED: usize = 1 << 20;
 
 /// Expand `text`; `lookup` returns a variable's value, `None` when unset.
 pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    expand_at(text, lookup, 0, 0)
+    expand_in(text, text, lookup, 0)
 }
 
-/// `base`: where `text` starts in the whole value, in characters (a default's text is expanded
-/// on its own, and an error in it names its place in the value).
-fn expand_at(
+/// The character (0-based) of `whole` at byte `i` of `part`, a slice of it: for messages only,
+/// so counted when an error is made, never on the way.
+fn char_at(whole: &str, part: &str, i: usize) -> usize {
+    let offset = part.as_ptr() as usize - whole.as_ptr() as usize + i;
+    whole[..offset].chars().count()
+}
+
+/// Expand `text`, a slice of the value `whole` (a default's text is expanded on its own, and an
+/// error in it names its place in the whole value). Works on slices of the value: every level
+/// of nesting borrows its text rather than copying it, so memory follows the output, not the
+/// input times the depth.
+fn expand_in(
+    whole: &str,
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     depth: usize,
-    base: usize,
 ) -> Result<String, String> {
     if depth > MAX_DEPTH {
         return Err(format!(
             "substitutions nested more than {MAX_DEPTH} levels deep; tend refuses to expand further"
         ));
     }
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(if depth == 0 { text.len() } else { 0 });
+    let mut literal = 0;
     let mut i = 0;
-    while i < chars.len() {
-        if chars[i] != '$' {
-            out.push(chars[i]);
+    while i < b.len() {
+        if b[i] != b'$' {
             i += 1;
             continue;
         }
-        match chars.get(i + 1) {
-            Some('$') => {
+        out.push_str(&text[literal..i]);
+        match b.get(i + 1) {
+            Some(b'$') => {
                 out.push('$');
                 i += 2;
             }
-            Some('{') => {
-                let close = matching_brace(&chars, i + 1).ok_or_else(|| unclosed(base + i))?;
-                let inner: String = chars[i + 2..close].iter().collect();
+            Some(b'{') => {
+                let close =
+                    matching_brace(b, i + 1).ok_or_else(|| unclosed(char_at(whole, text, i)))?;
+                let inner = &text[i + 2..close];
                 out.push_str(
-                    &braced(&inner, lookup, depth, base + i + 2)
-                        .map_err(|e| e.unwrap_or_else(|| malformed(base + i)))?,
+                    &braced(whole, inner, lookup, depth)
+                        .map_err(|e| e.unwrap_or_else(|| malformed(char_at(whole, text, i))))?,
                 );
                 i = close + 1;
             }
-            Some(&c) if is_name_start(c) => {
+            Some(&c) if is_name_start(char::from(c)) => {
                 let mut j = i + 1;
-                while j < chars.len() && is_name_char(chars[j]) {
+                while j < b.len() && is_name_char(char::from(b[j])) {
                     j += 1;
                 }
-                let name: String = chars[i + 1..j].iter().collect();
-                out.push_str(&lookup(&name).unwrap_or_default());
+                out.push_str(&lookup(&text[i + 1..j]).unwrap_or_default());
                 i = j;
             }
             _ => {
@@ -72,13 +82,20 @@ fn expand_at(
                 i += 1;
             }
         }
+        literal = i;
         if out.len() > MAX_EXPANDED {
-            return Err(format!(
-                "the value expands to more than {MAX_EXPANDED} bytes; tend refuses to expand further"
-            ));
+            return Err(too_big());
         }
     }
+    out.push_str(&text[literal..]);
+    if out.len() > MAX_EXPANDED {
+        return Err(too_big());
+    }
     Ok(out)
+}
+
+fn too_big() -> String {
+    format!("the value expands to more than {MAX_EXPANDED} bytes; tend refuses to expand further")
 }
 
 // Compose quotes the value in these messages; tend names the place instead: the value may be a
@@ -102,13 +119,13 @@ fn malformed(at: usize) -> String {
 }
 
 /// Index of the `}` closing the `{` at `open`, counting nested `${`.
-fn matching_brace(chars: &[char], open: usize) -> Option<usize> {
+fn matching_brace(bytes: &[u8], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut i = open;
-    while i < chars.len() {
-        match chars[i] {
-            '{' => depth += 1,
-            '}' => {
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' => depth += 1,
+            b'}' => {
                 depth -= 1;
                 if depth == 0 {
                     return Some(i);
@@ -121,13 +138,13 @@ fn matching_brace(chars: &[char], open: usize) -> Option<usize> {
     None
 }
 
-/// The inside of `${…}`, which starts at character `base` of the value. `Err(None)` is a
-/// malformed template; `Err(Some(msg))` a `?` error or one in the default's text.
+/// The inside of `${…}`, a slice of the value `whole`. `Err(None)` is a malformed template;
+/// `Err(Some(msg))` a `?` error or one in the default's text.
 fn braced(
+    whole: &str,
     inner: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     depth: usize,
-    base: usize,
 ) -> Result<String, Option<String>> {
     let name_len = inner
         .char_indices()
@@ -149,9 +166,7 @@ fn braced(
     let set = value.is_some();
     let non_empty = value.as_deref().is_some_and(|v| !v.is_empty());
     let present = if colon { non_empty } else { set };
-    // `word` ends `inner`: it starts after the name and the operator.
-    let word_base = base + inner[..inner.len() - word.len()].chars().count();
-    let word = || expand_at(word, lookup, depth + 1, word_base).map_err(Some);
+    let word = || expand_in(whole, word, lookup, depth + 1).map_err(Some);
     match op {
         Some('-') => {
             if present {

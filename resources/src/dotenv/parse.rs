@@ -311,6 +311,7 @@ pub fn evaluate(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<String, String>, ParseError> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut total = 0usize;
     for s in &doc.statements {
         let value = {
             let lookup = |name: &str| env(name).or_else(|| out.get(name).cloned());
@@ -334,10 +335,28 @@ pub fn evaluate(
                 }
             }
         };
-        out.insert(s.key.clone(), value);
+        // Each value is bounded, but values can reference each other: `B=$A$A`, `C=$B$B`…
+        // doubles at every line, and such a file can arrive from upstream (`add_missing_from`).
+        total += value.len();
+        if total > MAX_FILE_EXPANDED {
+            return Err(ParseError {
+                line: s.line,
+                message: format!(
+                    "the file's values expand to more than {} MiB by key {}; tend refuses to expand further",
+                    MAX_FILE_EXPANDED >> 20,
+                    name_so_far(&s.key)
+                ),
+            });
+        }
+        if let Some(old) = out.insert(s.key.clone(), value) {
+            total -= old.len();
+        }
     }
     Ok(out)
 }
+
+/// All values of one file, expanded, at most: a compose `.env` is kilobytes.
+pub const MAX_FILE_EXPANDED: usize = 16 << 20;
 
 /// The variable name up to its first wrong character, as an error shows it: never what follows
 /// on the line (it may be a secret value), and at most its last 40 characters (a hostile

@@ -374,6 +374,68 @@ fn hostile_env_files_get_an_error_not_a_crash() {
     assert_eq!(out.status.code(), Some(4), "{out:?}");
 }
 
+/// Two expansion bombs, each under 512 MiB of address space: nesting as deep as allowed over a
+/// 14 MB value (memory follows the output, not input times depth), and keys that each
+/// reference the previous one twice (the file's total is bounded, and the error names the key).
+#[test]
+fn env_expansion_is_bounded_in_bytes_per_value_and_per_file() {
+    let sb = Sandbox::new();
+    let limited = |args: &[&str]| {
+        Command::new("prlimit")
+            .args(["--as=536870912", "--cpu=60", "--"])
+            .arg(tend_tests::tend_bin())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("prlimit")
+    };
+    let nested = sb.dir.path().join("nested.env");
+    let unit = format!("{}x{}", "${X:-".repeat(30), "}".repeat(30));
+    std::fs::write(
+        &nested,
+        format!("X={}\n", unit.repeat(14_000_000 / unit.len())),
+    )
+    .expect("write");
+    let out = limited(&["inspect", "env", nested.to_str().expect("utf8")]);
+    // Each unit expands to one `x`: a 90 KB answer, within the limit.
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("xxxxxxxx"));
+
+    let bomb = sb.dir.path().join("bomb.env");
+    let mut text = String::from("K0=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n");
+    for i in 1..40 {
+        text.push_str(&format!("K{i}=${{K{p}}}${{K{p}}}\n", p = i - 1));
+    }
+    std::fs::write(&bomb, &text).expect("write");
+    let out = limited(&["inspect", "env", bomb.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    assert!(
+        out.stdout.len() < 1 << 20,
+        "printed {} bytes",
+        out.stdout.len()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("expand to more than 16 MiB by key K")
+            || stderr.contains("more than 1048576 bytes"),
+        "{stderr}"
+    );
+    std::fs::create_dir_all(sb.path("/srv")).expect("mkdir");
+    std::fs::copy(&bomb, sb.path("/srv/.env.example")).expect("copy");
+    sb.write_manifest("[env_file.e]\npath = \"/srv/.env\"\ncreate_from = \"/srv/.env.example\"\n");
+    let root = sb.root();
+    let manifest = sb.manifest_path();
+    for sub in ["plan", "apply"] {
+        let out = limited(&[
+            sub,
+            manifest.to_str().expect("utf8"),
+            "--root",
+            root.to_str().expect("utf8"),
+        ]);
+        assert_eq!(out.status.code(), Some(4), "{sub}: {out:?}");
+    }
+}
+
 #[test]
 fn under_umask_000_what_tend_creates_has_the_documented_modes() {
     let sb = Sandbox::new();
