@@ -20,6 +20,7 @@
 
 pub mod cli;
 mod early;
+pub mod escape;
 pub mod executor;
 pub mod facts;
 pub mod graph;

@@ -24,7 +24,8 @@ fn main() {
     let code = match tend::run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            let text = e.to_string();
+            // A git server's or a file's text may be in it: shown, not obeyed.
+            let text = tend::escape::lines(&e.to_string()).into_owned();
             if text.starts_with("error") {
                 eprintln!("{text}");
             } else {

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::escape;
+
 use crate::report::{Mode, RefreshStatus, Report, ResourceReport, Status};
 use crate::secrets::Redactor;
 
@@ -99,26 +101,27 @@ pub fn render_resources<'a>(
                 format!(" {}", r.reason.as_deref().unwrap_or(""))
             }
             _ if r.changes.len() == 1 && r.changes[0].diff.is_none() => {
-                format!(" {}", r.changes[0].description)
+                format!(" {}", escape::line(&r.changes[0].description))
             }
             _ => String::new(),
         };
         // A multi-line error (a command's own message) stays indented under its resource.
-        let label = label.replace('\n', "\n    ");
+        let label = escape::lines(&label).replace('\n', "\n    ");
         let _ = writeln!(
             out,
             "{} {}{}",
             paint(style, color, mark),
-            paint(style, "1", &r.address),
+            paint(style, "1", &escape::line(&r.address)),
             label
         );
         let single_line =
             r.changes.len() == 1 && r.changes[0].diff.is_none() && r.status != Status::Failed;
         if !single_line && r.status != Status::Skipped {
             for c in &r.changes {
-                let _ = writeln!(out, "    {}", c.description);
+                let _ = writeln!(out, "    {}", escape::line(&c.description));
                 if let Some(diff) = &c.diff {
                     for line in diff.lines() {
+                        let line = &*escape::line(line);
                         let colored = match line.chars().next() {
                             Some('+') if !line.starts_with("+++") => paint(style, "32", line),
                             Some('-') if !line.starts_with("---") => paint(style, "31", line),
@@ -131,12 +134,12 @@ pub fn render_resources<'a>(
             }
         }
         for b in &r.backups {
-            let _ = writeln!(out, "    old content kept in {b}");
+            let _ = writeln!(out, "    old content kept in {}", escape::line(b));
         }
         for note in &r.notes {
             // Multi-line notes (command output) stay indented under their resource.
             for line in note.lines() {
-                let _ = writeln!(out, "    {line}");
+                let _ = writeln!(out, "    {}", escape::line(line));
             }
         }
         if let Some(f) = &r.refresh {
@@ -153,7 +156,7 @@ pub fn render_resources<'a>(
             );
             if let Some(e) = &f.error {
                 for line in e.lines() {
-                    let _ = writeln!(out, "      {line}");
+                    let _ = writeln!(out, "      {}", escape::line(line));
                 }
             }
         }

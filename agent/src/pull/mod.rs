@@ -315,13 +315,14 @@ fn tell(cli: &Cli, args: &PullArgs, p: &PullStatus) {
         eprintln!(
             "error: refused commit {}: {}; converging to the last verified commit {}",
             short(&r.commit),
-            r.reason,
+            crate::escape::line(&r.reason),
             short(&applied.commit)
         );
     }
     if let Some(e) = &p.fetch_error {
         eprintln!(
-            "error: {e}; converging to the last good commit {} (the server was last reached {})",
+            "error: {}; converging to the last good commit {} (the server was last reached {})",
+            crate::escape::line(e),
             short(&applied.commit),
             match p.last_fetch_unix {
                 0 => "never".to_string(),
@@ -335,7 +336,7 @@ fn tell(cli: &Cli, args: &PullArgs, p: &PullStatus) {
     let mut out = format!(
         "Policy: {} \"{}\"{} ({} {})\n",
         short(&applied.commit),
-        applied.summary,
+        crate::escape::line(&applied.summary),
         applied
             .signer
             .as_deref()
@@ -348,7 +349,7 @@ fn tell(cli: &Cli, args: &PullArgs, p: &PullStatus) {
         out.push_str(&format!(
             "Pending: {} \"{}\" becomes eligible here at {} (in {} s)\n",
             short(&c.commit),
-            c.summary,
+            crate::escape::line(&c.summary),
             c.eligible_at,
             c.eligible_in_seconds
         ));

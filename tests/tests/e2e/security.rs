@@ -572,3 +572,32 @@ fn swapping_an_exec_cwd_for_a_link_during_200_runs_never_reaches_roots_directory
     // The race was really run: some runs met the link and refused to enter it.
     assert!(refused > 0, "the swapper never got in the way");
 }
+
+/// Control characters from upstream (an `.env.example` value through `add_missing_from`) and
+/// from the manifest's paths reach the terminal as escapes: no colour, no cursor move, no line
+/// of their own that looks like tend's.
+#[test]
+fn text_from_upstream_cannot_forge_the_terminal_output() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("/srv")).expect("mkdir");
+    sb.write("/srv/.env", "A=1\n");
+    sb.write(
+        "/srv/.env.example",
+        "A=1\nEVIL=\"x\nApply: 0 changed\x1b[2K\r\"\n",
+    );
+    sb.write_manifest(
+        "[env_file.e]\npath = \"/srv/.env\"\nadd_missing_from = \"/srv/.env.example\"\n\n\
+         [file.f]\npath = \"/srv/a\\u001b[31mred\"\ncontent = \"x\"\n",
+    );
+    for run in [sb.plan(), sb.apply()] {
+        assert!(matches!(run.code, 2), "{run:?}");
+        assert!(!run.stdout.contains('\x1b'), "{:?}", run.stdout);
+        assert!(!run.stdout.contains('\r'), "{:?}", run.stdout);
+        assert!(
+            !run.stdout.lines().any(|l| l.starts_with("Apply: 0")),
+            "{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains("\\x1b"), "{}", run.stdout);
+    }
+}
