@@ -330,13 +330,24 @@ impl<'a> Fields<'a> {
                 span,
                 value: Value::Str(t),
             }) => {
-                let digits = t.value.trim_start_matches("0o");
+                // Three or four octal digits, as chmod reads them: no sign, no `0o` in a
+                // string (that is TOML's integer syntax: `mode = 0o644`).
+                let digits = t.value.as_str();
+                let octal = (3..=4).contains(&digits.len())
+                    && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+                if t.sensitive {
+                    // A mode is no secret; the value is not repeated in the error.
+                    return Err(SpecError::new(
+                        span,
+                        format!("`{name}` holds a secret value; a mode must be written out, such as \"0644\""),
+                    ));
+                }
                 match u32::from_str_radix(digits, 8) {
-                    Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(Some(m)),
+                    Ok(m) if octal => Ok(Some(m)),
                     _ => Err(SpecError::new(
                         span,
                         format!(
-                            "`{name}` must be an octal mode such as \"0644\", not {:?}",
+                            "`{name}` must be an octal mode such as \"0644\" (three or four digits 0-7), not {:?}",
                             t.value
                         ),
                     )),
@@ -495,7 +506,19 @@ fn absolute_path(name: &str, value: &str, span: &Span) -> Result<PathBuf, SpecEr
             format!("`{name}` must be an absolute path, not {value:?}"),
         ));
     }
-    Ok(p)
+    // `..` is resolved as tend resolves every path (lexically, never above `/`), so `/x/../a`
+    // and `/a` are one path to the one-resource-per-path rule, as they are on the host.
+    let mut normal = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            std::path::Component::Normal(part) => normal.push(part),
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(normal)
 }
 
 /// `"a", "b" or "c"` style list (`a, b, c` with backticks for field names).

@@ -139,6 +139,24 @@ fn two_resources_on_one_path() {
     ));
 }
 
+/// Spellings of one path are one path: `..` is resolved as tend resolves it on the host.
+#[test]
+fn two_spellings_of_one_path_are_one_path() {
+    for other in ["/etc/y/../x", "/etc//x", "/etc/./x/", "/../etc/x"] {
+        let sb = Sandbox::new();
+        sb.write_manifest(&format!(
+            "[file.a]\npath = \"/etc/x\"\n\n[file.b]\npath = \"{other}\"\n"
+        ));
+        let r = sb.tend("check", &[]);
+        assert_eq!(r.code, 1, "{other}: {r:?}");
+        assert!(
+            r.stderr.contains("file.b manages /etc/x, which file.a manages too"),
+            "{other}: {}",
+            r.stderr
+        );
+    }
+}
+
 #[test]
 fn conflicting_content_sources() {
     insta::assert_snapshot!(rejected(

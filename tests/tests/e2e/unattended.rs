@@ -266,6 +266,38 @@ fn decimal_modes_and_mistyped_vars_are_errors_that_say_what_to_write() {
     let r = sb.plan();
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("not a mode"), "{}", r.stderr);
+    // A mode string is three or four octal digits, as chmod reads them.
+    for (mode, ok) in [
+        ("644", true),
+        ("0644", true),
+        ("4755", true),
+        ("+644", false),
+        ("0o644", false),
+        ("0x1a4", false),
+        ("64", false),
+        ("00644", false),
+        ("0648", false),
+    ] {
+        sb.write_manifest(&format!(
+            "[file.f]\npath = \"/etc/f\"\ncontent = \"x\"\nmode = \"{mode}\"\n"
+        ));
+        let r = sb.tend("check", &[]);
+        assert_eq!(r.code == 0, ok, "mode {mode:?}: {}", r.stderr);
+        if !ok {
+            assert!(
+                r.stderr.contains("three or four digits 0-7"),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+    // A secret in a mode is refused without repeating it.
+    sb.write_manifest(
+        "[file.f]\npath = \"/etc/f\"\ncontent = \"x\"\nmode = \"{{ secret('m', 12) }}\"\n",
+    );
+    let r = sb.tend("check", &[]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("holds a secret value"), "{}", r.stderr);
 
     sb.write_manifest(
         "[vars]\ndebug = true\n\n[file.f]\npath = \"/etc/f\"\ncontent = \"x\"\nwhen = \"{{ debug }}\"\n",
