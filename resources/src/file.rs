@@ -228,7 +228,7 @@ impl Resource for File {
         // An owner or group the host does not know fails here, in plan too, not at apply.
         self.attrs.resolve(host)?;
         let Some(meta) = meta else {
-            let mode = self.attrs.mode.unwrap_or(DEFAULT_FILE_MODE);
+            let mode = self.attrs.mode.unwrap_or(self.default_mode());
             let mut c = Change::new("state", Some("absent"), Some("present"));
             let mut what = format!("create (mode {}", fmt_mode(mode));
             for (label, v) in [("owner", &self.attrs.owner), ("group", &self.attrs.group)] {
@@ -295,12 +295,24 @@ impl Resource for File {
                 &self.path,
                 &content,
                 attrs,
-                DEFAULT_FILE_MODE,
+                self.default_mode(),
             )?);
             return Ok(applied);
         }
         self.attrs.apply(host, &self.path, drift)?;
         Ok(applied)
+    }
+}
+
+impl File {
+    /// The mode a new file gets when the manifest names none: a file holding a secret is made
+    /// readable by its owner only.
+    fn default_mode(&self) -> u32 {
+        if self.sensitive {
+            0o600
+        } else {
+            DEFAULT_FILE_MODE
+        }
     }
 }
 

@@ -64,3 +64,18 @@ creates = "/never"
         "in_sync"
     );
 }
+
+/// A file whose content holds a secret is created readable by its owner only, unless the
+/// manifest names a mode.
+#[test]
+fn a_new_file_holding_a_secret_is_created_0600() {
+    let sb = tend_tests::Sandbox::new();
+    sb.write_manifest(
+        "[file.key]\npath = \"/etc/app/key\"\ncontent = \"{{ secret('k', 24) }}\"\n\n\
+         [file.plain]\npath = \"/etc/app/plain\"\ncontent = \"x\"\n",
+    );
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.mode("/etc/app/key"), 0o600);
+    assert_eq!(sb.mode("/etc/app/plain"), 0o644);
+    assert_eq!(sb.apply().code, 0, "second run: zero changes");
+}
