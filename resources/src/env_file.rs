@@ -63,7 +63,7 @@ fn keys(
     secret_keys: &BTreeSet<String>,
 ) -> Result<Vec<Key>, SpecError> {
     let mut out = Vec::new();
-    for (k, t, span) in f.string_table(name)?.unwrap_or_default() {
+    for (k, t, span) in f.text_table(name)?.unwrap_or_default() {
         if !valid_key(&k) {
             return Err(
                 SpecError::new(span, format!("{k:?} is not a key docker compose accepts"))

@@ -118,7 +118,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let refresh_only = f.bool("refresh_only")?.unwrap_or(false);
     let readonly_guards = f.bool("readonly_guards")?.unwrap_or(false);
     let cwd = f.path("cwd")?.map(|(p, _)| p);
-    let env_table = f.string_table("env")?.unwrap_or_default();
+    let env_table = f.text_table("env")?.unwrap_or_default();
     // Output of a command that was handed a secret may echo it, whole or in part: withheld.
     let uses_secret = cmd.sensitive || env_table.iter().any(|(_, v, _)| v.sensitive);
     let env = env_table

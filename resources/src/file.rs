@@ -79,7 +79,7 @@ pub(crate) fn content_fields(f: &mut Fields<'_>) -> Result<(Content, bool), Spec
     let mut sensitive = false;
     let content = match which {
         Some("content") => {
-            let (t, _) = f.required_string("content")?;
+            let (t, _) = f.required_text("content")?;
             sensitive |= t.sensitive;
             Content::Bytes(t.value.into_bytes())
         }

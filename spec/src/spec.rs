@@ -198,8 +198,9 @@ impl<'a> Fields<'a> {
         .help(format!("add `{name} = {what}`"))
     }
 
-    /// A string field, if present.
-    pub fn string(&mut self, name: &'static str) -> Result<Option<(Text, Span)>, SpecError> {
+    /// A string field, if present, that may hold a secret: for fields whose kind hides a
+    /// sensitive value in every output (content, `.env` values, a command, an environment).
+    pub fn text(&mut self, name: &'static str) -> Result<Option<(Text, Span)>, SpecError> {
         match self.take(name) {
             None => Ok(None),
             Some(Spanned {
@@ -208,6 +209,35 @@ impl<'a> Fields<'a> {
             }) => Ok(Some((t, span))),
             Some(other) => Err(wrong_type(name, "a string", &other)),
         }
+    }
+
+    /// A field that may hold a secret, which must be present.
+    pub fn required_text(&mut self, name: &'static str) -> Result<(Text, Span), SpecError> {
+        match self.text(name)? {
+            Some(v) => Ok(v),
+            None => Err(self.missing(name, "\"…\"")),
+        }
+    }
+
+    /// A string field, if present. Its value is shown (a name, a path, a version, a URL), so a
+    /// secret in it — one made with `secret()`, or derived from one — is a load error rather
+    /// than a value printed in plans, reports and logs.
+    pub fn string(&mut self, name: &'static str) -> Result<Option<(Text, Span)>, SpecError> {
+        match self.text(name)? {
+            Some((t, span)) if t.sensitive => Err(self.no_secret(name, span)),
+            other => Ok(other),
+        }
+    }
+
+    fn no_secret(&self, name: &str, span: Span) -> SpecError {
+        SpecError::new(
+            span,
+            format!(
+                "`{name}` of {} holds a value made with secret(): it is shown in plans, reports and logs, so it cannot hold a secret",
+                self.address
+            ),
+        )
+        .help("secrets go where tend hides them: file content, .env values, a command or its env")
     }
 
     /// A string field that must be present.
@@ -392,8 +422,16 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A list of strings.
+    /// A list of strings, shown in outputs: no secret in it (see [`Fields::string`]).
     pub fn strings(&mut self, name: &'static str) -> Result<Option<Vec<(Text, Span)>>, SpecError> {
+        let items = self.any_strings(name)?;
+        if let Some((_, span)) = items.iter().flatten().find(|(t, _)| t.sensitive) {
+            return Err(self.no_secret(name, span.clone()));
+        }
+        Ok(items)
+    }
+
+    fn any_strings(&mut self, name: &'static str) -> Result<Option<Vec<(Text, Span)>>, SpecError> {
         match self.take(name) {
             None => Ok(None),
             Some(Spanned {
@@ -418,11 +456,22 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A table of string values, in manifest order.
+    /// A table of string values, in manifest order, shown in outputs: no secret in it (see
+    /// [`Fields::string`]).
     pub fn string_table(
         &mut self,
         name: &'static str,
     ) -> Result<Option<Vec<KeyedText>>, SpecError> {
+        let entries = self.text_table(name)?;
+        if let Some((_, _, span)) = entries.iter().flatten().find(|(_, t, _)| t.sensitive) {
+            return Err(self.no_secret(name, span.clone()));
+        }
+        Ok(entries)
+    }
+
+    /// A table of string values that may hold secrets (an environment, `.env` keys), in
+    /// manifest order.
+    pub fn text_table(&mut self, name: &'static str) -> Result<Option<Vec<KeyedText>>, SpecError> {
         match self.take(name) {
             None => Ok(None),
             Some(Spanned {

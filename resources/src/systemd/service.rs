@@ -164,7 +164,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
             ),
         ));
     }
-    for (dropin, text, span) in f.string_table("dropins")?.unwrap_or_default() {
+    for (dropin, text, span) in f.text_table("dropins")?.unwrap_or_default() {
         if !grammar::systemd_dropin(&dropin) {
             return Err(
                 SpecError::new(span, format!("drop-in name {dropin:?} is not NAME.conf"))

@@ -150,7 +150,8 @@ fn two_spellings_of_one_path_are_one_path() {
         let r = sb.tend("check", &[]);
         assert_eq!(r.code, 1, "{other}: {r:?}");
         assert!(
-            r.stderr.contains("file.b manages /etc/x, which file.a manages too"),
+            r.stderr
+                .contains("file.b manages /etc/x, which file.a manages too"),
             "{other}: {}",
             r.stderr
         );

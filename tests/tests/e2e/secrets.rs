@@ -79,3 +79,44 @@ fn a_new_file_holding_a_secret_is_created_0600() {
     assert_eq!(sb.mode("/etc/app/plain"), 0o644);
     assert_eq!(sb.apply().code, 0, "second run: zero changes");
 }
+
+/// A secret in a field that is shown (an owner, a package name, a path) is a load error that
+/// does not repeat it — derived values too, which no scrubbing of exact values would catch.
+#[test]
+fn a_secret_where_it_would_be_shown_is_a_load_error() {
+    let sb = tend_tests::Sandbox::new();
+    for (manifest, field) in [
+        (
+            "[file.f]\npath = \"/f\"\ncontent = \"x\"\nowner = \"{{ secret('o', 12) | upper }}\"\n",
+            "owner",
+        ),
+        (
+            "[package.p]\nnames = [\"curl\", \"{{ secret('p', 12)[:6] }}\"]\n",
+            "names",
+        ),
+        (
+            "[file.f]\npath = \"/etc/{{ secret('d', 12) }}\"\ncontent = \"x\"\n",
+            "path",
+        ),
+        (
+            "[exec.e]\ncommand = \"true\"\nuser = \"{{ secret('u', 12) }}\"\n",
+            "user",
+        ),
+    ] {
+        sb.write_manifest(manifest);
+        let r = sb.tend("check", &[]);
+        assert_eq!(r.code, 1, "{manifest}: {r:?}");
+        assert!(
+            r.stderr.contains(&format!("`{field}` of"))
+                && r.stderr.contains("cannot hold a secret"),
+            "{manifest}: {}",
+            r.stderr
+        );
+    }
+    // Where tend hides it, a secret is welcome.
+    sb.write_manifest(
+        "[exec.e]\ncommand = \"true\"\nenv = { TOKEN = \"{{ secret('t', 12) }}\" }\n\n\
+         [file.f]\npath = \"/f\"\ncontent = \"{{ secret('c', 12) }}\"\n",
+    );
+    assert_eq!(sb.tend("check", &[]).code, 0);
+}

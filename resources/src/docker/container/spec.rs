@@ -79,7 +79,7 @@ pub(super) fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> 
     };
     let command = argv(f, "command")?;
     let env = f
-        .string_table("env")?
+        .text_table("env")?
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v, _)| (k, v.value, v.sensitive))
