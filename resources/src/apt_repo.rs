@@ -160,15 +160,9 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
                     Key::Url(t.value.clone())
                 }
                 "path" if t.value.starts_with('/') => Key::HostPath(PathBuf::from(&t.value)),
-                "path" => {
-                    let file = f.ctx().manifest_dir().join(&t.value);
-                    Key::Bytes(std::fs::read(&file).map_err(|e| {
-                        SpecError::new(
-                            entry.value.span.clone(),
-                            format!("cannot read key {}: {e}", file.display()),
-                        )
-                    })?)
-                }
+                "path" => Key::Bytes(
+                    crate::file::read_beside_manifest(f, "key", &t.value, &entry.value.span)?.1,
+                ),
                 other => {
                     return Err(SpecError::new(
                         entry.key_span.clone(),

@@ -85,11 +85,11 @@ pub(crate) fn content_fields(f: &mut Fields<'_>) -> Result<(Content, bool), Spec
         }
         Some("template") => {
             let (t, span) = f.required_string("template")?;
-            let file = f.ctx().manifest_dir().join(&t.value);
-            let text = std::fs::read_to_string(&file).map_err(|e| {
+            let (file, bytes) = read_beside_manifest(f, "template", &t.value, &span)?;
+            let text = String::from_utf8(bytes).map_err(|_| {
                 SpecError::new(
                     span.clone(),
-                    format!("cannot read template {}: {e}", file.display()),
+                    format!("template {} is not UTF-8", file.display()),
                 )
             })?;
             let rendered = f
@@ -105,15 +105,81 @@ pub(crate) fn content_fields(f: &mut Fields<'_>) -> Result<(Content, bool), Spec
             if p.is_absolute() {
                 Content::HostSource(p)
             } else {
-                let file = f.ctx().manifest_dir().join(&p);
-                Content::Bytes(std::fs::read(&file).map_err(|e| {
-                    SpecError::new(span, format!("cannot read source {}: {e}", file.display()))
-                })?)
+                Content::Bytes(read_beside_manifest(f, "source", &t.value, &span)?.1)
             }
         }
         None => Content::Unmanaged,
     };
     Ok((content, sensitive))
+}
+
+/// The largest file read beside the manifest (a template, a source, a key).
+const MAX_BESIDE: u64 = 16 << 20;
+
+/// A file the manifest names relative to its own directory, read at load: only inside that
+/// directory (no `..`, no absolute path, no symlink out of it — in a pulled policy, only the
+/// verified tree), only a regular file (a FIFO would hang the load, `/dev/zero` fill memory),
+/// at most 16 MiB. Its real path and bytes.
+pub(crate) fn read_beside_manifest(
+    f: &Fields<'_>,
+    field: &str,
+    value: &str,
+    span: &crate::spec::Span,
+) -> Result<(PathBuf, Vec<u8>), SpecError> {
+    use std::io::Read;
+    let rel = Path::new(value);
+    let fail = |why: String| SpecError::new(span.clone(), format!("{field} {value:?}: {why}"));
+    if !rel.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    }) || value.is_empty()
+    {
+        return Err(fail(
+            "must be a path inside the manifest's directory (relative, no `..`)".into(),
+        ));
+    }
+    let dir = f.ctx().manifest_dir();
+    let file = dir.join(rel);
+    let (real_dir, real) = match (std::fs::canonicalize(dir), std::fs::canonicalize(&file)) {
+        (Ok(d), Ok(r)) => (d, r),
+        (_, Err(e)) | (Err(e), _) => {
+            return Err(fail(format!("cannot read {}: {e}", file.display())))
+        }
+    };
+    if !real.starts_with(&real_dir) {
+        return Err(fail(format!(
+            "leads out of the manifest's directory (to {})",
+            real.display()
+        )));
+    }
+    // Non-blocking: opening a FIFO must not wait for a writer.
+    let handle = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&real)
+    }
+    .map_err(|e| fail(format!("cannot read {}: {e}", real.display())))?;
+    let meta = handle.metadata().map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail(format!("{} is not a regular file", real.display())));
+    }
+    if meta.len() > MAX_BESIDE {
+        return Err(fail(format!(
+            "{} is larger than {} MiB",
+            real.display(),
+            MAX_BESIDE >> 20
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    handle
+        .take(MAX_BESIDE)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read {}: {e}", real.display())))?;
+    Ok((file, bytes))
 }
 
 impl File {

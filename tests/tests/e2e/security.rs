@@ -601,3 +601,35 @@ fn text_from_upstream_cannot_forge_the_terminal_output() {
         assert!(run.stdout.contains("\\x1b"), "{}", run.stdout);
     }
 }
+
+/// A template or source named relative to the manifest is read only inside the manifest's
+/// directory (in a pulled policy: the verified tree), only as a regular file.
+#[test]
+fn templates_and_sources_stay_inside_the_manifests_directory() {
+    let sb = Sandbox::new();
+    sb.write_beside("inside.j2", "hello\n");
+    std::os::unix::fs::symlink("/etc/hostname", sb.dir.path().join("out.j2")).expect("ln");
+    nix::unistd::mkfifo(
+        &sb.dir.path().join("fifo.j2"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    for (field, value, needle) in [
+        ("template", "../../../etc/hostname", "no `..`"),
+        ("template", "/etc/hostname", "no `..`"),
+        (
+            "template",
+            "out.j2",
+            "leads out of the manifest's directory",
+        ),
+        ("source", "out.j2", "leads out of the manifest's directory"),
+        ("template", "fifo.j2", "is not a regular file"),
+    ] {
+        sb.write_manifest(&format!("[file.f]\npath = \"/f\"\n{field} = \"{value}\"\n"));
+        let r = sb.tend("check", &[]);
+        assert_eq!(r.code, 1, "{field} = {value}: {r:?}");
+        assert!(r.stderr.contains(needle), "{field} = {value}: {}", r.stderr);
+    }
+    sb.write_manifest("[file.f]\npath = \"/f\"\ntemplate = \"inside.j2\"\n");
+    assert_eq!(sb.tend("check", &[]).code, 0);
+}
