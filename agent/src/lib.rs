@@ -120,8 +120,15 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
         }
         Command::Restore(args) => restore::restore(args, cli.quiet),
         Command::Inspect(cli::Inspect::Env { file }) => {
-            let text = std::fs::read(file)
-                .map_err(|e| StartError::Other(format!("cannot read {}: {e}", file.display())))?;
+            // As root, read it as tend reads every file: no symlink a user planted, a regular
+            // file (a FIFO would hang, `/dev/zero` fill memory), at most 64 MiB.
+            let path = std::path::absolute(file)
+                .map_err(|e| StartError::Other(format!("{}: {e}", file.display())))?;
+            let probe = tend_resources::host::Probe::new("/", "/var/lib/tend");
+            let text = probe
+                .read_limited(&path, 64 << 20)
+                .map_err(|e| StartError::Other(e.to_string()))?
+                .ok_or_else(|| StartError::Other(format!("{}: no such file", file.display())))?;
             let text = String::from_utf8_lossy(&text);
             let env = |k: &str| std::env::var(k).ok();
             let values = tend_resources::dotenv::parse(&text)

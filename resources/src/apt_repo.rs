@@ -47,16 +47,30 @@ fn words(f: &mut Fields<'_>, name: &'static str) -> Result<Option<Vec<String>>, 
         None => Ok(None),
         Some(Spanned {
             value: Value::Str(t),
-            ..
-        }) => Ok(Some(
-            t.value.split_whitespace().map(str::to_string).collect(),
-        )),
+            span,
+        }) => {
+            if t.value.chars().any(|c| c.is_control() && c != ' ') {
+                return Err(SpecError::new(
+                    span,
+                    format!("`{name}` holds a line break or control character: words are separated by spaces"),
+                ));
+            }
+            Ok(Some(t.value.split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect()))
+        }
         Some(Spanned {
             value: Value::Array(items),
             span,
         }) => items
             .into_iter()
             .map(|i| match i.value {
+                // One word of a deb822 field: a blank or a line break would start another
+                // word or another field (`Signed-By:` injected from a list item).
+                Value::Str(t) if t.value.is_empty() || t.value.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                    Err(SpecError::new(
+                        i.span,
+                        format!("`{name}` items are single words (no blank, line break or control character)"),
+                    ))
+                }
                 Value::Str(t) => Ok(t.value),
                 other => Err(SpecError::new(
                     i.span,

@@ -67,13 +67,24 @@ pub(super) fn offset(root: &Path, window: u64) -> u64 {
     if window == 0 {
         return 0;
     }
-    let id = std::fs::read_to_string(root.join("etc/machine-id"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    // Read as every file of a root is: inside it, a regular file, bounded (a FIFO or
+    // `/dev/zero` planted in an image must not hang or fill the run). No machine id (a golden
+    // image before its first boot): the root's own hostname, never the build machine's.
+    let probe = tend_resources::host::Probe::new(root, root.join("var/lib/tend"));
+    let read = |path: &str| {
+        probe
+            .read_limited(Path::new(path), 4096)
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let id = read("/etc/machine-id")
+        .or_else(|| read("/etc/hostname"))
         .or_else(|| {
-            nix::unistd::gethostname()
-                .ok()
+            (root == Path::new("/"))
+                .then(|| nix::unistd::gethostname().ok())
+                .flatten()
                 .map(|h| h.to_string_lossy().into_owned())
         })
         .unwrap_or_default();

@@ -633,3 +633,43 @@ fn templates_and_sources_stay_inside_the_manifests_directory() {
     sb.write_manifest("[file.f]\npath = \"/f\"\ntemplate = \"inside.j2\"\n");
     assert_eq!(sb.tend("check", &[]).code, 0);
 }
+
+/// `tend inspect env` (run as root) reads as tend reads every file: a user's symlink to a root
+/// file is refused, a FIFO does not hang it, a device does not fill memory.
+#[test]
+fn inspect_env_follows_no_users_link_and_reads_only_regular_files() {
+    let sb = hostile_sandbox();
+    let link = sb.path("/u/env-link");
+    std::os::unix::fs::symlink(sb.path("/protected/config"), &link).expect("ln");
+    std::os::unix::fs::lchown(&link, Some(NOBODY), Some(NOBODY)).expect("lchown");
+    let zero = sb.path("/u/zero");
+    std::os::unix::fs::symlink("/dev/zero", &zero).expect("ln");
+    let fifo = sb.path("/u/fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    for path in [&link, &zero, &fifo] {
+        let out = tend_limited(&["inspect", "env", path.to_str().expect("utf8")]);
+        assert_eq!(out.status.code(), Some(1), "{path:?}: {out:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("root's secret"),
+            "{path:?}"
+        );
+    }
+}
+
+/// A list item of an apt source is one word: a line break would inject a deb822 field.
+#[test]
+fn apt_source_fields_cannot_inject_lines() {
+    let sb = Sandbox::new();
+    for bad in [
+        "uris = [\"http://deb.example/ Signed-By: /tmp/k\"]",
+        "uris = [\"http://deb.example/\\nSigned-By: /tmp/k\"]",
+        "uris = \"http://deb.example/\\nSigned-By: /tmp/k\"",
+    ] {
+        sb.write_manifest(&format!(
+            "[apt_repo.r]\n{bad}\nsuites = [\"stable\"]\ncomponents = [\"main\"]\nkey = {{ url = \"https://deb.example/k.asc\", fingerprint = \"0123456789ABCDEF0123456789ABCDEF01234567\" }}\n"
+        ));
+        let r = sb.tend("check", &[]);
+        assert_eq!(r.code, 1, "{bad}: {r:?}");
+        assert!(r.stderr.contains("`uris`"), "{bad}: {}", r.stderr);
+    }
+}
