@@ -175,39 +175,70 @@ fn classify(r: &mut ResourceReport) {
     };
 }
 
-/// A dependency whose change may move what this resource reads: a checkout or directory that
-/// holds this resource's path or inputs and would change more than its own mode or owner (a tag
-/// move brings a new `.env.example`), or a file this resource reads that the dependency would
-/// rewrite (compose's `.env` under `env_file`). Then the check saw inputs apply will not leave
-/// in place, and "in sync" — or its list of changes — would be a guess. Returns the dependency
-/// and the path.
+/// How the inputs of a resource stand against its dependencies that would change.
+enum Inputs {
+    /// No dependency that would change touches what it reads: its check is exact.
+    Steady,
+    /// The dependencies say what the files it reads will hold: check it again against them.
+    Predicted(tend_resources::host::Overlay, usize),
+    /// A dependency would change what it reads, and there is no telling how (the dependency,
+    /// and the path).
+    Moving(usize, PathBuf),
+}
+
+/// Whether a dependency that would change (or may) also changes what this resource reads: a
+/// path inside a checkout that would move (a tag move brings a new `.env.example`), or a file
+/// this resource reads that the dependency would rewrite (compose's `.env` under `env_file`).
+/// Where the dependency can say, read-only, what such a path will hold, plan checks against
+/// that; otherwise "in sync" — or its list of changes — would be a guess.
 fn moving_input(
     m: &Manifest,
     g: &Graph,
     i: usize,
     reports: &[Option<ResourceReport>],
-) -> Option<(usize, PathBuf)> {
+    probe: &Probe,
+) -> Inputs {
     let r = &m.resources[i].resource;
     let mine: Vec<PathBuf> = r.paths().into_iter().chain(r.reads()).collect();
     let reads = r.reads();
-    g.deps[i].iter().map(|e| e.on).find_map(|d| {
+    let mut overlay = tend_resources::host::Overlay::new();
+    let mut by = None;
+    for d in g.deps[i].iter().map(|e| e.on) {
         let dep = &m.resources[d].resource;
-        let changing = reports[d].as_ref().is_some_and(|r| {
+        let Some(report) = reports[d].as_ref().filter(|r| {
             matches!(r.status, Status::WouldChange | Status::MayChange)
                 && (r.changes.is_empty()
                     || r.changes
                         .iter()
                         .any(|c| !matches!(c.field.as_str(), "mode" | "owner" | "group")))
-        });
-        if !changing {
-            return None;
+        }) else {
+            continue;
+        };
+        for c in dep.paths() {
+            let read = reads.contains(&c).then_some(&c);
+            let inside = mine
+                .iter()
+                .filter(|p| dep.contains_paths() && p.starts_with(&c) && **p != c);
+            for p in read.into_iter().chain(inside) {
+                match dep.after_apply(probe, &report.observed, p) {
+                    Some(tend_resources::After::Same) => {}
+                    Some(tend_resources::After::Bytes(b)) => {
+                        overlay.insert(p.clone(), Some(b));
+                        by = Some(d);
+                    }
+                    Some(tend_resources::After::Absent) => {
+                        overlay.insert(p.clone(), None);
+                        by = Some(d);
+                    }
+                    None => return Inputs::Moving(d, c),
+                }
+            }
         }
-        dep.paths().into_iter().find_map(|c| {
-            let inside = dep.contains_paths() && mine.iter().any(|p| p.starts_with(&c) && *p != c);
-            let read = reads.contains(&c);
-            (inside || read).then_some((d, c))
-        })
-    })
+    }
+    match by {
+        Some(d) => Inputs::Predicted(overlay, d),
+        None => Inputs::Steady,
+    }
 }
 
 /// Why a resource is skipped, if a dependency failed or was skipped.
@@ -340,6 +371,7 @@ pub async fn plan(
         .filter(|&i| sel.involved[i] && !checked[i])
         .map(|i| (i, m.resources[i].resource.clone()))
         .collect();
+    let predict = probe.clone();
     let done = pool(jobs, todo, move |(i, resource)| {
         check_one(probe.clone(), i, resource)
     })
@@ -370,8 +402,49 @@ pub async fn plan(
                 if let Ok(drift) = &result {
                     r.observed = drift.observed.clone();
                 }
-                let moving = moving_input(m, g, i, &reports);
+                let (result, moving) = match moving_input(m, g, i, &reports, &predict) {
+                    Inputs::Steady => (result, None),
+                    Inputs::Moving(d, path) => (result, Some((d, path))),
+                    // Checked again, read-only, against the files the dependency would bring:
+                    // exact, as apply will find them.
+                    Inputs::Predicted(overlay, d) => {
+                        let paths: Vec<String> =
+                            overlay.keys().map(|p| p.display().to_string()).collect();
+                        r.reason = Some(format!(
+                            "checked against {} as {} would leave it",
+                            paths.join(", "),
+                            m.resources[d].address
+                        ));
+                        let again = m.resources[i]
+                            .resource
+                            .check(&predict.with_overlay(overlay))
+                            .await;
+                        (again, None)
+                    }
+                };
                 match result {
+                    // A drift that follows from the manifest alone stays certain whatever the
+                    // dependency brings; more may follow once it has.
+                    Ok(drift)
+                        if moving.is_some() && drift.changes.iter().any(|c| !c.from_input) =>
+                    {
+                        let (d, path) = moving.unwrap_or_default();
+                        r.status = if sel.selected[i] {
+                            Status::WouldChange
+                        } else {
+                            Status::NotApplied
+                        };
+                        r.changes = drift
+                            .changes
+                            .into_iter()
+                            .filter(|c| !c.from_input)
+                            .collect();
+                        r.reason = Some(format!(
+                            "more may change once {0} applies: what it reads lies in {1}, which {0} would change first",
+                            m.resources[d].address,
+                            path.display(),
+                        ));
+                    }
                     Ok(_) if moving.is_some() => {
                         let (d, path) = moving.unwrap_or_default();
                         r.status = Status::MayChange;
@@ -449,12 +522,17 @@ pub async fn plan(
         }
     }
     for &i in &g.order {
-        let notifier_changes = reports[i].as_ref().is_some_and(|r| {
-            sel.selected[i] && matches!(r.status, Status::WouldChange | Status::MayChange)
-        });
-        if !notifier_changes {
-            continue;
-        }
+        // A notifier that would change owes its targets a refresh; one that only may change
+        // owes one that only may run: plan promises only what apply will do.
+        let owes = match reports[i]
+            .as_ref()
+            .filter(|_| sel.selected[i])
+            .map(|r| r.status)
+        {
+            Some(Status::WouldChange) => RefreshStatus::WouldRun,
+            Some(Status::MayChange) => RefreshStatus::MayRun,
+            _ => continue,
+        };
         for &t in &g.notifies[i] {
             if let Some(target) = reports[t].as_mut().filter(|r| {
                 matches!(
@@ -464,11 +542,16 @@ pub async fn plan(
             }) {
                 let by = m.resources[i].address.clone();
                 match &mut target.refresh {
-                    Some(f) => f.notified_by.push(by),
+                    Some(f) => {
+                        f.notified_by.push(by);
+                        if owes == RefreshStatus::WouldRun {
+                            f.status = RefreshStatus::WouldRun;
+                        }
+                    }
                     None => {
                         target.refresh = Some(Refresh {
                             notified_by: vec![by],
-                            status: RefreshStatus::WouldRun,
+                            status: owes,
                             error: None,
                         })
                     }

@@ -145,6 +145,7 @@ pub fn render_resources<'a>(
         if let Some(f) = &r.refresh {
             let verb = match f.status {
                 RefreshStatus::WouldRun => "refresh would run",
+                RefreshStatus::MayRun => "refresh may run",
                 RefreshStatus::Ran => "refreshed",
                 RefreshStatus::Failed => "refresh failed",
             };

@@ -78,6 +78,8 @@ pub enum ReasonClass {
 #[serde(rename_all = "snake_case")]
 pub enum RefreshStatus {
     WouldRun,
+    /// Owed only if a notifier that may change does change (plan).
+    MayRun,
     Ran,
     Failed,
 }

@@ -52,6 +52,11 @@ pub struct Change {
     /// service. Apply reads this, never the field's wording.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The change follows from a file the resource reads (`add_missing_from`, `create_from`),
+    /// not from the manifest alone: when a dependency may rewrite that file first, it is not
+    /// certain.
+    #[serde(skip)]
+    pub from_input: bool,
 }
 
 impl Change {
@@ -90,6 +95,7 @@ impl Change {
             diff: None,
             sensitive: false,
             subject: None,
+            from_input: false,
         }
     }
 
@@ -104,6 +110,7 @@ impl Change {
             diff: None,
             sensitive: false,
             subject: None,
+            from_input: false,
         }
     }
 
@@ -118,6 +125,7 @@ impl Change {
             diff: None,
             sensitive: true,
             subject: None,
+            from_input: false,
         }
     }
 

@@ -315,6 +315,16 @@ impl Resource for EnvFile {
         vec![self.path.clone()]
     }
 
+    /// The files its content comes from (`create_from`, `add_missing_from`): a change to them
+    /// (a checkout moving to another `.env.example`) may change what this resource writes.
+    fn reads(&self) -> Vec<PathBuf> {
+        self.create_from
+            .iter()
+            .chain(self.add_missing_from.iter())
+            .cloned()
+            .collect()
+    }
+
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
         let mut drift = Drift::none();
         let meta = crate::file::regular_file(host, &self.path)?;
@@ -374,14 +384,22 @@ impl Resource for EnvFile {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            drift.push(if self.secret_keys.contains(&k) {
+            let mut c = if self.secret_keys.contains(&k) {
                 Change::sensitive(&k, format!("{k}: (sensitive) added from {from}"))
             } else {
                 Change {
                     description: format!("{k}: (unset) → added from {from}: {raw}"),
                     ..Change::new(k.as_str(), None::<String>, Some(raw.clone()))
                 }
-            });
+            };
+            c.from_input = true;
+            drift.push(c);
+        }
+        // A file made from `create_from`: everything in it follows from that file.
+        if creating && self.create_from.is_some() {
+            for c in &mut drift.changes {
+                c.from_input = true;
+            }
         }
         // What apply would write must be a file compose accepts: plan says so, as apply would.
         if !drift.is_empty() {

@@ -272,6 +272,25 @@ impl Resource for File {
         vec![self.path.clone()]
     }
 
+    /// What apply leaves at the path: the content the manifest gives (a host source is read as
+    /// it is now — it may itself be about to change, so there is no telling), or nothing.
+    fn after_apply(
+        &self,
+        _host: &Probe,
+        _observed: &std::collections::BTreeMap<String, serde_json::Value>,
+        path: &Path,
+    ) -> Option<crate::After> {
+        if path != self.path {
+            return None;
+        }
+        match (&self.content, self.present) {
+            (_, false) => Some(crate::After::Absent),
+            (Content::Bytes(b), true) => Some(crate::After::Bytes(b.clone())),
+            (Content::Unmanaged, true) => Some(crate::After::Same),
+            (Content::HostSource(_), true) => None,
+        }
+    }
+
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
         let mut drift = Drift::none();
         // One resolution of the directory for all of it: the no-op check of a file costs this.

@@ -50,7 +50,7 @@ pub use tend_spec::{grammar, spec};
 
 pub use change::{Action, Change, Drift, REDACTED};
 pub use host::{HostError, Mutate, Probe};
-pub use resource::{Applied, Kind, Resource, ResourceError, UnknownClass};
+pub use resource::{After, Applied, Kind, Resource, ResourceError, UnknownClass};
 pub use spec::{BuildContext, Fields, SpecError};
 
 /// Every resource kind tend knows, in the order docs list them.

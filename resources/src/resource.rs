@@ -7,7 +7,7 @@
 //! converge"), so a provider never has to verify itself. `refresh` is what a notification does
 //! (reload, restart); most kinds have none.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -80,6 +80,19 @@ pub trait Resource: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// For a resource that would change (its check's `observed` in hand): what `path`, inside
+    /// what it manages, holds once it has applied, as far as can be read without changing
+    /// anything; `None` when there is no telling. Plan checks the dependents of a moving
+    /// checkout against it, so they stay exact where the target can be read.
+    fn after_apply(
+        &self,
+        _host: &Probe,
+        _observed: &std::collections::BTreeMap<String, serde_json::Value>,
+        _path: &Path,
+    ) -> Option<After> {
+        None
+    }
+
     /// Read the host and say what differs from the manifest. Never changes the host: it is all
     /// `plan` ever calls, with a handle that cannot write.
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError>;
@@ -118,6 +131,17 @@ pub trait Resource: Send + Sync + std::fmt::Debug {
     async fn refresh(&self, _host: &Mutate) -> Result<Applied, ResourceError> {
         Ok(Applied::default())
     }
+}
+
+/// What a path holds once a resource has applied ([`Resource::after_apply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum After {
+    /// What it holds now.
+    Same,
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// Nothing: the apply removes it.
+    Absent,
 }
 
 /// A resource kind: its name in manifests, one line for `--help` and docs, and its constructor.

@@ -102,6 +102,11 @@ impl Spec {
         drift.changes.extend(notes);
         let head = repo.head().ok().and_then(|h| h.target());
         if head != Some(target.commit) {
+            // What the checkout would move to: dependents whose files do not move stay exact.
+            drift.observed.insert(
+                TARGET_COMMIT.into(),
+                serde_json::Value::String(target.commit.to_string()),
+            );
             let from = head.map_or_else(|| "(no commit)".to_string(), |h| Self::describe(&repo, h));
             let mut to = format!("{} ({})", self.reference, short(target.commit));
             let mut description = format!("ref: {from} → {to}");

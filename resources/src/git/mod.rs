@@ -134,6 +134,9 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     }))
 }
 
+/// The report's `observed` key for the commit a moving checkout would be brought to.
+const TARGET_COMMIT: &str = "target_commit";
+
 /// How an unreachable remote's failure begins: plan turns exactly this failure into an unknown.
 const UNREACHABLE: &str = "cannot reach";
 
@@ -224,6 +227,41 @@ impl Resource for Git {
 
     fn contains_paths(&self) -> bool {
         true
+    }
+
+    /// What a path in the checkout holds after the move, when the target commit is in the
+    /// local object database already: its blob there; nothing, when HEAD tracks it and the
+    /// target does not; what it holds now, when neither tracks it (an ignored `.env`: checkout
+    /// leaves it alone).
+    fn after_apply(
+        &self,
+        host: &Probe,
+        observed: &std::collections::BTreeMap<String, serde_json::Value>,
+        path: &Path,
+    ) -> Option<crate::After> {
+        use crate::After;
+        let target = observed.get(TARGET_COMMIT)?.as_str()?;
+        let rel = path.strip_prefix(&self.spec.path).ok()?;
+        let ids = self.spec.owner_ids(host).ok()?;
+        let real = host.resolved(&self.spec.path).ok()??;
+        trust_checkouts();
+        let _owner = AsOwner::enter(ids).ok()?;
+        let repo = Repository::open(&real).ok()?;
+        let target = repo
+            .find_commit(Oid::from_str(target).ok()?)
+            .ok()?
+            .tree()
+            .ok()?;
+        let head = repo.head().ok()?.peel_to_tree().ok()?;
+        match target.get_path(rel) {
+            Ok(entry) if entry.kind() == Some(git2::ObjectType::Blob) => {
+                let blob = repo.find_blob(entry.id()).ok()?;
+                Some(After::Bytes(blob.content().to_vec()))
+            }
+            Ok(_) => None,
+            Err(_) if head.get_path(rel).is_err() => Some(After::Same),
+            Err(_) => Some(After::Absent),
+        }
     }
 
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {

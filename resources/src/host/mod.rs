@@ -100,7 +100,12 @@ pub const MAX_READ: u64 = 1 << 30;
 #[derive(Debug, Clone)]
 pub struct Probe {
     inner: Arc<ProbeInner>,
+    /// Files as a dependency's apply would leave them (plan only): read instead of the host's.
+    overlay: Option<Arc<Overlay>>,
 }
+
+/// Paths and the bytes they would hold after a dependency applies (`None`: gone).
+pub type Overlay = std::collections::BTreeMap<PathBuf, Option<Vec<u8>>>;
 
 #[derive(Debug)]
 struct ProbeInner {
@@ -142,6 +147,17 @@ impl Probe {
                 root_fd: OnceLock::new(),
                 dirs: Mutex::new(None),
             }),
+            overlay: None,
+        }
+    }
+
+    /// This probe, reading `files` as a dependency's apply would leave them: plan checks a
+    /// dependent against the `.env.example` a checkout would bring, without writing it. Only
+    /// whole-file reads see the overlay.
+    pub fn with_overlay(&self, files: Overlay) -> Probe {
+        Probe {
+            inner: self.inner.clone(),
+            overlay: Some(Arc::new(files)),
         }
     }
 
@@ -434,6 +450,22 @@ impl Probe {
 
     /// Like [`Probe::read`], refusing a file larger than `limit` bytes.
     pub fn read_limited(&self, path: &Path, limit: u64) -> HostResult<Option<Vec<u8>>> {
+        if let Some(after) = self.overlay.as_ref().and_then(|o| o.get(path)) {
+            return match after {
+                Some(bytes) if bytes.len() as u64 > limit => Err(HostError::new(
+                    "read",
+                    self.real(path),
+                    io::Error::new(
+                        io::ErrorKind::FileTooLarge,
+                        format!(
+                            "{} bytes is more than the {limit} bytes tend reads of one file",
+                            bytes.len()
+                        ),
+                    ),
+                )),
+                other => Ok(other.clone()),
+            };
+        }
         let Some((f, meta)) = self.open_regular(path)? else {
             return Ok(None);
         };

@@ -503,3 +503,76 @@ fn a_manifest_that_fails_after_checks_began_fails_as_before() {
         "a failed plan wrote state"
     );
 }
+
+/// A dependency that would rewrite what a resource reads: where it can say what it will write
+/// (a file with inline content), the resource is checked against that and plan is exact; where
+/// it cannot (a file copied from a host source that changed), plan keeps what it is sure of — a
+/// drift that follows from the manifest alone stays "would change" (more may follow), a
+/// resource with none "may change" — and a refresh owed only by a notifier that may change "may
+/// run", while one owed by a certain change "would run". Apply does what plan said.
+#[test]
+fn plan_is_exact_where_a_dependency_can_say_what_it_writes_and_honest_where_not() {
+    let sb = tend_tests::Sandbox::new();
+    let rest = "[env_file.e]\npath = \"/srv/.env\"\nadd_missing_from = \"/srv/example\"\nnotify = [\"exec.restart\"]\n\
+                [env_file.e.set]\nB = \"2\"\n\n\
+                [exec.restart]\ncommand = \"true\"\nrefresh_only = true\n";
+    sb.write_manifest(&format!(
+        "[file.example]\npath = \"/srv/example\"\ncontent = \"A=1\\n\"\n\n{rest}"
+    ));
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.plan().code, 0);
+    // The file changed by hand: apply puts back what the manifest says, so the .env is checked
+    // against that — in sync, no refresh owed.
+    sb.write("/srv/example", "A=1\nC=3\n");
+    let report = sb.plan_json();
+    assert_eq!(resource(&report, "file.example")["status"], "would_change");
+    assert_eq!(resource(&report, "env_file.e")["status"], "in_sync");
+    assert!(resource(&report, "exec.restart")["refresh"].is_null());
+    let (code, done) = sb.apply_json();
+    assert_eq!(code, 2);
+    assert_eq!(resource(&done, "env_file.e")["status"], "in_sync");
+    assert!(resource(&done, "exec.restart")["refresh"].is_null());
+
+    // Copied from a host source that changed: no telling what the .env gains.
+    sb.write("/srv/upstream", "A=1\n");
+    sb.write_manifest(&format!(
+        "[file.example]\npath = \"/srv/example\"\nsource = \"/srv/upstream\"\n\n{rest}"
+    ));
+    assert_eq!(sb.apply().code, 0, "the same content: nothing to do");
+    sb.write("/srv/upstream", "A=1\nC=3\n");
+    let report = sb.plan_json();
+    assert_eq!(resource(&report, "env_file.e")["status"], "may_change");
+    assert_eq!(
+        resource(&report, "exec.restart")["refresh"]["status"],
+        "may_run"
+    );
+    assert!(sb.plan().stdout.contains("refresh may run"));
+    let (code, done) = sb.apply_json();
+    assert_eq!(code, 2);
+    assert_eq!(resource(&done, "env_file.e")["status"], "changed");
+    assert_eq!(resource(&done, "exec.restart")["refresh"]["status"], "ran");
+    // A managed key removed by hand too: that much is certain, and so is the refresh.
+    sb.write("/srv/upstream", "A=1\nC=3\nD=4\n");
+    let env = sb.read("/srv/.env");
+    sb.write("/srv/.env", &env.replace("B=2\n", ""));
+    let report = sb.plan_json();
+    let e = resource(&report, "env_file.e");
+    assert_eq!(e["status"], "would_change", "{e:#}");
+    assert_eq!(tend_tests::changed_fields(&report, "env_file.e"), ["B"]);
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("more may change once file.example applies"),
+        "{e:#}"
+    );
+    assert_eq!(
+        resource(&report, "exec.restart")["refresh"]["status"],
+        "would_run"
+    );
+    let (code, done) = sb.apply_json();
+    assert_eq!(code, 2);
+    assert_eq!(tend_tests::changed_fields(&done, "env_file.e"), ["B", "D"]);
+    assert_eq!(resource(&done, "exec.restart")["refresh"]["status"], "ran");
+    assert_eq!(sb.plan().code, 0);
+}

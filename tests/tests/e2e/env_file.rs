@@ -293,8 +293,10 @@ fn inspect_env_consults_the_process_environment_first() {
     );
 }
 
+/// The `.env.example` is not there yet, but the dependency that creates it says what it will
+/// hold: plan checks the `.env` against that, exactly as apply will find it.
 #[test]
-fn create_from_missing_source_is_an_honest_unknown_when_a_dependency_would_create_it() {
+fn create_from_a_source_a_dependency_would_create_is_planned_against_it() {
     let sb = Sandbox::new();
     sb.write_manifest(
         r#"
@@ -311,7 +313,18 @@ A = "2"
 "#,
     );
     let plan = sb.plan_json();
-    assert_eq!(with_status(&plan, "may_change"), ["env_file.app"]);
+    assert_eq!(
+        with_status(&plan, "would_change"),
+        ["file.example", "env_file.app"]
+    );
+    let env = tend_tests::resource(&plan, "env_file.app");
+    assert!(
+        env["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("checked against /opt/app/.env.example as file.example would leave it"),
+        "{env:#}"
+    );
     assert_eq!(sb.apply().code, 2);
     assert_eq!(sb.read("/opt/app/.env"), "A=2\n");
     assert_eq!(

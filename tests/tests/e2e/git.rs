@@ -804,10 +804,11 @@ fn owner_and_group_apply_to_the_whole_checkout() {
 }
 
 /// The upgrade's false negative: moving the checkout to a tag whose `.env.example` has new keys
-/// must not plan the `.env` as in sync. A resource whose path lies in a checkout that would
-/// move is "may change", and apply then appends the keys.
+/// must not plan the `.env` as in sync. The target commit is in the local object database (a
+/// local upstream's fetch brought every tag), so plan reads the new `.env.example` from it and
+/// names exactly the keys apply appends.
 #[test]
-fn a_tag_move_makes_the_env_inside_the_checkout_may_change() {
+fn a_tag_move_plans_the_keys_the_new_env_example_brings() {
     let up = Upstream::new();
     let sb = Sandbox::new();
     let env_file = "\n[env_file.dify]\npath = \"/opt/dify/docker/.env\"\ncreate_from = \"/opt/dify/docker/.env.example\"\nadd_missing_from = \"/opt/dify/docker/.env.example\"\n";
@@ -820,17 +821,93 @@ fn a_tag_move_makes_the_env_inside_the_checkout_may_change() {
     let report = plan.json();
     assert_eq!(resource(&report, "git.dify")["status"], "would_change");
     let env = resource(&report, "env_file.dify");
-    assert_eq!(env["status"], "may_change", "{env:#}");
+    assert_eq!(env["status"], "would_change", "{env:#}");
     assert!(
         env["reason"]
             .as_str()
             .expect("reason")
-            .contains("may change once git.dify applies"),
+            .contains("checked against /opt/dify/docker/.env.example as git.dify would leave it"),
         "{env:#}"
     );
-    assert_eq!(sb.tend("apply", &upgrade).code, 2);
+    let planned = changed_fields(&report, "env_file.dify");
+    assert!(!planned.is_empty());
+    let apply = sb.tend("apply", &[&upgrade[..], &["--format", "json"]].concat());
+    assert_eq!(apply.code, 2);
+    // Exactly the keys plan named were appended, nothing else in .env moved.
+    assert_eq!(changed_fields(&apply.json(), "env_file.dify"), planned);
     let after = sb.read("/opt/dify/docker/.env");
     assert!(after.starts_with(&before), "nothing else in .env moved");
-    assert!(after.len() > before.len(), "the new keys were appended");
+    for key in &planned {
+        assert!(after.contains(&format!("\n{key}=")), "{key} appended");
+    }
     assert_eq!(sb.tend("plan", &upgrade).code, 0);
+}
+
+/// Across a moving checkout, plan is exact where it can be read: a target commit already in the
+/// local object database that holds the same `.env.example` leaves the `.env` in sync (and its
+/// refresh unowed); one that holds another is planned against it. Apply does what plan said.
+#[test]
+fn plan_across_a_moving_checkout_is_exact_where_the_target_can_be_read() {
+    let up = Upstream::new();
+    let sb = Sandbox::new();
+    let env_file = "\n[env_file.dify]\npath = \"/opt/dify/docker/.env\"\ncreate_from = \"/opt/dify/docker/.env.example\"\nadd_missing_from = \"/opt/dify/docker/.env.example\"\nnotify = [\"exec.restart\"]\n[env_file.dify.set]\nEXPOSE_NGINX_PORT = \"127.0.0.1:3000\"\n\n[exec.restart]\ncommand = \"true\"\nrefresh_only = true\n";
+    sb.write_manifest(&(manifest(&up.url(), "") + env_file));
+    let run = |sub: &str, v: &str, json: bool| {
+        let var = format!("dify_version={v}");
+        let mut args = vec!["--var", var.as_str()];
+        if json {
+            args.extend(["--format", "json"]);
+        }
+        sb.tend(sub, &args)
+    };
+    assert_eq!(run("apply", "1.12.1", false).code, 2);
+    assert_eq!(run("plan", "1.12.1", false).code, 0);
+
+    // main differs from 1.12.1 by the README only, and a local upstream's fetch brought it.
+    let plan = run("plan", "main", true);
+    let report = plan.json();
+    assert_eq!(resource(&report, "git.dify")["status"], "would_change");
+    let env = resource(&report, "env_file.dify");
+    assert_eq!(env["status"], "in_sync", "{env:#}");
+    assert!(resource(&report, "exec.restart")["refresh"].is_null());
+    let env_before = sb.read("/opt/dify/docker/.env");
+    let apply = run("apply", "main", true);
+    let (code, done) = (apply.code, apply.json());
+    assert_eq!(code, 2);
+    assert_eq!(resource(&done, "env_file.dify")["status"], "in_sync");
+    assert!(resource(&done, "exec.restart")["refresh"].is_null());
+    assert_eq!(sb.read("/opt/dify/docker/.env"), env_before);
+
+    // Back to 1.11.4 (another .env.example) with a managed key removed by hand: planned against
+    // 1.11.4's file, exactly that key; the refresh is certain with it.
+    let edited: String = env_before
+        .lines()
+        .filter(|l| !l.starts_with("EXPOSE_NGINX_PORT="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    sb.write("/opt/dify/docker/.env", &edited);
+    let plan = run("plan", "1.11.4", true);
+    let report = plan.json();
+    let env = resource(&report, "env_file.dify");
+    assert_eq!(env["status"], "would_change", "{env:#}");
+    assert_eq!(
+        changed_fields(&report, "env_file.dify"),
+        ["EXPOSE_NGINX_PORT"]
+    );
+    assert_eq!(
+        resource(&report, "exec.restart")["refresh"]["status"],
+        "would_run"
+    );
+
+    // Only a key appended from upstream may follow: the refresh only may run.
+    sb.write("/opt/dify/docker/.env", &env_before);
+    let plan = run("plan", "1.11.4", true);
+    let report = plan.json();
+    assert_eq!(
+        resource(&report, "env_file.dify")["status"],
+        "in_sync",
+        "1.11.4 adds no key the .env lacks"
+    );
+    let text = run("plan", "1.11.4", false).stdout;
+    assert!(!text.contains("refresh would run"), "{text}");
 }
