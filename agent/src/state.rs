@@ -64,7 +64,33 @@ pub fn check_path(root: &Path, dir: &Path) -> io::Result<()> {
                     ),
                 ))
             }
-            Ok(_) => {}
+            // A parent another user can change is a parent they can swap for a link between
+            // this check and any later use by path: refused, as a link is.
+            Ok(m) => {
+                use std::os::unix::fs::MetadataExt;
+                let me = nix::unistd::geteuid().as_raw();
+                let sticky = m.mode() & 0o1000 != 0;
+                let who = if m.uid() != 0 && m.uid() != me {
+                    Some(format!("owned by uid {}", m.uid()))
+                } else if !sticky && m.mode() & 0o002 != 0 {
+                    Some("writable by everyone".to_string())
+                } else if !sticky && m.mode() & 0o020 != 0 && m.gid() != 0 {
+                    Some(format!("writable by group {}", m.gid()))
+                } else {
+                    None
+                };
+                if let Some(who) = who {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "the state directory {} lies in {}, which is {who}: another user could \
+                             swap it for a link; name a directory only root can change with --state-dir",
+                            dir.display(),
+                            at.display()
+                        ),
+                    ));
+                }
+            }
         }
     }
     Ok(())

@@ -505,6 +505,25 @@ fn a_state_directory_reached_through_a_link_in_the_root_is_refused() {
     assert!(!sb.path("/etc/f").exists());
 }
 
+/// An image whose `var/lib` a user owns: they could swap the state directory (or its parent)
+/// for a link between tend's check and its use, so the run refuses to start.
+#[test]
+fn a_state_directory_under_a_users_directory_in_the_root_is_refused() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("/var/lib")).expect("mkdir");
+    std::os::unix::fs::chown(sb.path("/var/lib"), Some(NOBODY), Some(NOBODY)).expect("chown");
+    sb.write_manifest("[file.f]\npath = \"/etc/f\"\ncontent = \"x\"\n");
+    let r = sb.apply();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("which is owned by uid 65534"),
+        "{}",
+        r.stderr
+    );
+    assert!(!sb.path("/var/lib/tend").exists());
+    assert!(!sb.path("/etc/f").exists());
+}
+
 #[test]
 fn names_that_would_become_flags_or_directives_are_refused_at_load() {
     let sb = Sandbox::new();
