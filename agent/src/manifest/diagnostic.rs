@@ -58,6 +58,10 @@ impl Diagnostic {
     }
 }
 
+/// The most characters of a source line an error shows, and how many before the caret.
+const WINDOW: usize = 120;
+const LEAD: usize = 40;
+
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     while i > 0 && !s.is_char_boundary(i) {
         i -= 1;
@@ -77,14 +81,27 @@ impl fmt::Display for Diagnostic {
             self.column
         )?;
         writeln!(f, "{gutter} |")?;
-        writeln!(f, "{} | {}", self.line, self.source_line)?;
-        let pad: String = self
-            .source_line
+        // A long line is shown as a window around the caret: a megabyte-long value must not
+        // become a megabyte-long error.
+        let chars: Vec<char> = self.source_line.chars().collect();
+        let at = self.column - 1;
+        let first = if chars.len() > WINDOW && at > LEAD {
+            at - LEAD
+        } else {
+            0
+        };
+        let last = (first + WINDOW).min(chars.len());
+        let before = if first > 0 { "…" } else { "" };
+        let after = if last < chars.len() { "…" } else { "" };
+        let shown: String = chars[first..last].iter().collect();
+        writeln!(f, "{} | {before}{shown}{after}", self.line)?;
+        let pad: String = before
             .chars()
-            .take(self.column - 1)
+            .chain(chars[first..at.min(last)].iter().copied())
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
-        write!(f, "{gutter} | {pad}{}", "^".repeat(self.width))?;
+        let width = self.width.min(last.saturating_sub(at)).max(1);
+        write!(f, "{gutter} | {pad}{}", "^".repeat(width))?;
         if let Some(help) = &self.help {
             write!(f, "\n{gutter} = help: {help}")?;
         }
@@ -112,6 +129,25 @@ mod tests {
             d.to_string(),
             "error: unknown field\n --> m.toml:3:1\n  |\n3 | contnet = \"hi\"\n  | ^^^^^^^\n  = help: did you mean `content`?"
         );
+    }
+
+    #[test]
+    fn a_long_line_is_shown_as_a_window_around_the_caret() {
+        let src = format!("big = \"{}\" # end", "x".repeat(100_000));
+        let at = src.find('#').expect("present");
+        let d = Diagnostic::new("m.toml".into(), &src, at..at + 1, "here", None);
+        let text = d.to_string();
+        assert!(text.len() < 400, "{} bytes", text.len());
+        let lines: Vec<&str> = text.lines().collect();
+        let shown = lines[3];
+        let caret = lines[4];
+        assert!(
+            shown.starts_with("1 | …x") && shown.ends_with("\" # end"),
+            "{shown}"
+        );
+        // The caret sits under the `#` it names.
+        let col = caret.find('^').expect("caret");
+        assert_eq!(shown.chars().nth(caret[..col].chars().count()), Some('#'));
     }
 
     #[test]

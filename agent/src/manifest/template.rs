@@ -366,12 +366,43 @@ fn resolve_one(
             serde_json::Value::String(text.value)
         }
     };
+    // A budget, cheap as the manifest is trusted: a variable is a word or a paragraph, and
+    // each one is copied into `vars` as the others resolve.
+    let size = value.as_str().map_or(0, str::len);
+    if size > MAX_VAR_BYTES {
+        return Err((
+            name.to_string(),
+            RenderError::Failed(format!(
+                "the value is {size} bytes; a variable holds at most {} MiB (put large content in a template file)",
+                MAX_VAR_BYTES >> 20
+            )),
+        ));
+    }
+    let total: usize = done
+        .values()
+        .filter_map(|v| v.as_str())
+        .map(str::len)
+        .sum::<usize>()
+        + size;
+    if total > MAX_VARS_BYTES {
+        return Err((
+            name.to_string(),
+            RenderError::Failed(format!(
+                "the variables hold more than {} MiB together",
+                MAX_VARS_BYTES >> 20
+            )),
+        ));
+    }
     renderer.set(name, value.clone());
     done.insert(name.to_string(), value);
     let vars: serde_json::Map<String, serde_json::Value> = done.clone().into_iter().collect();
     renderer.set("vars", serde_json::Value::Object(vars));
     Ok(())
 }
+
+/// The largest value of one variable, and of all of them together.
+const MAX_VAR_BYTES: usize = 1 << 20;
+const MAX_VARS_BYTES: usize = 16 << 20;
 
 /// Whether `source` holds template syntax (`{{`, `{%` or `{#`): one scan for `{`.
 pub fn is_template(source: &str) -> bool {

@@ -236,3 +236,22 @@ fn hostile_inputs_never_panic() {
         );
     }
 }
+
+/// A variable has a size budget: 40 values of 16 MiB are refused at once, not copied into
+/// every template for seconds and gigabytes.
+#[test]
+fn oversized_variables_are_refused_quickly() {
+    let sb = Sandbox::new();
+    let big = "x".repeat(2 << 20);
+    sb.write_manifest(&format!(
+        "[vars]\nbig = \"{big}\"\n\n[file.f]\npath = \"/f\"\ncontent = \"{{{{ big }}}}\"\n"
+    ));
+    let r = sb.tend("check", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("a variable holds at most 1 MiB"),
+        "{}",
+        &r.stderr[..r.stderr.len().min(500)]
+    );
+    assert!(r.stderr.len() < 4000, "the error does not quote the value");
+}
