@@ -95,24 +95,52 @@ fn shell_field(name: &str) -> bool {
             .any(|f| name.ends_with(f))
 }
 
-/// The first `{{ … }}` of a shell string that is not passed through `shell_quote`.
-fn unquoted_interpolation(source: &str) -> Option<String> {
+/// The first `{{ … }}` of a shell string that a shell would not read as one quoted word: one
+/// not passed through `shell_quote`, or one that is but sits inside quotes of the command's own
+/// (`"…{{ x | shell_quote }}…"`: within double quotes `$(…)` still runs, and the quotes
+/// `shell_quote` adds are mere characters). The expression, and whether it was quoted in vain.
+fn unquoted_interpolation(source: &str) -> Option<(String, bool)> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let mut quote = Quote::None;
     let mut rest = source;
-    while let Some(start) = rest.find("{{") {
+    loop {
+        let start = rest.find("{{");
+        // The command's own text up to the interpolation: where its quotes stand there.
+        let literal = &rest[..start.unwrap_or(rest.len())];
+        let mut chars = literal.chars();
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (Quote::None, '\\') | (Quote::Double, '\\') => {
+                    chars.next();
+                }
+                (Quote::None, '\'') => quote = Quote::Single,
+                (Quote::Single, '\'') => quote = Quote::None,
+                (Quote::None, '"') => quote = Quote::Double,
+                (Quote::Double, '"') => quote = Quote::None,
+                _ => {}
+            }
+        }
+        let start = start?;
         let after = &rest[start + 2..];
         let end = after.find("}}")?;
         let expr = after[..end].trim();
         // secret() values are alphanumeric, literals are the manifest's own.
-        let safe = expr.contains("shell_quote")
-            || expr.starts_with("secret(")
-            || expr.starts_with('"')
-            || expr.starts_with('\'');
-        if !safe {
-            return Some(expr.to_string());
+        let literal_value = expr.starts_with("secret(") || expr.starts_with('"') || expr.starts_with('\'');
+        if !literal_value {
+            if !expr.contains("shell_quote") {
+                return Some((expr.to_string(), false));
+            }
+            if quote != Quote::None {
+                return Some((expr.to_string(), true));
+            }
         }
         rest = &after[end + 2..];
     }
-    None
 }
 
 /// A missing default manifest: say how to name another.
@@ -599,15 +627,21 @@ impl Loader<'_> {
             Value::Str(t) if !template::is_template(&t.value) => Value::Str(t.clone()),
             Value::Str(t) => {
                 let name = &name();
-                if let Some(expr) = shell_field(name)
+                match shell_field(name)
                     .then(|| unquoted_interpolation(&t.value))
                     .flatten()
                 {
-                    tracing::warn!(
+                    Some((expr, false)) => tracing::warn!(
                         "{name}: `{{{{ {expr} }}}}` is pasted into a shell command unquoted, and a \
                          fact or variable could hold `$(…)`: write `{{{{ {expr} | shell_quote }}}}`, \
                          or give the command as a list"
-                    );
+                    ),
+                    Some((expr, true)) => tracing::warn!(
+                        "{name}: `{{{{ {expr} }}}}` sits inside quotes of the command's own, where \
+                         the quotes shell_quote adds are mere characters (and `$(…)` still runs \
+                         within double quotes): remove the quotes around it"
+                    ),
+                    None => {}
                 }
                 match renderer.render(&t.value, name) {
                     Ok(t) => Value::Str(t),

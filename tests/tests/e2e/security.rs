@@ -292,6 +292,22 @@ fn a_hostile_fact_quoted_with_shell_quote_stays_a_word() {
         "{}",
         r.stderr
     );
+    // shell_quote inside the command's own double quotes protects nothing: said too.
+    sb.write_manifest(
+        "[exec.name]\ncommand = \"echo \\\"x {{ facts.hostname | shell_quote }}\\\"\"\ncreates = \"/name\"\n",
+    );
+    let r = sb.plan();
+    assert!(
+        r.stderr.contains("sits inside quotes of the command's own"),
+        "{}",
+        r.stderr
+    );
+    // Outside any quotes (a quoted redirect after it): no warning.
+    sb.write_manifest(
+        "[exec.name]\ncommand = \"printf %s {{ facts.hostname | shell_quote }} > \\\"$TEND_ROOT/name\\\"\"\ncreates = \"/name\"\n",
+    );
+    let r = sb.plan();
+    assert!(!r.stderr.contains("shell_quote"), "{}", r.stderr);
 }
 
 #[test]
