@@ -144,6 +144,10 @@ pub struct PullArgs {
     /// every run's output, report and metrics.
     #[arg(long, conflicts_with = "allowed_signers")]
     pub insecure_unsigned: bool,
+    /// Refuse a commit whose message has no `Tend-Ref: REF` trailer naming the ref followed
+    /// (a commit that names another ref is refused either way).
+    #[arg(long)]
+    pub require_ref_trailer: bool,
     /// Give up on a policy server that does not answer for this long (connect or read).
     #[arg(long, value_name = "DURATION")]
     pub fetch_timeout: Option<humantime::Duration>,
@@ -166,8 +170,8 @@ pub struct PullArgs {
     #[arg(long)]
     pub plan: bool,
     /// Read defaults for these flags from FILE (TOML: url, ref, manifest, allowed_signers,
-    /// allow_unsigned, rollout_window, rollout_offset, fetch_timeout, ssh_key, token_env,
-    /// metrics, report).
+    /// allow_unsigned, require_ref_trailer, rollout_window, rollout_offset, fetch_timeout,
+    /// ssh_key, token_env, metrics, report).
     #[arg(long, value_name = "FILE", default_value = "/etc/tend/pull.toml")]
     pub config: PathBuf,
     /// Override a variable of [vars] (repeatable).

@@ -229,6 +229,8 @@ pub struct PolicyCommit {
     /// The principals of the key that signed it (verified), when signatures are required.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signer: Option<String>,
+    /// Its committer time (Unix seconds): how old the policy is, whatever the server replays.
+    pub committed_unix: i64,
 }
 
 /// A fetched commit this host waits for (staged rollout).
@@ -398,6 +400,11 @@ impl Report {
                 "pull_verification_failed",
                 "1 when the fetched commit was refused (unsigned, wrongly signed, or a rollback).",
                 one(u8::from(p.refused.is_some()).to_string()),
+            );
+            family(
+                "pull_commit_timestamp_seconds",
+                "Committer time of the applied policy commit (a replayed or frozen policy stops growing newer).",
+                one(p.applied.as_ref().map_or(0, |c| c.committed_unix).to_string()),
             );
             family(
                 "pull_unverified",

@@ -130,7 +130,8 @@ fn unquoted_interpolation(source: &str) -> Option<(String, bool)> {
         let end = after.find("}}")?;
         let expr = after[..end].trim();
         // secret() values are alphanumeric, literals are the manifest's own.
-        let literal_value = expr.starts_with("secret(") || expr.starts_with('"') || expr.starts_with('\'');
+        let literal_value =
+            expr.starts_with("secret(") || expr.starts_with('"') || expr.starts_with('\'');
         if !literal_value {
             if !expr.contains("shell_quote") {
                 return Some((expr.to_string(), false));

@@ -63,8 +63,11 @@ pub(super) fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, Stri
     ] {
         let mut opts = FetchOptions::new();
         let mut callbacks = tend_resources::git::credential_callbacks(src.ssh_key, src.token_env);
-        // The server is not trusted until its commit verifies: what it may send has a budget.
-        callbacks.transfer_progress(|p| p.received_bytes() <= MAX_FETCH);
+        // The server is not trusted until its commit verifies: what it may send has a budget,
+        // in bytes and in objects (a pack of millions of tiny deltas is work before any check).
+        callbacks.transfer_progress(|p| {
+            p.received_bytes() <= MAX_FETCH && p.total_objects() <= MAX_OBJECTS
+        });
         opts.remote_callbacks(callbacks)
             .download_tags(git2::AutotagOption::None);
         match remote.fetch(&[spec.as_str()], Some(&mut opts), None) {
@@ -88,6 +91,8 @@ pub(super) fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, Stri
                 };
                 let msg = if remote.stats().received_bytes() > MAX_FETCH {
                     format!("the server sent more than {} MiB", MAX_FETCH >> 20)
+                } else if remote.stats().total_objects() > MAX_OBJECTS {
+                    format!("the server sent more than {MAX_OBJECTS} objects")
                 } else {
                     msg.to_string()
                 };
@@ -143,6 +148,11 @@ fn fetch_local(repo: &Repository, path: &Path, reference: &str) -> Result<Fetche
         let mut pack = src.packbuilder().map_err(|e| cannot(e.message().into()))?;
         pack.insert_walk(&mut walk)
             .map_err(|e| cannot(e.message().into()))?;
+        if pack.object_count() > MAX_OBJECTS {
+            return Err(cannot(format!(
+                "the ref reaches more than {MAX_OBJECTS} objects"
+            )));
+        }
         let odb = repo.odb().map_err(|e| cannot(e.message().into()))?;
         let mut writer = odb.packwriter().map_err(|e| cannot(e.message().into()))?;
         let mut failed = None;
@@ -219,6 +229,8 @@ pub(super) fn describe(repo: &Repository, commit: Oid) -> (i64, String) {
 
 /// What one fetch may receive: a repository of manifests, not of everything.
 const MAX_FETCH: usize = 256 << 20;
+/// Objects one fetch may bring.
+const MAX_OBJECTS: usize = 1_000_000;
 
 /// Budgets for a policy tree: a repository of manifests, not of everything.
 const MAX_FILES: usize = 10_000;

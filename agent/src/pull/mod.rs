@@ -40,6 +40,7 @@ struct Config {
     manifest: Option<String>,
     allowed_signers: Option<PathBuf>,
     allow_unsigned: Option<bool>,
+    require_ref_trailer: Option<bool>,
     allow_rollback: Option<bool>,
     fetch_timeout: Option<String>,
     rollout_window: Option<String>,
@@ -123,6 +124,7 @@ struct Settings {
     manifest: String,
     allowed: Option<AllowedSigners>,
     allow_rollback: bool,
+    require_ref_trailer: bool,
     fetch_timeout: u64,
     window: u64,
     offset: Option<u64>,
@@ -236,6 +238,7 @@ fn settings(args: &PullArgs) -> Result<Settings, StartError> {
         manifest,
         allowed,
         allow_rollback: args.allow_rollback || cfg.allow_rollback.unwrap_or(false),
+        require_ref_trailer: args.require_ref_trailer || cfg.require_ref_trailer.unwrap_or(false),
         fetch_timeout,
         window,
         offset,
@@ -496,10 +499,12 @@ fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record
             s.manifest
         )));
     }
+    let (committed_unix, summary) = fetch::describe(&repo, commit);
     let policy = PolicyCommit {
         commit: commit.to_string(),
-        summary: fetch::describe(&repo, commit).1,
+        summary,
         signer,
+        committed_unix,
     };
     status.applied = Some(policy.clone());
     Ok((policy, record))
@@ -514,6 +519,24 @@ fn accept(
 ) -> Result<(), String> {
     if let Some(allowed) = &s.allowed {
         check_signature(allowed, repo, c)?;
+    }
+    // A signature binds the commit, not the branch it is served as: a signed commit from a
+    // work-in-progress branch served as `main` carries `Tend-Ref: wip` (signed, in its message)
+    // and is refused here; `require_ref_trailer` refuses a commit that names no ref at all.
+    match fetch::trailer(repo, c, "Tend-Ref") {
+        Some(r) if r != s.reference => {
+            return Err(format!(
+                "it is signed for ref {r:?} (its Tend-Ref trailer), not {:?}",
+                s.reference
+            ))
+        }
+        None if s.require_ref_trailer => {
+            return Err(format!(
+                "it has no Tend-Ref trailer naming {:?}, and require_ref_trailer is set",
+                s.reference
+            ))
+        }
+        _ => {}
     }
     if let Some(base) = applied {
         if !s.allow_rollback && !fetch::descends(repo, c, base) {

@@ -634,3 +634,39 @@ fn allowed_signers_in_a_users_directory_are_refused() {
     );
     assert!(!sb.path("/etc/motd").exists());
 }
+
+/// A signature binds a commit, not the branch it is served as: a signed commit whose
+/// `Tend-Ref` trailer names another branch is refused; with `--require-ref-trailer` so is one
+/// that names none. The report and metrics carry the applied commit's own time.
+#[test]
+fn a_signed_commit_bound_to_another_ref_is_refused() {
+    let p = Policy::new();
+    let sb = Sandbox::debian();
+    let url = p.repo().display().to_string();
+    let allowed = p.allowed();
+    let v1 = p.commit("v1", "first\n\nTend-Ref: main", Sign::Ops);
+    let first = pull(&sb, &url, &allowed, &["--require-ref-trailer"], None);
+    assert_eq!(first.code, 2, "{first:?}");
+    let applied = &pulled(&first)["applied"];
+    assert_eq!(applied["commit"], v1.as_str());
+    assert!(applied["committed_unix"].as_i64().unwrap_or(0) > 1_600_000_000);
+    // Signed on a work-in-progress branch, then served as main.
+    let wip = p.commit("wip", "experiment\n\nTend-Ref: wip", Sign::Ops);
+    let r = pull(&sb, &url, &allowed, &[], None);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert_eq!(pulled(&r)["refused"]["commit"], wip.as_str());
+    let reason = pulled(&r)["refused"]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(reason.contains("signed for ref \"wip\""), "{reason}");
+    assert_eq!(sb.read("/etc/motd"), "v1\n");
+    // No trailer at all: accepted, unless the host requires one.
+    let bare = p.commit("v2", "no trailer", Sign::Ops);
+    let r = pull(&sb, &url, &allowed, &["--require-ref-trailer"], None);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert_eq!(pulled(&r)["refused"]["commit"], bare.as_str());
+    let r = pull(&sb, &url, &allowed, &[], None);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(sb.read("/etc/motd"), "v2\n");
+}
