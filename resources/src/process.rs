@@ -111,6 +111,30 @@ impl Drop for Registered {
     }
 }
 
+/// The child is killed if tend dies without stopping it (SIGKILL, a crash): `PR_SET_PDEATHSIG`.
+/// The signal follows the *thread* that spawned the child; children are spawned from the
+/// runtime's worker threads or the thread that blocks on it, which live as long as the run, and
+/// every child is waited for within it. Not for a protected child (dpkg mid-transaction must
+/// finish even then).
+fn die_with_tend(c: &mut tokio::process::Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the child between fork and exec, and makes two system calls
+    // (prctl, getppid) that are async-signal-safe; it allocates nothing and takes no lock.
+    #[allow(unsafe_code)]
+    unsafe {
+        c.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(
+                rustix::process::Signal::KILL,
+            ))?;
+            // tend died between fork and prctl: the signal will never come.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::other("tend exited while starting it"));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Run `c` (stdin from /dev/null) in its own process group and collect its output; a stop ends
 /// it (SIGTERM to the group, SIGKILL after a grace period).
 pub async fn capture(c: tokio::process::Command, timeout: Duration) -> Result<Captured, RunError> {
@@ -139,6 +163,9 @@ async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    if !protected {
+        die_with_tend(&mut c);
+    }
     let mut child = c.spawn().map_err(RunError::Spawn)?;
     let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
     if let Ok(mut g) = GROUPS.lock() {

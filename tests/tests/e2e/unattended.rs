@@ -500,3 +500,35 @@ fn a_stop_while_a_bad_manifest_loads_still_leaves_the_failed_start_record() {
         "{json}"
     );
 }
+
+/// SIGKILL gives tend no chance to stop what it started: the kernel kills its command with it
+/// (PR_SET_PDEATHSIG), so no command goes on changing the host with no run to answer for it.
+#[test]
+fn a_command_dies_with_tend_when_tend_is_killed() {
+    let sb = Sandbox::new();
+    sb.write_manifest("[exec.long]\ncommand = [\"/bin/sleep\", \"307\"]\n");
+    let mut child = sb.command("apply", &[]).spawn().expect("tend");
+    let alive = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", "^/bin/sleep 307$"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let started = std::time::Instant::now();
+    while !alive() && started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(alive(), "the command started");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let _ = child.wait();
+    let killed = std::time::Instant::now();
+    while alive() && killed.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!alive(), "the command outlived tend");
+}
