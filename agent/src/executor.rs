@@ -168,7 +168,7 @@ fn classify(r: &mut ResourceReport) {
         Status::MayChange => Some(ReasonClass::UnknownUntilDependenciesApply),
         Status::Unknown => Some(ReasonClass::Unreachable),
         Status::Changed => Some(ReasonClass::Changed),
-        Status::Failed => Some(ReasonClass::Failed),
+        Status::Failed | Status::WillFail => Some(ReasonClass::Failed),
         Status::Skipped => Some(ReasonClass::DependencyFailed),
         Status::NotApplied => Some(ReasonClass::OutsideOnly),
         Status::Excluded => Some(ReasonClass::NotSelected),
@@ -265,6 +265,7 @@ fn skip_reason(
         };
         match r.status {
             Status::Failed => Some(format!("{how} {dep}, which failed")),
+            Status::WillFail => Some(format!("{how} {dep}, which would fail")),
             Status::Skipped => Some(format!("{how} {dep}, which was skipped")),
             _ => None,
         }
@@ -402,6 +403,16 @@ pub async fn plan(
                 if let Ok(drift) = &result {
                     r.observed = drift.observed.clone();
                 }
+                // A drift apply cannot repair: the run's failure, planned as one.
+                if let Some(why) = result.as_ref().ok().and_then(|d| d.will_fail.clone()) {
+                    r.status = Status::WillFail;
+                    r.error = Some(why);
+                    if let Ok(drift) = result {
+                        r.changes = drift.changes;
+                    }
+                    reports[i] = Some(r);
+                    continue;
+                }
                 let (result, moving) = match moving_input(m, g, i, &reports, &predict) {
                     Inputs::Steady => (result, None),
                     Inputs::Moving(d, path) => (result, Some((d, path))),
@@ -531,6 +542,10 @@ pub async fn plan(
         {
             Some(Status::WouldChange) => RefreshStatus::WouldRun,
             Some(Status::MayChange) => RefreshStatus::MayRun,
+            // A notifier that kicks its targets when it fails (an audited certificate).
+            Some(Status::WillFail) if m.resources[i].resource.notifies_on_failure() => {
+                RefreshStatus::WouldRun
+            }
             _ => continue,
         };
         for &t in &g.notifies[i] {

@@ -42,7 +42,7 @@ fn marker(r: &ResourceReport) -> (&'static str, &'static str) {
         Status::WouldChange | Status::Changed => ("~", "33"),
         Status::MayChange => ("?", "36"),
         Status::Unknown => ("?", "2"),
-        Status::Failed => ("!", "31;1"),
+        Status::Failed | Status::WillFail => ("!", "31;1"),
         Status::Skipped => ("s", "35"),
         Status::NotApplied => ("~", "2"),
         Status::InSync => ("=", "2"),
@@ -52,7 +52,7 @@ fn marker(r: &ResourceReport) -> (&'static str, &'static str) {
 
 fn shown(r: &ResourceReport, style: &Style) -> bool {
     if style.quiet {
-        return r.status == Status::Failed;
+        return matches!(r.status, Status::Failed | Status::WillFail);
     }
     match r.status {
         Status::InSync if r.refresh.is_some() => true,
@@ -93,6 +93,7 @@ pub fn render_resources<'a>(
         let label = match r.status {
             Status::InSync if r.refresh.is_none() => format!(" in sync{audit}"),
             Status::Failed => format!(" failed: {}", r.error.as_deref().unwrap_or("")),
+            Status::WillFail => format!(" would fail: {}", r.error.as_deref().unwrap_or("")),
             Status::Skipped
             | Status::MayChange
             | Status::Unknown
@@ -114,8 +115,9 @@ pub fn render_resources<'a>(
             paint(style, "1", &escape::line(&r.address)),
             label
         );
-        let single_line =
-            r.changes.len() == 1 && r.changes[0].diff.is_none() && r.status != Status::Failed;
+        let single_line = r.changes.len() == 1
+            && r.changes[0].diff.is_none()
+            && !matches!(r.status, Status::Failed | Status::WillFail);
         if !single_line && r.status != Status::Skipped {
             for c in &r.changes {
                 let _ = writeln!(out, "    {}", escape::line(&c.description));
@@ -193,6 +195,7 @@ pub fn render_summary(report: &Report, style: &Style, redactor: &Redactor) -> St
         },
     );
     part(s.failed, "failed");
+    part(s.will_fail, "would fail (apply cannot repair)");
     part(s.skipped, "skipped");
     part(s.in_sync, "in sync");
     part(s.excluded, "excluded");

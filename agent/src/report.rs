@@ -12,7 +12,7 @@ use crate::secrets::Redactor;
 /// Version of the JSON report; bumped on any incompatible change. 2: `unknown` status and
 /// `reason_class` (a check that could not be made is no longer "may change"), `interrupted`,
 /// `error` (a run that could not start).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,6 +36,9 @@ pub enum Status {
     Changed,
     /// Check, apply, verification or refresh failed.
     Failed,
+    /// Plan: the host differs in a way apply cannot repair; apply would fail (the error says
+    /// why). A failure for the exit code: an audit alerts on it.
+    WillFail,
     /// Not run because a dependency failed or was skipped.
     Skipped,
     /// Drift in a dependency outside `--only`: checked, not applied.
@@ -147,6 +150,7 @@ pub struct Summary {
     pub unknown: usize,
     pub changed: usize,
     pub failed: usize,
+    pub will_fail: usize,
     pub skipped: usize,
     pub not_applied: usize,
     pub excluded: usize,
@@ -167,6 +171,7 @@ impl Summary {
                 Status::Unknown => s.unknown += 1,
                 Status::Changed => s.changed += 1,
                 Status::Failed => s.failed += 1,
+                Status::WillFail => s.will_fail += 1,
                 Status::Skipped => s.skipped += 1,
                 Status::NotApplied => s.not_applied += 1,
                 Status::Excluded => s.excluded += 1,
@@ -186,7 +191,7 @@ impl Summary {
         let changes =
             self.would_change + self.may_change + self.changed + self.not_applied + self.refreshes
                 > 0;
-        let failures = self.failed > 0;
+        let failures = self.failed + self.will_fail > 0;
         i32::from(changes) * 2 + i32::from(failures) * 4
     }
 }
@@ -353,6 +358,7 @@ impl Report {
             ("unknown", s.unknown),
             ("changed", s.changed),
             ("failed", s.failed),
+            ("will_fail", s.will_fail),
             ("skipped", s.skipped),
             ("not_applied", s.not_applied),
             ("excluded", s.excluded),

@@ -233,6 +233,11 @@ pub struct Drift {
     /// names, issuer and days left): the report's `observed` object.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub observed: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The drift is one apply cannot repair, and why (an audited certificate about to expire,
+    /// local changes a checkout must not lose): plan reports it as `will_fail`, not as a change
+    /// it would make.
+    #[serde(skip)]
+    pub will_fail: Option<String>,
 }
 
 impl Drift {
@@ -259,6 +264,7 @@ impl From<Vec<Change>> for Drift {
         Drift {
             changes,
             observed: Default::default(),
+            will_fail: None,
         }
     }
 }

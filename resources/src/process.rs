@@ -123,9 +123,7 @@ fn die_with_tend(c: &mut tokio::process::Command) {
     #[allow(unsafe_code)]
     unsafe {
         c.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(
-                rustix::process::Signal::KILL,
-            ))?;
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             // tend died between fork and prctl: the signal will never come.
             if rustix::process::getppid() != Some(parent) {
                 return Err(std::io::Error::other("tend exited while starting it"));

@@ -143,6 +143,12 @@ impl Spec {
             if let Some(c) = drift.changes.last_mut() {
                 c.description = format!("local changes in tracked files: {}", modified.join(", "));
             }
+            if self.on_local_changes == OnLocalChanges::Fail {
+                drift.will_fail = Some(format!(
+                    "local changes in tracked files would be lost: {}; apply stops here (on_local_changes = \"fail\"): commit, stash or revert them, or set on_local_changes = \"discard\"",
+                    modified.join(", ")
+                ));
+            }
         }
         if self.owner.is_some() || self.group.is_some() {
             use std::os::unix::fs::MetadataExt;

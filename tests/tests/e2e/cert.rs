@@ -206,8 +206,36 @@ fn audit_names_every_defect_and_kicks_the_renewer() {
         .join("\n"),
     );
     let plan = sb.plan_json();
-    assert_eq!(plan["exit_code"], 2, "{plan:#}");
+    // Apply can only fail on an audited certificate that falls short: plan says so, and an
+    // audit alerts on it (the failure bit), with the renewer's kick still planned.
+    assert_eq!(plan["exit_code"], 6, "{plan:#}");
     assert_eq!(with_status(&plan, "in_sync"), ["cert.valid", "exec.kick"]);
+    assert_eq!(
+        with_status(&plan, "will_fail"),
+        [
+            "cert.expired",
+            "cert.names",
+            "cert.mismatch",
+            "cert.missing",
+            "cert.chain"
+        ]
+    );
+    assert!(resource(&plan, "cert.expired")["error"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("audit only: tend does not renew this certificate"));
+    assert_eq!(
+        resource(&plan, "exec.kick")["refresh"]["status"],
+        "would_run"
+    );
+    let text = sb.plan();
+    assert_eq!(text.code, 6);
+    assert!(
+        text.stdout
+            .contains("! cert.expired would fail: audit only"),
+        "{}",
+        text.stdout
+    );
     let valid = &resource(&plan, "cert.valid")["observed"];
     assert_days_left(valid, 60);
     assert_eq!(valid["names"][0], "a.tend.test");

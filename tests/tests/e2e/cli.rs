@@ -55,7 +55,7 @@ fn report_schema_and_state_files() {
         ],
     );
     let report = r.json();
-    assert_eq!(report["schema_version"], 2);
+    assert_eq!(report["schema_version"], 3);
     assert_eq!(report["mode"], "apply");
     assert_eq!(report["exit_code"], 2);
     assert_eq!(

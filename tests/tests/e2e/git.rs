@@ -251,6 +251,9 @@ fn local_changes_fail_by_default_and_are_saved_before_a_discard() {
         resource(&plan, "git.dify")["changes"][0]["description"],
         "local changes in tracked files: README.md"
     );
+    // Apply would stop there: plan says so, with the failure bit, instead of a change.
+    assert_eq!(resource(&plan, "git.dify")["status"], "will_fail");
+    assert_eq!(plan["exit_code"], 4);
 
     let (code, report) = sb.apply_json();
     assert_eq!(code, 4);

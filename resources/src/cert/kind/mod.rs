@@ -99,6 +99,22 @@ impl Resource for Cert {
         let mut drift = Drift::none();
         self.inspect(host, &mut drift).await?;
         self.check_attrs(host, &mut drift)?;
+        // An audited certificate that falls short is the owning tool's to renew: apply can only
+        // fail on it, so plan says so (an audit alerts on it) rather than promise a change.
+        if matches!(self.provider, Provider::Audit) {
+            let why: Vec<&str> = drift
+                .changes
+                .iter()
+                .filter(|c| attr_field(&c.field).is_none())
+                .map(|c| c.description.as_str())
+                .collect();
+            if !why.is_empty() {
+                drift.will_fail = Some(format!(
+                    "audit only: tend does not renew this certificate (the tool that owns it does): {}",
+                    why.join("; ")
+                ));
+            }
+        }
         Ok(drift)
     }
 
