@@ -175,6 +175,15 @@ fn classify(r: &mut ResourceReport) {
     };
 }
 
+/// What a resource's check read: the host, the host with files as its dependencies would leave
+/// them, or inputs there was no telling about.
+#[derive(Clone)]
+enum Seen {
+    Host,
+    Overlay(tend_resources::host::Overlay),
+    Unknown,
+}
+
 /// How the inputs of a resource stand against its dependencies that would change.
 enum Inputs {
     /// No dependency that would change touches what it reads: its check is exact.
@@ -197,6 +206,7 @@ fn moving_input(
     i: usize,
     reports: &[Option<ResourceReport>],
     probe: &Probe,
+    seen: &[Seen],
 ) -> Inputs {
     let r = &m.resources[i].resource;
     let mine: Vec<PathBuf> = r.paths().into_iter().chain(r.reads()).collect();
@@ -220,7 +230,15 @@ fn moving_input(
                 .iter()
                 .filter(|p| dep.contains_paths() && p.starts_with(&c) && **p != c);
             for p in read.into_iter().chain(inside) {
-                match dep.after_apply(probe, &report.observed, p) {
+                // What the dependency writes follows from what it read: as it was checked.
+                let predicted = match &seen[d] {
+                    Seen::Host => dep.after_apply(probe, &report.observed, p),
+                    Seen::Overlay(o) => {
+                        dep.after_apply(&probe.with_overlay(o.clone()), &report.observed, p)
+                    }
+                    Seen::Unknown => None,
+                };
+                match predicted {
                     Some(tend_resources::After::Same) => {}
                     Some(tend_resources::After::Bytes(b)) => {
                         overlay.insert(p.clone(), Some(b));
@@ -381,6 +399,7 @@ pub async fn plan(
         record(i, result, ms);
     }
 
+    let mut seen = vec![Seen::Host; n];
     let mut reports: Vec<Option<ResourceReport>> = vec![None; n];
     for &i in &g.order {
         let report = match checks[i].take() {
@@ -413,9 +432,12 @@ pub async fn plan(
                     reports[i] = Some(r);
                     continue;
                 }
-                let (result, moving) = match moving_input(m, g, i, &reports, &predict) {
+                let (result, moving) = match moving_input(m, g, i, &reports, &predict, &seen) {
                     Inputs::Steady => (result, None),
-                    Inputs::Moving(d, path) => (result, Some((d, path))),
+                    Inputs::Moving(d, path) => {
+                        seen[i] = Seen::Unknown;
+                        (result, Some((d, path)))
+                    }
                     // Checked again, read-only, against the files the dependency would bring:
                     // exact, as apply will find them.
                     Inputs::Predicted(overlay, d) => {
@@ -426,6 +448,7 @@ pub async fn plan(
                             paths.join(", "),
                             m.resources[d].address
                         ));
+                        seen[i] = Seen::Overlay(overlay.clone());
                         let again = m.resources[i]
                             .resource
                             .check(&predict.with_overlay(overlay))

@@ -315,6 +315,25 @@ impl Resource for EnvFile {
         vec![self.path.clone()]
     }
 
+    /// The `.env` as apply would write it (read through `host`, which may show the files it
+    /// comes from as a dependency would leave them): compose, which reads it, is planned against
+    /// that rather than against a hand edit apply is about to undo.
+    fn after_apply(
+        &self,
+        host: &Probe,
+        _observed: &std::collections::BTreeMap<String, serde_json::Value>,
+        path: &std::path::Path,
+    ) -> Option<crate::After> {
+        if path != self.path {
+            return None;
+        }
+        let (text, creating) = self.base(host).ok()?;
+        let doc = self.parse(host, &text, &self.path).ok()?;
+        let edits = self.edits(host, &doc, creating).ok()?;
+        let new = self.edited(host, &doc, &edits).ok()?;
+        Some(crate::After::Bytes(encode(&new)))
+    }
+
     /// The files its content comes from (`create_from`, `add_missing_from`): a change to them
     /// (a checkout moving to another `.env.example`) may change what this resource writes.
     fn reads(&self) -> Vec<PathBuf> {

@@ -420,6 +420,15 @@ impl Resource for Compose {
                 recreated.insert(s);
             }
         }
+        // Recreations follow from the inputs as read: a dependency that may rewrite one (the
+        // `.env`) makes them uncertain, unlike a stopped service that up starts either way.
+        for c in drift
+            .changes
+            .iter_mut()
+            .filter(|c| c.action == Action::Recreate)
+        {
+            c.from_input = true;
+        }
         if self.remove_orphans {
             for s in services.keys().filter(|s| !hashes.contains_key(**s)) {
                 drift.push(
