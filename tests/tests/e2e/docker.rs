@@ -158,6 +158,23 @@ fn compose_timeline_recreates_exactly_what_changed() {
         "starting a stopped container recreates nothing"
     );
 
+    // A container paused by hand: plan says unpause (up alone cannot start a paused container),
+    // apply unpauses it, recreating nothing, and the next plan is clean.
+    docker(&["pause", &ids["idle"]]);
+    let (code, plan) = json("plan");
+    assert_eq!(code, 2);
+    assert_eq!(
+        change_descriptions(&plan, "compose.app"),
+        ["service idle: paused → unpause"]
+    );
+    assert_eq!(json("apply").0, 2);
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Status}}", &ids["idle"]]),
+        "running"
+    );
+    assert_eq!(service_ids(&project), ids, "unpausing recreates nothing");
+    assert_eq!(json("plan").0, 0);
+
     // One `.env` variable that one service uses: exactly that service is recreated.
     sb.write("/srv/app/.env", "# the greeting\nGREETING=there\n");
     let (_, plan) = json("plan");

@@ -468,6 +468,16 @@ impl Resource for Compose {
             .filter(|c| c.action == Action::Restart)
             .filter_map(|c| c.subject.clone())
             .collect();
+        let paused: Vec<String> = drift
+            .changes
+            .iter()
+            .filter(|c| c.old.as_deref() == Some(running::PAUSED))
+            .filter_map(|c| c.subject.clone())
+            .collect();
+        if !paused.is_empty() {
+            let project = self.project(host)?;
+            running::unpause(&project.name, &paused).await?;
+        }
         self.up(host, &unhealthy, &Refresh::Up).await
     }
 

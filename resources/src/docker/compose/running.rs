@@ -78,6 +78,24 @@ pub(super) async fn containers(project: &str) -> Result<Vec<Running>, ResourceEr
         .collect())
 }
 
+/// The engine's state of a paused container.
+pub(super) const PAUSED: &str = "paused";
+
+/// Unpause the project's paused containers of `services` (through the Docker API).
+pub(super) async fn unpause(project: &str, services: &[String]) -> Result<(), ResourceError> {
+    let docker = crate::docker::engine().await?;
+    for c in containers(project)
+        .await?
+        .into_iter()
+        .filter(|c| c.state == PAUSED && services.contains(&c.service))
+    {
+        docker.unpause_container(&c.id).await.map_err(|e| {
+            crate::docker::api_error(&format!("cannot unpause service {}", c.service), e)
+        })?;
+    }
+    Ok(())
+}
+
 /// The change for a service whose containers exist but are not all up and healthy (a one-shot
 /// service is in sync once it exited with 0).
 pub(super) fn runtime_change(service: &str, cs: &[&Running], one_shot: bool) -> Option<Change> {
@@ -93,6 +111,16 @@ pub(super) fn runtime_change(service: &str, cs: &[&Running], one_shot: bool) -> 
             )
             .described(format!("service {service}: no container → create"))
             .about(service),
+        );
+    }
+    // Paused by hand: `up` would fail on it (a paused container cannot be started); apply
+    // unpauses it, recreating nothing.
+    if cs.iter().any(|c| c.state == PAUSED) {
+        return Some(
+            Change::new(format!("service {service}"), Some(PAUSED), Some("running"))
+                .described(format!("service {service}: paused → unpause"))
+                .with_action(Action::Update)
+                .about(service),
         );
     }
     if let Some(c) = cs.iter().find(|c| !c.running) {
