@@ -175,6 +175,84 @@ fn compose_timeline_recreates_exactly_what_changed() {
     assert_eq!(service_ids(&project), ids, "unpausing recreates nothing");
     assert_eq!(json("plan").0, 0);
 
+    // Changes made by hand to the running containers, each while the files stay as tend left
+    // them: plan names the service and what differs, changing no container; apply repairs
+    // exactly that, recreating nothing else; the next plan is clean.
+    let compose = |args: &[&str]| {
+        let mut all = vec!["compose", "-p", project.as_str(), "--project-directory"];
+        let dir = sb.path("/srv/app");
+        let dir = dir.to_str().expect("utf8").to_string();
+        all.push(&dir);
+        all.extend_from_slice(args);
+        docker(&all)
+    };
+    // --scale worker=2, typed by hand.
+    compose(&["up", "-d", "--no-recreate", "--scale", "worker=2", "worker"]);
+    let (code, plan) = json("plan");
+    assert_eq!(code, 2);
+    assert_eq!(
+        change_descriptions(&plan, "compose.app"),
+        ["service worker: 2 containers, compose file says 1"]
+    );
+    assert_eq!(json("apply").0, 2);
+    let now = service_ids(&project);
+    assert_eq!(
+        now, ids,
+        "back to one worker, the same containers everywhere"
+    );
+    assert_eq!(json("plan").0, 0);
+    // A network disconnected by hand.
+    let network = format!("{project}_default");
+    docker(&["network", "disconnect", &network, &ids["idle"]]);
+    let (_, plan) = json("plan");
+    assert_eq!(
+        change_descriptions(&plan, "compose.app"),
+        [format!(
+            "service idle: not attached to {network} → recreate from the compose file"
+        )]
+    );
+    assert_eq!(service_ids(&project), ids, "plan changed no container");
+    assert_eq!(json("apply").0, 2);
+    let now = service_ids(&project);
+    assert_ne!(now["idle"], ids["idle"], "idle recreated, attached again");
+    assert_eq!(now["web"], ids["web"], "web kept its container");
+    assert_eq!(now["worker"], ids["worker"], "worker kept its container");
+    assert_eq!(json("plan").0, 0);
+    let ids = now;
+    // Recreated by hand from an edited compose file, the file then put back.
+    let file = sb.read("/srv/app/docker-compose.yml");
+    sb.write(
+        "/srv/app/docker-compose.yml",
+        &file.replace(
+            "command: [\"sleep\", \"3600\"]\n    stop_signal: SIGKILL\n\"#",
+            "command: [\"sleep\", \"3601\"]\n    stop_signal: SIGKILL\n\"#",
+        ),
+    );
+    let edited = sb.read("/srv/app/docker-compose.yml");
+    let edited = edited.replacen(
+        "idle:\n    image",
+        "idle:\n    labels: [\"by-hand=1\"]\n    image",
+        1,
+    );
+    sb.write("/srv/app/docker-compose.yml", &edited);
+    compose(&["up", "-d", "idle"]);
+    sb.write("/srv/app/docker-compose.yml", &file);
+    let by_hand = service_ids(&project);
+    assert_ne!(by_hand["idle"], ids["idle"], "the hand recreated idle");
+    let (_, plan) = json("plan");
+    assert_eq!(changed_fields(&plan, "compose.app"), ["service idle"]);
+    assert!(
+        change_descriptions(&plan, "compose.app")[0]
+            .starts_with("service idle: its container runs another configuration"),
+        "{plan:#}"
+    );
+    assert_eq!(json("apply").0, 2);
+    let now = service_ids(&project);
+    assert_ne!(now["idle"], by_hand["idle"], "idle recreated from the file");
+    assert_eq!(now["web"], ids["web"], "web kept its container");
+    assert_eq!(json("plan").0, 0);
+    let ids = now;
+
     // One `.env` variable that one service uses: exactly that service is recreated.
     sb.write("/srv/app/.env", "# the greeting\nGREETING=there\n");
     let (_, plan) = json("plan");

@@ -340,7 +340,15 @@ impl Resource for Compose {
         if let Some(r) = record.as_ref().filter(|r| r.fingerprint == fingerprint) {
             for s in &r.services {
                 let cs = services.get(s.as_str()).cloned().unwrap_or_default();
-                if let Some(c) = runtime_change(s, &cs, project.one_shots.contains(s)) {
+                let one_shot = project.one_shots.contains(s);
+                if let Some(c) = runtime_change(s, &cs, one_shot) {
+                    drift.push(c);
+                } else if let Some(c) = r
+                    .state
+                    .get(s)
+                    .filter(|_| !one_shot)
+                    .and_then(|rec| running::hand_made_change(s, &cs, rec))
+                {
                     drift.push(c);
                 }
             }
@@ -478,7 +486,33 @@ impl Resource for Compose {
             let project = self.project(host)?;
             running::unpause(&project.name, &paused).await?;
         }
-        self.up(host, &unhealthy, &Refresh::Up).await
+        let forced: Vec<String> = drift
+            .changes
+            .iter()
+            .filter(|c| c.new.as_deref() == Some(running::RECREATE_FROM_FILE))
+            .filter_map(|c| c.subject.clone())
+            .collect();
+        let scaled: Vec<(String, usize)> = drift
+            .changes
+            .iter()
+            .filter(|c| c.old.as_deref().is_some_and(|o| o.ends_with(" containers")))
+            .filter_map(|c| {
+                let n = c
+                    .new
+                    .as_deref()?
+                    .strip_suffix(" containers")?
+                    .parse()
+                    .ok()?;
+                Some((c.subject.clone()?, n))
+            })
+            .collect();
+        let mut applied = self.up(host, &unhealthy, &Refresh::Up).await?;
+        if !forced.is_empty() || !scaled.is_empty() {
+            applied
+                .notes
+                .extend(self.repair_by_hand_changes(host, &forced, &scaled).await?);
+        }
+        Ok(applied)
     }
 
     fn refreshable(&self) -> bool {

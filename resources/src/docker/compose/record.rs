@@ -15,6 +15,18 @@ pub(super) struct Record {
     pub(super) env_keys: BTreeMap<String, String>,
     pub(super) cli: String,
     pub(super) cli_version: String,
+    /// What each running service's containers were after the converge (absent in records
+    /// written before tend kept it: then only running is checked).
+    #[serde(default)]
+    pub(super) state: BTreeMap<String, ServiceRecord>,
+}
+
+/// One service as the last converge left it.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ServiceRecord {
+    pub(super) config_hash: Option<String>,
+    pub(super) replicas: usize,
+    pub(super) networks: Vec<String>,
 }
 
 impl Record {
@@ -56,6 +68,22 @@ impl Compose {
             .filter(|c| c.running)
             .map(|c| c.service.clone())
             .collect();
+        let mut state: BTreeMap<String, ServiceRecord> = BTreeMap::new();
+        for s in &services {
+            let cs: Vec<&running::Running> = now.iter().filter(|c| &c.service == s).collect();
+            state.insert(
+                s.clone(),
+                ServiceRecord {
+                    config_hash: cs.iter().find_map(|c| c.config_hash.clone()),
+                    replicas: cs.len(),
+                    networks: cs
+                        .iter()
+                        .find(|c| c.running)
+                        .map(|c| c.networks.clone())
+                        .unwrap_or_default(),
+                },
+            );
+        }
         let previous = Record::load(host, &project.name);
         let cli_version = match version {
             Some(v) => v,
@@ -75,6 +103,7 @@ impl Compose {
                 .collect(),
             cli: cli.identity.clone(),
             cli_version,
+            state,
         }
         .save(host, &project.name)
     }

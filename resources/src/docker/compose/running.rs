@@ -14,6 +14,8 @@ pub(super) struct Running {
     /// The exit code of a container that exited ("Exited (0) 3 minutes ago").
     pub(super) exit_code: Option<i64>,
     pub(super) config_hash: Option<String>,
+    /// The networks it is attached to, by name, sorted.
+    pub(super) networks: Vec<String>,
 }
 
 impl Running {
@@ -61,6 +63,12 @@ pub(super) async fn containers(project: &str) -> Result<Vec<Running>, ResourceEr
                 Health::None
             };
             let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            let mut networks: Vec<String> = c
+                .network_settings
+                .and_then(|n| n.networks)
+                .map(|m| m.into_keys().collect())
+                .unwrap_or_default();
+            networks.sort();
             let exit_code = status
                 .strip_prefix("Exited (")
                 .and_then(|r| r.split_once(')'))
@@ -73,10 +81,87 @@ pub(super) async fn containers(project: &str) -> Result<Vec<Running>, ResourceEr
                 state,
                 health,
                 config_hash: labels.get(HASH_LABEL).cloned(),
+                networks,
             })
         })
         .collect())
 }
+
+/// What a service's containers must still be, as the last converge left them: its recorded
+/// configuration hash, replica count and networks. Changes made by hand to running containers
+/// (recreated from an edited file since reverted, an environment typed on the command line,
+/// `--scale`, a network disconnected) are drift, named by what differs.
+pub(super) fn hand_made_change(
+    service: &str,
+    cs: &[&Running],
+    recorded: &record::ServiceRecord,
+) -> Option<Change> {
+    if cs.len() != recorded.replicas {
+        return Some(
+            Change::new(
+                format!("service {service}"),
+                Some(format!("{} containers", cs.len())),
+                Some(format!("{} containers", recorded.replicas)),
+            )
+            .described(format!(
+                "service {service}: {} containers, compose file says {}",
+                cs.len(),
+                recorded.replicas
+            ))
+            .with_action(Action::Update)
+            .about(service),
+        );
+    }
+    let forced = |why: String| {
+        Some(
+            Change::new(
+                format!("service {service}"),
+                Some("running"),
+                Some(RECREATE_FROM_FILE),
+            )
+            .with_action(Action::Recreate)
+            .described(format!(
+                "service {service}: {why} → recreate from the compose file"
+            ))
+            .about(service),
+        )
+    };
+    if recorded.config_hash.is_some() && cs.iter().any(|c| c.config_hash != recorded.config_hash) {
+        return forced(
+            "its container runs another configuration than the last converge left (recreated by hand: another compose file or environment)".into(),
+        );
+    }
+    if let Some(c) = cs
+        .iter()
+        .find(|c| c.running && c.networks != recorded.networks)
+    {
+        let missing: Vec<&str> = recorded
+            .networks
+            .iter()
+            .filter(|n| !c.networks.contains(n))
+            .map(String::as_str)
+            .collect();
+        let extra: Vec<&str> = c
+            .networks
+            .iter()
+            .filter(|n| !recorded.networks.contains(n))
+            .map(String::as_str)
+            .collect();
+        let mut why = Vec::new();
+        if !missing.is_empty() {
+            why.push(format!("not attached to {}", missing.join(", ")));
+        }
+        if !extra.is_empty() {
+            why.push(format!("attached to {} besides", extra.join(", ")));
+        }
+        return forced(why.join("; "));
+    }
+    None
+}
+
+/// The new state of a service that apply recreates with `--force-recreate`: compose alone would
+/// not, since its files did not change.
+pub(super) const RECREATE_FROM_FILE: &str = "recreated from the compose file";
 
 /// The engine's state of a paused container.
 pub(super) const PAUSED: &str = "paused";

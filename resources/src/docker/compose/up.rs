@@ -67,6 +67,55 @@ impl Compose {
     }
 
     /// `up -d`, then the restarts and the wait; returns what the operator should read.
+    /// Put back what compose alone would leave as it is, its files being unchanged: services
+    /// recreated by hand or cut off a network (`--force-recreate`), and replicas added or
+    /// removed by hand (`--scale SERVICE=N`). Then the record is written again.
+    pub(super) async fn repair_by_hand_changes(
+        &self,
+        host: &Mutate,
+        forced: &[String],
+        scaled: &[(String, usize)],
+    ) -> Result<Vec<String>, ResourceError> {
+        let cli = compose_cli::find().await?;
+        let project = self.project(host)?;
+        let real = self.real_paths(host, &project)?;
+        let inv = self.invocation(cli, &project, &real);
+        let mut notes = Vec::new();
+        let run = |args: Vec<String>| {
+            let inv = &inv;
+            async move {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let out = inv.run_ok(&args).await?;
+                Ok::<String, ResourceError>(format!(
+                    "{}:\n{}",
+                    inv.command_line(&args),
+                    out.summary()
+                ))
+            }
+        };
+        if !scaled.is_empty() {
+            let mut args: Vec<String> = ["up", "--detach", "--no-deps"].map(String::from).to_vec();
+            for (s, n) in scaled {
+                args.push("--scale".into());
+                args.push(format!("{s}={n}"));
+            }
+            args.extend(scaled.iter().map(|(s, _)| s.clone()));
+            notes.push(run(args).await?);
+        }
+        if !forced.is_empty() {
+            let mut args: Vec<String> = ["up", "--detach", "--no-deps", "--force-recreate"]
+                .map(String::from)
+                .to_vec();
+            args.extend(forced.iter().cloned());
+            notes.push(run(args).await?);
+        }
+        if self.wait {
+            self.wait_ready(&project).await?;
+        }
+        self.record(host, &project, cli, None).await?;
+        Ok(notes)
+    }
+
     pub(super) async fn up(
         &self,
         host: &Mutate,
