@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use tend_resources::host::Attrs;
-use tend_resources::{Mutate, Probe};
+use tend_resources::host::{Attrs, OutputWriter};
+use tend_resources::Probe;
 
 /// Print `text` on stdout. A closed pipe (`tend plan | head -1`) ends the output quietly: what
 /// follows (records, the exit code) is unaffected.
@@ -57,11 +57,9 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         uid: None,
         gid: None,
     };
-    // The report or metrics file the operator asked for, and nothing else: the no-follow
-    // atomic write is the reason to use a Mutate here.
-    #[allow(clippy::disallowed_methods)]
-    let writer = Mutate::new(probe);
-    writer
-        .write_atomic(&path, bytes, attrs)
+    // The report or metrics file the operator asked for, and nothing else: its own writer, not
+    // a handle that could write the host (a plan holds none).
+    OutputWriter::new()
+        .write(&path, bytes, attrs)
         .map_err(|e| io::Error::other(e.source.to_string()))
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{absolute, cli, output, state, StartError};
-use tend_resources::{Mutate, Probe};
+use tend_resources::Probe;
 
 /// `tend restore`: put a backup back, keeping the current content as a backup in turn.
 pub(crate) fn restore(args: &cli::RestoreArgs, quiet: bool) -> Result<i32, StartError> {
@@ -67,12 +67,11 @@ pub(crate) fn restore(args: &cli::RestoreArgs, quiet: bool) -> Result<i32, Start
             }
         }
     };
-    let _lock = state::RunLock::acquire(&state_dir, Duration::ZERO)?;
+    let lock = state::lock(&state_dir, Duration::ZERO)?;
     let content = std::fs::read(store.blob(&chosen.sha256))
         .map_err(|e| StartError::Other(format!("cannot read backup {}: {e}", chosen.sha256)))?;
-    // `tend restore` is an operator's explicit write, under the run lock.
-    #[allow(clippy::disallowed_methods)]
-    let host = Mutate::new(probe);
+    // `tend restore` is an operator's explicit write: the run lock's handle.
+    let host = lock.mutate(probe);
     let meta = host
         .metadata(&args.path)
         .map_err(|e| StartError::Other(e.to_string()))?;

@@ -13,7 +13,7 @@ use crate::{
     absolute, color_wanted, executor, graph, journal, load, output, printer, root_of, state,
     state_dir_of, StartError,
 };
-use tend_resources::{Mutate, Probe};
+use tend_resources::Probe;
 
 /// What a run writes besides stdout: `--report`, `--metrics` and (apply) `last-run.json`.
 pub(crate) struct Records<'a> {
@@ -244,11 +244,10 @@ fn engine(
     };
     runtime.spawn(watch_signals(listening));
     held.hand_over();
-    let _lock = match apply {
-        Some(a) => Some(state::RunLock::acquire(
-            state_dir,
-            Duration::from_secs(a.lock_wait),
-        )?),
+    // Apply takes the run lock, and with it the only handle that can write the host; plan
+    // takes neither.
+    let lock = match apply {
+        Some(a) => Some(state::lock(state_dir, Duration::from_secs(a.lock_wait))?),
         None => None,
     };
     if apply.is_some() {
@@ -322,9 +321,10 @@ fn engine(
             early,
         )),
         Some(a) => {
-            // The engine's apply path: the one place a run gets a handle that can write.
-            #[allow(clippy::disallowed_methods)]
-            let host = Mutate::new(probe).keep_backups(a.keep_backups);
+            let Some(lock) = lock.as_ref() else {
+                return Err(StartError::Other("apply without the run lock".into()));
+            };
+            let host = lock.mutate(probe).keep_backups(a.keep_backups);
             runtime.block_on(executor::apply(
                 &m,
                 &g,

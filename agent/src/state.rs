@@ -1,13 +1,11 @@
 //! The state directory (default `/var/lib/tend`, mode 0700): the run lock, `last-run.json`,
 //! secrets and backups.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-use nix::fcntl::{Flock, FlockArg};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
 
 /// Create `dir` (and parents) with mode 0700, or check that an existing one can be trusted:
 /// a real directory (not a symlink), owned by the running user (root), that nobody else can
@@ -135,79 +133,18 @@ pub fn check_trusted(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// An exclusive lock on `STATE/lock`, released when dropped (or when the process dies).
-pub struct RunLock {
-    _lock: Flock<File>,
+/// The run lock (`STATE/lock`): the state directory made private first, then the lock taken.
+/// Holding it is the only way to get a handle that can write the host
+/// ([`RunLock::mutate`]).
+pub fn lock(state_dir: &Path, wait: Duration) -> Result<RunLock, LockError> {
+    ensure_private_dir(state_dir).map_err(|source| LockError::Open {
+        path: state_dir.join("lock"),
+        source,
+    })?;
+    RunLock::acquire(state_dir, wait)
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    #[error("cannot open the lock file {} in the state directory: {source}", path.display())]
-    Open { path: PathBuf, source: io::Error },
-    #[error("another tend run holds the lock {} ({holder}); waited {waited}s (raise --lock-wait to wait longer)", path.display())]
-    Held {
-        path: PathBuf,
-        holder: String,
-        waited: u64,
-    },
-}
-
-impl RunLock {
-    pub fn acquire(state_dir: &Path, wait: Duration) -> Result<RunLock, LockError> {
-        let path = state_dir.join("lock");
-        let open = || {
-            ensure_private_dir(state_dir)?;
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                // A symlink planted as the lock must not make root truncate its target.
-                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-                .open(&path)
-        };
-        let mut file = open().map_err(|source| LockError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        let start = Instant::now();
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(mut lock) => {
-                    // Record who holds it, for the message a waiting run prints.
-                    let who = format!(
-                        "pid {}, started {}",
-                        std::process::id(),
-                        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                    );
-                    let _ = lock
-                        .set_len(0)
-                        .and_then(|()| lock.rewind())
-                        .and_then(|()| lock.write_all(who.as_bytes()));
-                    return Ok(RunLock { _lock: lock });
-                }
-                Err((f, _)) => {
-                    if start.elapsed() >= wait {
-                        let mut holder = String::new();
-                        let mut f = f;
-                        let _ = f.rewind().and_then(|()| f.read_to_string(&mut holder));
-                        if holder.is_empty() {
-                            holder = "holder unknown".into();
-                        }
-                        return Err(LockError::Held {
-                            path,
-                            holder,
-                            waited: wait.as_secs(),
-                        });
-                    }
-                    file = f;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
-    }
-}
+pub use tend_resources::host::{LockError, RunLock};
 
 /// The host's key for secret fingerprints (`STATE/host.key`, 32 random bytes, mode 0600).
 /// `create` (apply) makes it when missing; otherwise a missing key gives `None`.
@@ -254,10 +191,8 @@ mod tests {
     #[test]
     fn second_lock_names_the_holder() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let _held = RunLock::acquire(dir.path(), Duration::ZERO).expect("first");
-        let err = RunLock::acquire(dir.path(), Duration::from_millis(200))
-            .err()
-            .expect("second must fail");
+        let _held = lock(dir.path(), Duration::ZERO).expect("first");
+        let err = lock(dir.path(), Duration::from_millis(200)).expect_err("second must fail");
         let msg = err.to_string();
         assert!(
             msg.contains(&format!("pid {}", std::process::id())),

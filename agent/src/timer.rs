@@ -18,7 +18,7 @@ use tend_resources::host::{Attrs, HostError, Mutate, Probe};
 use tend_resources::systemd::systemctl::{self, Manager};
 
 use crate::cli::{TimerInstallArgs, TimerTarget};
-use crate::{absolute, output, StartError};
+use crate::{absolute, output, state, StartError};
 
 const UNIT_DIR: &str = "/etc/systemd/system";
 const SERVICE: &str = "tend.service";
@@ -188,11 +188,16 @@ fn host_error(e: HostError) -> StartError {
 }
 
 /// The host handle `install` and `remove` write through: the same fd-resolved, no-symlink seam
-/// as every resource. An operator asked for these writes; this is no plan.
-#[allow(clippy::disallowed_methods)]
-fn mutate(root: &Path) -> Mutate {
-    Mutate::new(Probe::new(root, root.join("var/lib/tend")))
+/// as every resource, minted by the run lock (no unit is rewritten under a running run).
+fn mutate(root: &Path) -> Result<(state::RunLock, Mutate), StartError> {
+    let state_dir = root.join("var/lib/tend");
+    let lock = state::lock(&state_dir, Duration::from_secs(LOCK_WAIT))?;
+    let host = lock.mutate(Probe::new(root, state_dir));
+    Ok((lock, host))
 }
+
+/// How long `timer install`/`remove` wait for a run that holds the lock.
+const LOCK_WAIT: u64 = 60;
 
 /// Refuse a calendar spec systemd would not parse, before anything is written.
 async fn check_calendar(spec: &str) -> Result<(), StartError> {
@@ -243,7 +248,7 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
             }
         }
     }
-    let host = mutate(&root);
+    let (_lock, host) = mutate(&root)?;
     let manager = Manager::of(host.probe());
     let rt = runtime()?;
     rt.block_on(async {
@@ -316,7 +321,7 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
 
 pub(crate) fn remove(t: &TimerTarget, quiet: bool) -> Result<i32, StartError> {
     let root = root_of(t);
-    let host = mutate(&root);
+    let (_lock, host) = mutate(&root)?;
     let manager = Manager::of(host.probe());
     let fail = |e: tend_resources::ResourceError| StartError::Other(e.to_string());
     runtime()?.block_on(async {

@@ -38,7 +38,7 @@ pub fn mark_sources_changed(host: &Mutate, sources: &Path) -> Result<(), Resourc
     if !pending.contains(&s) {
         pending.push(s);
     }
-    crate::host::write_state_file(
+    host.write_state_file(
         &marker(host),
         format!("{}\n", pending.join("\n")).as_bytes(),
     )?;
@@ -86,8 +86,18 @@ pub fn lock_holder(host: &Probe) -> Option<i32> {
     (lock.l_type != nix::libc::F_UNLCK as i16).then_some(lock.l_pid)
 }
 
+/// Ask apt a question (`apt-cache policy`, `madison`): reads only, so a [`Probe`] will do.
+pub async fn query(host: &Probe, args: &[String]) -> Result<String, ResourceError> {
+    run(host, "apt-cache", args).await
+}
+
+/// Change the host with `apt-get` (update, install, remove): a [`Mutate`] is needed.
+pub async fn act(host: &Mutate, args: &[String]) -> Result<String, ResourceError> {
+    run(host.probe(), "apt-get", args).await
+}
+
 /// Run an apt tool (`apt-get`, `apt-cache`) under the probe's root; returns its output.
-pub async fn run(host: &Probe, tool: &str, args: &[String]) -> Result<String, ResourceError> {
+async fn run(host: &Probe, tool: &str, args: &[String]) -> Result<String, ResourceError> {
     let root = host.root();
     let mut cmd = if root == Path::new("/") {
         tokio::process::Command::new(tool)

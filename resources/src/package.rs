@@ -186,7 +186,7 @@ impl Package {
                     "APT::Get::List-Cleanup=0".into(),
                     "update".into(),
                 ]);
-                apt::run(host, "apt-get", &args).await?;
+                apt::act(host, &args).await?;
             }
             notes.push(format!(
                 "updated the package lists of {}",
@@ -197,7 +197,7 @@ impl Package {
         if self.update == Update::Auto && !full {
             // A package apt has never heard of: the lists are older than the repository.
             for n in names {
-                let policy = apt::run(host, "apt-cache", &["policy".to_string(), n.clone()])
+                let policy = apt::query(host, &["policy".to_string(), n.clone()])
                     .await
                     .unwrap_or_default();
                 if policy.trim().is_empty() || policy.contains("Candidate: (none)") {
@@ -209,7 +209,7 @@ impl Package {
         if full {
             let mut args = apt::common_options();
             args.push("update".into());
-            apt::run(host, "apt-get", &args).await?;
+            apt::act(host, &args).await?;
             apt::clear_marker(host);
             notes.push("updated the package lists".into());
         }
@@ -224,12 +224,7 @@ impl Package {
         if !v.contains('*') {
             return Ok(format!("{name}={v}"));
         }
-        let madison = apt::run(
-            host,
-            "apt-cache",
-            &["madison".to_string(), name.to_string()],
-        )
-        .await?;
+        let madison = apt::query(host, &["madison".to_string(), name.to_string()]).await?;
         let found = madison
             .lines()
             .filter_map(|l| l.split('|').nth(1).map(str::trim))
@@ -275,7 +270,7 @@ impl Resource for Package {
             args.push("remove".into());
             args.extend(todo.iter().cloned());
         }
-        apt::run(host, "apt-get", &args).await?;
+        apt::act(host, &args).await?;
         Ok(applied)
     }
 }

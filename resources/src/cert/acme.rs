@@ -73,8 +73,8 @@ fn state_file(host: &Probe, kind: &str, name: &str) -> PathBuf {
     host.state_dir().join("acme").join(kind).join(name)
 }
 
-fn write_state(path: &Path, bytes: &[u8]) -> Result<(), ResourceError> {
-    crate::host::write_state_file(path, bytes)?;
+fn write_state(host: &Mutate, path: &Path, bytes: &[u8]) -> Result<(), ResourceError> {
+    host.write_state_file(path, bytes)?;
     Ok(())
 }
 
@@ -120,7 +120,7 @@ fn record_failure(host: &Mutate, cert_id: &str, error: &str) {
     b.last_failure = now();
     b.last_error = error.to_string();
     if let Ok(bytes) = serde_json::to_vec(&b) {
-        let _ = write_state(&path, &bytes);
+        let _ = write_state(host, &path, &bytes);
     }
 }
 
@@ -187,7 +187,7 @@ async fn account(host: &Mutate, spec: &AcmeSpec) -> Result<Account, String> {
         .await
         .map_err(explain)?;
     let bytes = serde_json::to_vec(&creds).map_err(|e| e.to_string())?;
-    write_state(&path, &bytes).map_err(|e| e.to_string())?;
+    write_state(host, &path, &bytes).map_err(|e| e.to_string())?;
     Ok(account)
 }
 

@@ -62,7 +62,7 @@ impl Spec {
             .join("git-patches")
             .join(format!("{}-{stamp}.patch", name.trim_matches('_')));
         // 0700 and no symlink followed, like every directory of the state directory.
-        crate::host::write_state_file(&dest, patch)?;
+        host.write_state_file(&dest, patch)?;
         Ok(dest)
     }
 

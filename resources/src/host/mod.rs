@@ -11,6 +11,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod backup;
+mod lock;
 mod tree;
 mod walk;
 
@@ -29,6 +30,7 @@ use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 pub use backup::{BackupEntry, BackupStore};
+pub use lock::{LockError, OutputWriter, RunLock};
 pub use tree::OtherWriter;
 use walk::{components, kind_word, Dir, Walker};
 
@@ -663,7 +665,8 @@ pub struct FileState {
     pub leftover: bool,
 }
 
-/// Read and write access to the host. Only the engine's apply mode makes one.
+/// Read and write access to the host. Only a held [`RunLock`] makes one: apply and restore take
+/// the lock, plan never does.
 #[derive(Debug, Clone)]
 pub struct Mutate {
     probe: Probe,
@@ -719,8 +722,8 @@ fn errno(e: Errno) -> io::Error {
 }
 
 impl Mutate {
-    /// Only the engine calls this, in apply mode.
-    pub fn new(probe: Probe) -> Mutate {
+    /// Private to the host module: outside it, a [`RunLock`] mints the handle.
+    fn new(probe: Probe) -> Mutate {
         Mutate {
             probe,
             keep_backups: DEFAULT_KEEP_BACKUPS,
@@ -812,6 +815,12 @@ impl Mutate {
             }
         }
         errors
+    }
+
+    /// Write one of tend's own files (a real path in the state directory: a provider's record),
+    /// private, its missing parents made 0700.
+    pub fn write_state_file(&self, real: &Path, bytes: &[u8]) -> HostResult<()> {
+        write_state_file(real, bytes)
     }
 
     /// Remove one of tend's own files (a real path in the state directory) when it is there.

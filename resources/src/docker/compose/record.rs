@@ -45,7 +45,7 @@ impl Record {
         let path = Record::path(host, project);
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| ResourceError::Failed(format!("cannot record the project: {e}")))?;
-        crate::host::write_state_file(&path, &bytes)?;
+        host.write_state_file(&path, &bytes)?;
         Ok(())
     }
 

@@ -3,7 +3,8 @@
 use super::*;
 
 impl Container {
-    pub(super) async fn create_and_start(&self, host: &Probe) -> Result<(), ResourceError> {
+    // Each mutation of the engine takes the write handle: plan, which holds none, cannot call it.
+    pub(super) async fn create_and_start(&self, host: &Mutate) -> Result<(), ResourceError> {
         let docker = crate::docker::engine().await?;
         let mut port_bindings: BTreeMap<String, Vec<PortBinding>> = BTreeMap::new();
         for p in &self.ports {
@@ -57,10 +58,10 @@ impl Container {
             .map_err(|e| {
                 crate::docker::api_error(&format!("cannot create container {}", self.name), e)
             })?;
-        self.start().await
+        self.start(host).await
     }
 
-    pub(super) async fn start(&self) -> Result<(), ResourceError> {
+    pub(super) async fn start(&self, _host: &Mutate) -> Result<(), ResourceError> {
         let docker = crate::docker::engine().await?;
         docker
             .start_container(&self.name, None::<StartContainerOptions>)
@@ -70,7 +71,7 @@ impl Container {
             })
     }
 
-    pub(super) async fn remove(&self) -> Result<(), ResourceError> {
+    pub(super) async fn remove(&self, _host: &Mutate) -> Result<(), ResourceError> {
         let docker = crate::docker::engine().await?;
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();
         docker

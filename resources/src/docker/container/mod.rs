@@ -99,19 +99,19 @@ impl Resource for Container {
 
     async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError> {
         if !self.present {
-            self.remove().await?;
+            self.remove(host).await?;
             return Ok(Applied::default());
         }
         let exists = self.inspect().await?.is_some();
         // Anything but starting a stopped container (its `state`, a Run) needs a new one.
         let recreate = drift.changes.iter().any(|c| c.action != Action::Run);
         if exists && recreate {
-            self.remove().await?;
+            self.remove(host).await?;
         }
         if !exists || recreate {
             self.create_and_start(host).await?;
         } else {
-            self.start().await?;
+            self.start(host).await?;
         }
         Ok(Applied::default())
     }
