@@ -5,10 +5,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use tend_tests::gitserve::git;
-use tend_tests::{resource, Reaped, Sandbox};
+use tend_tests::{resource, Sandbox};
 
 use crate::security::{assert_protected_untouched, hostile_sandbox, NOBODY};
 
@@ -142,48 +142,18 @@ fn a_root_checkout_in_a_directory_a_user_can_change_is_refused_in_plan_and_apply
     assert_eq!(sb.apply().code, 0, "second run: zero changes");
 }
 
-/// As `nobody`: swap `/u/co/sub` (a directory of the checkout) with a link to /protected in a
-/// loop, counting the swaps on stdout when it stops.
-fn tree_swapper(sb: &Sandbox, secs: u64) -> Reaped {
-    let script = format!(
-        r#"
-import ctypes, os, time
-libc = ctypes.CDLL(None, use_errno=True)
-co = "{co}"
-os.symlink("{target}", co + "/link")
-end = time.time() + {secs}
-a, b = (co + "/sub").encode(), (co + "/link").encode()
-n = 0
-while time.time() < end and not os.path.exists(co + "/.stop"):
-    libc.syscall(316, -100, a, -100, b, 2)
-    n += 1
-print(n, flush=True)
-"#,
-        co = sb.path("/u/co").display(),
-        target = protected(sb).display(),
-    );
-    let child = Command::new("runuser")
-        .args(["-u", "nobody", "--", "/usr/bin/python3", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("runuser");
-    for _ in 0..50 {
-        if std::fs::symlink_metadata(sb.path("/u/co/link")).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Reaped(child)
-}
-
 #[test]
 fn swapping_a_checkout_directory_for_a_link_during_200_owner_walks_never_wins() {
     let sb = hostile_sandbox();
     let up = Upstream::new();
     sb.write_manifest(&manifest(&up, "/u/co", "v1", "owner = \"65534\""));
     assert_eq!(sb.apply().code, 2);
-    let mut attacker = tree_swapper(&sb, 120);
+    let mut attacker = crate::security::swap_in_loop(
+        &sb.path("/u/co/sub"),
+        &sb.path("/u/co/link"),
+        &protected(&sb),
+        120,
+    );
     let top = sb.path("/u/co");
     for _ in 0..200 {
         // The checkout's owner drifts, so apply walks the whole tree to set it again.

@@ -4,6 +4,7 @@
 //! hostile input. Every case checks that root's files were not touched.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -45,28 +46,48 @@ pub(crate) fn assert_protected_untouched(sb: &Sandbox) {
 /// As `nobody`: plant `/u/link -> /protected` (absolute real path) and swap it with `/u/app`
 /// in a loop (RENAME_EXCHANGE), for at most `secs` seconds.
 pub(crate) fn swapper(sb: &Sandbox, secs: u64) -> Reaped {
+    swap_in_loop(
+        &sb.path("/u/app"),
+        &sb.path("/u/link"),
+        &sb.path("/protected"),
+        secs,
+    )
+}
+
+/// As `nobody`: plant `link -> target` and swap it with `dir` in a loop (RENAME_EXCHANGE) for at
+/// most `secs` seconds, or until a file `.stop` appears beside them; the number of swaps is
+/// printed on stdout at the end (the race was run, not just started).
+pub(crate) fn swap_in_loop(dir: &Path, link: &Path, target: &Path, secs: u64) -> Reaped {
     let script = format!(
         r#"
 import ctypes, os, time
 libc = ctypes.CDLL(None, use_errno=True)
-u = "{u}"
-os.symlink("{target}", u + "/link")
+a, b = "{a}", "{b}"
+os.symlink("{target}", b)
+stop = os.path.join(os.path.dirname(a), ".stop")
 end = time.time() + {secs}
-a, b = (u + "/app").encode(), (u + "/link").encode()
-while time.time() < end:
-    libc.syscall(316, -100, a, -100, b, 2)  # renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
+n = 0
+while time.time() < end and not os.path.exists(stop):
+    libc.syscall(316, -100, a.encode(), -100, b.encode(), 2)  # renameat2(..., RENAME_EXCHANGE)
+    n += 1
+try:
+    print(n, flush=True)
+except BrokenPipeError:
+    pass
 "#,
-        u = sb.path("/u").display(),
-        target = sb.path("/protected").display(),
+        a = dir.display(),
+        b = link.display(),
+        target = target.display(),
     );
     let child = Command::new("runuser")
         .args(["-u", "nobody", "--", "/usr/bin/python3", "-c", &script])
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("runuser");
     // Let the link appear before tend starts.
     for _ in 0..50 {
-        if std::fs::symlink_metadata(sb.path("/u/link")).is_ok() {
+        if std::fs::symlink_metadata(link).is_ok() {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
