@@ -386,6 +386,64 @@ impl Report {
                 .map(|(k, n)| (format!(",kind=\"{k}\""), n.to_string()))
                 .collect(),
         );
+        // What drifts where: a series per resource not in sync (at most MAX_RESOURCE_SERIES, so a
+        // host with thousands of drifting files cannot flood Prometheus), the rest counted.
+        let off: Vec<&ResourceReport> = self
+            .resources
+            .iter()
+            .filter(|r| !matches!(r.status, Status::InSync | Status::Excluded))
+            .collect();
+        family(
+            "resource_status",
+            "1 for each resource not in sync, by status (at most 200 series; the rest in tend_resources_unlisted).",
+            off.iter()
+                .take(MAX_RESOURCE_SERIES)
+                .map(|r| {
+                    (
+                        format!(
+                            ",resource=\"{}\",kind=\"{}\",status=\"{}\"",
+                            label(&r.address),
+                            label(&r.kind),
+                            word(&r.status)
+                        ),
+                        "1".to_string(),
+                    )
+                })
+                .collect(),
+        );
+        family(
+            "resources_unlisted",
+            "Resources not in sync beyond the ones tend_resource_status lists.",
+            one(off.len().saturating_sub(MAX_RESOURCE_SERIES).to_string()),
+        );
+        let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in self.resources.iter().filter(|r| {
+            matches!(
+                r.status,
+                Status::Failed | Status::WillFail | Status::Skipped
+            )
+        }) {
+            let class = r
+                .reason_class
+                .map_or_else(|| "failed".to_string(), |c| word(&c));
+            *reasons.entry(class).or_default() += 1;
+        }
+        if let Some(p) = &self.pull {
+            if p.refused.is_some() {
+                *reasons.entry("pull_refused".into()).or_default() += 1;
+            }
+            if p.stale {
+                *reasons.entry("pull_unreachable".into()).or_default() += 1;
+            }
+        }
+        family(
+            "last_failure_reason",
+            "Why the last run failed: resources (and pull decisions) by reason class.",
+            reasons
+                .iter()
+                .map(|(c, n)| (format!(",reason_class=\"{c}\""), n.to_string()))
+                .collect(),
+        );
         if let Some(p) = &self.pull {
             family(
                 "pull_fetch_success",
@@ -456,6 +514,24 @@ impl Report {
     }
 }
 
+/// Series of `tend_resource_status` at most: the rest are counted in `tend_resources_unlisted`.
+const MAX_RESOURCE_SERIES: usize = 200;
+
+/// A Prometheus label value: backslash, double quote and line feed escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The snake_case word a status or reason class serializes as.
+fn word<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -482,5 +558,66 @@ mod tests {
         assert_eq!(with(&[Status::MayChange]).exit_code(), 2);
         assert_eq!(with(&[Status::Failed, Status::Skipped]).exit_code(), 4);
         assert_eq!(with(&[Status::Failed, Status::Changed]).exit_code(), 6);
+        assert_eq!(
+            with(&[Status::WillFail, Status::WouldChange]).exit_code(),
+            6
+        );
+    }
+
+    #[test]
+    fn metrics_name_what_drifts_where_within_a_bound() {
+        let mut resources: Vec<ResourceReport> = (0..250)
+            .map(|i| {
+                ResourceReport::new(
+                    &format!("file.f{i}"),
+                    "file",
+                    &format!("f{i}"),
+                    Status::WouldChange,
+                )
+            })
+            .collect();
+        resources.push(ResourceReport::new("file.ok", "file", "ok", Status::InSync));
+        let mut failed = ResourceReport::new("cert.web", "cert", "web", Status::WillFail);
+        failed.reason_class = Some(ReasonClass::Failed);
+        resources.insert(0, failed);
+        let report = Report {
+            schema_version: SCHEMA_VERSION,
+            interrupted: false,
+            error: None,
+            tend_version: "0",
+            mode: Mode::Plan,
+            host: "h".into(),
+            root: "/".into(),
+            manifest: ManifestInfo {
+                path: "/m".into(),
+                sha256: String::new(),
+            },
+            started_at: String::new(),
+            duration_ms: 1,
+            exit_code: 6,
+            summary: Summary::of(&resources),
+            resources,
+            pull: None,
+        };
+        let text = report.to_metrics();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("tend_resource_status{"))
+            .count();
+        assert_eq!(series, MAX_RESOURCE_SERIES);
+        assert!(text.contains(
+            "tend_resource_status{mode=\"plan\",resource=\"cert.web\",kind=\"cert\",status=\"will_fail\"} 1"
+        ));
+        assert!(
+            !text.contains("resource=\"file.ok\""),
+            "in sync is not listed"
+        );
+        assert!(
+            text.contains("tend_resources_unlisted{mode=\"plan\"} 51\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tend_last_failure_reason{mode=\"plan\",reason_class=\"failed\"} 1\n")
+        );
     }
 }

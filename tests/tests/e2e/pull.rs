@@ -267,6 +267,8 @@ fn an_unreachable_server_keeps_the_last_good_policy_and_reports_its_age() {
         "tend_pull_policy_age_seconds{mode=\"apply\"} 3600",
         &format!("tend_pull_commit_info{{mode=\"apply\",role=\"applied\",commit=\"{v1}\"}} 1"),
         "tend_pull_verification_failed{mode=\"apply\"} 0",
+        "tend_resource_status{mode=\"apply\",resource=\"file.motd\",kind=\"file\",status=\"changed\"} 1",
+        "tend_last_failure_reason{mode=\"apply\",reason_class=\"pull_unreachable\"} 1",
     ] {
         assert!(text.contains(line), "{line} in\n{text}");
     }
