@@ -259,6 +259,12 @@ fn moving_input(
     }
 }
 
+/// A check that failed only because the kernel refused tend a read (`EACCES`, `EPERM`), not
+/// one of tend's own refusals (an untrusted link is a failure wherever it is met).
+fn denied(e: &ResourceError) -> bool {
+    matches!(e, ResourceError::Host(h) if matches!(h.source.raw_os_error(), Some(13 | 1)))
+}
+
 /// Why a resource is skipped, if a dependency failed or was skipped.
 fn skip_reason(
     m: &Manifest,
@@ -508,6 +514,13 @@ pub async fn plan(
                             tend_resources::UnknownClass::Unreachable => ReasonClass::Unreachable,
                             tend_resources::UnknownClass::GuardNotRun => ReasonClass::GuardNotRun,
                         });
+                    }
+                    // Not allowed to read what it checks (an audit as a user other than root):
+                    // unknown, never drift, never a failure of the host.
+                    Err(e) if denied(&e) => {
+                        r.status = Status::Unknown;
+                        r.reason = Some(format!("unknown: {e}: tend may not read it as this user"));
+                        r.reason_class = Some(ReasonClass::Permission);
                     }
                     Err(e) => {
                         let pending = g.ancestors(i).into_iter().find(|&a| {

@@ -59,6 +59,8 @@ pub enum ReasonClass {
     UnknownUntilDependenciesApply,
     /// Plan: a remote did not answer.
     Unreachable,
+    /// Plan: tend may not read what it must check (an audit run as a user other than root).
+    Permission,
     /// Plan: a guard plan does not run.
     GuardNotRun,
     /// Apply: changed and verified.
@@ -223,6 +225,10 @@ pub struct Report {
     /// `tend pull`: which commit the run converged to, which is pending, which was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullStatus>,
+    /// The run was not root's: what it could not read is `unknown` (reason class
+    /// `permission`), and a plan then uses no state directory it cannot trust.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unprivileged: bool,
 }
 
 /// One commit of the policy repository, as the report names it.
@@ -598,6 +604,7 @@ mod tests {
             summary: Summary::of(&resources),
             resources,
             pull: None,
+            unprivileged: false,
         };
         let text = report.to_metrics();
         let series = text

@@ -114,6 +114,7 @@ pub(crate) fn record_failed_start(
         error: Some(e.to_string()),
         tend_version: env!("CARGO_PKG_VERSION"),
         mode: if apply { Mode::Apply } else { Mode::Plan },
+        unprivileged: !nix::unistd::geteuid().is_root(),
         host: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
@@ -196,9 +197,29 @@ fn engine(
     // A stop before the runtime listens is held, then taken gracefully (see `signals::hold`).
     let held = crate::signals::hold();
     // Before anything is read from it or written to it.
-    state::check_path(&root_of(&run.manifest), state_dir)
-        .and_then(|()| state::check_trusted(state_dir))
-        .map_err(|e| StartError::Other(e.to_string()))?;
+    let unprivileged = !nix::unistd::geteuid().is_root();
+    let trusted = state::check_path(&root_of(&run.manifest), state_dir)
+        .and_then(|()| state::check_trusted(state_dir));
+    // An audit as another user than root (a plan as `nobody`): root's state directory is not
+    // this user's to trust, and holds nothing it could read. The plan goes on without one —
+    // no stored secret (throwaway values), no journal, no last-run.json — and says so once.
+    let no_state = Path::new("/nonexistent/tend-state");
+    let state_dir = match trusted {
+        Ok(()) => state_dir,
+        Err(e)
+            if apply.is_none()
+                && unprivileged
+                && e.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            eprintln!(
+                "warning: the state directory {} is not this user's (uid {}): this plan uses none — it reads the host only, values of secret() are throwaway, no last-run.json is written",
+                state_dir.display(),
+                nix::unistd::geteuid()
+            );
+            no_state
+        }
+        Err(e) => return Err(StartError::Other(e.to_string())),
+    };
     // The manifest first: one that does not load leaves no state directory, lock or secret.
     // Secrets it generates are kept in memory until the lock is held.
     let secret_mode = if apply.is_some() {
@@ -364,6 +385,7 @@ fn engine(
         summary,
         resources,
         pull: pull.cloned(),
+        unprivileged,
     };
     // The JSON only where something reads it: a plan printed for a person never serializes it.
     let wants_json =

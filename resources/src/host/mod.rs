@@ -521,6 +521,13 @@ impl Probe {
                     leftover,
                 })
             }
+            // A regular file tend may not read (an audit as a user other than root): its content
+            // is unknown, never "empty".
+            Err(e @ (Errno::ACCESS | Errno::PERM))
+                if want_content && self.metadata(path)?.is_some_and(|m| m.is_file()) =>
+            {
+                return Err(HostError::new("read", real(), e.into()));
+            }
             // A symlink, a socket, or nothing readable: its lstat only.
             Err(_) => {
                 return Ok(FileState {

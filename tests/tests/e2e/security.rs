@@ -729,3 +729,51 @@ fn apt_source_fields_cannot_inject_lines() {
         assert!(r.stderr.contains("`uris`"), "{bad}: {}", r.stderr);
     }
 }
+
+/// An audit as a user other than root: a root-only file it cannot read is `unknown` with
+/// reason class `permission` — never drift, never "0 bytes" — and root's state directory is
+/// left alone (said once), the report saying the run was unprivileged.
+#[test]
+fn an_audit_as_another_user_never_calls_what_it_cannot_read_drift() {
+    let sb = Sandbox::new();
+    for d in [sb.dir.path().to_path_buf(), sb.root()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    sb.write("/etc/app/secret.conf", "key=1\n");
+    sb.set_mode("/etc/app/secret.conf", 0o600);
+    sb.write("/etc/app/open.conf", "x\n");
+    std::fs::create_dir_all(sb.state_dir()).expect("mkdir");
+    sb.set_mode("/var/lib/tend", 0o700);
+    sb.write_manifest(
+        "[file.secret]\npath = \"/etc/app/secret.conf\"\ncontent = \"key=1\\n\"\n\n\
+         [file.open]\npath = \"/etc/app/open.conf\"\ncontent = \"y\\n\"\n",
+    );
+    std::fs::set_permissions(sb.manifest_path(), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let bin = tend_tests::tend_bin();
+    let copy = sb.dir.path().join("tend");
+    std::fs::copy(&bin, &copy).expect("copy tend");
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(&copy)
+        .arg("plan")
+        .arg(sb.manifest_path())
+        .args([
+            "--root",
+            sb.root().to_str().expect("utf8"),
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("runuser");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let secret = resource(&report, "file.secret");
+    assert_eq!(secret["status"], "unknown", "{secret:#}");
+    assert_eq!(secret["reason_class"], "permission");
+    assert_eq!(resource(&report, "file.open")["status"], "would_change");
+    assert_eq!(report["unprivileged"], true);
+    assert_eq!(stderr.matches("this plan uses none").count(), 1, "{stderr}");
+    assert!(!stderr.contains("chown"), "{stderr}");
+}
