@@ -268,6 +268,7 @@ mod tests {
             summary: Summary::of(&[]),
             resources: Vec::new(),
             pull: None,
+            unprivileged: false,
         };
         let style = Style {
             color: false,
