@@ -214,6 +214,10 @@ pub struct TimerTarget {
     /// The state directory whose last-run.json `status` reads [default: ROOT/var/lib/tend].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The audit timer (tend-audit.service, tend-audit.timer): each run only plans — never
+    /// applies — and reports; it may sit beside the converging one.
+    #[arg(long)]
+    pub plan: bool,
 }
 
 #[derive(Debug, Args)]

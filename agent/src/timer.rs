@@ -21,8 +21,29 @@ use crate::cli::{TimerInstallArgs, TimerTarget};
 use crate::{absolute, output, state, StartError};
 
 const UNIT_DIR: &str = "/etc/systemd/system";
-const SERVICE: &str = "tend.service";
-const TIMER: &str = "tend.timer";
+/// The unit pair a timer is: `tend.service`/`tend.timer` converge; the audit pair
+/// `tend-audit.service`/`tend-audit.timer` (`--plan`) only plans, and may sit beside them.
+#[derive(Debug, Clone, Copy)]
+struct Units {
+    service: &'static str,
+    timer: &'static str,
+}
+
+impl Units {
+    fn of(t: &TimerTarget) -> Units {
+        if t.plan {
+            Units {
+                service: "tend-audit.service",
+                timer: "tend-audit.timer",
+            }
+        } else {
+            Units {
+                service: "tend.service",
+                timer: "tend.timer",
+            }
+        }
+    }
+}
 /// How long a stop waits for tend's graceful end (dpkg mid-transaction finishes first).
 const STOP_TIMEOUT: &str = "15min";
 
@@ -74,12 +95,24 @@ pub(crate) fn render_units(
     args: &TimerInstallArgs,
     exec: &Path,
 ) -> Result<(String, String), StartError> {
+    let units = Units::of(&args.target);
+    let audit = args.target.plan;
     let mut argv: Vec<String> = vec![
         exec.display().to_string(),
-        if args.pull.is_some() { "pull" } else { "apply" }.into(),
-        "--lock-wait".into(),
-        args.lock_wait.to_string(),
+        match (args.pull.is_some(), audit) {
+            (true, _) => "pull",
+            (false, true) => "plan",
+            (false, false) => "apply",
+        }
+        .into(),
     ];
+    if audit && args.pull.is_some() {
+        argv.push("--plan".into());
+    }
+    // A plan takes no lock (it writes nothing); an apply waits for one held.
+    if !audit || args.pull.is_some() {
+        argv.extend(["--lock-wait".into(), args.lock_wait.to_string()]);
+    }
     if let Some(url) = &args.pull {
         argv.extend(["--url".into(), url.clone()]);
         if let Some(f) = &args.allowed_signers {
@@ -120,7 +153,7 @@ pub(crate) fn render_units(
     let service = format!(
         "# Written by `tend timer install`; `tend timer remove` removes it.
 [Unit]
-Description=tend: converge this host to its {what}
+Description=tend: {verb} this host {what}
 Documentation=man:tend(1)
 Wants=network-online.target
 After=network-online.target
@@ -128,7 +161,7 @@ After=network-online.target
 [Service]
 Type=oneshot
 ExecStart={exec_start}
-# 2 means \"changed\": a run that converged something succeeded.
+# 2 means \"changed\" (or, for an audit, \"drift found\"): the run succeeded.
 SuccessExitStatus=2
 # A stop is SIGTERM to tend alone: it ends the commands it started and waits for dpkg.
 KillMode=mixed
@@ -140,10 +173,12 @@ Nice=10
 IOSchedulingClass=best-effort
 IOSchedulingPriority=7
 ",
-        what = if args.pull.is_some() {
-            "policy"
-        } else {
-            "manifest"
+        verb = if audit { "audit" } else { "converge" },
+        what = match (args.pull.is_some(), audit) {
+            (true, false) => "to its policy",
+            (false, false) => "to its manifest",
+            (true, true) => "against its policy (plan only)",
+            (false, true) => "against its manifest (plan only)",
         },
         run_timeout = secs(*args.run_timeout),
     );
@@ -164,7 +199,7 @@ IOSchedulingPriority=7
     let timer = format!(
         "# Written by `tend timer install`; `tend timer remove` removes it.
 [Unit]
-Description=Run tend on a schedule
+Description=Run {service} on a schedule
 Documentation=man:tend(1)
 
 [Timer]
@@ -172,13 +207,14 @@ OnBootSec={on_boot}
 {schedule}# The splay: each host's delay in [0, RandomizedDelaySec) is its own and stable.
 RandomizedDelaySec={splay}
 FixedRandomDelay=true
-Unit={SERVICE}
+Unit={service}
 
 [Install]
 WantedBy=timers.target
 ",
         on_boot = secs(*args.on_boot),
         splay = secs(*args.splay),
+        service = units.service,
     );
     Ok((service, timer))
 }
@@ -250,13 +286,15 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
     }
     let (_lock, host) = mutate(&root)?;
     let manager = Manager::of(host.probe());
+    let units = Units::of(&args.target);
+    let (service_unit, timer_unit) = (units.service, units.timer);
     let rt = runtime()?;
     rt.block_on(async {
         if args.every.is_none() {
             check_calendar(&args.on_calendar).await?;
         }
         let mut wrote = Vec::new();
-        for (name, text) in [(SERVICE, &service), (TIMER, &timer)] {
+        for (name, text) in [(service_unit, &service), (timer_unit, &timer)] {
             let path = Path::new(UNIT_DIR).join(name);
             if host.read(&path).map_err(host_error)?.as_deref() != Some(text.as_bytes()) {
                 host.create_parents(&path).map_err(host_error)?;
@@ -275,17 +313,19 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
         systemctl::reload_if_needed(&manager, false)
             .await
             .map_err(fail)?;
-        let state = systemctl::view(&manager, host.probe(), TIMER).await.map_err(fail)?;
+        let state = systemctl::view(&manager, host.probe(), timer_unit)
+            .await
+            .map_err(fail)?;
         let enabled = state.file_state == "enabled";
         if !enabled {
-            systemctl::verb(&manager, "enable", &[TIMER])
+            systemctl::verb(&manager, "enable", &[timer_unit])
                 .await
                 .map_err(fail)?;
         }
         let started = manager == Manager::Running
             && state.active.as_deref() != Some("active")
             && {
-                systemctl::verb(&manager, "start", &[TIMER])
+                systemctl::verb(&manager, "start", &[timer_unit])
                     .await
                     .map_err(fail)?;
                 true
@@ -296,13 +336,13 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
                 out.push_str(&format!("wrote {w}\n"));
             }
             if !enabled {
-                out.push_str(&format!("enabled {TIMER}\n"));
+                out.push_str(&format!("enabled {timer_unit}\n"));
             }
             if started {
-                out.push_str(&format!("started {TIMER}\n"));
+                out.push_str(&format!("started {timer_unit}\n"));
             }
             if out.is_empty() {
-                out.push_str("tend.timer is installed as asked: nothing changed\n");
+                out.push_str(&format!("{timer_unit} is installed as asked: nothing changed\n"));
             } else if manager != Manager::Running {
                 out.push_str(
                     "systemd is not running here: the timer starts at the next boot of this system\n",
@@ -321,28 +361,32 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
 
 pub(crate) fn remove(t: &TimerTarget, quiet: bool) -> Result<i32, StartError> {
     let root = root_of(t);
+    let Units {
+        service: service_unit,
+        timer: timer_unit,
+    } = Units::of(t);
     let (_lock, host) = mutate(&root)?;
     let manager = Manager::of(host.probe());
     let fail = |e: tend_resources::ResourceError| StartError::Other(e.to_string());
     runtime()?.block_on(async {
         let mut out = String::new();
-        let timer = systemctl::view(&manager, host.probe(), TIMER)
+        let timer = systemctl::view(&manager, host.probe(), timer_unit)
             .await
             .map_err(fail)?;
         if timer.file_state == "enabled" {
-            systemctl::verb(&manager, "disable", &[TIMER])
+            systemctl::verb(&manager, "disable", &[timer_unit])
                 .await
                 .map_err(fail)?;
-            out.push_str(&format!("disabled {TIMER}\n"));
+            out.push_str(&format!("disabled {timer_unit}\n"));
         }
         if timer.active.as_deref() == Some("active") {
             // The timer stops; a run in progress (tend.service) finishes.
-            systemctl::verb(&manager, "stop", &[TIMER])
+            systemctl::verb(&manager, "stop", &[timer_unit])
                 .await
                 .map_err(fail)?;
-            out.push_str(&format!("stopped {TIMER}\n"));
+            out.push_str(&format!("stopped {timer_unit}\n"));
         }
-        for name in [TIMER, SERVICE] {
+        for name in [timer_unit, service_unit] {
             let path = Path::new(UNIT_DIR).join(name);
             if host.metadata(&path).map_err(host_error)?.is_some() {
                 host.remove_file(&path).map_err(host_error)?;
@@ -356,7 +400,9 @@ pub(crate) fn remove(t: &TimerTarget, quiet: bool) -> Result<i32, StartError> {
         let changed = !out.is_empty();
         if !quiet {
             if !changed {
-                out.push_str("tend.timer is not installed: nothing to remove\n");
+                out.push_str(&format!(
+                    "{timer_unit} is not installed: nothing to remove\n"
+                ));
             }
             output::stdout(&out);
         }
@@ -366,6 +412,9 @@ pub(crate) fn remove(t: &TimerTarget, quiet: bool) -> Result<i32, StartError> {
 
 pub(crate) fn status(t: &TimerTarget) -> Result<i32, StartError> {
     let root = root_of(t);
+    let Units {
+        timer: timer_unit, ..
+    } = Units::of(t);
     let probe = Probe::new(&root, root.join("var/lib/tend"));
     let manager = Manager::of(&probe);
     let fail = |e: tend_resources::ResourceError| StartError::Other(e.to_string());
@@ -375,19 +424,22 @@ pub(crate) fn status(t: &TimerTarget) -> Result<i32, StartError> {
         .map_or_else(|| root.join("var/lib/tend"), absolute);
     let rt = runtime()?;
     let timer = rt
-        .block_on(systemctl::view(&manager, &probe, TIMER))
+        .block_on(systemctl::view(&manager, &probe, timer_unit))
         .map_err(fail)?;
     let mut out = String::new();
     let mut code = 0;
     if timer.not_found() {
-        out.push_str("tend.timer: not installed (`tend timer install` sets it up)\n");
+        out.push_str(&format!(
+            "{timer_unit}: not installed (`tend timer install{}` sets it up)\n",
+            if t.plan { " --plan" } else { "" }
+        ));
         code = NOT_ACTIVE;
     } else {
         let active = timer
             .active
             .as_deref()
             .unwrap_or("unknown: systemd is not running here");
-        out.push_str(&format!("tend.timer: {}, {active}\n", timer.file_state));
+        out.push_str(&format!("{timer_unit}: {}, {active}\n", timer.file_state));
         if timer.file_state != "enabled" {
             code = NOT_ACTIVE;
         }
@@ -395,7 +447,7 @@ pub(crate) fn status(t: &TimerTarget) -> Result<i32, StartError> {
             let props = rt
                 .block_on(systemctl::show(
                     &manager,
-                    TIMER,
+                    timer_unit,
                     "NextElapseUSecRealtime,LastTriggerUSec",
                 ))
                 .unwrap_or_default();
@@ -468,7 +520,61 @@ fn last_run(state_dir: &Path) -> Result<Option<LastRun>, String> {
         n("unknown"),
     );
     Ok(Some(LastRun {
-        text,
+        text: text + &reasons(&v),
         failed: code & 4 != 0 || code == 1 || code < 0,
     }))
+}
+
+/// The most failures `status` lists by name; the rest are counted.
+const MAX_REASONS: usize = 10;
+
+/// Why the last run failed, a line each: the run that could not start, the pull's refusal or
+/// outage, each failed (or would-fail) resource with its error's first line.
+fn reasons(v: &serde_json::Value) -> String {
+    let first = |t: &str| crate::escape::line(t.lines().next().unwrap_or("")).into_owned();
+    let mut out = String::new();
+    if let Some(e) = v["error"].as_str() {
+        out.push_str(&format!("\n  could not start: {}", first(e)));
+    }
+    let pull = &v["pull"];
+    if let Some(r) = pull["refused"].as_object() {
+        out.push_str(&format!(
+            "\n  refused commit {}: {}",
+            r.get("commit")
+                .and_then(|c| c.as_str())
+                .map_or("?", |c| &c[..c.len().min(12)]),
+            first(r.get("reason").and_then(|c| c.as_str()).unwrap_or(""))
+        ));
+    }
+    if pull["stale"].as_bool().unwrap_or(false) {
+        out.push_str(&format!(
+            "\n  policy server not reached ({} s since it last was): {}",
+            pull["policy_age_seconds"].as_u64().unwrap_or(0),
+            first(pull["fetch_error"].as_str().unwrap_or(""))
+        ));
+    }
+    let failed: Vec<&serde_json::Value> = v["resources"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter(|r| matches!(r["status"].as_str(), Some("failed" | "will_fail")))
+                .collect()
+        })
+        .unwrap_or_default();
+    for r in failed.iter().take(MAX_REASONS) {
+        out.push_str(&format!(
+            "\n  {} {}: {}",
+            first(r["address"].as_str().unwrap_or("?")),
+            if r["status"] == "will_fail" {
+                "would fail"
+            } else {
+                "failed"
+            },
+            first(r["error"].as_str().unwrap_or(""))
+        ));
+    }
+    if failed.len() > MAX_REASONS {
+        out.push_str(&format!("\n  and {} more", failed.len() - MAX_REASONS));
+    }
+    out
 }

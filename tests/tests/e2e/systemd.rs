@@ -320,6 +320,8 @@ fn the_timer_installs_runs_reports_and_removes_cleanly() {
     assert_eq!(sys.property("tend.service", "ExecMainStatus"), "1");
     let status = sys.tend(&["timer", "status"]);
     assert_eq!(status.code, 4, "{status:?}");
+    // It says why, not only how many.
+    assert!(status.stdout.contains("could not start: "), "{status:?}");
 
     let remove = sys.tend(&["timer", "remove"]);
     assert_eq!(remove.code, 2, "{remove:?}");
@@ -471,6 +473,50 @@ fn offline_under_root_enablement_is_applied_and_running_is_unknown() {
         "{service}"
     );
     assert!(service.contains("\nTimeoutStartSec=7200s\n"), "{service}");
+    // An audit timer beside it: its own units, plan only, no lock to wait for.
+    let audit = tend_tests::run(&["timer", "install", "--root", root, "--plan"], &[]);
+    assert_eq!(audit.code, 2, "{audit:?}");
+    let audit_service = sb.read("/etc/systemd/system/tend-audit.service");
+    assert!(
+        audit_service.contains("ExecStart=/usr/bin/tend plan /etc/tend/manifest.toml\n"),
+        "{audit_service}"
+    );
+    assert!(sb
+        .read("/etc/systemd/system/tend-audit.timer")
+        .contains("Unit=tend-audit.service"));
+    assert!(sb
+        .path("/etc/systemd/system/timers.target.wants/tend-audit.timer")
+        .symlink_metadata()
+        .is_ok());
+    assert_eq!(
+        sb.read("/etc/systemd/system/tend.service"),
+        service,
+        "the converging timer is left as it is"
+    );
+    let audit_pull = tend_tests::run(
+        &[
+            "timer",
+            "install",
+            "--root",
+            root,
+            "--plan",
+            "--pull",
+            "git://git.example/policy",
+            "--allowed-signers",
+            "/etc/tend/allowed_signers",
+        ],
+        &[],
+    );
+    assert_eq!(audit_pull.code, 2, "{audit_pull:?}");
+    assert!(sb.read("/etc/systemd/system/tend-audit.service").contains(
+        "ExecStart=/usr/bin/tend pull --plan --lock-wait 600 --url git://git.example/policy"
+    ));
+    assert_eq!(
+        tend_tests::run(&["timer", "remove", "--root", root, "--plan"], &[]).code,
+        2
+    );
+    assert!(!sb.path("/etc/systemd/system/tend-audit.service").exists());
+    assert!(sb.path("/etc/systemd/system/tend.service").exists());
     // No allowed signers, none in pull.toml: every run would refuse; so does the install.
     let unsigned = &[
         "timer",
