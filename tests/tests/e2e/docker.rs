@@ -831,3 +831,64 @@ fn env_files_replace_dot_env_as_with_difys_middleware() {
         r.stdout
     );
 }
+
+/// A tag re-pointed under a running service (a new image built or pulled by hand under the same
+/// name): the service runs the old image, and compose's files did not change. Plan names it,
+/// changing no container; apply recreates that service on the image the tag names now.
+#[test]
+fn a_tag_repointed_under_a_running_service_is_drift() {
+    let base = test_image();
+    let project = unique("tendt");
+    let tag = format!("tend-test/{project}:1");
+    let _cleanup = Cleanup(Made {
+        projects: vec![project.clone()],
+        images: vec![tag.clone()],
+        ..Made::default()
+    });
+    docker(&["tag", base, &tag]);
+    let sb = Sandbox::new();
+    sb.write(
+        "/srv/app/docker-compose.yml",
+        &format!("services:\n  app:\n    image: {tag}\n    command: [\"sleep\", \"3600\"]\n    stop_signal: SIGKILL\n"),
+    );
+    sb.write_manifest(&format!(
+        "[compose.app]\ndir = \"/srv/app\"\nproject = \"{project}\"\npull = \"never\"\n"
+    ));
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.plan().code, 0);
+    let before = service_ids(&project);
+    // A new image under the same tag.
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {base}\nLABEL rebuilt=\"{project}\"\n"),
+    )
+    .expect("Dockerfile");
+    docker(&[
+        "build",
+        "-q",
+        "-t",
+        &tag,
+        ctx.path().to_str().expect("utf8"),
+    ]);
+    let plan = sb.plan_json();
+    let said = change_descriptions(&plan, "compose.app");
+    assert_eq!(said.len(), 1, "{plan:#}");
+    assert!(
+        said[0].starts_with("service app: runs image ")
+            && said[0].contains(&format!("but tag {tag} now points to")),
+        "{said:?}"
+    );
+    assert_eq!(service_ids(&project), before, "plan changed no container");
+    let (code, _) = sb.apply_json();
+    assert_eq!(code, 2);
+    let after = service_ids(&project);
+    assert_ne!(
+        after["app"], before["app"],
+        "app recreated on the new image"
+    );
+    let runs = docker(&["inspect", "-f", "{{.Image}}", &after["app"]]);
+    let tagged = docker(&["image", "inspect", "-f", "{{.Id}}", &tag]);
+    assert_eq!(runs, tagged);
+    assert_eq!(sb.plan().code, 0);
+}

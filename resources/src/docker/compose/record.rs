@@ -27,6 +27,9 @@ pub(super) struct ServiceRecord {
     pub(super) config_hash: Option<String>,
     pub(super) replicas: usize,
     pub(super) networks: Vec<String>,
+    /// The image by the name the service gives it (its tag), when the container named one.
+    #[serde(default)]
+    pub(super) image: Option<String>,
 }
 
 impl Record {
@@ -81,6 +84,10 @@ impl Compose {
                         .find(|c| c.running)
                         .map(|c| c.networks.clone())
                         .unwrap_or_default(),
+                    image: cs
+                        .iter()
+                        .map(|c| c.image.clone())
+                        .find(|i| !i.is_empty() && !i.starts_with("sha256:")),
                 },
             );
         }

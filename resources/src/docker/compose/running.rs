@@ -16,6 +16,10 @@ pub(super) struct Running {
     pub(super) config_hash: Option<String>,
     /// The networks it is attached to, by name, sorted.
     pub(super) networks: Vec<String>,
+    /// The image as the container names it (a tag, or an id once the tag moved on) and the id
+    /// of the image it runs.
+    pub(super) image: String,
+    pub(super) image_id: String,
 }
 
 impl Running {
@@ -82,6 +86,8 @@ pub(super) async fn containers(project: &str) -> Result<Vec<Running>, ResourceEr
                 health,
                 config_hash: labels.get(HASH_LABEL).cloned(),
                 networks,
+                image: c.image.unwrap_or_default(),
+                image_id: c.image_id.unwrap_or_default(),
             })
         })
         .collect())
@@ -95,6 +101,7 @@ pub(super) fn hand_made_change(
     service: &str,
     cs: &[&Running],
     recorded: &record::ServiceRecord,
+    tags: &BTreeMap<String, String>,
 ) -> Option<Change> {
     if cs.len() != recorded.replicas {
         return Some(
@@ -131,6 +138,19 @@ pub(super) fn hand_made_change(
             "its container runs another configuration than the last converge left (recreated by hand: another compose file or environment)".into(),
         );
     }
+    if let Some((name, id)) = recorded
+        .image
+        .as_deref()
+        .and_then(|name| tags.get(&full_tag(name)).map(|id| (name, id)))
+    {
+        if let Some(c) = cs.iter().find(|c| c.running && &c.image_id != id) {
+            return forced(format!(
+                "runs image {}, but tag {name} now points to {}",
+                short_id(&c.image_id),
+                short_id(id)
+            ));
+        }
+    }
     if let Some(c) = cs
         .iter()
         .find(|c| c.running && c.networks != recorded.networks)
@@ -157,6 +177,37 @@ pub(super) fn hand_made_change(
         return forced(why.join("; "));
     }
     None
+}
+
+/// `repo:tag` as the engine lists tags (a name without a tag is `:latest`).
+pub(super) fn full_tag(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+/// Where each tag on the engine points now (`repo:tag` → image id), in one API call.
+pub(super) async fn tags() -> Result<BTreeMap<String, String>, ResourceError> {
+    let docker = crate::docker::engine().await?;
+    let images = docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .map_err(|e| crate::docker::api_error("cannot list the images", e))?;
+    Ok(images
+        .into_iter()
+        .flat_map(|i| {
+            let id = i.id;
+            i.repo_tags.into_iter().map(move |t| (t, id.clone()))
+        })
+        .collect())
 }
 
 /// The new state of a service that apply recreates with `--force-recreate`: compose alone would
