@@ -88,16 +88,44 @@ pub fn lock_holder(host: &Probe) -> Option<i32> {
 
 /// Ask apt a question (`apt-cache policy`, `madison`): reads only, so a [`Probe`] will do.
 pub async fn query(host: &Probe, args: &[String]) -> Result<String, ResourceError> {
-    run(host, "apt-cache", args).await
+    run(host, "apt-cache", args).await.map(|(out, _)| out)
 }
 
 /// Change the host with `apt-get` (update, install, remove): a [`Mutate`] is needed.
 pub async fn act(host: &Mutate, args: &[String]) -> Result<String, ResourceError> {
-    run(host.probe(), "apt-get", args).await
+    let (stdout, stderr) = run(host.probe(), "apt-get", args).await?;
+    // `apt-get update` exits 0 when an index could not be fetched (a repository down, a name
+    // that does not resolve): the lists are not updated, and saying they are would mislead.
+    if args.iter().any(|a| a == "update")
+        && (stderr.contains("Failed to fetch") || stderr.contains("failed to download"))
+    {
+        return Err(ResourceError::Failed(format!(
+            "apt-get update could not fetch every package index:\n  {}",
+            apt_messages(&stderr, &stdout)
+        )));
+    }
+    Ok(stdout)
+}
+
+/// apt's own warnings and errors (`W:`, `E:`), each once, at most eight, with a count of the
+/// rest: offline, apt repeats the same failure for every index.
+fn apt_messages(stderr: &str, stdout: &str) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for l in stderr.lines().chain(stdout.lines()) {
+        if (l.starts_with("E: ") || l.starts_with("W: ")) && !seen.contains(&l) {
+            seen.push(l);
+        }
+    }
+    let shown = seen.len().min(8);
+    let mut text = seen[..shown].join("\n  ");
+    if seen.len() > shown {
+        text.push_str(&format!("\n  … and {} more", seen.len() - shown));
+    }
+    text
 }
 
 /// Run an apt tool (`apt-get`, `apt-cache`) under the probe's root; returns its output.
-async fn run(host: &Probe, tool: &str, args: &[String]) -> Result<String, ResourceError> {
+async fn run(host: &Probe, tool: &str, args: &[String]) -> Result<(String, String), ResourceError> {
     let root = host.root();
     let mut cmd = if root == Path::new("/") {
         tokio::process::Command::new(tool)
@@ -135,17 +163,14 @@ async fn run(host: &Probe, tool: &str, args: &[String]) -> Result<String, Resour
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
-        // apt's own error lines say what went wrong; otherwise the last lines.
-        let errors: Vec<&str> = stderr
-            .lines()
-            .chain(stdout.lines())
-            .filter(|l| l.starts_with("E: "))
-            .collect();
-        let detail = if errors.is_empty() {
+        // apt's own warnings and errors say what went wrong (deduplicated); otherwise the last
+        // lines.
+        let said = apt_messages(&stderr, &stdout);
+        let detail = if said.is_empty() {
             let all: Vec<&str> = stderr.lines().chain(stdout.lines()).collect();
             all[all.len().saturating_sub(10)..].join("\n  ")
         } else {
-            errors.join("\n  ")
+            said
         };
         return Err(ResourceError::Failed(format!(
             "{tool} {} failed ({}):\n  {detail}",
@@ -157,7 +182,7 @@ async fn run(host: &Probe, tool: &str, args: &[String]) -> Result<String, Resour
             out.status
         )));
     }
-    Ok(stdout)
+    Ok((stdout, stderr))
 }
 
 /// Options every apt-get run gets: wait (bounded) for the dpkg lock, keep existing config files.

@@ -468,3 +468,39 @@ fn package_installs_into_a_debootstrap_root_and_leaves_the_host_alone() {
     );
     assert_eq!(tend("apply").code, 0);
 }
+
+/// A repository whose server does not answer: `apt-get update` exits 0 all the same, so the
+/// lists are not claimed "updated": the package that needed them fails with apt's own warning,
+/// said once, not forty times.
+#[test]
+fn an_unreachable_repository_fails_the_update_with_apts_words() {
+    let (_serial, repo, name, _cleanup) = fixture();
+    let text = manifest(&repo, &name, &repo.fingerprint, "present").replace(
+        &format!("uris = \"{}\"", repo.uri()),
+        "uris = \"http://127.0.0.1:9/debian/\"",
+    );
+    let host = Host::new(&text);
+    let apply = host.tend("apply");
+    assert_eq!(apply.code, 6, "{}\n{}", apply.stdout, apply.stderr);
+    assert!(
+        apply
+            .stdout
+            .contains("apt-get update could not fetch every package index"),
+        "{}",
+        apply.stdout
+    );
+    assert!(
+        apply
+            .stdout
+            .contains("W: Failed to fetch http://127.0.0.1:9/debian/"),
+        "{}",
+        apply.stdout
+    );
+    assert!(
+        !apply.stdout.contains("updated the package lists"),
+        "{}",
+        apply.stdout
+    );
+    let warnings = apply.stdout.matches("W: Failed to fetch").count();
+    assert!(warnings <= 2, "deduplicated: {warnings}\n{}", apply.stdout);
+}
