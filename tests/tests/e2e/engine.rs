@@ -261,13 +261,23 @@ fn independent_resources_run_concurrently_and_all_converge() {
             i % 7
         ));
     }
+    // Four commands that each wait (at most 10 s) until all four have started: they converge
+    // only if the engine runs them at once — a serial engine fails every one.
+    let barrier = sb.dir.path().join("barrier");
+    std::fs::create_dir(&barrier).expect("mkdir");
+    for i in 0..4 {
+        m.push_str(&format!(
+            "[exec.wait{i}]\ncommand = \"touch {b}/{i}; for t in $(seq 100); do [ $(ls {b} | wc -l) -ge 4 ] && touch $TEND_ROOT/done{i} && exit 0; sleep 0.1; done; exit 1\"\ncreates = \"/done{i}\"\n",
+            b = barrier.display()
+        ));
+    }
     sb.write_manifest(&m);
     let r = sb.tend("apply", &["--jobs", "8", "--format", "json"]);
-    assert_eq!(r.code, 2);
-    assert_eq!(r.json()["summary"]["changed"], 200);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert_eq!(r.json()["summary"]["changed"], 204);
     let r = sb.tend("apply", &["--jobs", "8", "--format", "json"]);
     assert_eq!(r.code, 0);
-    assert_eq!(r.json()["summary"]["in_sync"], 200);
+    assert_eq!(r.json()["summary"]["in_sync"], 204);
 }
 
 /// The watcher every plan of this suite runs under (`tend_tests::plan_watch`) sees a write made

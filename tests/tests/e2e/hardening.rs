@@ -21,10 +21,14 @@ fn spawn(sb: &Sandbox, args: &[&str]) -> Child {
         .expect("spawn tend")
 }
 
-fn kill(child: &mut Child) {
+/// SIGKILL `child` and reap it; whether it was still running when killed (a kill that came after
+/// the run had ended killed nothing).
+fn kill(child: &mut Child) -> bool {
+    let running = matches!(child.try_wait(), Ok(None));
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
+    running
 }
 
 /// Files under `dir` whose name marks a tend temporary.
@@ -81,8 +85,7 @@ fn sigkill_at_many_moments_never_leaves_a_mixed_file() {
         let mut child = spawn(&sb, &["-q"]);
         // Spread the kills over the whole run: start-up, loading, early and late writes.
         std::thread::sleep(Duration::from_millis(attempt * 4));
-        kill(&mut child);
-        kills += 1;
+        kills += usize::from(kill(&mut child));
         let mut new_ones = 0;
         for i in 0..FILES {
             let got = sb.read(&format!("/data/d{}/f{i}", i % 10));
@@ -119,7 +122,8 @@ fn sigkill_at_many_moments_never_leaves_a_mixed_file() {
         }
         current = next;
     }
-    assert!(kills >= 50);
+    // Most kills found tend still running (the last few come late in the run).
+    assert!(kills >= 40, "only {kills} of 52 kills found tend running");
     // The kills must have landed in the middle of runs, not only before or after them.
     assert!(
         interrupted_mid_run >= 5,
