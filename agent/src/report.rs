@@ -290,6 +290,10 @@ pub struct PullStatus {
     pub fetched_bytes: usize,
     /// No signature was verified (`--insecure-unsigned` / `allow_unsigned`).
     pub unverified: bool,
+    /// What this host's rollout offset was drawn from: `machine-id`, `hostname` (no machine id
+    /// yet), `rollout_offset` (set), `none` (neither: offset 0, as every such host's).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub rollout_offset_from: String,
 }
 
 impl PullStatus {

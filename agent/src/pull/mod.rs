@@ -4,7 +4,7 @@
 //! 1. Fetch the ref into the cache in the state directory (`fetch`).
 //! 2. Decide which commit to converge to: the fetched one when it is verified (signed by an
 //!    allowed key, `verify`), descends from the last applied one (no replayed old commit, no
-//!    rewritten history), and is eligible here (staged rollout, `record::offset`); otherwise the
+//!    rewritten history), and is eligible here (staged rollout, `record::offset_from`); otherwise the
 //!    last applied commit — re-verified, so a revoked key stops it too — and the run says why
 //!    and sets the failure bit. An unreachable server is the same: the last good policy, stale,
 //!    with its age.
@@ -424,10 +424,23 @@ fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record
                 let seen = record.first_seen(&c.to_string(), now);
                 let immediate = fetch::trailer(&repo, c, "Tend-Rollout")
                     .is_some_and(|v| v.eq_ignore_ascii_case("immediate"));
-                let offset = s
-                    .offset
-                    .unwrap_or_else(|| record::offset(&root, s.window))
-                    .min(s.window);
+                let offset = match s.offset {
+                    Some(o) => {
+                        status.rollout_offset_from = "rollout_offset".into();
+                        o
+                    }
+                    None => {
+                        let (o, from) = record::offset_from(&root, s.window);
+                        status.rollout_offset_from = from.into();
+                        if from == "none" && s.window > 0 {
+                            eprintln!(
+                                "warning: no /etc/machine-id and no hostname: this host's rollout offset is 0, as every such host's (set rollout_offset)"
+                            );
+                        }
+                        o
+                    }
+                }
+                .min(s.window);
                 let eligible_at = seen + offset;
                 // A host with no policy yet takes the current one at once: waiting would leave
                 // it unconfigured, not safer.

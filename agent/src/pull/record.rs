@@ -63,9 +63,12 @@ impl Record {
 
 /// This host's offset in a rollout window of `window` seconds: stable (a hash of its machine id,
 /// the same id systemd derives its timer splay from), spread evenly across the fleet.
-pub(super) fn offset(root: &Path, window: u64) -> u64 {
+/// The offset, and what it was drawn from: `machine-id`, `hostname` (an image before its first
+/// boot has no machine id), or `none` (neither: every such host shares offset 0 — said in the
+/// report and on stderr, never silently).
+pub(super) fn offset_from(root: &Path, window: u64) -> (u64, &'static str) {
     if window == 0 {
-        return 0;
+        return (0, "none");
     }
     // Read as every file of a root is: inside it, a regular file, bounded (a FIFO or
     // `/dev/zero` planted in an image must not hang or fill the run). No machine id (a golden
@@ -79,19 +82,22 @@ pub(super) fn offset(root: &Path, window: u64) -> u64 {
             .map(|b| String::from_utf8_lossy(&b).trim().to_string())
             .filter(|s| !s.is_empty())
     };
-    let id = read("/etc/machine-id")
-        .or_else(|| read("/etc/hostname"))
-        .or_else(|| {
+    let (id, from) = match read("/etc/machine-id") {
+        Some(id) => (id, "machine-id"),
+        None => match read("/etc/hostname").or_else(|| {
             (root == Path::new("/"))
                 .then(|| nix::unistd::gethostname().ok())
                 .flatten()
                 .map(|h| h.to_string_lossy().into_owned())
-        })
-        .unwrap_or_default();
+        }) {
+            Some(h) => (h, "hostname"),
+            None => return (0, "none"),
+        },
+    };
     let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("tend-rollout:{id}").as_bytes());
     let mut n = [0u8; 8];
     n.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(n) % window
+    (u64::from_be_bytes(n) % window, from)
 }
 
 /// Now, in Unix seconds. In a debug build (the test suite's) `TEND_NOW` replaces the clock, for
@@ -119,13 +125,23 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             std::fs::create_dir(dir.path().join("etc")).expect("mkdir");
             std::fs::write(dir.path().join("etc/machine-id"), format!("{i:032x}\n")).expect("id");
-            let o = offset(dir.path(), 3600);
+            let o = offset_from(dir.path(), 3600).0;
             assert!(o < 3600);
-            assert_eq!(o, offset(dir.path(), 3600), "stable");
+            assert_eq!(o, offset_from(dir.path(), 3600).0, "stable");
             seen.insert(o / 360);
         }
         // 200 hosts over ten 6-minute slices: every slice has some.
         assert_eq!(seen.len(), 10, "{seen:?}");
-        assert_eq!(offset(Path::new("/nonexistent"), 0), 0);
+        assert_eq!(offset_from(Path::new("/nonexistent"), 0).0, 0);
+        // No machine id (an image before its first boot): the root's hostname, said so.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(dir.path().join("etc/hostname"), "web-7\n").expect("hostname");
+        let (o, from) = offset_from(dir.path(), 3600);
+        assert_eq!(from, "hostname");
+        std::fs::write(dir.path().join("etc/hostname"), "web-8\n").expect("hostname");
+        assert_ne!(offset_from(dir.path(), 3600).0, o, "hosts apart by name");
+        std::fs::remove_file(dir.path().join("etc/hostname")).expect("rm");
+        assert_eq!(offset_from(dir.path(), 3600), (0, "none"));
     }
 }
