@@ -224,7 +224,8 @@ pub struct TimerTarget {
 pub struct TimerInstallArgs {
     #[command(flatten)]
     pub target: TimerTarget,
-    /// The manifest each run applies [default: /etc/tend/manifest.toml].
+    /// The manifest each run applies [default: /etc/tend/manifest.toml]; with --pull, its path
+    /// inside the policy repository [default: manifest.toml] (how a host gets its role's).
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
     /// When to run, as a systemd calendar event (systemd.time(7)); runs missed while the host
@@ -262,8 +263,9 @@ pub struct TimerInstallArgs {
     #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
     /// Run `tend pull --url URL` instead of `tend apply MANIFEST` (a fleet host); its other
-    /// settings come from /etc/tend/pull.toml or the flags below.
-    #[arg(long, value_name = "URL", conflicts_with = "manifest")]
+    /// settings come from /etc/tend/pull.toml or the flags below. With --pull, --manifest is the
+    /// manifest's path inside the policy repository (a role's manifest, say).
+    #[arg(long, value_name = "URL")]
     pub pull: Option<String>,
     /// With --pull: require commits signed by a key of FILE.
     #[arg(long, value_name = "FILE", requires = "pull")]

@@ -124,6 +124,20 @@ pub(crate) fn render_units(
         if args.insecure_unsigned {
             argv.push("--insecure-unsigned".into());
         }
+        // Inside the repository, as `tend pull --manifest` takes it.
+        if let Some(m) = &args.manifest {
+            if m.is_absolute()
+                || !m
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(StartError::Other(format!(
+                    "--manifest {} with --pull: a path inside the policy repository (relative, no `..`)",
+                    m.display()
+                )));
+            }
+            argv.extend(["--manifest".into(), m.display().to_string()]);
+        }
         if let Some(w) = args.rollout_window {
             argv.extend(["--rollout-window".into(), secs(*w)]);
         }

@@ -511,6 +511,42 @@ fn offline_under_root_enablement_is_applied_and_running_is_unknown() {
     assert!(sb.read("/etc/systemd/system/tend-audit.service").contains(
         "ExecStart=/usr/bin/tend pull --plan --lock-wait 600 --url git://git.example/policy"
     ));
+    // A role's manifest inside the policy repository.
+    let role = tend_tests::run(
+        &[
+            "timer",
+            "install",
+            "--root",
+            root,
+            "--pull",
+            "git://git.example/policy",
+            "--allowed-signers",
+            "/etc/tend/allowed_signers",
+            "--manifest",
+            "roles/web.toml",
+        ],
+        &[],
+    );
+    assert_eq!(role.code, 2, "{role:?}");
+    assert!(sb
+        .read("/etc/systemd/system/tend.service")
+        .contains("--allowed-signers /etc/tend/allowed_signers --manifest roles/web.toml\n"));
+    let outside = tend_tests::run(
+        &[
+            "timer",
+            "install",
+            "--root",
+            root,
+            "--pull",
+            "git://git.example/policy",
+            "--allowed-signers",
+            "/etc/tend/allowed_signers",
+            "--manifest",
+            "../web.toml",
+        ],
+        &[],
+    );
+    assert_eq!(outside.code, 1, "{outside:?}");
     assert_eq!(
         tend_tests::run(&["timer", "remove", "--root", root, "--plan"], &[]).code,
         2
