@@ -876,7 +876,7 @@ fn a_tag_repointed_under_a_running_service_is_drift() {
     assert_eq!(said.len(), 1, "{plan:#}");
     assert!(
         said[0].starts_with("service app: runs image ")
-            && said[0].contains(&format!("but tag {tag} now points to")),
+            && said[0].contains(&format!("but tag {tag} no longer points to it")),
         "{said:?}"
     );
     assert_eq!(service_ids(&project), before, "plan changed no container");

@@ -338,13 +338,6 @@ impl Resource for Compose {
         let fingerprint = self.fingerprint(host, &project, cli);
         let services = by_service(&list);
         if let Some(r) = record.as_ref().filter(|r| r.fingerprint == fingerprint) {
-            // Where the recorded services' tags point now: one more API call, only when there is
-            // a record to hold them to.
-            let tags = if r.state.values().any(|s| s.image.is_some()) {
-                running::tags().await?
-            } else {
-                BTreeMap::new()
-            };
             for s in &r.services {
                 let cs = services.get(s.as_str()).cloned().unwrap_or_default();
                 let one_shot = project.one_shots.contains(s);
@@ -354,7 +347,7 @@ impl Resource for Compose {
                     .state
                     .get(s)
                     .filter(|_| !one_shot)
-                    .and_then(|rec| running::hand_made_change(s, &cs, rec, &tags))
+                    .and_then(|rec| running::hand_made_change(s, &cs, rec))
                 {
                     drift.push(c);
                 }

@@ -101,7 +101,6 @@ pub(super) fn hand_made_change(
     service: &str,
     cs: &[&Running],
     recorded: &record::ServiceRecord,
-    tags: &BTreeMap<String, String>,
 ) -> Option<Change> {
     if cs.len() != recorded.replicas {
         return Some(
@@ -138,16 +137,16 @@ pub(super) fn hand_made_change(
             "its container runs another configuration than the last converge left (recreated by hand: another compose file or environment)".into(),
         );
     }
-    if let Some((name, id)) = recorded
-        .image
-        .as_deref()
-        .and_then(|name| tags.get(&full_tag(name)).map(|id| (name, id)))
-    {
-        if let Some(c) = cs.iter().find(|c| c.running && &c.image_id != id) {
+    // The engine lists a container's image by the name it was created from only while that name
+    // still points to the image it runs; once the tag moved on (or went), by the image's id.
+    if let Some(name) = recorded.image.as_deref() {
+        if let Some(c) = cs
+            .iter()
+            .find(|c| c.running && c.image != name && c.image.starts_with("sha256:"))
+        {
             return forced(format!(
-                "runs image {}, but tag {name} now points to {}",
-                short_id(&c.image_id),
-                short_id(id)
+                "runs image {}, but tag {name} no longer points to it",
+                short_id(&c.image_id)
             ));
         }
     }
@@ -179,35 +178,9 @@ pub(super) fn hand_made_change(
     None
 }
 
-/// `repo:tag` as the engine lists tags (a name without a tag is `:latest`).
-pub(super) fn full_tag(name: &str) -> String {
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') || name.contains('@') {
-        name.to_string()
-    } else {
-        format!("{name}:latest")
-    }
-}
-
 fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
-}
-
-/// Where each tag on the engine points now (`repo:tag` → image id), in one API call.
-pub(super) async fn tags() -> Result<BTreeMap<String, String>, ResourceError> {
-    let docker = crate::docker::engine().await?;
-    let images = docker
-        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
-        .await
-        .map_err(|e| crate::docker::api_error("cannot list the images", e))?;
-    Ok(images
-        .into_iter()
-        .flat_map(|i| {
-            let id = i.id;
-            i.repo_tags.into_iter().map(move |t| (t, id.clone()))
-        })
-        .collect())
 }
 
 /// The new state of a service that apply recreates with `--force-recreate`: compose alone would
