@@ -738,4 +738,77 @@ fn dify_on_its_real_compose_file_converges_and_upgrades_exactly_what_changed() {
     assert_eq!(repair.code, 2, "{}", repair.stdout);
     assert_eq!(https(), "dify-web 1.12.1");
     assert_eq!(run("plan", "1.12.1", &[]).code, 0);
+
+    // Controls: Dify's nginx restarted by hand, and every managed file touched (mtime only):
+    // no drift.
+    let settled = service_ids("docker");
+    tend_tests::docker::docker(&["restart", "-t", "1", &settled["nginx"]]);
+    for f in [env_path, site.as_str()] {
+        let status = std::process::Command::new("touch")
+            .arg(sb.path(f))
+            .status()
+            .expect("touch");
+        assert!(status.success());
+    }
+    assert_eq!(
+        run("plan", "1.12.1", &[]).code,
+        0,
+        "a restart or a touch is no drift"
+    );
+
+    // The hazard docs/dify.md names: `LOG_LEVEL=DEBUG docker compose up -d` typed by hand. The
+    // containers now run an environment the manifest does not say: plan names the services
+    // (their configuration is not the last converge's), changing no container; apply recreates
+    // exactly those from the files; HTTPS answers; the next plan is clean.
+    let dir = sb.path("/opt/dify/docker");
+    let by_hand = std::process::Command::new("docker")
+        .args(["compose", "-p", "docker", "--project-directory"])
+        .arg(&dir)
+        .args(["up", "-d", "--no-deps", "api", "worker"])
+        .env("LOG_LEVEL", "DEBUG")
+        .output()
+        .expect("docker compose");
+    assert!(
+        by_hand.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_hand.stderr)
+    );
+    let debug = service_ids("docker");
+    assert_ne!(
+        debug["api"], settled["api"],
+        "compose recreated api by hand"
+    );
+    let plan = run("plan", "1.12.1", &["--format", "json"]).json();
+    let said: Vec<String> = resource(&plan, "compose.dify")["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["description"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        tend_tests::changed_fields(&plan, "compose.dify"),
+        ["service api", "service worker"],
+        "{said:?}"
+    );
+    assert!(
+        said.iter()
+            .all(|d| d.contains("runs another configuration")),
+        "{said:?}"
+    );
+    assert_eq!(service_ids("docker"), debug, "plan changed no container");
+    let fixed = run("apply", "1.12.1", &["--format", "json"]);
+    assert_eq!(fixed.code, 2, "{}", fixed.stdout);
+    let after = service_ids("docker");
+    assert_ne!(after["api"], debug["api"], "api recreated from the files");
+    assert_ne!(
+        after["worker"], debug["worker"],
+        "worker recreated from the files"
+    );
+    for s in ["web", "db_postgres", "redis", "sandbox", "weaviate"] {
+        assert_eq!(after.get(s), settled.get(s), "{s} kept its container");
+    }
+    let env = tend_tests::docker::docker(&["inspect", "-f", "{{json .Config.Env}}", &after["api"]]);
+    assert!(!env.contains("LOG_LEVEL=DEBUG"), "{env}");
+    assert_eq!(https(), "dify-web 1.12.1");
+    assert_eq!(run("plan", "1.12.1", &[]).code, 0);
 }
