@@ -493,59 +493,33 @@ fn offline_under_root_enablement_is_applied_and_running_is_unknown() {
         service,
         "the converging timer is left as it is"
     );
-    let audit_pull = tend_tests::run(
-        &[
+    // `timer install --pull` of the fleet's policy, with more flags.
+    let pull_install = |extra: &[&str]| {
+        let mut args = vec![
             "timer",
             "install",
             "--root",
             root,
-            "--plan",
             "--pull",
             "git://git.example/policy",
             "--allowed-signers",
             "/etc/tend/allowed_signers",
-        ],
-        &[],
-    );
+        ];
+        args.extend_from_slice(extra);
+        tend_tests::run(&args, &[])
+    };
+    let audit_pull = pull_install(&["--plan"]);
     assert_eq!(audit_pull.code, 2, "{audit_pull:?}");
     assert!(sb.read("/etc/systemd/system/tend-audit.service").contains(
         "ExecStart=/usr/bin/tend pull --plan --lock-wait 600 --url git://git.example/policy"
     ));
     // A role's manifest inside the policy repository.
-    let role = tend_tests::run(
-        &[
-            "timer",
-            "install",
-            "--root",
-            root,
-            "--pull",
-            "git://git.example/policy",
-            "--allowed-signers",
-            "/etc/tend/allowed_signers",
-            "--manifest",
-            "roles/web.toml",
-        ],
-        &[],
-    );
+    let role = pull_install(&["--manifest", "roles/web.toml"]);
     assert_eq!(role.code, 2, "{role:?}");
     assert!(sb
         .read("/etc/systemd/system/tend.service")
         .contains("--allowed-signers /etc/tend/allowed_signers --manifest roles/web.toml\n"));
-    let outside = tend_tests::run(
-        &[
-            "timer",
-            "install",
-            "--root",
-            root,
-            "--pull",
-            "git://git.example/policy",
-            "--allowed-signers",
-            "/etc/tend/allowed_signers",
-            "--manifest",
-            "../web.toml",
-        ],
-        &[],
-    );
+    let outside = pull_install(&["--manifest", "../web.toml"]);
     assert_eq!(outside.code, 1, "{outside:?}");
     assert_eq!(
         tend_tests::run(&["timer", "remove", "--root", root, "--plan"], &[]).code,
