@@ -343,12 +343,30 @@ impl Resource for Compose {
                 let one_shot = project.one_shots.contains(s);
                 if let Some(c) = runtime_change(s, &cs, one_shot) {
                     drift.push(c);
-                } else if let Some(c) = r
+                } else if let Some((rec, mut c)) = r
                     .state
                     .get(s)
                     .filter(|_| !one_shot)
-                    .and_then(|rec| running::hand_made_change(s, &cs, rec))
+                    .and_then(|rec| running::hand_made_change(s, &cs, rec).map(|c| (rec, c)))
                 {
+                    // Another configuration: say which variables differ, when it is those (one
+                    // inspect call, only on drift; fingerprints, never values).
+                    let other_config = cs.iter().any(|c| c.config_hash != rec.config_hash);
+                    if let (true, false, Some(c0)) = (
+                        other_config,
+                        rec.env.is_empty(),
+                        cs.iter().find(|c| c.running),
+                    ) {
+                        if let Ok(now) = running::env_prints(host, &c0.id).await {
+                            let keys = running::env_keys_differing(&rec.env, &now);
+                            if !keys.is_empty() {
+                                c.description = format!(
+                                    "service {s}: environment differs from the last converge ({}) → recreate from the compose file",
+                                    keys.join(", ")
+                                );
+                            }
+                        }
+                    }
                     drift.push(c);
                 }
             }

@@ -30,6 +30,10 @@ pub(super) struct ServiceRecord {
     /// The image by the name the service gives it (its tag), when the container named one.
     #[serde(default)]
     pub(super) image: Option<String>,
+    /// Its container's environment, a keyed fingerprint per variable (never a value): to say
+    /// which variables a container recreated by hand runs with otherwise.
+    #[serde(default)]
+    pub(super) env: BTreeMap<String, String>,
 }
 
 impl Record {
@@ -74,6 +78,10 @@ impl Compose {
         let mut state: BTreeMap<String, ServiceRecord> = BTreeMap::new();
         for s in &services {
             let cs: Vec<&running::Running> = now.iter().filter(|c| &c.service == s).collect();
+            let env = match cs.iter().find(|c| c.running) {
+                Some(c) => running::env_prints(host, &c.id).await.unwrap_or_default(),
+                None => BTreeMap::new(),
+            };
             state.insert(
                 s.clone(),
                 ServiceRecord {
@@ -88,6 +96,7 @@ impl Compose {
                         .iter()
                         .map(|c| c.image.clone())
                         .find(|i| !i.is_empty() && !i.starts_with("sha256:")),
+                    env,
                 },
             );
         }

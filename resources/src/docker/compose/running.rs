@@ -183,6 +183,47 @@ fn short_id(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
+/// A container's environment as keyed fingerprints (`NAME` → fingerprint of its value): what
+/// the record keeps, and what a plan compares, one inspect call each, never a value.
+pub(super) async fn env_prints(
+    host: &Probe,
+    id: &str,
+) -> Result<BTreeMap<String, String>, ResourceError> {
+    let docker = crate::docker::engine().await?;
+    let info = docker
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .map_err(|e| crate::docker::api_error("cannot inspect a container", e))?;
+    Ok(info
+        .config
+        .and_then(|c| c.env)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), host.fingerprint(v.as_bytes())))
+        .collect())
+}
+
+/// The variables whose value differs between two fingerprinted environments (added and removed
+/// ones included), sorted.
+pub(super) fn env_keys_differing(
+    was: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut keys: Vec<String> = was
+        .keys()
+        .chain(now.keys())
+        .filter(|k| was.get(*k) != now.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// The new state of a service that apply recreates with `--force-recreate`: compose alone would
 /// not, since its files did not change.
 pub(super) const RECREATE_FROM_FILE: &str = "recreated from the compose file";
