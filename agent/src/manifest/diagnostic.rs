@@ -84,7 +84,8 @@ impl fmt::Display for Diagnostic {
         // A long line is shown as a window around the caret: a megabyte-long value must not
         // become a megabyte-long error.
         let chars: Vec<char> = self.source_line.chars().collect();
-        let at = self.column - 1;
+        // The column may lie past the line shown (carriage returns trimmed off its end).
+        let at = (self.column - 1).min(chars.len());
         let first = if chars.len() > WINDOW && at > LEAD {
             at - LEAD
         } else {
@@ -148,6 +149,15 @@ mod tests {
         // The caret sits under the `#` it names.
         let col = caret.find('^').expect("caret");
         assert_eq!(shown.chars().nth(caret[..col].chars().count()), Some('#'));
+    }
+
+    #[test]
+    fn a_caret_past_a_trimmed_line_end_does_not_panic() {
+        // A quote, then carriage returns the shown line drops: the column lies past its end.
+        let src = format!("'{}%{}", "\r".repeat(300), "\r".repeat(200));
+        let d = Diagnostic::new("m".into(), &src, 400..401, "x", None);
+        let text = d.to_string();
+        assert!(text.contains('^'), "{text}");
     }
 
     #[test]
