@@ -65,19 +65,7 @@ pub fn check_path(root: &Path, dir: &Path) -> io::Result<()> {
             // A parent another user can change is a parent they can swap for a link between
             // this check and any later use by path: refused, as a link is.
             Ok(m) => {
-                use std::os::unix::fs::MetadataExt;
-                let me = nix::unistd::geteuid().as_raw();
-                let sticky = m.mode() & 0o1000 != 0;
-                let who = if m.uid() != 0 && m.uid() != me {
-                    Some(format!("owned by uid {}", m.uid()))
-                } else if !sticky && m.mode() & 0o002 != 0 {
-                    Some("writable by everyone".to_string())
-                } else if !sticky && m.mode() & 0o020 != 0 && m.gid() != 0 {
-                    Some(format!("writable by group {}", m.gid()))
-                } else {
-                    None
-                };
-                if let Some(who) = who {
+                if let Some(who) = changeable_by_others(&m) {
                     return Err(io::Error::new(
                         io::ErrorKind::PermissionDenied,
                         format!(
@@ -92,6 +80,26 @@ pub fn check_path(root: &Path, dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Who besides root (and tend's own user) could rename or plant entries in the directory `meta`
+/// describes, in words; `None` when nobody. A sticky directory (`/tmp`) protects what root owns
+/// in it. The one rule for every directory on the way to what tend trusts: the state directory
+/// and the files `tend pull` is told whom to trust by.
+pub fn changeable_by_others(meta: &fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let mode = meta.mode();
+    let sticky = mode & 0o1000 != 0;
+    if meta.uid() != 0 && meta.uid() != me {
+        Some(format!("owned by uid {}", meta.uid()))
+    } else if !sticky && mode & 0o002 != 0 {
+        Some(format!("writable by everyone (mode {:04o})", mode & 0o7777))
+    } else if !sticky && mode & 0o020 != 0 && meta.gid() != 0 {
+        Some(format!("writable by group {}", meta.gid()))
+    } else {
+        None
+    }
 }
 
 /// Refuse a state directory another user could have prepared: see [`ensure_private_dir`]. A

@@ -56,24 +56,12 @@ struct Config {
 /// hard-link a root file there) could swap in their own. A sticky directory (`/tmp`) protects
 /// what root owns in it. Symlinks on the way are resolved and the real directories checked.
 pub(crate) fn check_trusted_path(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
     let Ok(real) = std::fs::canonicalize(path) else {
         return Ok(());
     };
-    let me = nix::unistd::geteuid().as_raw();
     for dir in real.ancestors().skip(1) {
         let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mode = meta.mode();
-        let who = if meta.uid() != 0 && meta.uid() != me {
-            Some(format!("owned by uid {}", meta.uid()))
-        } else if mode & 0o1000 == 0 && mode & 0o002 != 0 {
-            Some(format!("writable by everyone (mode {:04o})", mode & 0o7777))
-        } else if mode & 0o1000 == 0 && mode & 0o020 != 0 && meta.gid() != 0 {
-            Some(format!("writable by group {}", meta.gid()))
-        } else {
-            None
-        };
-        if let Some(who) = who {
+        if let Some(who) = state::changeable_by_others(&meta) {
             return Err(format!(
                 "{}: its directory {} is {who}: a file that says whom tend trusts must lie where only root can change it",
                 path.display(),
