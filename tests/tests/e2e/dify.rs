@@ -815,4 +815,92 @@ fn dify_on_its_real_compose_file_converges_and_upgrades_exactly_what_changed() {
     assert!(!env.contains("LOG_LEVEL=DEBUG"), "{env}");
     assert_eq!(https(), "dify-web 1.12.1");
     assert_eq!(run("plan", "1.12.1", &[]).code, 0);
+
+    // Three more hands on the running stack, each planned as exactly that service and what
+    // differs (no container changed by the plan), repaired by apply touching nothing else, with
+    // HTTPS answering after and the next plan clean.
+    let compose_by_hand = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(["compose", "-p", "docker", "--project-directory"])
+            .arg(&dir)
+            .args(args)
+            .output()
+            .expect("docker compose");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let descriptions = |plan: &serde_json::Value| -> Vec<String> {
+        resource(plan, "compose.dify")["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .map(|c| c["description"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let settled = service_ids("docker");
+    let worker_ids = || {
+        tend_tests::docker::docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            "label=com.docker.compose.project=docker",
+            "--filter",
+            "label=com.docker.compose.service=worker",
+        ])
+        .lines()
+        .count()
+    };
+    type Event<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
+    let events: [Event; 3] = [
+        (
+            "web paused",
+            Box::new(|| {
+                tend_tests::docker::docker(&["pause", &settled["web"]]);
+            }),
+            "service web: paused → unpause",
+        ),
+        (
+            "worker scaled to 2",
+            Box::new(|| compose_by_hand(&["up", "-d", "--scale", "worker=2"])),
+            "service worker: 2 containers, compose file says 1",
+        ),
+        (
+            "web disconnected from its network",
+            Box::new(|| {
+                tend_tests::docker::docker(&[
+                    "network",
+                    "disconnect",
+                    "docker_default",
+                    &settled["web"],
+                ]);
+            }),
+            "service web: not attached to docker_default → recreate from the compose file",
+        ),
+    ];
+    for (event, make, expected) in events {
+        make();
+        let touched = service_ids("docker");
+        let plan = run("plan", "1.12.1", &["--format", "json"]).json();
+        assert_eq!(plan["exit_code"], 2, "{event}: {plan:#}");
+        assert_eq!(descriptions(&plan), [expected], "{event}");
+        assert_eq!(
+            service_ids("docker"),
+            touched,
+            "{event}: plan changed no container"
+        );
+        let fixed = run("apply", "1.12.1", &["--format", "json"]);
+        assert_eq!(fixed.code, 2, "{event}: {}", fixed.stdout);
+        let now = service_ids("docker");
+        for (s, id) in &settled {
+            if s != "web" || !expected.contains("recreate") {
+                assert_eq!(now.get(s), Some(id), "{event}: {s} kept its container");
+            }
+        }
+        assert_eq!(worker_ids(), 1, "{event}: one worker");
+        assert_eq!(https(), "dify-web 1.12.1", "{event}");
+        assert_eq!(run("plan", "1.12.1", &[]).code, 0, "{event}: clean after");
+    }
 }

@@ -892,3 +892,69 @@ fn a_tag_repointed_under_a_running_service_is_drift() {
     assert_eq!(runs, tagged);
     assert_eq!(sb.plan().code, 0);
 }
+
+#[test]
+fn a_service_restarting_in_a_loop_is_planned_as_a_failure_not_a_repair() {
+    let image = test_image();
+    let project = unique("tendt");
+    let _cleanup = Cleanup(Made {
+        projects: vec![project.clone()],
+        ..Made::default()
+    });
+    let sb = Sandbox::new();
+    // Runs while /data/ok exists; without it, exits 3 and its restart policy starts it again.
+    sb.write(
+        "/srv/app/docker-compose.yml",
+        &format!(
+            "services:\n  app:\n    image: {image}\n    restart: always\n    volumes: [\"./data:/data\"]\n    command: [\"sh\", \"-c\", \"while test -f /data/ok; do sleep 0.2; done; exit 3\"]\n    stop_signal: SIGKILL\n"
+        ),
+    );
+    sb.write("/srv/app/data/ok", "");
+    sb.write_manifest(&format!(
+        "[compose.app]\ndir = \"/srv/app\"\nproject = \"{project}\"\npull = \"never\"\n"
+    ));
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.plan().code, 0);
+    let before = service_ids(&project);
+    std::fs::remove_file(sb.path("/srv/app/data/ok")).expect("remove ok");
+    let state = || docker(&["inspect", "-f", "{{.State.Status}}", &before["app"]]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while state() != "restarting" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never entered its restart loop: {}",
+            state()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Plan: a failure an audit alerts on (exit bit 4), not a start apply would pretend to make.
+    let plan = sb.plan_json();
+    assert_eq!(with_status(&plan, "will_fail"), ["compose.app"], "{plan:#}");
+    assert_eq!(plan["exit_code"].as_i64().expect("exit code") & 4, 4);
+    let why = resource(&plan, "compose.app")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(
+        why.contains("app restarting in a loop") && why.contains("docker compose logs app"),
+        "{why}"
+    );
+    assert_eq!(
+        change_descriptions(&plan, "compose.app"),
+        ["service app: restarting in a loop, last exit 3 (apply cannot repair this)"]
+    );
+    assert_eq!(service_ids(&project), before, "plan changed no container");
+    // Apply fails with the same reason and recreates nothing.
+    let (code, applied) = sb.apply_json();
+    assert_eq!(code & 4, 4, "{applied:#}");
+    assert_eq!(with_status(&applied, "failed"), ["compose.app"]);
+    assert_eq!(service_ids(&project), before, "apply recreated nothing");
+    // Once the cause is gone, the loop ends on its own and plan is clean again.
+    sb.write("/srv/app/data/ok", "");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while state() != "running" {
+        assert!(std::time::Instant::now() < deadline, "it never came back");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(sb.plan().code, 0);
+}

@@ -370,6 +370,7 @@ impl Resource for Compose {
                     drift.push(c);
                 }
             }
+            drift.will_fail = running::restart_loop(&drift);
             return Ok(drift);
         }
         // Slow path: the inputs changed since the last up, or tend never brought it up.
@@ -464,6 +465,7 @@ impl Resource for Compose {
                 );
             }
         }
+        drift.will_fail = running::restart_loop(&drift);
         Ok(drift)
     }
 
@@ -529,6 +531,10 @@ impl Resource for Compose {
             applied
                 .notes
                 .extend(self.repair_by_hand_changes(host, &forced, &scaled).await?);
+        }
+        // What up could repair is repaired; a restart loop stays and the run says so.
+        if let Some(why) = running::restart_loop(drift) {
+            return Err(ResourceError::Failed(why));
         }
         Ok(applied)
     }

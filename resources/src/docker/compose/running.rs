@@ -75,6 +75,7 @@ pub(super) async fn containers(project: &str) -> Result<Vec<Running>, ResourceEr
             networks.sort();
             let exit_code = status
                 .strip_prefix("Exited (")
+                .or_else(|| status.strip_prefix("Restarting ("))
                 .and_then(|r| r.split_once(')'))
                 .and_then(|(code, _)| code.parse().ok());
             Some(Running {
@@ -231,6 +232,30 @@ pub(super) const RECREATE_FROM_FILE: &str = "recreated from the compose file";
 /// The engine's state of a paused container.
 pub(super) const PAUSED: &str = "paused";
 
+/// The engine's state of a container its restart policy keeps restarting (it exits, waits,
+/// starts again). `up` leaves it alone and recreating it from the same inputs repeats the loop:
+/// apply cannot repair it, so plan says it would fail.
+pub(super) const RESTARTING: &str = "restarting";
+
+/// Why apply cannot repair the services restarting in a loop that `drift` names (none: `None`).
+pub(super) fn restart_loop(drift: &Drift) -> Option<String> {
+    let looping: Vec<&str> = drift
+        .changes
+        .iter()
+        .filter(|c| c.old.as_deref() == Some(RESTARTING))
+        .filter_map(|c| c.subject.as_deref())
+        .collect();
+    if looping.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} restarting in a loop with the inputs as declared; apply cannot repair {} (see `docker compose logs {}`)",
+        looping.join(", "),
+        if looping.len() == 1 { "it" } else { "them" },
+        looping.join(" ")
+    ))
+}
+
 /// Unpause the project's paused containers of `services` (through the Docker API).
 pub(super) async fn unpause(project: &str, services: &[String]) -> Result<(), ResourceError> {
     let docker = crate::docker::engine().await?;
@@ -271,6 +296,24 @@ pub(super) fn runtime_change(service: &str, cs: &[&Running], one_shot: bool) -> 
                 .described(format!("service {service}: paused → unpause"))
                 .with_action(Action::Update)
                 .about(service),
+        );
+    }
+    if let Some(c) = cs.iter().find(|c| c.state == RESTARTING) {
+        let exit = c
+            .exit_code
+            .map(|n| format!(", last exit {n}"))
+            .unwrap_or_default();
+        return Some(
+            Change::new(
+                format!("service {service}"),
+                Some(RESTARTING),
+                Some("running"),
+            )
+            .described(format!(
+                "service {service}: restarting in a loop{exit} (apply cannot repair this)"
+            ))
+            .with_action(Action::Update)
+            .about(service),
         );
     }
     if let Some(c) = cs.iter().find(|c| !c.running) {

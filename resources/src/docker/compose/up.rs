@@ -93,8 +93,11 @@ impl Compose {
                 ))
             }
         };
+        // Never `--no-deps`: compose then hashes the named services without their `depends_on`,
+        // so the containers it makes carry a configuration hash the next plain `up` disagrees
+        // with (and recreates). Without it, dependencies already as declared are left alone.
         if !scaled.is_empty() {
-            let mut args: Vec<String> = ["up", "--detach", "--no-deps"].map(String::from).to_vec();
+            let mut args: Vec<String> = ["up", "--detach"].map(String::from).to_vec();
             for (s, n) in scaled {
                 args.push("--scale".into());
                 args.push(format!("{s}={n}"));
@@ -103,7 +106,7 @@ impl Compose {
             notes.push(run(args).await?);
         }
         if !forced.is_empty() {
-            let mut args: Vec<String> = ["up", "--detach", "--no-deps", "--force-recreate"]
+            let mut args: Vec<String> = ["up", "--detach", "--force-recreate"]
                 .map(String::from)
                 .to_vec();
             args.extend(forced.iter().cloned());
