@@ -224,7 +224,7 @@ fn moving_input(
         }) else {
             continue;
         };
-        for c in dep.paths() {
+        for c in dep.paths().into_iter().chain(dep.edits()) {
             let read = reads.contains(&c).then_some(&c);
             let inside = mine
                 .iter()

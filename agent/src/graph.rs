@@ -93,10 +93,48 @@ impl Graph {
                 }
             }
         }
+        // An edit of a file whose whole content another resource sets would be undone by it,
+        // and undo it, on every run.
+        for d in m.resources.iter().filter(|d| d.enabled) {
+            for p in d.resource.edits() {
+                if let Some(&j) = owners.get(&p) {
+                    let owner = &m.resources[j];
+                    if !owner.resource.shares_content() {
+                        diags.push(m.diagnostic(
+                            d.span.clone(),
+                            format!(
+                                "{} edits {}, whose whole content {} sets",
+                                d.address,
+                                p.display(),
+                                owner.address
+                            ),
+                            Some(format!(
+                                "the two would undo each other on every run: put the line in {}'s content, or let it manage only mode and owner",
+                                owner.address
+                            )),
+                        ));
+                    }
+                }
+            }
+        }
         if !diags.is_empty() {
             return Err(LoadError::Invalid(diags));
         }
+        let mut last_editor: HashMap<PathBuf, usize> = HashMap::new();
         for (i, d) in m.resources.iter().enumerate().filter(|(_, d)| d.enabled) {
+            // The editors of one file (a `line`, a `block`) run one after another, in manifest
+            // order: each reads what the one before it wrote.
+            for p in d.resource.edits() {
+                if let Some(j) = last_editor.insert(p, i) {
+                    if !deps[i].iter().any(|e| e.on == j) && !reaches(&deps, j, i) {
+                        deps[i].push(Edge {
+                            on: j,
+                            kind: EdgeKind::Path,
+                            span: None,
+                        });
+                    }
+                }
+            }
             // A path a resource reads depends on its owner too (a compose project on its
             // `.env`), and so does one inside a directory or checkout another resource manages.
             let read = d.resource.reads().into_iter().map(|p| (p, 0));

@@ -42,6 +42,8 @@ pub struct File {
     attrs: Ownership,
     present: bool,
     sensitive: bool,
+    /// Checked on a private copy before new content replaces the live file.
+    validate: Option<crate::edit::validate::Validate>,
 }
 
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
@@ -49,6 +51,14 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     let (content, mut sensitive) = content_fields(f)?;
     sensitive |= f.bool("sensitive")?.unwrap_or(false);
     let attrs = Ownership::from_fields(f)?;
+    let validate = crate::edit::validate::Validate::from_fields(f)?;
+    if validate.is_some() && content == Content::Unmanaged {
+        return Err(SpecError::new(
+            f.span_of("validate"),
+            format!("{} validates content it does not manage", f.address()),
+        )
+        .help("validate checks new content: give `content`, `template` or `source`"));
+    }
     let present = f
         .choice("state", &["present", "absent"])?
         .unwrap_or("present")
@@ -69,6 +79,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         attrs,
         present,
         sensitive,
+        validate,
     }))
 }
 
@@ -196,6 +207,7 @@ impl File {
             attrs,
             present: true,
             sensitive,
+            validate: None,
         }
     }
 
@@ -213,6 +225,7 @@ impl File {
             attrs,
             present: true,
             sensitive,
+            validate: None,
         }
     }
 
@@ -270,6 +283,10 @@ fn short(hex: &str) -> &str {
 impl Resource for File {
     fn paths(&self) -> Vec<PathBuf> {
         vec![self.path.clone()]
+    }
+
+    fn shares_content(&self) -> bool {
+        self.present && self.content == Content::Unmanaged
     }
 
     /// What apply leaves at the path: the content the manifest gives (a host source is read as
@@ -333,6 +350,7 @@ impl Resource for File {
                 } else {
                     c.description.push_str(&format!(", {} bytes", new.len()));
                 }
+                drift.will_fail = self.refused(new).await;
             }
             drift.push(c);
             return Ok(drift);
@@ -341,6 +359,7 @@ impl Resource for File {
             let old = seen.content.unwrap_or_default();
             if old != new {
                 drift.push(self.content_change(host, &old, &new));
+                drift.will_fail = self.refused(&new).await;
             }
         }
         self.attrs.check(host, &meta, &mut drift)?;
@@ -375,6 +394,9 @@ impl Resource for File {
                 // Unmanaged content: create empty, keep existing bytes.
                 None => host.read(&self.path)?.unwrap_or_default(),
             };
+            if let Some(why) = self.refused(&content).await {
+                return Err(ResourceError::Failed(why));
+            }
             let attrs = self.attrs.resolve(host)?;
             applied.backups.extend(host.replace_file(
                 &self.path,
@@ -390,6 +412,12 @@ impl Resource for File {
 }
 
 impl File {
+    /// Why the validator refuses `content`, if there is one and it does.
+    async fn refused(&self, content: &[u8]) -> Option<String> {
+        let v = self.validate.as_ref()?;
+        v.run(&self.path, content, self.sensitive).await.err()
+    }
+
     /// The mode a new file gets when the manifest names none: a file holding a secret is made
     /// readable by its owner only.
     fn default_mode(&self) -> u32 {

@@ -9,7 +9,7 @@
 //! - [`spec`]: [`Fields`], the typed, span-carrying view of one manifest table that a provider
 //!   builds itself from (unknown fields and wrong types become located errors);
 //! - [`dpkg`] (the dpkg database, read directly) and [`apt`] (running apt-get);
-//! - one module per provider: [`file`], [`directory`], [`env_file`] (with the [`dotenv`] parser),
+//! - one module per provider: [`file`], [`directory`], [`edit`] (`line`, `block`), [`env_file`] (with the [`dotenv`] parser),
 //!   [`exec`], [`git`], [`package`], [`apt_repo`], [`systemd`] (`service`); the Docker kinds in [`docker`] (compose,
 //!   container, image, volume, network, over bollard); [`nginx`] (`nginx_site`) and [`cert`];
 //! - [`process`] (running a command with captured output and a time limit).
@@ -32,6 +32,7 @@ pub mod directory;
 pub mod docker;
 pub mod dotenv;
 pub mod dpkg;
+pub mod edit;
 pub mod env_file;
 pub mod exec;
 pub mod file;
@@ -57,6 +58,8 @@ pub use spec::{BuildContext, Fields, SpecError};
 pub static KINDS: &[Kind] = &[
     file::KIND,
     directory::KIND,
+    edit::line::KIND,
+    edit::block::KIND,
     env_file::KIND,
     exec::KIND,
     git::KIND,

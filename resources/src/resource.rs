@@ -68,6 +68,20 @@ pub trait Resource: Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
+    /// Files this resource edits in part (a line, a marked block), shared with other such
+    /// editors: the engine runs the editors of one file in manifest order, each after the file's
+    /// owner, and plans each from what the one before it leaves (`after_apply`).
+    fn edits(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// Whether the content of the files this resource manages is left to others (a `file` that
+    /// sets only mode and owner): only then may a `line` or a `block` edit one of them, else the
+    /// two would undo each other on every run.
+    fn shares_content(&self) -> bool {
+        false
+    }
+
     /// Host paths this resource reads but does not manage (a compose project's directory and
     /// `.env`): it is ordered after whichever resource manages them, or a directory holding them.
     fn reads(&self) -> Vec<PathBuf> {

@@ -8,6 +8,7 @@ mod cli;
 mod dify;
 mod directory;
 mod docker;
+mod edit;
 mod engine;
 mod env_file;
 mod errors;
