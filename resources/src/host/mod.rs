@@ -11,6 +11,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod backup;
+mod link;
 mod lock;
 mod tree;
 mod walk;

@@ -22,5 +22,6 @@ mod pull;
 mod pull_signatures;
 mod secrets;
 mod security;
+mod symlink;
 mod systemd;
 mod unattended;
