@@ -9,7 +9,7 @@
 //! - [`spec`]: [`Fields`], the typed, span-carrying view of one manifest table that a provider
 //!   builds itself from (unknown fields and wrong types become located errors);
 //! - [`dpkg`] (the dpkg database, read directly) and [`apt`] (running apt-get);
-//! - one module per provider: [`file`], [`directory`], [`edit`] (`line`, `block`), [`symlink`], [`env_file`] (with the [`dotenv`] parser),
+//! - one module per provider: [`file`], [`directory`], [`edit`] (`line`, `block`), [`symlink`], [`sysctl`], [`env_file`] (with the [`dotenv`] parser),
 //!   [`exec`], [`git`], [`package`], [`apt_repo`], [`systemd`] (`service`); the Docker kinds in [`docker`] (compose,
 //!   container, image, volume, network, over bollard); [`nginx`] (`nginx_site`) and [`cert`];
 //! - [`process`] (running a command with captured output and a time limit).
@@ -44,6 +44,7 @@ pub mod package;
 pub mod process;
 pub mod resource;
 pub mod symlink;
+pub mod sysctl;
 pub mod systemd;
 
 // The field readers and value grammars live in `tend-spec` (no dependencies); every provider and
@@ -62,6 +63,7 @@ pub static KINDS: &[Kind] = &[
     edit::line::KIND,
     edit::block::KIND,
     symlink::KIND,
+    sysctl::KIND,
     env_file::KIND,
     exec::KIND,
     git::KIND,

@@ -1,4 +1,4 @@
-//! Symlinks tend makes: created under a temporary name in the link's directory (through its fd),
+//! Symlinks tend makes, and kernel parameters it sets. Symlinks: created under a temporary name in the link's directory (through its fd),
 //! owned as asked without following it, then renamed over whatever was there — a reader sees
 //! the old entry or the new link, never nothing.
 
@@ -78,5 +78,22 @@ impl Mutate {
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(|e| HostError::new("change the owner of", self.real(path), e.into()))
+    }
+}
+
+impl Mutate {
+    /// Set a kernel parameter through `/proc/sys` (the running kernel's, never under `--root`):
+    /// `key_path` is the parameter's path under `/proc/sys` (`net/ipv4/ip_forward`).
+    pub fn set_sysctl(&self, key_path: &Path, value: &str) -> HostResult<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let real = Path::new("/proc/sys").join(key_path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&real)
+            .map_err(|e| HostError::new("set", real.clone(), e))?;
+        f.write_all(format!("{value}\n").as_bytes())
+            .map_err(|e| HostError::new("set", real, e))
     }
 }

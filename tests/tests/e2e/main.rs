@@ -23,5 +23,6 @@ mod pull_signatures;
 mod secrets;
 mod security;
 mod symlink;
+mod sysctl;
 mod systemd;
 mod unattended;
