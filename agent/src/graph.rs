@@ -120,6 +120,28 @@ impl Graph {
         if !diags.is_empty() {
             return Err(LoadError::Invalid(diags));
         }
+        let mut providers: HashMap<String, usize> = HashMap::new();
+        for (i, d) in m.resources.iter().enumerate().filter(|(_, d)| d.enabled) {
+            for name in d.resource.provides() {
+                providers.entry(name).or_insert(i);
+            }
+        }
+        for (i, d) in m.resources.iter().enumerate().filter(|(_, d)| d.enabled) {
+            // A user after the groups it joins, a group after its member users — unless that
+            // would close a circle (a user in a group that lists it), which explicit `requires`
+            // can settle.
+            for name in d.resource.needs() {
+                if let Some(&j) = providers.get(&name) {
+                    if j != i && !deps[i].iter().any(|e| e.on == j) && !reaches(&deps, j, i) {
+                        deps[i].push(Edge {
+                            on: j,
+                            kind: EdgeKind::Path,
+                            span: None,
+                        });
+                    }
+                }
+            }
+        }
         let mut last_editor: HashMap<PathBuf, usize> = HashMap::new();
         for (i, d) in m.resources.iter().enumerate().filter(|(_, d)| d.enabled) {
             // The editors of one file (a `line`, a `block`) run one after another, in manifest

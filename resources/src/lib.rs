@@ -9,7 +9,7 @@
 //! - [`spec`]: [`Fields`], the typed, span-carrying view of one manifest table that a provider
 //!   builds itself from (unknown fields and wrong types become located errors);
 //! - [`dpkg`] (the dpkg database, read directly) and [`apt`] (running apt-get);
-//! - one module per provider: [`file`], [`directory`], [`edit`] (`line`, `block`), [`symlink`], [`sysctl`], [`env_file`] (with the [`dotenv`] parser),
+//! - one module per provider: [`file`], [`directory`], [`edit`] (`line`, `block`), [`symlink`], [`sysctl`], [`account`] (`user`, `group`), [`env_file`] (with the [`dotenv`] parser),
 //!   [`exec`], [`git`], [`package`], [`apt_repo`], [`systemd`] (`service`); the Docker kinds in [`docker`] (compose,
 //!   container, image, volume, network, over bollard); [`nginx`] (`nginx_site`) and [`cert`];
 //! - [`process`] (running a command with captured output and a time limit).
@@ -23,6 +23,7 @@
 // Every item another crate can reach says what it is.
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod apt;
 pub mod apt_repo;
 pub mod attrs;
@@ -64,6 +65,8 @@ pub static KINDS: &[Kind] = &[
     edit::block::KIND,
     symlink::KIND,
     sysctl::KIND,
+    account::user::KIND,
+    account::group::KIND,
     env_file::KIND,
     exec::KIND,
     git::KIND,

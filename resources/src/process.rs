@@ -136,7 +136,17 @@ fn die_with_tend(c: &mut tokio::process::Command) {
 /// Run `c` (stdin from /dev/null) in its own process group and collect its output; a stop ends
 /// it (SIGTERM to the group, SIGKILL after a grace period).
 pub async fn capture(c: tokio::process::Command, timeout: Duration) -> Result<Captured, RunError> {
-    run(c, timeout, false).await
+    run(c, timeout, false, None).await
+}
+
+/// Like [`capture`], with `input` written to the command's stdin (then closed): for what must
+/// not appear in its arguments, where any local user can read them (a password hash).
+pub async fn capture_with_input(
+    c: tokio::process::Command,
+    input: Vec<u8>,
+    timeout: Duration,
+) -> Result<Captured, RunError> {
+    run(c, timeout, false, Some(input)).await
 }
 
 /// Like [`capture`], but a stop waits for the command instead of ending it (dpkg, apt-get: a
@@ -145,22 +155,27 @@ pub async fn capture_protected(
     c: tokio::process::Command,
     timeout: Duration,
 ) -> Result<Captured, RunError> {
-    run(c, timeout, true).await
+    run(c, timeout, true, None).await
 }
 
 async fn run(
     mut c: tokio::process::Command,
     timeout: Duration,
     protected: bool,
+    input: Option<Vec<u8>>,
 ) -> Result<Captured, RunError> {
     if stopping() {
         return Err(RunError::Interrupted);
     }
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+    c.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .kill_on_drop(true);
     if !protected {
         die_with_tend(&mut c);
     }
@@ -174,7 +189,14 @@ async fn run(
         reaped: false,
     };
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let stdin = child.stdin.take();
     let collect = async {
+        if let (Some(mut w), Some(bytes)) = (stdin, input) {
+            use tokio::io::AsyncWriteExt;
+            // A command that exits without reading is its own failure, reported by its status.
+            let _ = w.write_all(&bytes).await;
+            drop(w);
+        }
         let (mut a, mut b) = (Vec::new(), Vec::new());
         let read_out = async {
             if let Some(o) = out.as_mut() {

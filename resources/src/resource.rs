@@ -75,6 +75,18 @@ pub trait Resource: Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
+    /// Names of what this resource makes besides paths (`user:alice`, `group:ops`): a resource
+    /// that [`needs`](Resource::needs) one is ordered after it automatically.
+    fn provides(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Names of what this resource uses that another may make (a user's groups, a group's
+    /// members): ordered after the resource that [`provides`](Resource::provides) each.
+    fn needs(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Whether the content of the files this resource manages is left to others (a `file` that
     /// sets only mode and owner): only then may a `line` or a `block` edit one of them, else the
     /// two would undo each other on every run.

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `tend` binary against `--root` sandboxes. One binary (as ripgrep
 //! does), one module per area.
 
+mod account;
 mod apt;
 mod cert;
 mod checkout_attacks;
