@@ -9,7 +9,7 @@
 //! - [`spec`]: [`Fields`], the typed, span-carrying view of one manifest table that a provider
 //!   builds itself from (unknown fields and wrong types become located errors);
 //! - [`dpkg`] (the dpkg database, read directly) and [`apt`] (running apt-get);
-//! - one module per provider: [`file`], [`directory`], [`edit`] (`line`, `block`), [`symlink`], [`sysctl`], [`account`] (`user`, `group`), [`env_file`] (with the [`dotenv`] parser),
+//! - one module per provider: [`file`], [`directory`], [`edit`] (`line`, `block`), [`symlink`], [`sysctl`], [`account`] (`user`, `group`, `authorized_keys`), [`env_file`] (with the [`dotenv`] parser),
 //!   [`exec`], [`git`], [`package`], [`apt_repo`], [`systemd`] (`service`); the Docker kinds in [`docker`] (compose,
 //!   container, image, volume, network, over bollard); [`nginx`] (`nginx_site`) and [`cert`];
 //! - [`process`] (running a command with captured output and a time limit).
@@ -67,6 +67,7 @@ pub static KINDS: &[Kind] = &[
     sysctl::KIND,
     account::user::KIND,
     account::group::KIND,
+    account::authorized_keys::KIND,
     env_file::KIND,
     exec::KIND,
     git::KIND,

@@ -4,6 +4,7 @@
 //! with `--prefix ROOT` under `--root`), the tools every Debian host's own scripts use, so that
 //! `/etc/shadow`, `/etc/gshadow`, their backups and locks are kept exactly as they keep them.
 
+pub mod authorized_keys;
 pub mod db;
 pub mod group;
 pub mod user;

@@ -3,6 +3,7 @@
 
 mod account;
 mod apt;
+mod authorized_keys;
 mod cert;
 mod checkout_attacks;
 mod cli;
