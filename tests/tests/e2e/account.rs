@@ -191,3 +191,60 @@ fn a_uid_another_account_holds_is_refused_and_removal_keeps_the_home() {
         assert!(r.stderr.contains(says), "{}", r.stderr);
     }
 }
+
+#[test]
+fn a_converged_baseline_starts_no_process() {
+    let sb = accounts_root();
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHV3bXWqsoSRKyLoAq/qOgoeKhL9Dz5mfTNZoTB0Ysrs admin@laptop";
+    sb.write("/etc/ssh/sshd_config", "Port 22\n#PermitRootLogin yes\n");
+    sb.write_manifest(&format!(
+        r#"
+[group.admins]
+name = "tendadmins"
+
+[user.admin]
+name = "tendadmin"
+groups = ["tendadmins"]
+shell = "/bin/bash"
+
+[authorized_keys.admin]
+user = "tendadmin"
+keys = ["{key}"]
+exclusive = true
+
+[line.root_login]
+path = "/etc/ssh/sshd_config"
+line = "PermitRootLogin no"
+match = "^#?PermitRootLogin"
+
+[block.ciphers]
+path = "/etc/ssh/sshd_config"
+content = "Ciphers aes256-gcm@openssh.com\n"
+
+[symlink.editor]
+path = "/etc/alternatives/editor"
+target = "/usr/bin/vim.basic"
+
+[sysctl.forward]
+key = "net.ipv4.ip_forward"
+value = 0
+"#
+    ));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    let root = sb.root();
+    let manifest = sb.manifest_path();
+    for sub in ["plan", "apply"] {
+        let (run, programs) = tend_tests::run_counting_programs(&[
+            sub,
+            manifest.to_str().expect("utf8"),
+            "--root",
+            root.to_str().expect("utf8"),
+        ]);
+        assert_eq!(run.code, 0, "{sub}: {}{}", run.stdout, run.stderr);
+        assert!(
+            programs.is_empty(),
+            "{sub} of a converged baseline ran {programs:?}"
+        );
+    }
+}
