@@ -380,6 +380,9 @@ pub struct ApplyFlags {
     /// Backups of replaced files kept per path in the state directory.
     #[arg(long, value_name = "N", default_value_t = tend_resources::host::DEFAULT_KEEP_BACKUPS)]
     pub keep_backups: usize,
+    /// Stop listing the resources that left the manifest (they stay on the host as they are).
+    #[arg(long)]
+    pub forget_orphans: bool,
 }
 
 impl std::ops::Deref for ApplyArgs {

@@ -79,7 +79,7 @@ type Batch = Vec<(usize, Arc<dyn Resource>)>;
 /// A plan's checks started while the manifest still loads: the loader feeds each resource as
 /// it is built, `jobs - 1` workers check them meanwhile, and once the manifest is loaded the main
 /// thread takes what is left alongside them (waking a parked worker costs more, on a virtual
-/// machine, than a batch of checks). Each result is named by the resource's `span.start`, its
+/// machine, than a batch of checks). Each result is named by the resource's `id`, its
 /// index being known only once the manifest is loaded.
 pub struct EarlyChecks {
     shared: Arc<Shared>,
@@ -183,7 +183,7 @@ impl EarlyChecks {
     /// Check `decl` if it takes part in the run.
     pub fn feed(&mut self, decl: &Decl) {
         if decl.enabled {
-            self.batch.push((decl.span.start, decl.resource.clone()));
+            self.batch.push((decl.id, decl.resource.clone()));
             if self.batch.len() >= BATCH {
                 self.flush();
             }
@@ -298,6 +298,7 @@ mod tests {
 
     fn decl(n: usize, fails: usize, checked: &Arc<AtomicUsize>) -> Decl {
         Decl {
+            id: n,
             address: format!("t.r{n}"),
             kind: "t",
             name: format!("r{n}"),
@@ -337,7 +338,7 @@ mod tests {
             early.feed(&decl(n, 40, &checked));
         }
         let done = runtime.block_on(early.finish());
-        let mut keys: Vec<usize> = done.iter().map(|(key, _, _)| key / 10).collect();
+        let mut keys: Vec<usize> = done.iter().map(|(key, _, _)| *key).collect();
         keys.sort_unstable();
         let before = keys.len();
         keys.dedup();

@@ -88,7 +88,13 @@ impl Selection {
             for (i, d) in m.resources.iter().enumerate() {
                 let hit = match sel.strip_prefix("tag:") {
                     Some(tag) => d.tags.iter().any(|t| t == tag),
-                    None if sel.contains('.') => d.address == *sel,
+                    // `file.site` selects each instance of a `for_each` too.
+                    None if sel.contains('.') => {
+                        d.address == *sel
+                            || d.address
+                                .strip_prefix(sel.as_str())
+                                .is_some_and(|rest| rest.starts_with("[\""))
+                    }
                     None => d.kind == sel,
                 };
                 if hit {
@@ -377,14 +383,14 @@ pub async fn plan(
     // rest (none, unless the selection and the loader disagree) is checked now.
     let mut checked = vec![false; n];
     if let Some(early) = early {
-        let by_start: std::collections::HashMap<usize, usize> = m
+        let by_id: std::collections::HashMap<usize, usize> = m
             .resources
             .iter()
             .enumerate()
-            .map(|(i, d)| (d.span.start, i))
+            .map(|(i, d)| (d.id, i))
             .collect();
-        for (start, result, ms) in early.finish().await {
-            if let Some(&i) = by_start.get(&start) {
+        for (id, result, ms) in early.finish().await {
+            if let Some(&i) = by_id.get(&id) {
                 if sel.involved[i] && !checked[i] {
                     checked[i] = true;
                     record(i, result, ms);

@@ -26,6 +26,7 @@ pub mod facts;
 pub mod graph;
 pub mod journal;
 pub mod manifest;
+pub mod orphans;
 pub mod output;
 pub mod printer;
 mod pull;

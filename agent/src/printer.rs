@@ -202,6 +202,14 @@ pub fn render_summary(report: &Report, style: &Style, redactor: &Redactor) -> St
     if parts.is_empty() {
         parts.push("no resources".into());
     }
+    for o in &report.orphans {
+        let _ = writeln!(
+            out,
+            "{} {}",
+            paint(style, "33", "-"),
+            crate::escape::line(&crate::orphans::describe(o))
+        );
+    }
     if report.interrupted {
         // A plan owes nothing: it never wrote the journal.
         let owed = match report.mode {
@@ -269,6 +277,7 @@ mod tests {
             resources: Vec::new(),
             pull: None,
             unprivileged: false,
+            orphans: Vec::new(),
         };
         let style = Style {
             color: false,

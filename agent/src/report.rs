@@ -229,6 +229,9 @@ pub struct Report {
     /// `permission`), and a plan then uses no state directory it cannot trust.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unprivileged: bool,
+    /// Resources an earlier apply managed that the manifest no longer declares: left in place.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub orphans: Vec<crate::orphans::Managed>,
 }
 
 /// One commit of the policy repository, as the report names it.
@@ -422,6 +425,11 @@ impl Report {
                 .collect(),
         );
         family(
+            "orphaned_resources",
+            "Resources an earlier apply managed that the manifest no longer declares (left in place).",
+            one(self.orphans.len().to_string()),
+        );
+        family(
             "resources_unlisted",
             "Resources not in sync beyond the ones tend_resource_status lists.",
             one(off.len().saturating_sub(MAX_RESOURCE_SERIES).to_string()),
@@ -609,6 +617,7 @@ mod tests {
             resources,
             pull: None,
             unprivileged: false,
+            orphans: Vec::new(),
         };
         let text = report.to_metrics();
         let series = text

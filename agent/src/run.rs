@@ -115,6 +115,7 @@ pub(crate) fn record_failed_start(
         tend_version: env!("CARGO_PKG_VERSION"),
         mode: if apply { Mode::Apply } else { Mode::Plan },
         unprivileged: !nix::unistd::geteuid().is_root(),
+        orphans: Vec::new(),
         host: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
@@ -289,6 +290,7 @@ fn engine(
         }
     }
     let sel = executor::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
+    let left = crate::orphans::orphans(&crate::orphans::recorded(state_dir), &m);
     let root = root_of(&run.manifest);
     let (early, probe) = match early {
         Some((checks, probe)) => (Some(checks), probe),
@@ -361,6 +363,11 @@ fn engine(
         h.abort();
     }
     let interrupted = tend_resources::process::stopping();
+    // A whole-manifest apply records what it manages (under the lock it still holds).
+    if let (Some(a), true) = (apply, run.only.is_empty()) {
+        let kept: &[crate::orphans::Managed] = if a.forget_orphans { &[] } else { &left };
+        crate::orphans::record(state_dir, &m, kept);
+    }
     let summary = Summary::of(&resources);
     // An interrupted run did not do all it was asked: the failure bit, whatever else happened.
     let mut exit_code = summary.exit_code() | if interrupted { 4 } else { 0 };
@@ -386,6 +393,7 @@ fn engine(
         resources,
         pull: pull.cloned(),
         unprivileged,
+        orphans: left.clone(),
     };
     // The JSON only where something reads it: a plan printed for a person never serializes it.
     let wants_json =

@@ -76,11 +76,22 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         ));
     }
     let persist = if f.bool("persist")?.unwrap_or(true) {
-        let name = f
+        // A `for_each` instance (`forward["lan"]`) names its file `forward-lan`.
+        let name: String = f
             .address()
             .split_once('.')
             .map_or(f.address(), |(_, n)| n)
-            .to_string();
+            .replace("[\"", "-")
+            .replace("\"]", "")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let dotted = parts.join(".");
         Some(File::with_content(
             PathBuf::from(format!("/etc/sysctl.d/60-tend-{name}.conf")),

@@ -26,7 +26,7 @@ use crate::facts::Facts;
 use crate::secrets::{SecretMode, SecretStore};
 
 /// Keys every resource may have, handled by the engine rather than the provider.
-pub const COMMON_KEYS: &[&str] = &["requires", "notify", "tags", "when"];
+pub const COMMON_KEYS: &[&str] = &["requires", "notify", "tags", "when", "for_each"];
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -39,6 +39,9 @@ pub struct LoadOptions {
 /// A declared resource, built and validated.
 #[derive(Debug, Clone)]
 pub struct Decl {
+    /// Unique in its manifest: the order it was built in (the instances of one `for_each` share
+    /// their table's span).
+    pub id: usize,
     pub address: String,
     pub kind: &'static str,
     pub name: String,
@@ -85,6 +88,71 @@ pub enum LoadError {
     Invalid(Vec<Diagnostic>),
     #[error("{0}")]
     Usage(String),
+}
+
+/// The most instances one `for_each` makes.
+const MAX_INSTANCES: usize = 10_000;
+
+/// A `requires` or `notify` naming a `for_each` resource as a whole (`file.site`) names each of
+/// its instances (`file.site["a"]`, `file.site["b"]`).
+fn expand_group_references(decls: &mut [Decl]) {
+    let addresses: std::collections::HashSet<String> =
+        decls.iter().map(|d| d.address.clone()).collect();
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for d in decls.iter() {
+        if let Some((group, _)) = d.address.split_once("[\"") {
+            groups
+                .entry(group.to_string())
+                .or_default()
+                .push(d.address.clone());
+        }
+    }
+    if groups.is_empty() {
+        return;
+    }
+    let expand = |list: &mut Vec<(String, Span)>| {
+        let mut out = Vec::with_capacity(list.len());
+        for (t, span) in list.drain(..) {
+            match groups.get(&t).filter(|_| !addresses.contains(&t)) {
+                Some(members) => out.extend(members.iter().map(|m| (m.clone(), span.clone()))),
+                None => out.push((t, span)),
+            }
+        }
+        *list = out;
+    };
+    for d in decls.iter_mut() {
+        expand(&mut d.requires);
+        expand(&mut d.notify);
+    }
+}
+
+/// A manifest value as templates see it (`None` for a TOML date).
+pub(crate) fn to_json(v: &Value) -> Option<serde_json::Value> {
+    Some(match v {
+        Value::Str(t) => serde_json::Value::String(t.value.clone()),
+        Value::Int(i) | Value::Octal(i) => (*i).into(),
+        Value::Bool(b) => (*b).into(),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        Value::Array(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|i| to_json(&i.value))
+                .collect::<Option<Vec<_>>>()?,
+        ),
+        Value::Table(entries) => {
+            if entries.iter().any(|e| e.key.starts_with("$__toml_private")) {
+                return None;
+            }
+            serde_json::Value::Object(
+                entries
+                    .iter()
+                    .map(|e| Some((e.key.clone(), to_json(&e.value.value)?)))
+                    .collect::<Option<serde_json::Map<_, _>>>()?,
+            )
+        }
+    })
 }
 
 /// A field whose string form is run by `/bin/sh -c`.
@@ -339,21 +407,18 @@ impl Loader<'_> {
                 }
                 let src = match &v.value.value {
                     Value::Str(t) => VarSource::Template(t.value.clone()),
-                    Value::Int(i) | Value::Octal(i) => VarSource::Literal((*i).into()),
-                    Value::Bool(b) => VarSource::Literal((*b).into()),
-                    Value::Float(f) => VarSource::Literal((*f).into()),
-                    other => {
-                        self.error(
-                            v.value.span.clone(),
-                            format!(
-                                "variable `{}` must be a string, number or boolean, found {}",
-                                v.key,
-                                other.type_name()
-                            ),
-                            None,
-                        );
-                        continue;
-                    }
+                    // Lists and tables are taken as written (their strings are not templates).
+                    other => match to_json(other) {
+                        Some(j) => VarSource::Literal(j),
+                        None => {
+                            self.error(
+                                v.value.span.clone(),
+                                format!("variable `{}` holds a date, which no field takes", v.key),
+                                None,
+                            );
+                            continue;
+                        }
+                    },
                 };
                 var_spans.insert(v.key.clone(), v.value.span.clone());
                 raw_vars.insert(v.key.clone(), src);
@@ -399,6 +464,28 @@ impl Loader<'_> {
                         }
                     }
                 }
+                // A list or a table takes JSON: `--var 'pkgs=["nginx","curl"]'`.
+                Some(VarSource::Literal(j)) if j.is_array() || j.is_object() => {
+                    match serde_json::from_str::<serde_json::Value>(v) {
+                        Ok(parsed)
+                            if parsed.is_array() == j.is_array()
+                                && (parsed.is_array() || parsed.is_object()) =>
+                        {
+                            parsed
+                        }
+                        _ => {
+                            return Err(LoadError::Usage(format!(
+                                "--var {k}: `{k}` is a {} in [vars]; give it as JSON, e.g. {}",
+                                if j.is_array() { "list" } else { "table" },
+                                if j.is_array() {
+                                    "'[\"a\", \"b\"]'"
+                                } else {
+                                    "'{\"a\": 1}'"
+                                }
+                            )))
+                        }
+                    }
+                }
                 _ => serde_json::Value::String(v.clone()),
             };
             raw_vars.insert(k.clone(), VarSource::Literal(typed));
@@ -434,6 +521,7 @@ impl Loader<'_> {
             })
             .sum();
         let mut decls = Vec::with_capacity(declared);
+        let mut built = 0;
         if let Some(o) = observer.as_deref_mut() {
             let kinds: Vec<&str> = top
                 .iter()
@@ -468,12 +556,27 @@ impl Loader<'_> {
                 continue;
             };
             for item in items {
-                if let Some(d) = self.resource(kind, item, &renderer, &ctx) {
-                    if let Some(o) = observer.as_deref_mut() {
-                        o.built(&d);
+                let instances = match self.for_each(kind, item, &renderer) {
+                    Some(i) => i,
+                    None => continue,
+                };
+                for instance in instances {
+                    renderer.set_each(
+                        instance
+                            .as_ref()
+                            .map(|(k, v)| serde_json::json!({ "key": k, "value": v })),
+                    );
+                    let key = instance.as_ref().map(|(k, _)| k.as_str());
+                    if let Some(mut d) = self.resource(kind, item, key, &renderer, &ctx) {
+                        d.id = built;
+                        built += 1;
+                        if let Some(o) = observer.as_deref_mut() {
+                            o.built(&d);
+                        }
+                        decls.push(d);
                     }
-                    decls.push(d);
                 }
+                renderer.set_each(None);
             }
         }
         if !self.diags.is_empty() {
@@ -481,20 +584,129 @@ impl Loader<'_> {
         }
         // Document order: `[package.a]`, `[apt_repo.b]`, `[package.c]` stay in that order although
         // TOML groups the tables by kind.
-        // Unstable: no two tables start at the same byte, and it sorts without a second buffer.
-        decls.sort_unstable_by_key(|d| d.span.start);
+        // Stable: the instances of one `for_each` share their table's place and keep their order.
+        decls.sort_by_key(|d| d.span.start);
+        expand_group_references(&mut decls);
         self.check_references(&decls);
         Ok(decls)
+    }
+
+    /// The instances `item`'s `for_each` makes — (key, value) each, in order —, or the one
+    /// instance of a table without it (`[None]`); `None` after an error.
+    #[allow(clippy::type_complexity)]
+    fn for_each(
+        &mut self,
+        kind: &'static tend_resources::Kind,
+        item: &Entry,
+        renderer: &Renderer,
+    ) -> Option<Vec<Option<(String, serde_json::Value)>>> {
+        let Value::Table(fields) = &item.value.value else {
+            return Some(vec![None]);
+        };
+        let Some(f) = fields.iter().find(|f| f.key == "for_each") else {
+            return Some(vec![None]);
+        };
+        let address = format!("{}.{}", kind.name, item.key);
+        let value = match &f.value.value {
+            Value::Str(t) => match template::single_expression(&t.value) {
+                Some(expr) => match renderer.evaluate(expr) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.error(
+                            f.value.span.clone(),
+                            format!("in for_each of {address}: {}", e.message()),
+                            e.help(),
+                        );
+                        return None;
+                    }
+                },
+                None => serde_json::Value::Null,
+            },
+            other => to_json(other).unwrap_or(serde_json::Value::Null),
+        };
+        let pairs: Vec<(String, serde_json::Value)> = match value {
+            serde_json::Value::Array(items) => {
+                let mut keys = Vec::with_capacity(items.len());
+                for i in items {
+                    match i {
+                        serde_json::Value::String(k) => keys.push((k.clone(), k.into())),
+                        serde_json::Value::Number(n) => keys.push((n.to_string(), n.into())),
+                        other => {
+                            self.error(
+                                f.value.span.clone(),
+                                format!(
+                                    "for_each of {address}: a list gives instance keys, strings or numbers; found {other}"
+                                ),
+                                Some("for a list of tables, key them: a table of tables, `for_each = { a = { … }, b = { … } }`".into()),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                keys
+            }
+            serde_json::Value::Object(map) => map.into_iter().collect(),
+            _ => {
+                self.error(
+                    f.value.span.clone(),
+                    format!("for_each of {address} must be a list or a table"),
+                    Some(
+                        "a literal list or table, or one expression that yields one: for_each = \"{{ vars.sites }}\""
+                            .into(),
+                    ),
+                );
+                return None;
+            }
+        };
+        if pairs.len() > MAX_INSTANCES {
+            self.error(
+                f.value.span.clone(),
+                format!(
+                    "for_each of {address} makes {} instances, more than the {MAX_INSTANCES} tend takes",
+                    pairs.len()
+                ),
+                None,
+            );
+            return None;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (k, _) in &pairs {
+            let ok = !k.is_empty()
+                && k.len() <= 200
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b));
+            if !ok {
+                self.error(
+                    f.value.span.clone(),
+                    format!("for_each of {address}: the key {k:?} cannot be part of an address"),
+                    Some("keys hold letters, digits and `. _ : / @ + -` (at most 200)".into()),
+                );
+                return None;
+            }
+            if !seen.insert(k.clone()) {
+                self.error(
+                    f.value.span.clone(),
+                    format!("for_each of {address}: the key {k:?} comes twice"),
+                    None,
+                );
+                return None;
+            }
+        }
+        Some(pairs.into_iter().map(Some).collect())
     }
 
     fn resource(
         &mut self,
         kind: &'static tend_resources::Kind,
         item: &Entry,
+        instance: Option<&str>,
         renderer: &Renderer,
         ctx: &Ctx<'_>,
     ) -> Option<Decl> {
-        let address = format!("{}.{}", kind.name, item.key);
+        let address = match instance {
+            Some(k) => format!("{}.{}[\"{k}\"]", kind.name, item.key),
+            None => format!("{}.{}", kind.name, item.key),
+        };
         if item.key.is_empty()
             || !item
                 .key
@@ -522,7 +734,7 @@ impl Loader<'_> {
         let table_span = item.key_span.clone();
         let mut rendered = Vec::with_capacity(fields.len());
         let mut ok = true;
-        for f in fields {
+        for f in fields.iter().filter(|f| f.key != "for_each") {
             match self.render_value(&f.value, renderer, &|| format!("{address}.{}", f.key)) {
                 Ok(v) => rendered.push(Entry {
                     key: f.key.clone(),
@@ -599,6 +811,7 @@ impl Loader<'_> {
         let built = (kind.build)(&mut fields).and_then(|r| fields.finish().map(|()| r));
         match built {
             Ok(resource) => Some(Decl {
+                id: 0,
                 address,
                 kind: kind.name,
                 name: item.key.clone(),

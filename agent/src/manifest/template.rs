@@ -31,6 +31,8 @@ pub struct Renderer {
     used_secret: Arc<AtomicBool>,
     /// Variables whose value came from a secret: a template that uses one is sensitive too.
     sensitive_vars: std::collections::BTreeSet<String>,
+    /// `each` (`key`, `value`) while the instances of a `for_each` render.
+    each: std::sync::Mutex<Option<serde_json::Value>>,
 }
 
 /// Instructions one template may run: nested loops over `range` would otherwise hang even
@@ -59,7 +61,47 @@ impl Renderer {
             context: serde_json::Map::new(),
             used_secret: Arc::new(AtomicBool::new(false)),
             sensitive_vars: Default::default(),
+            each: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Set (or clear) `each` for the strings of one `for_each` instance.
+    pub fn set_each(&self, each: Option<serde_json::Value>) {
+        if let Ok(mut e) = self.each.lock() {
+            *e = each;
+        }
+    }
+
+    fn each(&self) -> Option<serde_json::Value> {
+        self.each.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// What templates see: the variables, facts and helpers, and `each` in an instance.
+    fn context_value(&self) -> minijinja::Value {
+        let base = minijinja::Value::from_serialize(&self.context);
+        match self.each() {
+            Some(each) => minijinja::context! {
+                each => minijinja::Value::from_serialize(&each),
+                ..base
+            },
+            None => base,
+        }
+    }
+
+    /// The value of one expression (`data.sites`, `vars.admins`), typed: a list stays a list.
+    pub fn evaluate(&self, expr: &str) -> Result<serde_json::Value, RenderError> {
+        if closes_a_template(expr) {
+            return Err(RenderError::Syntax("`}}` outside a string".into()));
+        }
+        let e = self
+            .env()
+            .compile_expression(expr)
+            .map_err(|e| RenderError::Syntax(describe(&e)))?;
+        self.all_defined(e.undeclared_variables(true))?;
+        let v = e
+            .eval(self.context_value())
+            .map_err(|e| RenderError::Failed(describe(&e)))?;
+        serde_json::to_value(&v).map_err(|e| RenderError::Failed(e.to_string()))
     }
 
     /// The template engine, set up on the first template: a manifest of plain strings (most
@@ -123,7 +165,8 @@ impl Renderer {
         if GLOBALS.contains(&first) {
             return true;
         }
-        let Some(mut value) = self.context.get(first) else {
+        let each = if first == "each" { self.each() } else { None };
+        let Some(mut value) = each.as_ref().or_else(|| self.context.get(first)) else {
             return false;
         };
         for p in parts {
@@ -174,7 +217,7 @@ impl Renderer {
         self.all_defined(tmpl.undeclared_variables(true))?;
         self.used_secret.store(false, Ordering::SeqCst);
         let value = tmpl
-            .render(&self.context)
+            .render(self.context_value())
             .map_err(|e| RenderError::Failed(describe(&e)))?;
         if value.len() > MAX_RENDERED {
             return Err(RenderError::Failed(format!(
@@ -214,7 +257,7 @@ impl Renderer {
             .map_err(|e| RenderError::Syntax(describe(&e)))?;
         self.all_defined(e.undeclared_variables(true))?;
         let v = e
-            .eval(&self.context)
+            .eval(self.context_value())
             .map_err(|e| RenderError::Failed(describe(&e)))?;
         Ok(v.is_true())
     }
@@ -357,18 +400,40 @@ fn resolve_one(
                 }
             }
             stack.pop();
-            let text = renderer
-                .render(src, &format!("vars.{name}"))
-                .map_err(|e| (name.to_string(), e))?;
-            if text.sensitive {
-                renderer.sensitive_vars.insert(name.to_string());
+            // One `{{ expression }}` that yields a list or a table passes it on as one.
+            let typed = single_expression(src)
+                .and_then(|e| renderer.evaluate(e).ok())
+                .filter(|v| v.is_array() || v.is_object());
+            match typed {
+                Some(v) => {
+                    let words: std::collections::BTreeSet<&str> = src
+                        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .collect();
+                    if words.contains("secret")
+                        || renderer
+                            .sensitive_vars
+                            .iter()
+                            .any(|s| words.contains(s.as_str()))
+                    {
+                        renderer.sensitive_vars.insert(name.to_string());
+                    }
+                    v
+                }
+                None => {
+                    let text = renderer
+                        .render(src, &format!("vars.{name}"))
+                        .map_err(|e| (name.to_string(), e))?;
+                    if text.sensitive {
+                        renderer.sensitive_vars.insert(name.to_string());
+                    }
+                    serde_json::Value::String(text.value)
+                }
             }
-            serde_json::Value::String(text.value)
         }
     };
     // A budget, cheap as the manifest is trusted: a variable is a word or a paragraph, and
     // each one is copied into `vars` as the others resolve.
-    let size = value.as_str().map_or(0, str::len);
+    let size = json_size(&value);
     if size > MAX_VAR_BYTES {
         return Err((
             name.to_string(),
@@ -378,12 +443,7 @@ fn resolve_one(
             )),
         ));
     }
-    let total: usize = done
-        .values()
-        .filter_map(|v| v.as_str())
-        .map(str::len)
-        .sum::<usize>()
-        + size;
+    let total: usize = done.values().map(json_size).sum::<usize>() + size;
     if total > MAX_VARS_BYTES {
         return Err((
             name.to_string(),
@@ -400,9 +460,33 @@ fn resolve_one(
     Ok(())
 }
 
+/// What a value weighs against the variables' budget: a string's bytes, a list's or table's
+/// serialized length.
+fn json_size(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::String(s) => s.len(),
+        serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+            serde_json::to_string(v).map_or(0, |s| s.len())
+        }
+        _ => 0,
+    }
+}
+
 /// The largest value of one variable, and of all of them together.
 const MAX_VAR_BYTES: usize = 1 << 20;
 const MAX_VARS_BYTES: usize = 16 << 20;
+
+/// The expression of a string that is exactly one `{{ expression }}` (spaces around allowed):
+/// such a string keeps the expression's type where a list or a table is wanted.
+pub fn single_expression(source: &str) -> Option<&str> {
+    let inner = source
+        .trim()
+        .strip_prefix("{{")?
+        .strip_suffix("}}")?
+        .trim_matches(['-', ' ', '\t']);
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%") && !inner.is_empty())
+        .then_some(inner)
+}
 
 /// Whether `source` holds template syntax (`{{`, `{%` or `{#`): one scan for `{`.
 pub fn is_template(source: &str) -> bool {

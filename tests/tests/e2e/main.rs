@@ -20,6 +20,7 @@ mod git;
 mod hardening;
 mod nginx;
 mod output;
+mod policy;
 mod pull;
 mod pull_signatures;
 mod secrets;
