@@ -97,6 +97,9 @@ pub enum Command {
     Check(Lazy<ManifestArgs>),
     /// Print the dependency graph in Graphviz DOT.
     Graph(Lazy<ManifestArgs>),
+    /// Print the merged data of the manifest's [data] layers (or one dotted KEY), as JSON; with
+    /// --explain, which layer and line gave each value and which layers it overrode.
+    Data(Lazy<DataArgs>),
     /// Put back a file's content from the backups tend kept before replacing or removing it.
     Restore(Lazy<RestoreArgs>),
     /// Look at what other programs read.
@@ -322,6 +325,17 @@ pub struct ManifestArgs {
     /// Resolve every host path under DIR (facts, files, state directory).
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// One dotted key (`web.vhosts`): only its value.
+    pub key: Option<String>,
+    /// Say where each value came from: the layer and line, and the layers it overrode.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Clone, Args)]

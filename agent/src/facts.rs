@@ -14,8 +14,22 @@ pub struct Facts {
     /// Debian architecture name: amd64, arm64, armhf, i386, …
     pub arch: String,
     pub hostname: String,
+    /// The fully qualified name: the hostname when it has a dot, else the first dotted name
+    /// `/etc/hosts` gives it.
+    pub fqdn: String,
+    /// `/etc/machine-id` (32 hex digits), when there is one.
+    pub machine_id: String,
+    /// The running kernel's release (not under `--root`: the image's kernel is not running).
+    pub kernel: String,
+    /// `container`, `vm` or `none`, as systemd-detect-virt would say it, read without running
+    /// it (not under `--root`).
+    pub virtualization: String,
     pub cpus: usize,
     pub memory_mb: u64,
+    /// Every `/etc/tend/facts.d/*.toml`, merged in name order: the place a provisioning step
+    /// writes `role = "web"`. Trusted as `pull.toml` is (root's, writable by nobody else, no
+    /// symlink); a file that is not is skipped with a warning.
+    pub local: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
@@ -89,9 +103,34 @@ impl Facts {
             ));
             String::new()
         });
+        let live = root == Path::new("/");
+        let machine_id = read("/etc/machine-id")
+            .map(|s| s.trim().to_string())
+            .filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .unwrap_or_default();
+        let fqdn = fqdn(&hostname, read("/etc/hosts").as_deref());
+        let kernel = if live {
+            uname
+                .as_ref()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let virtualization = if live {
+            virtualization().to_string()
+        } else {
+            String::new()
+        };
+        let local = local_facts(&probe, &mut missing);
         let facts = Facts {
             os: parse_os_release(&os_release),
             arch: debian_arch(&machine).to_string(),
+            fqdn,
+            machine_id,
+            kernel,
+            virtualization,
+            local,
             hostname,
             cpus: tend_resources::process::cpus(),
             memory_mb: std::fs::read_to_string("/proc/meminfo")
@@ -117,6 +156,134 @@ impl Facts {
             }
         }
         prune(serde_json::to_value(self).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+/// The fully qualified name of `hostname`: itself when dotted, else the first dotted name of an
+/// `/etc/hosts` line that lists it (as `hostname -f` finds it through files); the hostname
+/// when none does.
+pub fn fqdn(hostname: &str, hosts: Option<&str>) -> String {
+    if hostname.contains('.') || hostname.is_empty() {
+        return hostname.to_string();
+    }
+    hosts
+        .into_iter()
+        .flat_map(str::lines)
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .filter_map(|l| {
+            let names: Vec<&str> = l.split_whitespace().skip(1).collect();
+            let lists_it = names
+                .iter()
+                .any(|n| *n == hostname || n.split('.').next() == Some(hostname));
+            lists_it
+                .then(|| names.into_iter().find(|n| n.contains('.')))
+                .flatten()
+        })
+        .next()
+        .map_or_else(|| hostname.to_string(), str::to_string)
+}
+
+/// `container`, `vm` or `none`, from what systemd-detect-virt reads first.
+fn virtualization() -> &'static str {
+    let exists = |p: &str| Path::new(p).exists();
+    let container = exists("/.dockerenv")
+        || exists("/run/.containerenv")
+        || exists("/run/systemd/container")
+        || std::fs::read("/proc/1/environ")
+            .map(|e| e.split(|b| *b == 0).any(|v| v.starts_with(b"container=")))
+            .unwrap_or(false);
+    if container {
+        return "container";
+    }
+    let hypervisor = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| {
+            c.lines()
+                .filter(|l| l.starts_with("flags"))
+                .any(|l| l.split_whitespace().any(|f| f == "hypervisor"))
+        })
+        .unwrap_or(false);
+    if hypervisor || exists("/sys/hypervisor/type") {
+        "vm"
+    } else {
+        "none"
+    }
+}
+
+/// The directory of local facts, inside the root.
+pub const LOCAL_FACTS: &str = "/etc/tend/facts.d";
+
+/// `/etc/tend/facts.d/*.toml`, merged in name order (a later file's keys win, tables merged).
+fn local_facts(probe: &tend_resources::Probe, warnings: &mut Vec<String>) -> serde_json::Value {
+    use std::os::unix::fs::MetadataExt;
+    let dir = Path::new(LOCAL_FACTS);
+    let mut names: Vec<String> = probe
+        .read_dir(dir)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
+        .filter(|n| n.ends_with(".toml") && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    let mut merged = serde_json::Value::Object(Default::default());
+    for name in names {
+        let path = dir.join(&name);
+        let shown = probe.real(&path).display().to_string();
+        let trusted = match probe.metadata(&path) {
+            Ok(Some(m)) if m.file_type().is_symlink() => Err("a symlink".to_string()),
+            Ok(Some(m)) if !m.is_file() => Err("not a regular file".to_string()),
+            Ok(Some(m)) if m.uid() != 0 && m.uid() != nix::unistd::geteuid().as_raw() => {
+                Err(format!("owned by uid {}", m.uid()))
+            }
+            Ok(Some(m)) if m.mode() & 0o022 != 0 => Err(format!(
+                "writable by others (mode {:04o})",
+                m.mode() & 0o7777
+            )),
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => continue,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = trusted {
+            warnings.push(format!(
+                "{shown} (facts.local: skipped, it is {why}; local facts are trusted only as root's files nobody else can write)"
+            ));
+            continue;
+        }
+        let text = probe
+            .read_limited(&path, 1 << 20)
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        match text.parse::<toml::Table>() {
+            Ok(t) => merge(
+                &mut merged,
+                serde_json::to_value(t).unwrap_or(serde_json::Value::Null),
+            ),
+            Err(e) => warnings.push(format!(
+                "{shown} (facts.local: skipped, not TOML: {})",
+                e.message()
+            )),
+        }
+    }
+    merged
+}
+
+/// `over` merged into `base`: tables deeply, anything else replaced.
+pub fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
     }
 }
 

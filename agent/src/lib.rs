@@ -113,6 +113,32 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
             }
             Ok(0)
         }
+        Command::Data(args) => {
+            let m = load(&args.manifest, SecretMode::Ephemeral, None, None)?;
+            let Some(data) = &m.data else {
+                return Err(StartError::Other(format!(
+                    "{} has no [data] layers",
+                    m.path.display()
+                )));
+            };
+            let key = args.key.as_deref();
+            let text = if args.explain {
+                manifest::data::explain(data, key)
+            } else {
+                let shown = manifest::data::redacted(data);
+                let value = match key {
+                    Some(k) => manifest::data::lookup(&shown, k)
+                        .cloned()
+                        .ok_or_else(|| StartError::Other(format!("the data has no key `{k}`")))?,
+                    None => shown,
+                };
+                serde_json::to_string_pretty(&value)
+                    .map_err(|e| StartError::Other(e.to_string()))?
+                    + "\n"
+            };
+            output::stdout(&text);
+            Ok(0)
+        }
         Command::Graph(args) => {
             let m = load(args, SecretMode::Ephemeral, None, None)?;
             let g = graph::Graph::build(&m)?;

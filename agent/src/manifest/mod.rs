@@ -4,6 +4,7 @@
 //! Every error is a [`Diagnostic`] with file, line, column, the source line and a caret. The
 //! loader keeps going after a bad resource, so one run shows every mistake in the manifest.
 
+pub mod data;
 pub mod diagnostic;
 pub mod raw;
 pub mod template;
@@ -24,6 +25,9 @@ use template::{RenderError, Renderer, VarSource};
 
 use crate::facts::Facts;
 use crate::secrets::{SecretMode, SecretStore};
+
+/// Top-level tables that are not kinds.
+const SECTIONS: &[&str] = &["vars", "data"];
 
 /// Keys every resource may have, handled by the engine rather than the provider.
 pub const COMMON_KEYS: &[&str] = &["requires", "notify", "tags", "when", "for_each"];
@@ -64,6 +68,8 @@ pub struct Manifest {
     pub resources: Vec<Decl>,
     pub secrets: Arc<SecretStore>,
     pub facts: Facts,
+    /// The merged `[data]` layers, when the manifest has them.
+    pub data: Option<data::Data>,
 }
 
 impl Manifest {
@@ -328,11 +334,13 @@ fn load_with(
         path: path.to_path_buf(),
         source: &source,
         diags: Vec::new(),
+        data: None,
     };
     let resources = loader.load(top, opts, &facts, secrets.clone(), observer)?;
     if !loader.diags.is_empty() {
         return Err(LoadError::Invalid(loader.diags));
     }
+    let data = loader.data.take();
     Ok(Manifest {
         path: path.to_path_buf(),
         sha256,
@@ -341,6 +349,7 @@ fn load_with(
         resources,
         secrets,
         facts,
+        data,
     })
 }
 
@@ -348,6 +357,7 @@ struct Loader<'s> {
     path: PathBuf,
     source: &'s str,
     diags: Vec<Diagnostic>,
+    data: Option<data::Data>,
 }
 
 impl Loader<'_> {
@@ -383,6 +393,24 @@ impl Loader<'_> {
 
         let mut renderer = Renderer::new(secrets);
         renderer.set("facts", facts.template_value());
+        // [data]: its layers may use facts, never vars or data (set before either exists).
+        match self.data(&top, &renderer) {
+            Ok(Some(d)) => {
+                for rel in &d.skipped {
+                    tracing::info!("data layer {rel} does not exist: skipped");
+                }
+                // A secret key's name taints every string that uses it (its diff is hidden).
+                for k in &d.secret {
+                    if let Some(last) = k.rsplit('.').next() {
+                        renderer.mark_sensitive(last);
+                    }
+                }
+                renderer.set("data", d.merged.clone());
+                self.data = Some(d);
+            }
+            Ok(None) => {}
+            Err(()) => return Err(self.fail()),
+        }
 
         // [vars], then --var overrides.
         let mut var_spans: BTreeMap<String, Span> = BTreeMap::new();
@@ -397,7 +425,7 @@ impl Loader<'_> {
                 continue;
             };
             for v in vars {
-                if ["vars", "facts", "secret"].contains(&v.key.as_str()) {
+                if ["vars", "facts", "secret", "data", "each"].contains(&v.key.as_str()) {
                     self.error(
                         v.key_span.clone(),
                         format!("`{}` is a reserved name and cannot be a variable", v.key),
@@ -514,7 +542,7 @@ impl Loader<'_> {
         // One declaration per table under a kind: sized up front, as the reports are.
         let declared = top
             .iter()
-            .filter(|e| e.key != "vars")
+            .filter(|e| !SECTIONS.contains(&e.key.as_str()))
             .map(|e| match &e.value.value {
                 Value::Table(t) => t.len(),
                 _ => 0,
@@ -525,12 +553,12 @@ impl Loader<'_> {
         if let Some(o) = observer.as_deref_mut() {
             let kinds: Vec<&str> = top
                 .iter()
-                .filter(|e| e.key != "vars")
+                .filter(|e| !SECTIONS.contains(&e.key.as_str()))
                 .map(|e| e.key.as_str())
                 .collect();
             o.kinds(&kinds);
         }
-        for kind_entry in top.iter().filter(|e| e.key != "vars") {
+        for kind_entry in top.iter().filter(|e| !SECTIONS.contains(&e.key.as_str())) {
             let Some(kind) = tend_resources::kind(&kind_entry.key) else {
                 let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
                 let help = match nearest(&kind_entry.key, names.iter().copied()) {
@@ -589,6 +617,79 @@ impl Loader<'_> {
         expand_group_references(&mut decls);
         self.check_references(&decls);
         Ok(decls)
+    }
+
+    /// The `[data]` table's layers read and merged (`None` without one; `Err` after errors).
+    fn data(&mut self, top: &[Entry], renderer: &Renderer) -> Result<Option<data::Data>, ()> {
+        let Some(e) = top.iter().find(|e| e.key == "data") else {
+            return Ok(None);
+        };
+        let Value::Table(fields) = &e.value.value else {
+            self.error(
+                e.value.span.clone(),
+                "[data] must be a table",
+                Some("[data]\nlayers = [\"hosts/{{ facts.fqdn }}.toml\", \"common.toml\"]".into()),
+            );
+            return Err(());
+        };
+        let mut layers = Vec::new();
+        let mut secret = Vec::new();
+        for f in fields {
+            let list = match (&f.value.value, f.key.as_str()) {
+                (Value::Array(items), "layers" | "secret") => items,
+                (_, "layers" | "secret") => {
+                    self.error(
+                        f.value.span.clone(),
+                        format!("[data] {} must be a list of strings", f.key),
+                        None,
+                    );
+                    return Err(());
+                }
+                _ => {
+                    self.error(
+                        f.key_span.clone(),
+                        format!("[data] has no field `{}`", f.key),
+                        Some("[data] takes `layers` and `secret`".into()),
+                    );
+                    return Err(());
+                }
+            };
+            for item in list {
+                let Value::Str(t) = &item.value else {
+                    self.error(
+                        item.span.clone(),
+                        format!("[data] {} must be a list of strings", f.key),
+                        None,
+                    );
+                    return Err(());
+                };
+                if f.key == "secret" {
+                    secret.push(t.value.clone());
+                    continue;
+                }
+                match renderer.render(&t.value, "data.layers") {
+                    Ok(r) => layers.push((r.value, item.span.clone())),
+                    Err(e) => {
+                        self.error(
+                            item.span.clone(),
+                            format!("in data layer {:?}: {}", t.value, e.message()),
+                            Some(match e.help() {
+                                Some(h) => format!("{h}; a layer may use facts only"),
+                                None => "a layer may use facts only (not vars or data)".into(),
+                            }),
+                        );
+                        return Err(());
+                    }
+                }
+            }
+        }
+        match data::load(&self.path, self.source, &layers, secret) {
+            Ok(d) => Ok(Some(d)),
+            Err(diags) => {
+                self.diags.extend(diags);
+                Err(())
+            }
+        }
     }
 
     /// The instances `item`'s `for_each` makes — (key, value) each, in order —, or the one

@@ -65,6 +65,11 @@ impl Renderer {
         }
     }
 
+    /// Strings that use `name` (a secret data key's last part) are sensitive.
+    pub fn mark_sensitive(&mut self, name: &str) {
+        self.sensitive_vars.insert(name.to_string());
+    }
+
     /// Set (or clear) `each` for the strings of one `for_each` instance.
     pub fn set_each(&self, each: Option<serde_json::Value>) {
         if let Ok(mut e) = self.each.lock() {

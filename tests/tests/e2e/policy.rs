@@ -164,3 +164,143 @@ fn bad_for_each_and_structured_vars_are_located_errors() {
         r.stderr
     );
 }
+
+/// A policy laid out for roles: data layers per host, per role (from a local fact a
+/// provisioning step wrote) and common, most specific first.
+fn layered(sb: &Sandbox, role: &str) {
+    sb.write("/etc/hostname", "web1\n");
+    sb.write("/etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n");
+    sb.write(
+        "/etc/tend/facts.d/role.toml",
+        &format!("role = \"{role}\"\n"),
+    );
+    std::fs::create_dir_all(sb.dir.path().join("hosts")).expect("mkdir");
+    std::fs::create_dir_all(sb.dir.path().join("roles")).expect("mkdir");
+    sb.write_beside(
+        "common.toml",
+        "motd = \"welcome\"\nntp = [\"0.pool\", \"1.pool\"]\n\n[db]\npassword = \"s3cret-in-data\"\n\n[vhosts.\"default.example\"]\nupstream = \"127.0.0.1:80\"\n",
+    );
+    sb.write_beside(
+        "roles/web.toml",
+        "motd = \"web server\"\n\n[vhosts.\"shop.example\"]\nupstream = \"127.0.0.1:3000\"\n",
+    );
+    sb.write_beside("roles/db.toml", "motd = \"database\"\n");
+    sb.write_beside("hosts/web1.toml", "ntp = [\"ntp.internal\"]\n");
+    sb.write_manifest(
+        r#"
+[data]
+layers = ["hosts/{{ facts.hostname }}.toml", "roles/{{ facts.local.role }}.toml", "common.toml"]
+secret = ["db.password"]
+
+[file.motd]
+path = "/etc/motd"
+content = "{{ data.motd }} ({{ data.ntp | join(',') }})\n"
+
+[file.db]
+path = "/etc/db.conf"
+content = "password={{ data.db.password }}\n"
+
+[file.site]
+for_each = "{{ data.vhosts }}"
+path = "/etc/nginx/sites/{{ each.key }}.conf"
+content = "upstream {{ each.value.upstream }}\n"
+"#,
+    );
+}
+
+#[test]
+fn data_layers_merge_by_host_and_role_and_explain_every_value() {
+    let sb = Sandbox::new();
+    layered(&sb, "web");
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(sb.read("/etc/motd"), "web server (ntp.internal)\n");
+    assert!(sb.path("/etc/nginx/sites/shop.example.conf").exists());
+    assert!(
+        !report.to_string().contains("s3cret-in-data"),
+        "a secret data key is never shown"
+    );
+    assert_eq!(sb.plan().code, 0);
+
+    let explain = sb.tend("data", &["--explain"]);
+    assert_eq!(explain.code, 0, "{}", explain.stderr);
+    assert!(
+        explain.stdout.contains(
+            "motd = \"web server\"\n    from roles/web.toml:1\n    overrides common.toml:1\n"
+        ),
+        "{}",
+        explain.stdout
+    );
+    assert!(explain.stdout.contains(
+        "ntp = [\"ntp.internal\"]\n    from hosts/web1.toml:1\n    overrides common.toml:2\n"
+    ));
+    assert!(explain.stdout.contains("db.password = \"(sensitive)\"\n"));
+    assert!(!explain.stdout.contains("s3cret"));
+    let one = sb.tend("data", &["vhosts.\"shop.example\".upstream"]);
+    assert_eq!(one.stdout, "\"127.0.0.1:3000\"\n");
+
+    // The host changes role: its web-only vhost becomes an orphan; its motd follows the role.
+    sb.write("/etc/tend/facts.d/role.toml", "role = \"db\"\n");
+    let plan = sb.plan_json();
+    assert_eq!(with_status(&plan, "would_change"), ["file.motd"]);
+    assert_eq!(
+        plan["orphans"][0]["address"], "file.site[\"shop.example\"]",
+        "{plan:#}"
+    );
+}
+
+#[test]
+fn local_facts_anyone_could_write_are_not_trusted_and_bad_layers_are_located() {
+    let sb = Sandbox::new();
+    layered(&sb, "web");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        sb.path("/etc/tend/facts.d/role.toml"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .expect("chmod");
+    let r = sb.plan();
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("facts.local: skipped, it is writable by others (mode 0666)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("undefined variable `facts.local.role`"),
+        "{}",
+        r.stderr
+    );
+
+    let sb = Sandbox::new();
+    layered(&sb, "web");
+    sb.write_beside("roles/web.toml", "motd = \n");
+    let r = sb.plan();
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("invalid TOML in data layer"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("roles/web.toml:1:"),
+        "located in the layer: {}",
+        r.stderr
+    );
+    sb.write_manifest("[data]\nlayers = [\"../outside.toml\"]\n");
+    let r = sb.plan();
+    assert!(
+        r.stderr
+            .contains("must be a path inside the manifest's directory"),
+        "{}",
+        r.stderr
+    );
+    sb.write_manifest("[vars]\nrole = \"web\"\n\n[data]\nlayers = [\"roles/{{ role }}.toml\"]\n");
+    let r = sb.plan();
+    assert!(
+        r.stderr.contains("a layer may use facts only"),
+        "{}",
+        r.stderr
+    );
+}
