@@ -30,7 +30,8 @@ pub struct Cli {
     /// Less output: failures and the summary only.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Log format on stderr (RUST_LOG filters it).
+    /// Log format on stderr (RUST_LOG filters it). `json` also writes a run's records (one per
+    /// resource not in sync, one per run: the fields journald gets) as JSON lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 }

@@ -25,6 +25,7 @@ pub mod executor;
 pub mod facts;
 pub mod graph;
 pub mod journal;
+pub mod journald;
 pub mod manifest;
 pub mod orphans;
 pub mod output;

@@ -543,7 +543,7 @@ fn label(v: &str) -> String {
 }
 
 /// The snake_case word a status or reason class serializes as.
-fn word<T: Serialize>(v: &T) -> String {
+pub fn word<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

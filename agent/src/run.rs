@@ -133,6 +133,13 @@ pub(crate) fn record_failed_start(
     };
     let json = report.to_json(&Redactor::new(Vec::new()));
     records.write(&report, &json);
+    // The journal hears of a run that could not start too (a broken manifest on a fleet host).
+    let logged = crate::journald::records(
+        &report,
+        &crate::journald::run_id(),
+        &Redactor::new(Vec::new()),
+    );
+    crate::journald::send(&logged);
 }
 
 /// While an apply runs: a line on stderr at most every 30 s (`TEND_HEARTBEAT_SECS` changes
@@ -410,6 +417,11 @@ fn engine(
     };
     // A closed stdout (`tend plan | head -1`) ends the output quietly; the records still follow.
     output::stdout(&text);
+    let logged = crate::journald::records(&report, &crate::journald::run_id(), &redactor);
+    crate::journald::send(&logged);
+    if cli.log_format == cli::LogFormat::Json {
+        eprint!("{}", crate::journald::json_lines(&logged));
+    }
     // The records already written say the run's own code; stderr says which one failed.
     if !records.write(&report, &json) {
         exit_code |= 4;

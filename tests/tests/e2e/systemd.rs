@@ -577,3 +577,84 @@ fn service_fields_are_checked_at_load() {
         assert!(r.stderr.contains(needle), "{text}: {}", r.stderr);
     }
 }
+
+/// Every run leaves its records in the journal, read back with `journalctl -o json` field by
+/// field: one per resource not in sync, one per run; a secret's value never in them.
+#[test]
+fn each_run_leaves_records_in_journald_that_name_what_drifted_and_why() {
+    let sys = Booted::new();
+    sys.write(
+        "/etc/tend/manifest.toml",
+        r#"
+[file.motd]
+path = "/etc/motd"
+content = "managed\n"
+
+[file.token]
+path = "/etc/token"
+content = "token={{ secret('api_token') }}\n"
+
+[exec.broken]
+command = ["sh", "-c", "echo boom >&2; exit 3"]
+creates = "/nonexistent-never"
+"#,
+    );
+    let run = sys.tend(&["apply"]);
+    assert_eq!(run.code, 6, "{run:?}");
+    let token = sys.sh("cat /etc/token").stdout;
+    let secret = token.trim().trim_start_matches("token=").to_string();
+    assert!(secret.len() >= 16, "{token}");
+    let query = |filter: &str| -> Vec<serde_json::Value> {
+        sys.sh("journalctl --sync");
+        sys.sh(&format!(
+            "journalctl -o json --no-pager SYSLOG_IDENTIFIER=tend {filter}"
+        ))
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("journal JSON"))
+        .collect()
+    };
+    let changed = query("TEND_STATUS=changed");
+    let addresses: Vec<&str> = changed
+        .iter()
+        .filter_map(|r| r["TEND_RESOURCE"].as_str())
+        .collect();
+    assert_eq!(addresses, ["file.motd", "file.token"], "{changed:#?}");
+    let motd = &changed[0];
+    assert_eq!(motd["TEND_KIND"], "file");
+    assert_eq!(motd["TEND_MODE"], "apply");
+    assert_eq!(motd["TEND_FIELDS"], "content", "Debian ships an /etc/motd");
+    assert_eq!(motd["PRIORITY"], "5");
+    assert_eq!(motd["MESSAGE_ID"], "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f62");
+    let failed = query("TEND_STATUS=failed");
+    let broken = failed
+        .iter()
+        .find(|r| r["TEND_RESOURCE"] == "exec.broken")
+        .expect("a record for exec.broken");
+    assert_eq!(broken["PRIORITY"], "3");
+    assert_eq!(broken["TEND_REASON_CLASS"], "failed");
+    assert!(
+        broken["MESSAGE"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exit 3"),
+        "{broken:#}"
+    );
+    let runs = query("MESSAGE_ID=4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f60");
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["TEND_EXIT_CODE"], "6");
+    assert_eq!(runs[0]["TEND_RUN_ID"], motd["TEND_RUN_ID"], "one run id");
+    // A plan of the same host: the drift it finds, with its own run id.
+    sys.sh("echo tampered > /etc/motd");
+    // (exec.broken would run again: drift too, not a failure a plan can know.)
+    assert_eq!(sys.tend(&["plan"]).code, 2);
+    let drift = query("TEND_MODE=plan TEND_RESOURCE=file.motd");
+    assert_eq!(drift.len(), 1, "{drift:#?}");
+    assert_eq!(drift[0]["TEND_STATUS"], "would_change");
+    assert_eq!(drift[0]["TEND_FIELDS"], "content");
+    assert_ne!(drift[0]["TEND_RUN_ID"], motd["TEND_RUN_ID"]);
+    let all = sys
+        .sh("journalctl -o json --no-pager SYSLOG_IDENTIFIER=tend")
+        .stdout;
+    assert!(!all.contains(&secret), "a secret reached the journal");
+}
