@@ -115,6 +115,9 @@ pub enum Command {
     /// Run tend from a systemd timer: install it, remove it, or show its last and next run.
     #[command(subcommand)]
     Timer(Timer),
+    /// Read many hosts' JSON reports into one view.
+    #[command(subcommand)]
+    Report(ReportCmd),
     /// Print a shell completion script (bash, zsh, fish) on stdout.
     Completions {
         #[arg(value_enum)]
@@ -195,6 +198,29 @@ pub enum Shell {
     Bash,
     Zsh,
     Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// The fleet from its reports (last-run.json, --report files) under each DIR, however they
+    /// were collected: a table on stdout, or --json, or a self-contained static --html page.
+    Fleet(FleetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Directories (searched 4 levels deep for *.json) or report files.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Write the page here (one file: styles and script inline, opens offline).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Print the fleet as JSON instead of a table.
+    #[arg(long, conflicts_with = "html")]
+    pub json: bool,
+    /// A host whose newest report is older than this is flagged stale (humantime: 2h, 1d).
+    #[arg(long, value_name = "AGE", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub stale_after: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,7 @@ mod early;
 pub mod escape;
 pub mod executor;
 pub mod facts;
+pub mod fleet;
 pub mod graph;
 pub mod journal;
 pub mod journald;
@@ -168,6 +169,35 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
                     + "\n"),
             );
             Ok(0)
+        }
+        Command::Report(cli::ReportCmd::Fleet(args)) => {
+            let fleet = fleet::read(&args.dirs, args.stale_after);
+            if let Some(out) = &args.html {
+                let page = fleet::page::render(&fleet);
+                // Written whole, then renamed: a web server serving the file never shows half.
+                let tmp = out.with_extension("html.tmp");
+                std::fs::write(&tmp, page.as_bytes())
+                    .and_then(|()| std::fs::rename(&tmp, out))
+                    .map_err(|e| StartError::Other(format!("{}: {e}", out.display())))?;
+                if !cli.quiet {
+                    output::stdout(&format!(
+                        "{}: {} hosts, {} reports not read
+",
+                        out.display(),
+                        fleet.hosts.len(),
+                        fleet.refused.len()
+                    ));
+                }
+            } else if args.json {
+                output::stdout(
+                    &(serde_json::to_string_pretty(&fleet)
+                        .map_err(|e| StartError::Other(e.to_string()))?
+                        + "\n"),
+                );
+            } else {
+                output::stdout(&fleet::table(&fleet));
+            }
+            Ok(if fleet.refused.is_empty() { 0 } else { 4 })
         }
         Command::Timer(cli::Timer::Install(args)) => timer::install(args, cli.quiet),
         Command::Timer(cli::Timer::Remove(t)) => timer::remove(t, cli.quiet),

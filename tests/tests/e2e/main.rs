@@ -16,6 +16,7 @@ mod env_file;
 mod errors;
 mod exec;
 mod file;
+mod fleet_page;
 mod git;
 mod hardening;
 mod nginx;
