@@ -141,9 +141,9 @@ pub fn render(fleet: &Fleet) -> String {
         s.push_str("</select></label>");
         s
     };
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<div id=\"filters\">{}{}<label>resource <input id=\"f-resource\" placeholder=\"file.motd\"></label><label>host <input id=\"f-host\"></label>{}</div>\n",
+        "<div id=\"filters\">{}{}<label>resource <input id=\"f-resource\" placeholder=\"file.motd\"></label><label>host <input id=\"f-host\"></label>{}</div>",
         select("status", "status", &statuses),
         select("kind", "kind", &kinds),
         select("commit", "policy commit", &commits)
