@@ -88,12 +88,12 @@ impl Selection {
             for (i, d) in m.resources.iter().enumerate() {
                 let hit = match sel.strip_prefix("tag:") {
                     Some(tag) => d.tags.iter().any(|t| t == tag),
-                    // `file.site` selects each instance of a `for_each` too.
+                    // `file.site` selects each instance of a `for_each` too, `module.web` its resources.
                     None if sel.contains('.') => {
                         d.address == *sel
-                            || d.address
-                                .strip_prefix(sel.as_str())
-                                .is_some_and(|rest| rest.starts_with("[\""))
+                            || d.address.strip_prefix(sel.as_str()).is_some_and(|rest| {
+                                rest.starts_with("[\"") || rest.starts_with('.')
+                            })
                     }
                     None => d.kind == sel,
                 };

@@ -204,6 +204,7 @@ impl Graph {
     }
 
     /// The graph in Graphviz DOT: solid `requires`, dashed `notify`, dotted automatic edges.
+    /// The graph in Graphviz DOT (addresses quoted: `file.site["a"]`).
     pub fn to_dot(&self, m: &Manifest) -> String {
         let mut s = String::from(
             "digraph tend {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
@@ -215,14 +216,15 @@ impl Graph {
             } else {
                 ", style=dashed, fontcolor=gray"
             };
-            s.push_str(&format!(
-                "  \"{}\" [label=\"{}\"{style}];\n",
-                d.address, d.address
-            ));
+            let id = dot_id(&d.address);
+            s.push_str(&format!("  \"{id}\" [label=\"{id}\"{style}];\n"));
         }
         for &i in &self.order {
             for e in &self.deps[i] {
-                let (a, b) = (&m.resources[e.on].address, &m.resources[i].address);
+                let (a, b) = (
+                    dot_id(&m.resources[e.on].address),
+                    dot_id(&m.resources[i].address),
+                );
                 let attrs = match e.kind {
                     EdgeKind::Requires => "",
                     EdgeKind::Notify => " [style=dashed, label=\"notify\"]",
@@ -335,4 +337,9 @@ fn cycle_diagnostic(m: &Manifest, deps: &[Vec<Edge>], cycle: &[usize]) -> Diagno
         format!("dependency cycle: {}", names.join(" → ")),
         Some("each arrow reads \"needs\" (requires, or notified by); remove one of them to break the cycle".into()),
     )
+}
+
+/// An address inside a DOT quoted id.
+fn dot_id(address: &str) -> String {
+    address.replace('\\', "\\\\").replace('"', "\\\"")
 }

@@ -24,6 +24,8 @@ pub struct Diagnostic {
     /// Caret width in characters (at least one).
     pub width: usize,
     pub help: Option<String>,
+    /// Where it was reached from (`imported from manifest.toml:12 (module.web)`).
+    pub notes: Vec<String>,
 }
 
 impl Diagnostic {
@@ -54,6 +56,7 @@ impl Diagnostic {
                 .to_string(),
             width,
             help,
+            notes: Vec::new(),
         }
     }
 }
@@ -105,6 +108,9 @@ impl fmt::Display for Diagnostic {
         write!(f, "{gutter} | {pad}{}", "^".repeat(width))?;
         if let Some(help) = &self.help {
             write!(f, "\n{gutter} = help: {help}")?;
+        }
+        for note in &self.notes {
+            write!(f, "\n{gutter} = note: {note}")?;
         }
         Ok(())
     }

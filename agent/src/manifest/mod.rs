@@ -6,6 +6,7 @@
 
 pub mod data;
 pub mod diagnostic;
+mod module;
 pub mod raw;
 pub mod template;
 pub mod tree_cache;
@@ -96,32 +97,54 @@ pub enum LoadError {
     Usage(String),
 }
 
+/// Each error once: the instances of a module's `for_each` meet the same mistake in its file.
+fn dedup(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut seen = std::collections::HashSet::new();
+    diags
+        .into_iter()
+        .filter(|d| seen.insert((d.file.clone(), d.line, d.column, d.message.clone())))
+        .collect()
+}
+
+/// `KIND.NAME`.
+fn address_of(kind: &str, name: &str) -> String {
+    format!("{kind}.{name}")
+}
+
 /// The most instances one `for_each` makes.
 const MAX_INSTANCES: usize = 10_000;
 
-/// A `requires` or `notify` naming a `for_each` resource as a whole (`file.site`) names each of
-/// its instances (`file.site["a"]`, `file.site["b"]`).
+/// A `requires` or `notify` naming a group names each of its members: a `for_each` resource as
+/// a whole (`file.site` → `file.site["a"]`, `file.site["b"]`), a module (`module.web` → every
+/// resource under `module.web.`, and its instances' under `module.web["a"].`).
 fn expand_group_references(decls: &mut [Decl]) {
     let addresses: std::collections::HashSet<String> =
         decls.iter().map(|d| d.address.clone()).collect();
-    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for d in decls.iter() {
-        if let Some((group, _)) = d.address.split_once("[\"") {
-            groups
-                .entry(group.to_string())
-                .or_default()
-                .push(d.address.clone());
-        }
-    }
-    if groups.is_empty() {
-        return;
-    }
+    let all: Vec<String> = decls.iter().map(|d| d.address.clone()).collect();
+    let members = |t: &str| -> Vec<String> {
+        all.iter()
+            .filter(|a| {
+                a.strip_prefix(t)
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with("[\""))
+            })
+            .cloned()
+            .collect()
+    };
     let expand = |list: &mut Vec<(String, Span)>| {
+        if list.iter().all(|(t, _)| addresses.contains(t)) {
+            return;
+        }
         let mut out = Vec::with_capacity(list.len());
         for (t, span) in list.drain(..) {
-            match groups.get(&t).filter(|_| !addresses.contains(&t)) {
-                Some(members) => out.extend(members.iter().map(|m| (m.clone(), span.clone()))),
-                None => out.push((t, span)),
+            let m = if addresses.contains(&t) {
+                Vec::new()
+            } else {
+                members(&t)
+            };
+            if m.is_empty() {
+                out.push((t, span));
+            } else {
+                out.extend(m.into_iter().map(|a| (a, span.clone())));
             }
         }
         *list = out;
@@ -335,10 +358,11 @@ fn load_with(
         source: &source,
         diags: Vec::new(),
         data: None,
+        prefix: String::new(),
     };
     let resources = loader.load(top, opts, &facts, secrets.clone(), observer)?;
     if !loader.diags.is_empty() {
-        return Err(LoadError::Invalid(loader.diags));
+        return Err(LoadError::Invalid(dedup(loader.diags)));
     }
     let data = loader.data.take();
     Ok(Manifest {
@@ -358,6 +382,8 @@ struct Loader<'s> {
     source: &'s str,
     diags: Vec<Diagnostic>,
     data: Option<data::Data>,
+    /// `module.NAME.` inside a module (its resources' addresses), empty at the top.
+    prefix: String,
 }
 
 impl Loader<'_> {
@@ -372,7 +398,7 @@ impl Loader<'_> {
     }
 
     fn fail(&mut self) -> LoadError {
-        LoadError::Invalid(std::mem::take(&mut self.diags))
+        LoadError::Invalid(dedup(std::mem::take(&mut self.diags)))
     }
 
     fn load(
@@ -391,7 +417,7 @@ impl Loader<'_> {
             }
         };
 
-        let mut renderer = Renderer::new(secrets);
+        let mut renderer = Renderer::new(secrets.clone());
         renderer.set("facts", facts.template_value());
         // [data]: its layers may use facts, never vars or data (set before either exists).
         match self.data(&top, &renderer) {
@@ -551,14 +577,61 @@ impl Loader<'_> {
         let mut decls = Vec::with_capacity(declared);
         let mut built = 0;
         if let Some(o) = observer.as_deref_mut() {
-            let kinds: Vec<&str> = top
+            let mut kinds: Vec<&str> = top
                 .iter()
                 .filter(|e| !SECTIONS.contains(&e.key.as_str()))
                 .map(|e| e.key.as_str())
                 .collect();
+            // What a module declares is not known yet: libgit2's start must not be missed.
+            if kinds.contains(&"module") {
+                kinds.push("git");
+            }
             o.kinds(&kinds);
         }
+        let env = module::Env {
+            facts: facts.template_value(),
+            data: self.data.as_ref().map(|d| d.merged.clone()),
+            secrets: secrets.clone(),
+            chain: vec![self.path.clone()],
+        };
+        self.build_all(
+            &top,
+            &renderer,
+            &ctx,
+            &env,
+            &mut decls,
+            &mut built,
+            &mut observer,
+        );
+        if !self.diags.is_empty() {
+            return Err(self.fail());
+        }
+        // Document order: `[package.a]`, `[apt_repo.b]`, `[package.c]` stay in that order although
+        // TOML groups the tables by kind.
+        // Stable: the instances of one `for_each` share their table's place and keep their order.
+        decls.sort_by_key(|d| d.span.start);
+        expand_group_references(&mut decls);
+        self.check_references(&decls);
+        Ok(decls)
+    }
+
+    /// Build every resource (and module call) of a file's top-level tables into `decls`.
+    #[allow(clippy::too_many_arguments)]
+    fn build_all(
+        &mut self,
+        top: &[Entry],
+        renderer: &Renderer,
+        ctx: &Ctx<'_>,
+        env: &module::Env,
+        decls: &mut Vec<Decl>,
+        built: &mut usize,
+        observer: &mut Option<&mut dyn Observer>,
+    ) {
         for kind_entry in top.iter().filter(|e| !SECTIONS.contains(&e.key.as_str())) {
+            if kind_entry.key == "module" {
+                self.module_calls(kind_entry, renderer, env, decls, built, observer);
+                continue;
+            }
             let Some(kind) = tend_resources::kind(&kind_entry.key) else {
                 let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
                 let help = match nearest(&kind_entry.key, names.iter().copied()) {
@@ -584,10 +657,11 @@ impl Loader<'_> {
                 continue;
             };
             for item in items {
-                let instances = match self.for_each(kind, item, &renderer) {
-                    Some(i) => i,
-                    None => continue,
-                };
+                let instances =
+                    match self.for_each(&address_of(kind.name, &item.key), item, renderer) {
+                        Some(i) => i,
+                        None => continue,
+                    };
                 for instance in instances {
                     renderer.set_each(
                         instance
@@ -595,9 +669,9 @@ impl Loader<'_> {
                             .map(|(k, v)| serde_json::json!({ "key": k, "value": v })),
                     );
                     let key = instance.as_ref().map(|(k, _)| k.as_str());
-                    if let Some(mut d) = self.resource(kind, item, key, &renderer, &ctx) {
-                        d.id = built;
-                        built += 1;
+                    if let Some(mut d) = self.resource(kind, item, key, renderer, ctx) {
+                        d.id = *built;
+                        *built += 1;
                         if let Some(o) = observer.as_deref_mut() {
                             o.built(&d);
                         }
@@ -607,16 +681,6 @@ impl Loader<'_> {
                 renderer.set_each(None);
             }
         }
-        if !self.diags.is_empty() {
-            return Err(self.fail());
-        }
-        // Document order: `[package.a]`, `[apt_repo.b]`, `[package.c]` stay in that order although
-        // TOML groups the tables by kind.
-        // Stable: the instances of one `for_each` share their table's place and keep their order.
-        decls.sort_by_key(|d| d.span.start);
-        expand_group_references(&mut decls);
-        self.check_references(&decls);
-        Ok(decls)
     }
 
     /// The `[data]` table's layers read and merged (`None` without one; `Err` after errors).
@@ -697,7 +761,7 @@ impl Loader<'_> {
     #[allow(clippy::type_complexity)]
     fn for_each(
         &mut self,
-        kind: &'static tend_resources::Kind,
+        address: &str,
         item: &Entry,
         renderer: &Renderer,
     ) -> Option<Vec<Option<(String, serde_json::Value)>>> {
@@ -707,7 +771,6 @@ impl Loader<'_> {
         let Some(f) = fields.iter().find(|f| f.key == "for_each") else {
             return Some(vec![None]);
         };
-        let address = format!("{}.{}", kind.name, item.key);
         let value = match &f.value.value {
             Value::Str(t) => match template::single_expression(&t.value) {
                 Some(expr) => match renderer.evaluate(expr) {
@@ -805,8 +868,8 @@ impl Loader<'_> {
         ctx: &Ctx<'_>,
     ) -> Option<Decl> {
         let address = match instance {
-            Some(k) => format!("{}.{}[\"{k}\"]", kind.name, item.key),
-            None => format!("{}.{}", kind.name, item.key),
+            Some(k) => format!("{}{}.{}[\"{k}\"]", self.prefix, kind.name, item.key),
+            None => format!("{}{}.{}", self.prefix, kind.name, item.key),
         };
         if item.key.is_empty()
             || !item
@@ -918,8 +981,15 @@ impl Loader<'_> {
                 name: item.key.clone(),
                 span: table_span,
                 resource,
-                requires: requires.into_iter().map(|(t, s)| (t.value, s)).collect(),
-                notify: notify.into_iter().map(|(t, s)| (t.value, s)).collect(),
+                // Inside a module, references name its own resources.
+                requires: requires
+                    .into_iter()
+                    .map(|(t, s)| (format!("{}{}", self.prefix, t.value), s))
+                    .collect(),
+                notify: notify
+                    .into_iter()
+                    .map(|(t, s)| (format!("{}{}", self.prefix, t.value), s))
+                    .collect(),
                 tags: tags.into_iter().map(|(t, _)| t.value).collect(),
                 enabled,
             }),

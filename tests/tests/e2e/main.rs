@@ -19,6 +19,7 @@ mod file;
 mod fleet_page;
 mod git;
 mod hardening;
+mod modules;
 mod nginx;
 mod output;
 mod policy;
