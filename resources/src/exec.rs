@@ -3,9 +3,14 @@
 //!
 //! Guards are commands too, so `plan` runs them only when the manifest declares them read-only
 //! (`readonly_guards = true`); otherwise plan reports an honest "unknown". Output is captured
-//! (the last lines) into the report; a non-zero exit is a failure quoting them. Commands run on
-//! the machine itself, not chrooted into `--root`; `creates` is resolved under the root and the
-//! root is passed as `TEND_ROOT`.
+//! (the last lines) into the report; a non-zero exit is a failure quoting them.
+//!
+//! Under `--root`, `in_root = true` runs the command and its guards inside the root: in a mount
+//! namespace of their own with `/proc`, `/sys`, `/dev` and a tmpfs `/run` mounted into the root
+//! there only, then `chroot` — so a guard reads the image's files, not the build machine's, and
+//! nothing mounted outlives the command or leaks to the build machine (the namespace ends with
+//! its last process, a killed tend's included). Without it a command runs on the build machine
+//! with the root passed as `TEND_ROOT`. `creates` is always resolved under the root.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -59,6 +64,8 @@ pub struct Exec {
     env: BTreeMap<String, String>,
     timeout: Duration,
     user: Option<String>,
+    /// Under `--root`, run inside the root (chrooted, in a mount namespace of its own).
+    in_root: bool,
     /// The command or its environment holds a secret: its output is withheld.
     uses_secret: bool,
     /// An unguarded command is in sync once it has run in this apply.
@@ -127,6 +134,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         .collect();
     let timeout = f.seconds("timeout", 300)?;
     let user = f.string("user")?.map(|(t, _)| t.value);
+    let in_root = f.bool("in_root")?.unwrap_or(false);
     if refresh_only && (creates.is_some() || unless.is_some() || onlyif.is_some()) {
         return Err(SpecError::new(
             f.span_of("refresh_only"),
@@ -145,6 +153,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         env,
         timeout,
         user,
+        in_root,
         uses_secret,
         ran: AtomicBool::new(false),
     }))
@@ -158,6 +167,9 @@ struct Outcome {
 
 impl Exec {
     async fn run(&self, host: &Probe, cmd: &Cmd) -> Result<Outcome, ResourceError> {
+        if self.in_root && host.root() != std::path::Path::new("/") {
+            return self.run_in_root(host, cmd).await;
+        }
         let mut c = tokio::process::Command::new(&cmd.argv[0]);
         c.args(&cmd.argv[1..])
             .envs(&self.env)
@@ -182,6 +194,59 @@ impl Exec {
             c.uid(uid);
             c.gid(host.gid(user).unwrap_or(uid));
         }
+        self.finish(c, cmd).await
+    }
+
+    /// `cmd` inside the root: `unshare` makes a private mount namespace (ended with its last
+    /// process: `--kill-child` takes the command down with it), the script mounts the kernel's
+    /// file systems into the root there, and `chroot` enters it — as `user` when given, in `cwd`
+    /// (resolved inside the root) when given.
+    async fn run_in_root(&self, host: &Probe, cmd: &Cmd) -> Result<Outcome, ResourceError> {
+        let mut c = tokio::process::Command::new("unshare");
+        c.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--fork",
+            "--kill-child",
+            "--",
+            "/bin/sh",
+            "-c",
+            IN_ROOT,
+            "tend-in-root",
+        ])
+        .arg(host.root());
+        match &self.user {
+            Some(user) => {
+                let uid = host.uid(user)?;
+                c.arg(format!("{uid}:{}", host.gid(user).unwrap_or(uid)));
+            }
+            None => {
+                c.arg("");
+            }
+        }
+        c.arg(
+            self.cwd
+                .as_deref()
+                .map(|p| p.as_os_str())
+                .unwrap_or_default(),
+        )
+        .args(&cmd.argv)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("TEND_ROOT", "/")
+        .envs(&self.env);
+        self.finish(c, cmd).await
+    }
+
+    async fn finish(
+        &self,
+        c: tokio::process::Command,
+        cmd: &Cmd,
+    ) -> Result<Outcome, ResourceError> {
         use crate::process::{capture, RunError};
         match capture(c, self.timeout).await {
             Err(RunError::Spawn(e)) => Err(ResourceError::Failed(format!(
@@ -283,6 +348,34 @@ impl Exec {
         }
     }
 }
+
+/// Run by `sh` in the new mount namespace: `ROOT USERSPEC CWD ARGV…`. The kernel's file systems
+/// go onto the root's own directories only — a symlink there (an image pointing `/proc` at a
+/// build-machine path) is refused, not followed — and everything mounted here goes with the
+/// namespace.
+const IN_ROOT: &str = r#"set -e
+r=$1 u=$2 d=$3
+shift 3
+for m in proc sys dev run; do
+  if [ -L "$r/$m" ] || [ ! -d "$r/$m" ]; then
+    echo "tend: $r/$m is not a directory of the root (a symlink, or missing): not mounting there" >&2
+    exit 125
+  fi
+done
+mount -t proc proc "$r/proc"
+mount --rbind /sys "$r/sys"
+mount --make-rslave "$r/sys"
+mount --rbind /dev "$r/dev"
+mount --make-rslave "$r/dev"
+mount -t tmpfs -o mode=0755 tmpfs "$r/run"
+if [ -n "$d" ]; then
+  set -- /bin/sh -c 'cd -- "$0" && exec "$@"' "$d" "$@"
+fi
+if [ -n "$u" ]; then
+  exec chroot --userspec="$u" "$r" "$@"
+fi
+exec chroot "$r" "$@"
+"#;
 
 /// What replaces the output of a command that used a secret.
 const WITHHELD: &str = "output withheld: the command was given a secret";

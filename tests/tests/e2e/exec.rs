@@ -115,3 +115,122 @@ creates = "/never"
         "output:\n  65534"
     );
 }
+
+/// A root with a shell of its own (busybox) and the kernel's mount points, a marker in its
+/// `/etc` that the build machine does not have.
+fn image_root(sb: &tend_tests::Sandbox) {
+    for d in ["bin", "proc", "sys", "dev", "run", "etc", "tmp"] {
+        std::fs::create_dir_all(sb.path(&format!("/{d}"))).expect("mkdir");
+    }
+    std::fs::copy("/bin/busybox", sb.path("/bin/busybox")).expect("busybox (busybox-static)");
+    for tool in ["sh", "cat", "touch", "test", "ls", "grep", "sleep", "echo"] {
+        std::os::unix::fs::symlink("busybox", sb.path(&format!("/bin/{tool}"))).expect("ln");
+    }
+    sb.write("/etc/image-marker", "the image\n");
+}
+
+fn mounts_under(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(path.to_str().expect("utf8")))
+        .collect()
+}
+
+#[test]
+fn in_root_commands_and_guards_run_inside_the_image_and_leave_no_mount() {
+    let sb = tend_tests::Sandbox::new();
+    image_root(&sb);
+    // The guard reads the image's /etc (the build machine has no such file): the command runs
+    // once, then the guard holds. It sees the image's /proc mounted, as a post-install step would.
+    sb.write_manifest(
+        r#"
+[exec.configure]
+in_root = true
+command = "cat /etc/image-marker > /etc/configured; test -e /proc/self/status && echo proc > /etc/saw-proc"
+unless = "test -e /etc/configured"
+"#,
+    );
+    let before = mounts_under(&sb.root());
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(sb.read("/etc/configured"), "the image\n");
+    assert_eq!(sb.read("/etc/saw-proc"), "proc\n");
+    assert!(
+        !std::path::Path::new("/etc/configured").exists(),
+        "nothing on the build machine"
+    );
+    assert_eq!(sb.apply().code, 0, "the guard read the image: converged");
+    assert_eq!(mounts_under(&sb.root()), before, "no mount left behind");
+
+    // Killed mid-command: the namespace goes with it, and its mounts.
+    sb.write_manifest("[exec.slow]\nin_root = true\ncommand = \"sleep 317\"\n");
+    let mut child = sb.command("apply", &[]).spawn().expect("spawn");
+    let sleeper = || -> Option<String> {
+        let out = std::process::Command::new("pgrep")
+            .args(["-x", "-f", "sleep 317"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .map(str::to_string)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pid = loop {
+        if let Some(p) = sleeper() {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Mounted in its own namespace (its mount table has the image's /proc), never in the build
+    // machine's.
+    // (Its mount table is shown from its root: the image's /proc is its /proc.)
+    let theirs = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    assert!(
+        theirs
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some("/proc") && l.contains(" - proc ")),
+        "{theirs}"
+    );
+    assert_eq!(
+        mounts_under(&sb.root()),
+        before,
+        "invisible to the build machine"
+    );
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sleeper().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command outlived tend"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        mounts_under(&sb.root()),
+        before,
+        "no mount left after SIGKILL"
+    );
+
+    // An image whose /proc points at a build-machine path: refused, nothing mounted there.
+    std::fs::remove_dir(sb.path("/proc")).expect("rmdir");
+    std::os::unix::fs::symlink("/tmp", sb.path("/proc")).expect("ln");
+    sb.write_manifest("[exec.x]\nin_root = true\ncommand = \"true\"\n");
+    let (code, report) = sb.apply_json();
+    assert_eq!(code & 4, 4, "{report:#}");
+    let why = tend_tests::resource(&report, "exec.x")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        why.contains("/proc is not a directory of the root"),
+        "{why}"
+    );
+}
