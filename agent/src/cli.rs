@@ -115,6 +115,9 @@ pub enum Command {
     /// Run tend from a systemd timer: install it, remove it, or show its last and next run.
     #[command(subcommand)]
     Timer(Timer),
+    /// Prepare an image built with `apply --root` to be cloned.
+    #[command(subcommand)]
+    Image(ImageCmd),
     /// Read many hosts' JSON reports into one view.
     #[command(subcommand)]
     Report(ReportCmd),
@@ -198,6 +201,26 @@ pub enum Shell {
     Bash,
     Zsh,
     Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// Remove what must not be cloned: tend's host key, stored secrets, policy cache, backups
+    /// and run records; /etc/machine-id emptied (made at first boot); SSH host keys.
+    Seal(SealArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SealArgs {
+    /// The image's root directory.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// The state directory the image was built with (default: ROOT/var/lib/tend).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Keep /etc/ssh/ssh_host_* (every clone then shares them).
+    #[arg(long)]
+    pub keep_ssh_host_keys: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,7 @@ pub mod executor;
 pub mod facts;
 pub mod fleet;
 pub mod graph;
+mod image;
 pub mod journal;
 pub mod journald;
 pub mod manifest;
@@ -198,6 +199,24 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
                 output::stdout(&fleet::table(&fleet));
             }
             Ok(if fleet.refused.is_empty() { 0 } else { 4 })
+        }
+        Command::Image(cli::ImageCmd::Seal(args)) => {
+            let root = absolute(&args.root);
+            let state = args
+                .state_dir
+                .as_deref()
+                .map_or_else(|| root.join("var/lib/tend"), absolute);
+            let said =
+                image::seal(&root, &state, args.keep_ssh_host_keys).map_err(StartError::Other)?;
+            if !cli.quiet {
+                let mut out = said.join("\n");
+                if said.is_empty() {
+                    out.push_str("nothing to remove: the image is sealed");
+                }
+                out.push('\n');
+                output::stdout(&out);
+            }
+            Ok(0)
         }
         Command::Timer(cli::Timer::Install(args)) => timer::install(args, cli.quiet),
         Command::Timer(cli::Timer::Remove(t)) => timer::remove(t, cli.quiet),

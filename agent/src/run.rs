@@ -296,6 +296,15 @@ fn engine(
             g = graph::Graph::build(&m)?;
         }
     }
+    // An image carries its state directory to every clone: said once, with the way out.
+    let root_dir = root_of(&run.manifest);
+    if apply.is_some() && root_dir != Path::new("/") && state_dir.starts_with(&root_dir) {
+        eprintln!(
+            "note: the state directory {} is inside the image: its host key, stored secrets and records go with every machine cloned from it; run `tend image seal --root {}` before capturing the image",
+            state_dir.display(),
+            root_dir.display()
+        );
+    }
     let sel = executor::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
     let left = crate::orphans::orphans(&crate::orphans::recorded(state_dir), &m);
     let root = root_of(&run.manifest);
