@@ -76,12 +76,17 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         ));
     }
     let persist = if f.bool("persist")?.unwrap_or(true) {
-        // A `for_each` instance (`forward["lan"]`) names its file `forward-lan`.
-        let name: String = f
-            .address()
-            .split_once('.')
-            .map_or(f.address(), |(_, n)| n)
-            .replace("[\"", "-")
+        // `sysctl.forward` names its file `forward`, a `for_each` instance (`forward["lan"]`)
+        // `forward-lan`, one in a module (`module.base.sysctl.forward`) `base-forward`.
+        let a = f.address();
+        let name: String = match a.strip_prefix("sysctl.") {
+            Some(n) => n.to_string(),
+            None => a
+                .strip_prefix("module.")
+                .unwrap_or(a)
+                .replacen(".sysctl.", "-", 1),
+        }
+        .replace("[\"", "-")
             .replace("\"]", "")
             .chars()
             .map(|c| {

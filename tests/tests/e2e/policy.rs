@@ -304,3 +304,74 @@ fn local_facts_anyone_could_write_are_not_trusted_and_bad_layers_are_located() {
         r.stderr
     );
 }
+
+/// The reference fleet policy (manifests/fleet): the baseline module on every host, vhosts from
+/// data on web hosts, a host's exceptions in its own layer, and a host that changes role.
+#[test]
+fn the_reference_fleet_policy_converges_a_web_host_and_follows_a_role_change() {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../manifests/fleet/manifest.toml")
+        .canonicalize()
+        .expect("manifests/fleet/manifest.toml");
+    let manifest = manifest.to_str().expect("utf8");
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("/etc/skel")).expect("mkdir");
+    std::fs::create_dir_all(sb.path("/home")).expect("mkdir");
+    for f in ["passwd", "group", "shadow", "gshadow", "login.defs"] {
+        std::fs::copy(format!("/etc/{f}"), sb.path(&format!("/etc/{f}"))).expect("copy");
+    }
+    sb.write("/etc/hostname", "web-canary\n");
+    sb.write("/etc/tend/facts.d/role.toml", "role = \"web\"\n");
+    std::fs::create_dir_all(sb.path("/etc/ssh/sshd_config.d")).expect("mkdir");
+
+    let applied = sb.tend_with_manifest(manifest, "apply", &["--format", "json"]);
+    assert_eq!(applied.code, 2, "{}\n{}", applied.stdout, applied.stderr);
+    assert!(sb.read("/etc/passwd").contains("\nalice:"));
+    assert!(sb
+        .read("/home/alice/.ssh/authorized_keys")
+        .contains("alice@laptop"));
+    assert!(sb.read("/etc/login.defs").contains("\nUMASK\t\t027\n"));
+    assert_eq!(
+        sb.read("/etc/sysctl.d/60-tend-baseline-setting-kernel.kptr_restrict.conf")
+            .lines()
+            .last(),
+        Some("kernel.kptr_restrict = 2")
+    );
+    // The host's own layer wins over its role's for the shop's upstream.
+    assert!(sb
+        .read("/etc/nginx/sites-enabled/shop.example.com.conf")
+        .contains("proxy_pass http://127.0.0.1:4001;"));
+    assert!(sb
+        .read("/etc/nginx/sites-enabled/www.example.com.conf")
+        .contains("proxy_pass http://127.0.0.1:3000;"));
+    let again = sb.tend_with_manifest(manifest, "plan", &[]);
+    assert_eq!(again.code, 0, "{}", again.stdout);
+
+    // The host becomes a database server: its motd and kernel settings follow the role, its
+    // vhosts are listed as orphans, left in place.
+    sb.write("/etc/tend/facts.d/role.toml", "role = \"db\"\n");
+    let plan = sb
+        .tend_with_manifest(manifest, "plan", &["--format", "json"])
+        .json();
+    assert_eq!(
+        with_status(&plan, "would_change"),
+        [
+            "module.baseline.sysctl.setting[\"vm.swappiness\"]",
+            "module.baseline.file.motd"
+        ],
+        "{plan:#}"
+    );
+    let orphans: Vec<&str> = plan["orphans"]
+        .as_array()
+        .expect("orphans")
+        .iter()
+        .filter_map(|o| o["address"].as_str())
+        .collect();
+    assert_eq!(
+        orphans,
+        [
+            "module.vhost[\"shop.example.com\"].file.site",
+            "module.vhost[\"www.example.com\"].file.site"
+        ]
+    );
+}
