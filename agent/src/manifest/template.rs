@@ -33,6 +33,9 @@ pub struct Renderer {
     sensitive_vars: std::collections::BTreeSet<String>,
     /// `each` (`key`, `value`) while the instances of a `for_each` render.
     each: std::sync::Mutex<Option<serde_json::Value>>,
+    /// `context` as the template engine takes it, converted once (not per render: a `for_each`
+    /// of 1,000 over a 1,000-element list would convert the list a million times).
+    engine_context: std::sync::OnceLock<minijinja::Value>,
 }
 
 /// Instructions one template may run: nested loops over `range` would otherwise hang even
@@ -62,6 +65,7 @@ impl Renderer {
             used_secret: Arc::new(AtomicBool::new(false)),
             sensitive_vars: Default::default(),
             each: std::sync::Mutex::new(None),
+            engine_context: std::sync::OnceLock::new(),
         }
     }
 
@@ -83,7 +87,10 @@ impl Renderer {
 
     /// What templates see: the variables, facts and helpers, and `each` in an instance.
     fn context_value(&self) -> minijinja::Value {
-        let base = minijinja::Value::from_serialize(&self.context);
+        let base = self
+            .engine_context
+            .get_or_init(|| minijinja::Value::from_serialize(&self.context))
+            .clone();
         match self.each() {
             Some(each) => minijinja::context! {
                 each => minijinja::Value::from_serialize(&each),
@@ -135,6 +142,7 @@ impl Renderer {
     /// Make `name` visible to templates.
     pub fn set(&mut self, name: &str, value: serde_json::Value) {
         self.context.insert(name.to_string(), value);
+        self.engine_context = std::sync::OnceLock::new();
     }
 
     pub fn has(&self, name: &str) -> bool {
