@@ -36,6 +36,17 @@ pub struct Renderer {
     /// `context` as the template engine takes it, converted once (not per render: a `for_each`
     /// of 1,000 over a 1,000-element list would convert the list a million times).
     engine_context: std::sync::OnceLock<minijinja::Value>,
+    /// Every template source rendered so far, by the key the engine caches its compiled form
+    /// under: the 1,000 instances of a `for_each` share their strings' sources, compiled once.
+    compiled: Arc<std::sync::Mutex<Compiled>>,
+}
+
+/// Template sources by key and keys by source, and the names each source uses.
+#[derive(Default)]
+struct Compiled {
+    sources: std::collections::HashMap<String, String>,
+    keys: std::collections::HashMap<String, String>,
+    names: std::collections::HashMap<String, std::collections::HashSet<String>>,
 }
 
 /// Instructions one template may run: nested loops over `range` would otherwise hang even
@@ -66,6 +77,7 @@ impl Renderer {
             sensitive_vars: Default::default(),
             each: std::sync::Mutex::new(None),
             engine_context: std::sync::OnceLock::new(),
+            compiled: Default::default(),
         }
     }
 
@@ -124,6 +136,15 @@ impl Renderer {
             env.set_undefined_behavior(UndefinedBehavior::Strict);
             env.set_keep_trailing_newline(true);
             env.set_fuel(Some(FUEL));
+            // The engine compiles each source once and keeps it (`render`); its keys are ours
+            // (a control character no manifest string can name in `{% include %}`).
+            let compiled = self.compiled.clone();
+            env.set_loader(move |key| {
+                Ok(compiled
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.sources.get(key).cloned()))
+            });
             // Facts and vars pasted into an `exec` shell string must be quoted:
             // `{{ x | shell_quote }}`.
             env.add_filter("shell_quote", |v: String| shell_quote(&v));
@@ -222,16 +243,21 @@ impl Renderer {
                 sensitive: false,
             });
         }
-        // Compiled once: the names it uses are checked on the same template that renders.
-        let tmpl = self
-            .env()
-            .template_from_named_str(name, source)
-            .map_err(|e| RenderError::Syntax(describe(&e)))?;
-        self.all_defined(tmpl.undeclared_variables(true))?;
-        self.used_secret.store(false, Ordering::SeqCst);
-        let value = tmpl
-            .render(self.context_value())
-            .map_err(|e| RenderError::Failed(describe(&e)))?;
+        let value = match self.render_compiled(source) {
+            Some(Ok(v)) => v,
+            // Any mistake is said by a fresh compile under the field's name, as the operator
+            // reads it (the cached one is known by an internal key).
+            Some(Err(())) | None => {
+                let tmpl = self
+                    .env()
+                    .template_from_named_str(name, source)
+                    .map_err(|e| RenderError::Syntax(describe(&e)))?;
+                self.all_defined(tmpl.undeclared_variables(true))?;
+                self.used_secret.store(false, Ordering::SeqCst);
+                tmpl.render(self.context_value())
+                    .map_err(|e| RenderError::Failed(describe(&e)))?
+            }
+        };
         if value.len() > MAX_RENDERED {
             return Err(RenderError::Failed(format!(
                 "renders to {} bytes, more than the {MAX_RENDERED} tend accepts",
@@ -257,6 +283,37 @@ impl Renderer {
             value,
             sensitive: tainted || self.used_secret.load(Ordering::SeqCst),
         })
+    }
+
+    /// `source` rendered through the engine's cache of compiled templates: `None` when it does
+    /// not compile, `Some(Err(()))` when it names something undefined or fails to render (the
+    /// caller says why).
+    fn render_compiled(&self, source: &str) -> Option<Result<String, ()>> {
+        let key = {
+            let mut c = self.compiled.lock().ok()?;
+            match c.keys.get(source) {
+                Some(k) => k.clone(),
+                None => {
+                    let k = format!("\u{1}{}", c.keys.len());
+                    c.sources.insert(k.clone(), source.to_string());
+                    c.keys.insert(source.to_string(), k.clone());
+                    k
+                }
+            }
+        };
+        let tmpl = self.env().get_template(&key).ok()?;
+        let names = {
+            let mut c = self.compiled.lock().ok()?;
+            c.names
+                .entry(key)
+                .or_insert_with(|| tmpl.undeclared_variables(true))
+                .clone()
+        };
+        if self.all_defined(names).is_err() {
+            return Some(Err(()));
+        }
+        self.used_secret.store(false, Ordering::SeqCst);
+        Some(tmpl.render(self.context_value()).map_err(|_| ()))
     }
 
     /// Evaluate a `when` expression.
