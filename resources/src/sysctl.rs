@@ -87,16 +87,16 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
                 .replacen(".sysctl.", "-", 1),
         }
         .replace("[\"", "-")
-            .replace("\"]", "")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        .replace("\"]", "")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
         let dotted = parts.join(".");
         Some(File::with_content(
             PathBuf::from(format!("/etc/sysctl.d/60-tend-{name}.conf")),

@@ -658,3 +658,73 @@ creates = "/nonexistent-never"
         .stdout;
     assert!(!all.contains(&secret), "a secret reached the journal");
 }
+
+/// Accounts on a booted Debian, through its own shadow-utils (no --root): what `id` and
+/// `getent` say after apply is what the manifest says, and a second run starts no process.
+#[test]
+fn users_groups_and_keys_converge_on_a_booted_debian() {
+    let sys = Booted::new();
+    sys.write(
+        "/etc/tend/manifest.toml",
+        r#"
+[group.ops]
+name = "ops"
+gid = 4700
+
+[user.alice]
+name = "alice"
+uid = 4701
+groups = ["ops"]
+shell = "/bin/bash"
+comment = "Alice"
+
+[authorized_keys.alice]
+user = "alice"
+keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHV3bXWqsoSRKyLoAq/qOgoeKhL9Dz5mfTNZoTB0Ysrs alice@laptop"]
+exclusive = true
+
+[sysctl.swappiness]
+key = "vm.swappiness"
+value = 10
+persist = true
+"#,
+    );
+    // The live value may be read-only in a container: only the persisted file is asked for.
+    let run = sys.tend(&[
+        "apply",
+        "--only",
+        "group.ops,user.alice,authorized_keys.alice",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        sys.sh("id alice").stdout.trim(),
+        "uid=4701(alice) gid=4701(alice) groups=4701(alice),4700(ops)"
+    );
+    assert_eq!(
+        sys.sh("getent passwd alice").stdout.trim(),
+        "alice:x:4701:4701:Alice:/home/alice:/bin/bash"
+    );
+    assert_eq!(
+        sys.sh("stat -c '%a %U' /home/alice/.ssh /home/alice/.ssh/authorized_keys")
+            .stdout
+            .trim(),
+        "700 alice\n600 alice"
+    );
+    let again = sys.tend(&[
+        "plan",
+        "--only",
+        "group.ops,user.alice,authorized_keys.alice",
+    ]);
+    assert_eq!(again.code, 0, "{again:?}");
+    // Changed by hand with the host's own tool: named, repaired.
+    sys.sh("usermod -s /bin/sh alice");
+    let plan = sys
+        .tend(&["plan", "--only", "user.alice", "--format", "json"])
+        .json();
+    assert_eq!(changed_fields(&plan, "user.alice"), ["shell"]);
+    assert_eq!(sys.tend(&["apply", "--only", "user.alice"]).code, 2);
+    assert_eq!(
+        sys.sh("getent passwd alice | cut -d: -f7").stdout.trim(),
+        "/bin/bash"
+    );
+}
