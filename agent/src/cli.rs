@@ -447,6 +447,10 @@ pub struct ApplyFlags {
     /// Stop listing the resources that left the manifest (they stay on the host as they are).
     #[arg(long)]
     pub forget_orphans: bool,
+    /// Remove the resources that left the manifest, where tend created them and removing loses
+    /// nothing: a file (backed up first), a symlink, an empty directory. Others stay listed.
+    #[arg(long, conflicts_with = "forget_orphans")]
+    pub prune: bool,
 }
 
 impl std::ops::Deref for ApplyArgs {

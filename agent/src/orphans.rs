@@ -4,8 +4,10 @@
 //! left in place` —, in the report (`orphans`) and the metrics (`tend_orphaned_resources`).
 //!
 //! A resource whose `when` is false for this host counts as gone (a host that changed role).
-//! Orphans stay listed, run after run, until an apply with `--forget-orphans` lets them go:
-//! nothing is removed for the operator, and nothing is forgotten without them.
+//! Orphans stay listed, run after run, until an apply with `--forget-orphans` lets them go, or
+//! `--prune` removes them: only what tend itself created (recorded when its apply created it)
+//! and only the kinds whose removal loses nothing — a file (backed up first, `tend restore`
+//! puts it back), a symlink, an empty directory. Anything else stays, listed, with why.
 
 use std::path::Path;
 
@@ -23,6 +25,12 @@ pub struct Managed {
     pub kind: String,
     /// What it identifies on the host (its paths), for the operator to find it.
     pub paths: Vec<String>,
+    /// An apply of tend created it (it was absent before).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
+    /// What `--prune` did with it, when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -74,7 +82,22 @@ pub fn orphans(recorded: &[Managed], m: &Manifest) -> Vec<Managed> {
 
 /// Record what `m` manages, and the orphans still listed (unless forgotten). Only a whole-
 /// manifest apply records (an `--only` run saw part of it), under the run lock.
-pub fn record(state_dir: &Path, m: &Manifest, orphans: &[Managed]) {
+pub fn record(
+    state_dir: &Path,
+    m: &Manifest,
+    orphans: &[Managed],
+    previous: &[Managed],
+    reports: &[crate::report::ResourceReport],
+) {
+    let created_now = |address: &str| {
+        reports.iter().any(|r| {
+            r.address == address
+                && r.status == crate::report::Status::Changed
+                && r.changes
+                    .iter()
+                    .any(|c| c.field == "state" && c.old.as_deref() == Some("absent"))
+        })
+    };
     let mut resources: Vec<Managed> = m
         .resources
         .iter()
@@ -88,6 +111,9 @@ pub fn record(state_dir: &Path, m: &Manifest, orphans: &[Managed]) {
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
+            created: created_now(&d.address)
+                || previous.iter().any(|p| p.address == d.address && p.created),
+            pruned: None,
         })
         .collect();
     resources.extend(orphans.iter().cloned());
@@ -106,8 +132,76 @@ pub fn record(state_dir: &Path, m: &Manifest, orphans: &[Managed]) {
     }
 }
 
+/// Kinds whose orphan `--prune` removes (when tend created it).
+const PRUNABLE: &[&str] = &["file", "symlink", "directory"];
+
+/// Remove what `--prune` may of `orphans` (each says what happened in `pruned`); the ones removed
+/// are returned apart from the ones that stay.
+pub fn prune(host: &tend_resources::Mutate, orphans: Vec<Managed>) -> (Vec<Managed>, Vec<Managed>) {
+    let (mut gone, mut kept) = (Vec::new(), Vec::new());
+    for mut o in orphans {
+        let why_not = if !PRUNABLE.contains(&o.kind.as_str()) {
+            Some(format!("not pruned: tend does not remove a {}", o.kind))
+        } else if !o.created {
+            Some("not pruned: tend did not create it (it was there before)".to_string())
+        } else {
+            None
+        };
+        if let Some(w) = why_not {
+            o.pruned = Some(w);
+            kept.push(o);
+            continue;
+        }
+        let mut done = Vec::new();
+        let mut failed = None;
+        for p in &o.paths {
+            let path = Path::new(p);
+            let r = match host.metadata(path) {
+                Ok(None) => Ok(()),
+                Ok(Some(m)) if m.is_dir() => host
+                    .remove_dir(path)
+                    .map(|()| done.push(format!("removed {p}"))),
+                Ok(Some(m)) if m.is_file() => host.backup(path).and_then(|b| {
+                    host.remove_file(path).map(|()| {
+                        done.push(match b {
+                            Some(b) => format!("removed {p} (old content kept in {})", b.display()),
+                            None => format!("removed {p}"),
+                        })
+                    })
+                }),
+                Ok(Some(_)) => host
+                    .remove_file(path)
+                    .map(|()| done.push(format!("removed {p}"))),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                failed = Some(format!("not pruned: {e}"));
+                break;
+            }
+        }
+        match failed {
+            Some(w) => {
+                o.pruned = Some(w);
+                kept.push(o);
+            }
+            None => {
+                o.pruned = Some(if done.is_empty() {
+                    "pruned: already gone".into()
+                } else {
+                    format!("pruned: {}", done.join(", "))
+                });
+                gone.push(o);
+            }
+        }
+    }
+    (gone, kept)
+}
+
 /// The line a run prints for an orphan.
 pub fn describe(o: &Managed) -> String {
+    if let Some(p) = &o.pruned {
+        return format!("{} no longer in the manifest: {p}", o.address);
+    }
     if o.paths.is_empty() {
         format!("{} no longer in the manifest: left in place", o.address)
     } else {

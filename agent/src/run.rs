@@ -306,7 +306,8 @@ fn engine(
         );
     }
     let sel = executor::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
-    let left = crate::orphans::orphans(&crate::orphans::recorded(state_dir), &m);
+    let recorded = crate::orphans::recorded(state_dir);
+    let mut left = crate::orphans::orphans(&recorded, &m);
     let root = root_of(&run.manifest);
     let (early, probe) = match early {
         Some((checks, probe)) => (Some(checks), probe),
@@ -381,8 +382,27 @@ fn engine(
     let interrupted = tend_resources::process::stopping();
     // A whole-manifest apply records what it manages (under the lock it still holds).
     if let (Some(a), true) = (apply, run.only.is_empty()) {
-        let kept: &[crate::orphans::Managed] = if a.forget_orphans { &[] } else { &left };
-        crate::orphans::record(state_dir, &m, kept);
+        let mut kept: Vec<crate::orphans::Managed> = if a.forget_orphans {
+            Vec::new()
+        } else {
+            left.clone()
+        };
+        if let (true, Some(lock)) = (a.prune && !interrupted, lock.as_ref()) {
+            if let Ok(p) = self::probe(&root, state_dir, true) {
+                let host = lock.mutate(p).keep_backups(a.keep_backups);
+                let (gone, stay) = crate::orphans::prune(&host, std::mem::take(&mut kept));
+                kept = stay.clone();
+                left = gone.into_iter().chain(stay).collect();
+            }
+        }
+        let still: Vec<crate::orphans::Managed> = kept
+            .into_iter()
+            .map(|mut o| {
+                o.pruned = None;
+                o
+            })
+            .collect();
+        crate::orphans::record(state_dir, &m, &still, &recorded, &resources);
     }
     let summary = Summary::of(&resources);
     // An interrupted run did not do all it was asked: the failure bit, whatever else happened.

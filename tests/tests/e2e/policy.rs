@@ -375,3 +375,65 @@ fn the_reference_fleet_policy_converges_a_web_host_and_follows_a_role_change() {
         ]
     );
 }
+
+/// `--prune`: what tend created and left the manifest goes (a file backed up, `tend restore`
+/// puts it back); what was there before tend managed it stays, listed with why.
+#[test]
+fn prune_removes_only_what_tend_created_and_restore_undoes_it() {
+    let sb = Sandbox::new();
+    sb.write("/etc/old", "there before tend\n");
+    sb.write_manifest(
+        "[file.new]\npath = \"/etc/new.conf\"\ncontent = \"x\\n\"\n\n[file.old]\npath = \"/etc/old\"\ncontent = \"managed\\n\"\n\n[directory.d]\npath = \"/srv/d\"\n\n[symlink.l]\npath = \"/etc/l\"\ntarget = \"/etc/new.conf\"\n\n[file.keep]\npath = \"/etc/keep\"\ncontent = \"k\\n\"\n",
+    );
+    assert_eq!(sb.apply().code, 2);
+    sb.write_manifest("[file.keep]\npath = \"/etc/keep\"\ncontent = \"k\\n\"\n");
+    let (code, report) = {
+        let r = sb.tend("apply", &["--prune", "--format", "json"]);
+        (r.code, r.json())
+    };
+    assert_eq!(code, 0, "{report:#}");
+    let pruned: Vec<(String, String)> = report["orphans"]
+        .as_array()
+        .expect("orphans")
+        .iter()
+        .map(|o| {
+            (
+                o["address"].as_str().unwrap_or_default().to_string(),
+                o["pruned"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(pruned.len(), 4, "{pruned:?}");
+    assert!(pruned.iter().any(|(a, p)| a == "file.new"
+        && p.starts_with("pruned: removed /etc/new.conf (old content kept in ")));
+    assert!(pruned
+        .iter()
+        .any(|(a, p)| a == "directory.d" && p == "pruned: removed /srv/d"));
+    assert!(pruned
+        .iter()
+        .any(|(a, p)| a == "symlink.l" && p == "pruned: removed /etc/l"));
+    assert!(pruned
+        .iter()
+        .any(|(a, p)| a == "file.old"
+            && p == "not pruned: tend did not create it (it was there before)"));
+    assert!(!sb.path("/etc/new.conf").exists());
+    assert!(!sb.path("/srv/d").exists());
+    assert!(std::fs::symlink_metadata(sb.path("/etc/l")).is_err());
+    assert_eq!(
+        sb.read("/etc/old"),
+        "managed\n",
+        "what was there before stays"
+    );
+    // The one that stays is still listed; the pruned ones are not.
+    let plan = sb.plan_json();
+    let left: Vec<&str> = plan["orphans"]
+        .as_array()
+        .expect("orphans")
+        .iter()
+        .filter_map(|o| o["address"].as_str())
+        .collect();
+    assert_eq!(left, ["file.old"]);
+    // And a pruned file comes back with restore.
+    assert_eq!(sb.restore("/etc/new.conf", &[]).code, 0);
+    assert_eq!(sb.read("/etc/new.conf"), "x\n");
+}
