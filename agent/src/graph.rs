@@ -131,14 +131,8 @@ impl Graph {
             // would close a circle (a user in a group that lists it), which explicit `requires`
             // can settle.
             for name in d.resource.needs() {
-                if let Some(&j) = providers.get(&name) {
-                    if j != i && !deps[i].iter().any(|e| e.on == j) && !reaches(&deps, j, i) {
-                        deps[i].push(Edge {
-                            on: j,
-                            kind: EdgeKind::Path,
-                            span: None,
-                        });
-                    }
+                if let Some(&j) = providers.get(&name).filter(|&&j| j != i) {
+                    automatic_edge(&mut deps, i, j);
                 }
             }
         }
@@ -148,13 +142,7 @@ impl Graph {
             // order: each reads what the one before it wrote.
             for p in d.resource.edits() {
                 if let Some(j) = last_editor.insert(p, i) {
-                    if !deps[i].iter().any(|e| e.on == j) && !reaches(&deps, j, i) {
-                        deps[i].push(Edge {
-                            on: j,
-                            kind: EdgeKind::Path,
-                            span: None,
-                        });
-                    }
+                    automatic_edge(&mut deps, i, j);
                 }
             }
             // A path a resource reads depends on its owner too (a compose project on its
@@ -168,13 +156,7 @@ impl Graph {
                         .filter(|&j| j != i && (a == p || m.resources[j].resource.contains_paths()))
                 });
                 if let Some(j) = container {
-                    if !deps[i].iter().any(|e| e.on == j) && !reaches(&deps, j, i) {
-                        deps[i].push(Edge {
-                            on: j,
-                            kind: EdgeKind::Path,
-                            span: None,
-                        });
-                    }
+                    automatic_edge(&mut deps, i, j);
                 }
             }
         }
@@ -337,6 +319,17 @@ fn cycle_diagnostic(m: &Manifest, deps: &[Vec<Edge>], cycle: &[usize]) -> Diagno
         format!("dependency cycle: {}", names.join(" → ")),
         Some("each arrow reads \"needs\" (requires, or notified by); remove one of them to break the cycle".into()),
     )
+}
+
+/// `i` after `j`, unless it already is or the reverse holds (an explicit edge wins; no cycle).
+fn automatic_edge(deps: &mut [Vec<Edge>], i: usize, j: usize) {
+    if !deps[i].iter().any(|e| e.on == j) && !reaches(deps, j, i) {
+        deps[i].push(Edge {
+            on: j,
+            kind: EdgeKind::Path,
+            span: None,
+        });
+    }
 }
 
 /// An address inside a DOT quoted id.

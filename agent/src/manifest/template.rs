@@ -114,6 +114,12 @@ impl Renderer {
 
     /// The value of one expression (`data.sites`, `vars.admins`), typed: a list stays a list.
     pub fn evaluate(&self, expr: &str) -> Result<serde_json::Value, RenderError> {
+        let v = self.eval(expr)?;
+        serde_json::to_value(&v).map_err(|e| RenderError::Failed(e.to_string()))
+    }
+
+    /// One expression, every name it uses defined, evaluated.
+    fn eval(&self, expr: &str) -> Result<minijinja::Value, RenderError> {
         if closes_a_template(expr) {
             return Err(RenderError::Syntax("`}}` outside a string".into()));
         }
@@ -122,10 +128,8 @@ impl Renderer {
             .compile_expression(expr)
             .map_err(|e| RenderError::Syntax(describe(&e)))?;
         self.all_defined(e.undeclared_variables(true))?;
-        let v = e
-            .eval(self.context_value())
-            .map_err(|e| RenderError::Failed(describe(&e)))?;
-        serde_json::to_value(&v).map_err(|e| RenderError::Failed(e.to_string()))
+        e.eval(self.context_value())
+            .map_err(|e| RenderError::Failed(describe(&e)))
     }
 
     /// The template engine, set up on the first template: a manifest of plain strings (most
@@ -318,18 +322,7 @@ impl Renderer {
 
     /// Evaluate a `when` expression.
     pub fn truthy(&self, expr: &str) -> Result<bool, RenderError> {
-        if closes_a_template(expr) {
-            return Err(RenderError::Syntax("`}}` outside a string".into()));
-        }
-        let e = self
-            .env()
-            .compile_expression(expr)
-            .map_err(|e| RenderError::Syntax(describe(&e)))?;
-        self.all_defined(e.undeclared_variables(true))?;
-        let v = e
-            .eval(self.context_value())
-            .map_err(|e| RenderError::Failed(describe(&e)))?;
-        Ok(v.is_true())
+        Ok(self.eval(expr)?.is_true())
     }
 }
 
