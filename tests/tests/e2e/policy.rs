@@ -58,7 +58,8 @@ fn for_each_instances_have_stable_addresses_and_leaving_one_out_orphans_it_alone
         serde_json::json!([{
             "address": "file.site[\"b.example\"]",
             "kind": "file",
-            "paths": ["/etc/nginx/sites/b.example.conf"]
+            "paths": ["/etc/nginx/sites/b.example.conf"],
+            "created": true
         }])
     );
     let text = sb.plan();
