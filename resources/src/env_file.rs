@@ -47,6 +47,8 @@ pub struct EnvFile {
     on_create: Vec<Key>,
     absent: Vec<String>,
     add_missing_from: Option<PathBuf>,
+    /// Checked on a private copy before the file is replaced.
+    validate: Option<crate::edit::validate::Validate>,
     secret_keys: BTreeSet<String>,
     attrs: Ownership,
 }
@@ -99,6 +101,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         .collect();
     let add_missing_from = f.path("add_missing_from")?.map(|(p, _)| p);
     let attrs = Ownership::from_fields(f)?;
+    let validate = crate::edit::validate::Validate::from_fields(f)?;
     for k in &set {
         if absent.contains(&k.name) {
             return Err(SpecError::new(
@@ -121,6 +124,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         on_create,
         absent,
         add_missing_from,
+        validate,
         secret_keys,
         attrs,
     }))
@@ -427,6 +431,19 @@ impl Resource for EnvFile {
         if let Some(m) = &meta {
             self.attrs.check(host, m, &mut drift)?;
         }
+        // A new file or new keys: the validator, when there is one, sees what apply would write
+        // (its refusal is a failure planned as one).
+        if self.validate.is_some()
+            && drift
+                .changes
+                .iter()
+                .any(|c| !matches!(c.field.as_str(), "mode" | "owner" | "group"))
+        {
+            let (text, creating) = self.base(host)?;
+            let doc = self.parse(host, &text, &self.path)?;
+            let new = self.edited(host, &doc, &self.edits(host, &doc, creating)?)?;
+            drift.will_fail = self.refused(&encode(&new)).await;
+        }
         // A run killed mid-write leaves its temporary beside the file, holding every value of
         // it, secrets included: it is drift until removed.
         let tmp = crate::host::temp_path(&self.path);
@@ -451,6 +468,9 @@ impl Resource for EnvFile {
         let edits = self.edits(host, &doc, creating)?;
         let new = self.edited(host, &doc, &edits)?;
         if creating || new != text {
+            if let Some(why) = self.refused(&encode(&new)).await {
+                return Err(ResourceError::Failed(why));
+            }
             let attrs = self.attrs.resolve(host)?;
             applied.backups.extend(host.replace_file(
                 &self.path,
@@ -465,6 +485,17 @@ impl Resource for EnvFile {
             self.attrs.apply(host, &self.path, drift)?;
         }
         Ok(applied)
+    }
+}
+
+impl EnvFile {
+    /// Why the validator refuses `bytes`, if there is one and it does. Its output is withheld
+    /// whenever the file holds a secret (a validator may echo the line it refuses).
+    async fn refused(&self, bytes: &[u8]) -> Option<String> {
+        let v = self.validate.as_ref()?;
+        let sensitive = !self.secret_keys.is_empty()
+            || self.set.iter().chain(&self.on_create).any(|k| k.sensitive);
+        v.run(&self.path, bytes, sensitive).await.err()
     }
 }
 

@@ -445,3 +445,34 @@ fn removing_a_key_another_value_requires_is_refused_before_writing() {
     assert_eq!(sb.plan_json()["exit_code"], 0);
     assert_eq!(sb.apply_json().0, 0, "nothing left to change");
 }
+
+/// `validate` on an `.env`: the candidate is checked before it replaces the live file; a refusal
+/// is planned as a failure and leaves the file as it was.
+#[test]
+fn validate_checks_the_env_file_before_it_is_replaced() {
+    let sb = tend_tests::Sandbox::new();
+    sb.write("/srv/app/.env", "DB_PORT=5432\n");
+    let manifest = |set: &str| {
+        format!(
+            "[env_file.app]\npath = \"/srv/app/.env\"\nset = {{ {set} }}\nvalidate = \"grep -q '^DB_HOST=' %s\"\n"
+        )
+    };
+    sb.write_manifest(&manifest("DB_PORT = \"5433\""));
+    let plan = sb.plan_json();
+    assert_eq!(
+        tend_tests::with_status(&plan, "will_fail"),
+        ["env_file.app"],
+        "{plan:#}"
+    );
+    let (code, _) = sb.apply_json();
+    assert_eq!(code & 4, 4);
+    assert_eq!(
+        sb.read("/srv/app/.env"),
+        "DB_PORT=5432\n",
+        "the live file as it was"
+    );
+    sb.write_manifest(&manifest("DB_PORT = \"5433\", DB_HOST = \"db\""));
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.read("/srv/app/.env"), "DB_PORT=5433\nDB_HOST=db\n");
+    assert_eq!(sb.plan().code, 0);
+}
