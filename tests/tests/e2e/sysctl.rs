@@ -131,6 +131,23 @@ fn under_root_the_file_is_managed_and_the_running_kernel_left_alone() {
         resource(&report, "sysctl.forward")["observed"]["live"],
         "not read under --root"
     );
+    // The reference reads the persisted file as tend wrote it: procps' `sysctl -p` applies it
+    // (in a network namespace of its own, so the host's value stays as it is).
+    let file = sb.path("/etc/sysctl.d/60-tend-forward.conf");
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward && sysctl -p \"$0\" && cat /proc/sys/net/ipv4/ip_forward"])
+        .arg(&file)
+        .output()
+        .expect("unshare, sysctl (procps)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "net.ipv4.ip_forward = 1\n1\n"
+    );
     assert_eq!(sb.plan().code, 0);
     sb.write(
         "/etc/sysctl.d/60-tend-forward.conf",
