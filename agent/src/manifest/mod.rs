@@ -593,6 +593,7 @@ impl Loader<'_> {
             data: self.data.as_ref().map(|d| d.merged.clone()),
             secrets: secrets.clone(),
             chain: vec![self.path.clone()],
+            parsed: Default::default(),
         };
         self.build_all(
             &top,

@@ -31,7 +31,14 @@ pub(super) struct Env {
     pub secrets: Arc<SecretStore>,
     /// The files from the top manifest to this one (for cycles and messages).
     pub chain: Vec<PathBuf>,
+    /// Module files read and parsed in this load: one used by 1,000 `for_each` instances (or
+    /// by two modules) is read once.
+    pub parsed: Arc<std::sync::Mutex<Parsed>>,
 }
+
+/// A module file's text and its parse, by its real path.
+pub(super) type Parsed =
+    std::collections::HashMap<PathBuf, Arc<(String, Result<Vec<Entry>, (String, Span)>)>>;
 
 /// One declared input of a module.
 struct Param {
@@ -273,26 +280,39 @@ impl Loader<'_> {
             );
             return;
         }
-        let text = match read_module(&file) {
-            Ok(t) => t,
-            Err(why) => {
-                self.error(source_span, format!("module {source:?}: {why}"), None);
-                return;
+        let cached = env.parsed.lock().ok().and_then(|p| p.get(&file).cloned());
+        let loaded = match cached {
+            Some(l) => l,
+            None => {
+                let text = match read_module(&file) {
+                    Ok(t) => t,
+                    Err(why) => {
+                        self.error(source_span, format!("module {source:?}: {why}"), None);
+                        return;
+                    }
+                };
+                let entries = raw::parse(&text).map_err(|e| (e.message, e.span));
+                let l = Arc::new((text, entries));
+                if let Ok(mut p) = env.parsed.lock() {
+                    p.insert(file.clone(), l.clone());
+                }
+                l
             }
         };
+        let text = loaded.0.as_str();
         let line = self.source[..call.key_span.start.min(self.source.len())]
             .matches('\n')
             .count()
             + 1;
         let note = format!("imported from {}:{line} ({name})", self.path.display());
-        let entries = match raw::parse(&text) {
-            Ok(e) => e,
-            Err(e) => {
+        let entries = match &loaded.1 {
+            Ok(e) => e.clone(),
+            Err((message, span)) => {
                 let mut d = Diagnostic::new(
                     file.clone(),
-                    &text,
-                    e.span,
-                    format!("invalid TOML: {}", e.message),
+                    text,
+                    span.clone(),
+                    format!("invalid TOML: {message}"),
                     None,
                 );
                 d.notes.push(note);
@@ -302,7 +322,7 @@ impl Loader<'_> {
         };
         let mut child = Loader {
             path: file.clone(),
-            source: &text,
+            source: text,
             diags: Vec::new(),
             data: None,
             prefix: format!("{}{name}.", self.prefix),
@@ -402,6 +422,7 @@ impl Loader<'_> {
             data: env.data.clone(),
             secrets: env.secrets.clone(),
             chain,
+            parsed: env.parsed.clone(),
         };
         for e in entries
             .iter()
