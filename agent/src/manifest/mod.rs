@@ -418,6 +418,11 @@ impl Loader<'_> {
         };
 
         let mut renderer = Renderer::new(secrets.clone());
+        let here = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        renderer.set_includes(here.clone(), here);
         renderer.set("facts", facts.template_value());
         // [data]: its layers may use facts, never vars or data (set before either exists).
         match self.data(&top, &renderer) {

@@ -330,6 +330,14 @@ impl Loader<'_> {
         // The module's params, checked against the call's inputs.
         let params = child.params(&entries);
         let mut mrenderer = Renderer::new(env.secrets.clone());
+        let top = match env.chain.first().and_then(|p| p.parent()) {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        mrenderer.set_includes(
+            file.parent().map(Path::to_path_buf).unwrap_or_default(),
+            top,
+        );
         mrenderer.set("facts", env.facts.clone());
         if let Some(d) = &env.data {
             mrenderer.set("data", d.clone());

@@ -3,6 +3,7 @@
 //! and suggest the nearest defined one, never an empty string.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -39,6 +40,10 @@ pub struct Renderer {
     /// Every template source rendered so far, by the key the engine caches its compiled form
     /// under: the 1,000 instances of a `for_each` share their strings' sources, compiled once.
     compiled: Arc<std::sync::Mutex<Compiled>>,
+    /// Where `{% include %}` / `{% import %}` find template files: the directory of the
+    /// manifest (or module) whose strings this renders, and the top manifest's directory they
+    /// must stay inside.
+    includes: Option<(PathBuf, PathBuf)>,
 }
 
 /// Template sources by key and keys by source, and the names each source uses.
@@ -78,6 +83,7 @@ impl Renderer {
             each: std::sync::Mutex::new(None),
             engine_context: std::sync::OnceLock::new(),
             compiled: Default::default(),
+            includes: None,
         }
     }
 
@@ -143,11 +149,24 @@ impl Renderer {
             // The engine compiles each source once and keeps it (`render`); its keys are ours
             // (a control character no manifest string can name in `{% include %}`).
             let compiled = self.compiled.clone();
+            let includes = self.includes.clone();
             env.set_loader(move |key| {
-                Ok(compiled
-                    .lock()
-                    .ok()
-                    .and_then(|c| c.sources.get(key).cloned()))
+                if key.starts_with('\u{1}') {
+                    return Ok(compiled
+                        .lock()
+                        .ok()
+                        .and_then(|c| c.sources.get(key).cloned()));
+                }
+                // `{% include "snippets/x.j2" %}`: a file beside the including manifest.
+                match &includes {
+                    Some((dir, top)) => include_file(dir, top, key).map(Some).map_err(|why| {
+                        minijinja::Error::new(
+                            minijinja::ErrorKind::TemplateNotFound,
+                            format!("template {key:?}: {why}"),
+                        )
+                    }),
+                    None => Ok(None),
+                }
             });
             // Facts and vars pasted into an `exec` shell string must be quoted:
             // `{{ x | shell_quote }}`.
@@ -162,6 +181,12 @@ impl Renderer {
             });
             env
         })
+    }
+
+    /// Let `{% include %}` and `{% import %}` read template files from `dir` (relative paths,
+    /// never leaving `top`). Before the first render.
+    pub fn set_includes(&mut self, dir: PathBuf, top: PathBuf) {
+        self.includes = Some((dir, top));
     }
 
     /// Make `name` visible to templates.
@@ -538,6 +563,37 @@ fn json_size(v: &serde_json::Value) -> usize {
 /// The largest value of one variable, and of all of them together.
 const MAX_VAR_BYTES: usize = 1 << 20;
 const MAX_VARS_BYTES: usize = 16 << 20;
+
+/// A template file `name` relative to `dir`, inside `top` (no `..`, no absolute path, no symlink
+/// out: a pulled policy uses its own verified tree), a regular UTF-8 file of at most 16 MiB.
+fn include_file(dir: &Path, top: &Path, name: &str) -> Result<String, String> {
+    let rel = Path::new(name);
+    if name.is_empty()
+        || !rel.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+    {
+        return Err("must be a path inside the manifest's directory (relative, no `..`)".into());
+    }
+    let full = dir.join(rel);
+    let real = std::fs::canonicalize(&full).map_err(|e| e.to_string())?;
+    let top = std::fs::canonicalize(top).map_err(|e| e.to_string())?;
+    if !real.starts_with(&top) {
+        return Err("leads out of the manifest's directory".into());
+    }
+    let meta = std::fs::metadata(&real).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    if meta.len() > 16 << 20 {
+        return Err("is larger than 16 MiB".into());
+    }
+    String::from_utf8(std::fs::read(&real).map_err(|e| e.to_string())?)
+        .map_err(|_| "is not UTF-8".into())
+}
 
 /// The expression of a string that is exactly one `{{ expression }}` (spaces around allowed):
 /// such a string keeps the expression's type where a list or a table is wanted.

@@ -169,3 +169,43 @@ fn module_mistakes_are_located_where_they_are_with_the_call_chain() {
     let e = check(MANIFEST);
     assert!(e.contains("module.again includes itself: "), "{e}");
 }
+
+#[test]
+fn templates_include_files_beside_the_module_that_uses_them() {
+    let sb = Sandbox::new();
+    let dir = sb.dir.path();
+    std::fs::create_dir_all(dir.join("modules/site/parts")).expect("mkdir");
+    sb.write_beside(
+        "modules/site/manifest.toml",
+        "[params]\ndomain = { type = \"string\" }\n\n[file.site]\npath = \"/etc/{{ domain }}.conf\"\ntemplate = \"site.j2\"\n",
+    );
+    sb.write_beside(
+        "modules/site/site.j2",
+        "{% include \"parts/header.j2\" %}server_name {{ domain }};\n",
+    );
+    sb.write_beside(
+        "modules/site/parts/header.j2",
+        "# {{ domain }}, managed by tend\n",
+    );
+    sb.write_beside("top.j2", "top\n");
+    sb.write_manifest(
+        "[module.a]\nsource = \"modules/site\"\nvars = { domain = \"a.example\" }\n\n[file.top]\npath = \"/etc/top\"\ncontent = \"{% include 'top.j2' %}\"\n",
+    );
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(
+        sb.read("/etc/a.example.conf"),
+        "# a.example, managed by tend\nserver_name a.example;\n"
+    );
+    assert_eq!(sb.read("/etc/top"), "top\n");
+    // Out of the manifest's directory: refused (the engine does not even ask for `..`).
+    sb.write_manifest(
+        "[file.top]\npath = \"/etc/top\"\ncontent = \"{% include '../outside.j2' %}\"\n",
+    );
+    let r = sb.tend("check", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("template not found") && r.stderr.contains("../outside.j2"),
+        "{}",
+        r.stderr
+    );
+}
