@@ -26,10 +26,23 @@ pub struct Facts {
     pub virtualization: String,
     pub cpus: usize,
     pub memory_mb: u64,
+    /// Network interfaces (not under `--root`): name → `{ ipv4 = [...], ipv6 = [...] }`.
+    pub interfaces: BTreeMap<String, Addresses>,
+    /// The first IPv4 address of the interface the default route leaves by (not under `--root`).
+    pub ipv4: String,
+    /// The first global IPv6 address of the interface the IPv6 default route leaves by.
+    pub ipv6: String,
     /// Every `/etc/tend/facts.d/*.toml`, merged in name order: the place a provisioning step
     /// writes `role = "web"`. Trusted as `pull.toml` is (root's, writable by nobody else, no
     /// symlink); a file that is not is skipped with a warning.
     pub local: serde_json::Value,
+}
+
+/// One interface's addresses, as text.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct Addresses {
+    pub ipv4: Vec<String>,
+    pub ipv6: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
@@ -123,6 +136,34 @@ impl Facts {
             String::new()
         };
         let local = local_facts(&probe, &mut missing);
+        let interfaces = if live { interfaces() } else { BTreeMap::new() };
+        // IPv4: destination 0.0.0.0; IPv6: destination ::/0 (the interface is the last column).
+        let default_v4 = live
+            .then(|| default_route("/proc/net/route", 0, &[(1, "00000000")]))
+            .flatten();
+        let default_v6 = live
+            .then(|| {
+                default_route(
+                    "/proc/net/ipv6_route",
+                    9,
+                    &[(0, "00000000000000000000000000000000"), (1, "00")],
+                )
+            })
+            .flatten();
+        let first = |iface: Option<String>, v6: bool| {
+            iface
+                .and_then(|i| interfaces.get(&i))
+                .and_then(|a| {
+                    if v6 {
+                        a.ipv6.iter().find(|x| !x.starts_with("fe80")).cloned()
+                    } else {
+                        a.ipv4.first().cloned()
+                    }
+                })
+                .unwrap_or_default()
+        };
+        let ipv4 = first(default_v4, false);
+        let ipv6 = first(default_v6, true);
         let facts = Facts {
             os: parse_os_release(&os_release),
             arch: debian_arch(&machine).to_string(),
@@ -131,6 +172,9 @@ impl Facts {
             kernel,
             virtualization,
             local,
+            ipv4,
+            ipv6,
+            interfaces,
             hostname,
             cpus: tend_resources::process::cpus(),
             memory_mb: std::fs::read_to_string("/proc/meminfo")
@@ -181,6 +225,42 @@ pub fn fqdn(hostname: &str, hosts: Option<&str>) -> String {
         })
         .next()
         .map_or_else(|| hostname.to_string(), str::to_string)
+}
+
+/// Every interface's addresses (getifaddrs, in-process), loopback left out.
+fn interfaces() -> BTreeMap<String, Addresses> {
+    let mut out: BTreeMap<String, Addresses> = BTreeMap::new();
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return out;
+    };
+    for a in addrs {
+        if a.interface_name == "lo" {
+            continue;
+        }
+        let Some(addr) = a.address else { continue };
+        let entry = out.entry(a.interface_name.clone()).or_default();
+        if let Some(v4) = addr.as_sockaddr_in() {
+            entry
+                .ipv4
+                .push(std::net::Ipv4Addr::from(v4.ip()).to_string());
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            entry.ipv6.push(v6.ip().to_string());
+        }
+    }
+    out
+}
+
+/// The interface of the default route in a `/proc/net` route table: the first row whose columns
+/// `zero` (index, text) all match, its interface in column `iface_col`.
+fn default_route(file: &str, iface_col: usize, zero: &[(usize, &str)]) -> Option<String> {
+    std::fs::read_to_string(file).ok()?.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        zero.iter()
+            .all(|(i, z)| cols.get(*i) == Some(z))
+            .then(|| cols.get(iface_col).map(|s| s.to_string()))
+            .flatten()
+            .filter(|i| i != "lo")
+    })
 }
 
 /// `container`, `vm` or `none`, from what systemd-detect-virt reads first.

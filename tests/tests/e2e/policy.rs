@@ -438,3 +438,34 @@ fn prune_removes_only_what_tend_created_and_restore_undoes_it() {
     assert_eq!(sb.restore("/etc/new.conf", &[]).code, 0);
     assert_eq!(sb.read("/etc/new.conf"), "x\n");
 }
+
+/// The network facts, held to iproute2's view of the same host.
+#[test]
+fn network_facts_agree_with_iproute2() {
+    let facts = tend_tests::run(&["facts"], &[]).json();
+    let ip = |args: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("ip (iproute2)");
+        serde_json::from_slice(&out.stdout).expect("ip -j")
+    };
+    let route = ip(&["-j", "-4", "route", "show", "default"]);
+    let Some(dev) = route[0]["dev"].as_str() else {
+        // No IPv4 default route here: then there is no ipv4 fact either.
+        assert!(facts.get("ipv4").is_none(), "{facts:#}");
+        return;
+    };
+    let addr = ip(&["-j", "-4", "addr", "show", "dev", dev]);
+    let local = addr[0]["addr_info"][0]["local"]
+        .as_str()
+        .expect("an address");
+    assert_eq!(facts["ipv4"], local, "{facts:#}");
+    let listed: Vec<&str> = facts["interfaces"][dev]["ipv4"]
+        .as_array()
+        .expect("the interface's addresses")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(listed.contains(&local), "{listed:?}");
+}
