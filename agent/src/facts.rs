@@ -240,9 +240,7 @@ fn interfaces() -> BTreeMap<String, Addresses> {
         let Some(addr) = a.address else { continue };
         let entry = out.entry(a.interface_name.clone()).or_default();
         if let Some(v4) = addr.as_sockaddr_in() {
-            entry
-                .ipv4
-                .push(std::net::Ipv4Addr::from(v4.ip()).to_string());
+            entry.ipv4.push(v4.ip().to_string());
         } else if let Some(v6) = addr.as_sockaddr_in6() {
             entry.ipv6.push(v6.ip().to_string());
         }
