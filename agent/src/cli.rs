@@ -106,6 +106,16 @@ pub enum Command {
     /// Look at what other programs read.
     #[command(subcommand)]
     Inspect(Inspect),
+    /// Say how the last apply ended and why it failed, from the state directory's
+    /// last-run.json (exit 4 when it failed, 1 when there is none).
+    Status {
+        /// The state directory (default: ROOT/var/lib/tend).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// The root whose state directory is read.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
     /// Print the facts templates see, as JSON.
     Facts {
         /// Read the facts of the system under DIR.

@@ -241,6 +241,22 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
                 .map_err(|e| StartError::Other(format!("{}: {e}", dir.display())))?;
             Ok(0)
         }
+        Command::Status { state_dir, root } => {
+            let root = root.as_deref().map_or_else(|| PathBuf::from("/"), absolute);
+            let state = state_dir
+                .as_deref()
+                .map_or_else(|| root.join("var/lib/tend"), absolute);
+            match timer::last_run(&state).map_err(StartError::Other)? {
+                Some(last) => {
+                    output::stdout(&format!("last run: {}\n", last.text));
+                    Ok(if last.failed { 4 } else { 0 })
+                }
+                None => Err(StartError::Other(format!(
+                    "no run recorded in {} (no last-run.json)",
+                    state.display()
+                ))),
+            }
+        }
         Command::Facts { root } => {
             let f = facts::Facts::gather(root.as_deref().unwrap_or(Path::new("/")));
             output::stdout(

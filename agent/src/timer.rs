@@ -504,13 +504,13 @@ pub(crate) fn status(t: &TimerTarget) -> Result<i32, StartError> {
     Ok(code)
 }
 
-struct LastRun {
-    text: String,
-    failed: bool,
+pub(crate) struct LastRun {
+    pub(crate) text: String,
+    pub(crate) failed: bool,
 }
 
 /// One line on the last run from `last-run.json`: when, what, how it ended.
-fn last_run(state_dir: &Path) -> Result<Option<LastRun>, String> {
+pub(crate) fn last_run(state_dir: &Path) -> Result<Option<LastRun>, String> {
     let path = state_dir.join("last-run.json");
     let Some(bytes) = tend_resources::host::read_private_file(&path).map_err(|e| e.to_string())?
     else {

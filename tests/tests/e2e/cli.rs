@@ -167,3 +167,32 @@ fn human_output_has_no_colour_with_no_color_and_a_summary_line() {
     let v = sb.tend("plan", &["-v"]);
     assert!(v.stdout.contains("= file.a in sync"), "{}", v.stdout);
 }
+
+/// `tend status`: how the last apply ended, and why it failed, from last-run.json.
+#[test]
+fn status_says_why_the_last_apply_failed() {
+    let sb = tend_tests::Sandbox::new();
+    let root = sb.root();
+    let root = root.to_str().expect("utf8");
+    let none = tend_tests::run(&["status", "--root", root], &[]);
+    assert_eq!(none.code, 1);
+    assert!(
+        none.stderr.contains("no run recorded in"),
+        "{}",
+        none.stderr
+    );
+    sb.write_manifest(
+        "[exec.broken]\ncommand = [\"sh\", \"-c\", \"echo disk full >&2; exit 3\"]\ncreates = \"/never\"\n\n[file.ok]\npath = \"/etc/ok\"\ncontent = \"ok\\n\"\n",
+    );
+    assert_eq!(sb.apply().code, 6);
+    let s = tend_tests::run(&["status", "--root", root], &[]);
+    assert_eq!(s.code, 4, "{s:?}");
+    assert!(s.stdout.starts_with("last run: apply "), "{}", s.stdout);
+    assert!(
+        s.stdout.contains(
+            "\n  exec.broken failed: `sh -c echo disk full >&2; exit 3` exited with status 3:"
+        ),
+        "{}",
+        s.stdout
+    );
+}
