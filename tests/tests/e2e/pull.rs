@@ -672,3 +672,62 @@ fn a_signed_commit_bound_to_another_ref_is_refused() {
     assert_eq!(r.code, 2, "{r:?}");
     assert_eq!(sb.read("/etc/motd"), "v2\n");
 }
+
+/// A signed policy repository holding the reference fleet policy (modules, data layers per
+/// host and role): pulled by two hosts of different roles, each converges its own share.
+#[test]
+fn a_signed_policy_with_modules_and_data_layers_converges_each_role() {
+    let p = Policy::new();
+    let repo = p.repo();
+    let fleet = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/fleet");
+    let copy = Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", fleet.display()))
+        .arg(&repo)
+        .status()
+        .expect("cp");
+    assert!(copy.success());
+    git(&repo, &["add", "-A"]);
+    let key = format!("user.signingkey={}", p.dir.path().join("ops.pub").display());
+    git(
+        &repo,
+        &["-c", &key, "commit", "-q", "-S", "-m", "the fleet policy"],
+    );
+    let host = |role: &str, name: &str| {
+        let sb = Sandbox::new();
+        std::fs::create_dir_all(sb.path("/etc/skel")).expect("mkdir");
+        std::fs::create_dir_all(sb.path("/home")).expect("mkdir");
+        std::fs::create_dir_all(sb.path("/etc/ssh/sshd_config.d")).expect("mkdir");
+        for f in ["passwd", "group", "shadow", "gshadow", "login.defs"] {
+            std::fs::copy(format!("/etc/{f}"), sb.path(&format!("/etc/{f}"))).expect("copy");
+        }
+        sb.write("/etc/hostname", &format!("{name}\n"));
+        sb.write(
+            "/etc/tend/facts.d/role.toml",
+            &format!("role = \"{role}\"\n"),
+        );
+        sb
+    };
+    let url = repo.display().to_string();
+    let web = host("web", "web1");
+    let r = pull(&web, &url, &p.allowed(), &[], None);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(web
+        .path("/etc/nginx/sites-enabled/www.example.com.conf")
+        .exists());
+    assert!(web.read("/etc/motd").starts_with("Web server"));
+    let db = host("db", "db1");
+    let r = pull(&db, &url, &p.allowed(), &[], None);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        !db.path("/etc/nginx/sites-enabled").exists(),
+        "no vhost on a db host"
+    );
+    assert!(db.read("/etc/motd").starts_with("Database server"));
+    assert!(db
+        .read("/etc/sysctl.d/60-tend-baseline-setting-vm.swappiness.conf")
+        .ends_with("vm.swappiness = 1\n"));
+    // Each converged: a second pull changes nothing.
+    assert_eq!(pull(&web, &url, &p.allowed(), &[], None).code, 0);
+    assert_eq!(pull(&db, &url, &p.allowed(), &[], None).code, 0);
+}
