@@ -91,8 +91,14 @@ pub async fn query(host: &Probe, args: &[String]) -> Result<String, ResourceErro
     run(host, "apt-cache", args).await.map(|(out, _)| out)
 }
 
+/// One `apt-get` that changes the host at a time, within this run: two `package` resources of
+/// one wave would otherwise race for dpkg's lock, the second waiting on (and warning about) the
+/// first — tend's own.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Change the host with `apt-get` (update, install, remove): a [`Mutate`] is needed.
 pub async fn act(host: &Mutate, args: &[String]) -> Result<String, ResourceError> {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let (stdout, stderr) = run(host.probe(), "apt-get", args).await?;
     // `apt-get update` exits 0 when an index could not be fetched (a repository down, a name
     // that does not resolve): the lists are not updated, and saying they are would mislead.
