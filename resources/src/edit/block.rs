@@ -2,16 +2,12 @@
 //! NAME`), present with the given content or absent — Ansible's `blockinfile`. Every byte outside
 //! the block stays as it was.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use super::text::{edit_block, BlockEdit, BlockError};
-use super::{anchor_fields, one_line, Target};
-use crate::change::Drift;
-use crate::host::{Mutate, Probe};
-use crate::resource::{Applied, Kind, Resource, ResourceError};
+use super::{anchor_fields, one_line, Edit, Target};
+use crate::host::Probe;
+use crate::resource::{Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `block` kind: its name, summary and constructor.
@@ -99,7 +95,11 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     }))
 }
 
-impl Block {
+impl Edit for Block {
+    fn target(&self) -> &Target {
+        &self.target
+    }
+
     fn edited(&self, host: &Probe, old: &[u8]) -> Result<Vec<u8>, ResourceError> {
         edit_block(old, &self.edit).map_err(|BlockError::Unclosed(n)| {
             ResourceError::Failed(format!(
@@ -110,46 +110,17 @@ impl Block {
             ))
         })
     }
-}
 
-#[async_trait]
-impl Resource for Block {
-    fn edits(&self) -> Vec<PathBuf> {
-        vec![self.target.path.clone()]
-    }
-
-    fn reads(&self) -> Vec<PathBuf> {
-        vec![self.target.path.clone()]
-    }
-
-    fn after_apply(
-        &self,
-        host: &Probe,
-        _observed: &std::collections::BTreeMap<String, serde_json::Value>,
-        path: &Path,
-    ) -> Option<crate::After> {
-        self.target.after(host, path, |old| self.edited(host, old))
-    }
-
-    async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
-        let old = match self.target.current(host) {
-            Err(ResourceError::Missing(_)) if !self.edit.present => return Ok(Drift::none()),
-            other => other?,
-        };
-        let new = self.edited(host, old.as_deref().unwrap_or_default())?;
+    fn what(&self) -> String {
         let marker = String::from_utf8_lossy(&self.edit.begin);
-        let what = if self.edit.present {
+        if self.edit.present {
             format!("block `{marker}` ({} lines)", self.edit.content.len())
         } else {
             format!("remove the block `{marker}`")
-        };
-        self.target.drift(&what, old.as_deref(), &new).await
+        }
     }
 
-    async fn apply(&self, host: &Mutate, _drift: &Drift) -> Result<Applied, ResourceError> {
-        let probe = host.probe().clone();
-        self.target
-            .write(host, |old| self.edited(&probe, old))
-            .await
+    fn present(&self) -> bool {
+        self.edit.present
     }
 }

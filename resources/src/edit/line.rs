@@ -2,16 +2,12 @@
 //! after or before a pattern, or at the end) or absent — Ansible's `lineinfile`, Puppet's
 //! `file_line`. Every other byte of the file stays as it was.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use super::text::{edit_line, LineEdit, Occurrence};
-use super::{anchor_fields, one_line, regex_field, Target};
-use crate::change::Drift;
-use crate::host::{Mutate, Probe};
-use crate::resource::{Applied, Kind, Resource, ResourceError};
+use super::{anchor_fields, one_line, regex_field, Edit, Target};
+use crate::host::Probe;
+use crate::resource::{Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `line` kind: its name, summary and constructor.
@@ -79,39 +75,17 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     }))
 }
 
-impl Line {
-    fn edited(&self, old: &[u8]) -> Result<Vec<u8>, ResourceError> {
+impl Edit for Line {
+    fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn edited(&self, _host: &Probe, old: &[u8]) -> Result<Vec<u8>, ResourceError> {
         Ok(edit_line(old, &self.edit))
     }
-}
 
-#[async_trait]
-impl Resource for Line {
-    fn edits(&self) -> Vec<PathBuf> {
-        vec![self.target.path.clone()]
-    }
-
-    fn reads(&self) -> Vec<PathBuf> {
-        vec![self.target.path.clone()]
-    }
-
-    fn after_apply(
-        &self,
-        host: &Probe,
-        _observed: &std::collections::BTreeMap<String, serde_json::Value>,
-        path: &Path,
-    ) -> Option<crate::After> {
-        self.target.after(host, path, |old| self.edited(old))
-    }
-
-    async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
-        let old = match self.target.current(host) {
-            // An absent line in a file that is not there is as asked.
-            Err(ResourceError::Missing(_)) if !self.edit.present => return Ok(Drift::none()),
-            other => other?,
-        };
-        let new = self.edited(old.as_deref().unwrap_or_default())?;
-        let what = match (&self.edit.matcher, self.edit.present) {
+    fn what(&self) -> String {
+        match (&self.edit.matcher, self.edit.present) {
             _ if self.target.sensitive => "line (sensitive)".to_string(),
             (_, true) => format!("line `{}`", String::from_utf8_lossy(&self.edit.line)),
             (Some(re), false) => format!("remove the lines matching `{re}`"),
@@ -119,11 +93,10 @@ impl Resource for Line {
                 "remove the line `{}`",
                 String::from_utf8_lossy(&self.edit.line)
             ),
-        };
-        self.target.drift(&what, old.as_deref(), &new).await
+        }
     }
 
-    async fn apply(&self, host: &Mutate, _drift: &Drift) -> Result<Applied, ResourceError> {
-        self.target.write(host, |old| self.edited(old)).await
+    fn present(&self) -> bool {
+        self.edit.present
     }
 }

@@ -14,9 +14,11 @@ pub mod validate;
 
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
+
 use crate::change::{Change, Drift};
 use crate::host::{fmt_mode, Attrs, Mutate, Probe, DEFAULT_FILE_MODE};
-use crate::resource::{Applied, ResourceError};
+use crate::resource::{Applied, Resource, ResourceError};
 use crate::spec::{Fields, Span, SpecError};
 use validate::Validate;
 
@@ -26,7 +28,7 @@ pub const MAX_EDITED: u64 = 16 << 20;
 
 /// The file an edit works on and how.
 #[derive(Debug)]
-pub(crate) struct Target {
+pub struct Target {
     pub(crate) path: PathBuf,
     /// Create the file when it does not exist (else that is a failure).
     pub(crate) create: bool,
@@ -202,4 +204,57 @@ pub(crate) fn one_line(span: &Span, field: &str, value: &str) -> Result<(), Spec
         );
     }
     Ok(())
+}
+
+/// An edit kind (`line`, `block`): the file it edits, what it makes of the file's bytes, and how
+/// plan names it. Everything else — ordering among the file's editors, the plan's prediction,
+/// the check, the write — is the same for every edit, below.
+pub trait Edit: Send + Sync + std::fmt::Debug {
+    /// The file and how it is edited.
+    fn target(&self) -> &Target;
+    /// The bytes after the edit (equal to `old` when it is already so).
+    fn edited(&self, host: &Probe, old: &[u8]) -> Result<Vec<u8>, ResourceError>;
+    /// What plan says it does (`line \`PermitRootLogin no\``).
+    fn what(&self) -> String;
+    /// Whether it keeps something present (an absent one in a missing file is as asked).
+    fn present(&self) -> bool;
+}
+
+#[async_trait]
+impl<E: Edit> Resource for E {
+    fn edits(&self) -> Vec<PathBuf> {
+        vec![self.target().path.clone()]
+    }
+
+    fn reads(&self) -> Vec<PathBuf> {
+        vec![self.target().path.clone()]
+    }
+
+    fn after_apply(
+        &self,
+        host: &Probe,
+        _observed: &std::collections::BTreeMap<String, serde_json::Value>,
+        path: &Path,
+    ) -> Option<crate::After> {
+        self.target()
+            .after(host, path, |old| self.edited(host, old))
+    }
+
+    async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
+        let old = match self.target().current(host) {
+            Err(ResourceError::Missing(_)) if !self.present() => return Ok(Drift::none()),
+            other => other?,
+        };
+        let new = self.edited(host, old.as_deref().unwrap_or_default())?;
+        self.target()
+            .drift(&self.what(), old.as_deref(), &new)
+            .await
+    }
+
+    async fn apply(&self, host: &Mutate, _drift: &Drift) -> Result<Applied, ResourceError> {
+        let probe = host.probe().clone();
+        self.target()
+            .write(host, |old| self.edited(&probe, old))
+            .await
+    }
 }
