@@ -6,15 +6,12 @@
 //! and line gave it and which it overrode: `tend data --explain`.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path};
+use std::path::Path;
 
 use tend_resources::spec::{Entry, Span, Value};
 
 use super::diagnostic::Diagnostic;
 use super::raw;
-
-/// The largest data layer read.
-const MAX_LAYER: u64 = 16 << 20;
 
 /// Where one value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,66 +72,21 @@ pub fn load(
                 None,
             )
         };
-        let p = Path::new(rel);
-        if rel.is_empty()
-            || !p
-                .components()
-                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            diags.push(fail(
-                "must be a path inside the manifest's directory (relative, no `..`)".into(),
-            ));
-            continue;
-        }
-        let full = dir.join(p);
-        let meta = match std::fs::symlink_metadata(&full) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let full = match super::beside::resolve(dir, dir, rel) {
+            Ok(real) => real,
+            Err(super::beside::Refused::Missing) => {
                 data.skipped.push(rel.clone());
                 continue;
             }
-            Err(e) => {
-                diags.push(fail(format!("cannot read it: {e}")));
+            Err(super::beside::Refused::Bad(why)) => {
+                diags.push(fail(why));
                 continue;
             }
         };
-        // Inside the manifest's directory once every link is followed: a pulled policy can only
-        // use its own verified tree.
-        let inside = match (std::fs::canonicalize(&full), std::fs::canonicalize(dir)) {
-            (Ok(f), Ok(d)) => f.starts_with(&d),
-            _ => false,
-        };
-        if !inside {
-            diags.push(fail("leads out of the manifest's directory".into()));
-            continue;
-        }
-        let meta = if meta.file_type().is_symlink() {
-            match std::fs::metadata(&full) {
-                Ok(m) => m,
-                Err(e) => {
-                    diags.push(fail(format!("cannot read it: {e}")));
-                    continue;
-                }
-            }
-        } else {
-            meta
-        };
-        if !meta.is_file() {
-            diags.push(fail("is not a regular file".into()));
-            continue;
-        }
-        if meta.len() > MAX_LAYER {
-            diags.push(fail(format!("is larger than {} MiB", MAX_LAYER >> 20)));
-            continue;
-        }
-        let text = match std::fs::read(&full).map(String::from_utf8) {
-            Ok(Ok(t)) => t,
-            Ok(Err(_)) => {
-                diags.push(fail("is not UTF-8".into()));
-                continue;
-            }
-            Err(e) => {
-                diags.push(fail(format!("cannot read it: {e}")));
+        let text = match super::beside::read(&full) {
+            Ok(t) => t,
+            Err(why) => {
+                diags.push(fail(why));
                 continue;
             }
         };

@@ -4,6 +4,7 @@
 //! Every error is a [`Diagnostic`] with file, line, column, the source line and a caret. The
 //! loader keeps going after a bad resource, so one run shows every mistake in the manifest.
 
+mod beside;
 pub mod data;
 pub mod diagnostic;
 mod module;

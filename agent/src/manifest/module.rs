@@ -21,8 +21,6 @@ use crate::secrets::SecretStore;
 
 /// How deep modules may nest.
 const MAX_DEPTH: usize = 32;
-/// The largest module file.
-const MAX_MODULE: u64 = 16 << 20;
 
 /// What every module of one load shares.
 pub(super) struct Env {
@@ -284,7 +282,7 @@ impl Loader<'_> {
         let loaded = match cached {
             Some(l) => l,
             None => {
-                let text = match read_module(&file) {
+                let text = match super::beside::read(&file) {
                     Ok(t) => t,
                     Err(why) => {
                         self.error(source_span, format!("module {source:?}: {why}"), None);
@@ -667,16 +665,4 @@ impl Loader<'_> {
             }
         }
     }
-}
-
-fn read_module(file: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(file).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.len() > MAX_MODULE {
-        return Err(format!("larger than {} MiB", MAX_MODULE >> 20));
-    }
-    let bytes = std::fs::read(file).map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|_| "not UTF-8".into())
 }

@@ -567,32 +567,11 @@ const MAX_VARS_BYTES: usize = 16 << 20;
 /// A template file `name` relative to `dir`, inside `top` (no `..`, no absolute path, no symlink
 /// out: a pulled policy uses its own verified tree), a regular UTF-8 file of at most 16 MiB.
 fn include_file(dir: &Path, top: &Path, name: &str) -> Result<String, String> {
-    let rel = Path::new(name);
-    if name.is_empty()
-        || !rel.components().all(|c| {
-            matches!(
-                c,
-                std::path::Component::Normal(_) | std::path::Component::CurDir
-            )
-        })
-    {
-        return Err("must be a path inside the manifest's directory (relative, no `..`)".into());
+    match super::beside::resolve(dir, top, name) {
+        Ok(real) => super::beside::read(&real),
+        Err(super::beside::Refused::Missing) => Err("does not exist".into()),
+        Err(super::beside::Refused::Bad(why)) => Err(why),
     }
-    let full = dir.join(rel);
-    let real = std::fs::canonicalize(&full).map_err(|e| e.to_string())?;
-    let top = std::fs::canonicalize(top).map_err(|e| e.to_string())?;
-    if !real.starts_with(&top) {
-        return Err("leads out of the manifest's directory".into());
-    }
-    let meta = std::fs::metadata(&real).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
-    }
-    if meta.len() > 16 << 20 {
-        return Err("is larger than 16 MiB".into());
-    }
-    String::from_utf8(std::fs::read(&real).map_err(|e| e.to_string())?)
-        .map_err(|_| "is not UTF-8".into())
 }
 
 /// The expression of a string that is exactly one `{{ expression }}` (spaces around allowed):

@@ -289,6 +289,21 @@ fn local_facts_anyone_could_write_are_not_trusted_and_bad_layers_are_located() {
         "located in the layer: {}",
         r.stderr
     );
+    // A FIFO where a layer should be: refused at once, never waited on.
+    let fifo = sb.dir.path().join("fifo.toml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo")
+        .success());
+    sb.write_manifest("[data]\nlayers = [\"fifo.toml\"]\n");
+    let r = sb.plan();
+    assert!(
+        r.stderr
+            .contains("data layer \"fifo.toml\": is not a regular file"),
+        "{}",
+        r.stderr
+    );
     sb.write_manifest("[data]\nlayers = [\"../outside.toml\"]\n");
     let r = sb.plan();
     assert!(
