@@ -291,49 +291,80 @@ fn virtualization() -> &'static str {
 pub const LOCAL_FACTS: &str = "/etc/tend/facts.d";
 
 /// `/etc/tend/facts.d/*.toml`, merged in name order (a later file's keys win, tables merged).
+/// The directory is opened once and judged by the opened directory, each file is opened once
+/// relative to it (no link followed, no wait on a FIFO) and judged by the opened file: a
+/// directory or file another user could change is skipped, with a warning, as a whole.
 fn local_facts(probe: &tend_resources::Probe, warnings: &mut Vec<String>) -> serde_json::Value {
-    use std::os::unix::fs::MetadataExt;
+    use rustix::fs::{openat, Mode, OFlags};
     let dir = Path::new(LOCAL_FACTS);
-    let mut names: Vec<String> = probe
-        .read_dir(dir)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|n| n.into_string().ok())
+    let shown_dir = probe.real(dir).display().to_string();
+    let mut merged = serde_json::Value::Object(Default::default());
+    let Ok(Some(dir_fd)) = probe.open_dir(dir) else {
+        return merged;
+    };
+    // Readable (the probe's handle may be a path-only one), still the directory checked.
+    let Ok(dir_file) = openat(
+        &dir_fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map(std::fs::File::from) else {
+        return merged;
+    };
+    match dir_file.metadata() {
+        Ok(m) => {
+            if let Some(who) = crate::state::changeable_by_others(&m) {
+                warnings.push(format!(
+                    "{shown_dir} (facts.local: skipped, the directory is {who}; local facts are trusted only from a directory nobody else can change)"
+                ));
+                return merged;
+            }
+        }
+        Err(_) => return merged,
+    }
+    let Ok(entries) = rustix::fs::Dir::read_from(&dir_file) else {
+        return merged;
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
         .filter(|n| n.ends_with(".toml") && !n.starts_with('.'))
         .collect();
     names.sort();
-    let mut merged = serde_json::Value::Object(Default::default());
     for name in names {
-        let path = dir.join(&name);
-        let shown = probe.real(&path).display().to_string();
-        let trusted = match probe.metadata(&path) {
-            Ok(Some(m)) if m.file_type().is_symlink() => Err("a symlink".to_string()),
-            Ok(Some(m)) if !m.is_file() => Err("not a regular file".to_string()),
-            Ok(Some(m)) if m.uid() != 0 && m.uid() != nix::unistd::geteuid().as_raw() => {
-                Err(format!("owned by uid {}", m.uid()))
+        let shown = format!("{shown_dir}/{name}");
+        let opened = openat(
+            &dir_file,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        let file = match opened {
+            Ok(fd) => std::fs::File::from(fd),
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(rustix::io::Errno::LOOP) => {
+                warnings.push(format!(
+                    "{shown} (facts.local: skipped, it is a symlink; local facts are trusted only as root's files nobody else can write)"
+                ));
+                continue;
             }
-            Ok(Some(m)) if m.mode() & 0o022 != 0 => Err(format!(
-                "writable by others (mode {:04o})",
-                m.mode() & 0o7777
-            )),
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => continue,
-            Err(e) => Err(e.to_string()),
+            Err(e) => {
+                warnings.push(format!(
+                    "{shown} (facts.local: skipped, cannot open it: {e})"
+                ));
+                continue;
+            }
         };
-        if let Err(why) = trusted {
-            warnings.push(format!(
-                "{shown} (facts.local: skipped, it is {why}; local facts are trusted only as root's files nobody else can write)"
-            ));
-            continue;
-        }
-        let text = probe
-            .read_limited(&path, 1 << 20)
-            .ok()
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
+        let text = match trusted_text(&file) {
+            Ok(t) => t,
+            Err(why) => {
+                warnings.push(format!(
+                    "{shown} (facts.local: skipped, it is {why}; local facts are trusted only as root's files nobody else can write)"
+                ));
+                continue;
+            }
+        };
         match text.parse::<toml::Table>() {
             Ok(t) => merge(
                 &mut merged,
@@ -346,6 +377,35 @@ fn local_facts(probe: &tend_resources::Probe, warnings: &mut Vec<String>) -> ser
         }
     }
     merged
+}
+
+/// The text of an opened local facts file, if it is a regular file of root's (or tend's user)
+/// that nobody else can write, of at most 1 MiB; else why not.
+fn trusted_text(file: &std::fs::File) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    const MAX: u64 = 1 << 20;
+    let m = file.metadata().map_err(|e| e.to_string())?;
+    if !m.is_file() {
+        return Err("not a regular file".into());
+    }
+    if m.uid() != 0 && m.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(format!("owned by uid {}", m.uid()));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by others (mode {:04o})",
+            m.mode() & 0o7777
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX {
+        return Err(format!("larger than {} MiB", MAX >> 20));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())
 }
 
 /// `over` merged into `base`: tables deeply, anything else replaced.

@@ -145,8 +145,21 @@ pub fn read(dirs: &[PathBuf], stale_after: Duration) -> Fleet {
 
 fn read_one(f: &Path, now: SystemTime, stale_after: Duration) -> Result<Host, String> {
     use std::io::Read;
-    let file = std::fs::File::open(f).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened once and judged by what was opened: a FIFO put among the reports is refused at
+    // once (not waited on), a link is not followed.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(f)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => "a symlink (not followed)".to_string(),
+            _ => e.to_string(),
+        })?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
     if meta.len() > MAX_REPORT {
         return Err(format!("larger than {} MiB", MAX_REPORT >> 20));
     }
@@ -259,4 +272,27 @@ pub fn table(fleet: &Fleet) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a collected directory may hold in place of a report: each refused at once, with why.
+    #[test]
+    fn a_fifo_or_a_link_in_place_of_a_report_is_refused_not_waited_on_or_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("web1.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let link = dir.path().join("web2.json");
+        std::os::unix::fs::symlink("/etc/hostname", &link).expect("symlink");
+        let now = SystemTime::now();
+        let started = std::time::Instant::now();
+        let why = read_one(&fifo, now, Duration::from_secs(60)).err();
+        assert_eq!(why.as_deref(), Some("not a regular file"));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let why = read_one(&link, now, Duration::from_secs(60)).err();
+        assert_eq!(why.as_deref(), Some("a symlink (not followed)"));
+    }
 }

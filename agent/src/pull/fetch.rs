@@ -72,7 +72,19 @@ pub(super) fn fetch(repo: &Repository, src: &Source<'_>) -> Result<Fetched, Stri
             .download_tags(git2::AutotagOption::None);
         match remote.fetch(&[spec.as_str()], Some(&mut opts), None) {
             Ok(()) => {
-                let bytes = remote.stats().received_bytes();
+                let stats = remote.stats();
+                let bytes = stats.received_bytes();
+                // libgit2 skips an object it cannot inflate (an allocation refused) and leaves
+                // the ref unwritten: say why, not that the ref is missing.
+                if stats.indexed_objects() < stats.total_objects() {
+                    return Err(format!(
+                        "cannot fetch {} from {url}: {} of the {} objects the server sent could \
+                         not be indexed ({UNINDEXED})",
+                        src.reference,
+                        stats.total_objects() - stats.indexed_objects(),
+                        stats.total_objects()
+                    ));
+                }
                 let commit = repo
                     .find_reference(FETCHED)
                     .and_then(|r| r.peel_to_commit())
@@ -226,6 +238,10 @@ pub(super) fn describe(repo: &Repository, commit: Oid) -> (i64, String) {
         })
         .unwrap_or_default()
 }
+
+/// Why objects a fetch received were not indexed, as far as tend can tell.
+pub(super) const UNINDEXED: &str =
+    "one inflates past what the fetch may allocate, or the pack is broken";
 
 /// What one fetch may receive: a repository of manifests, not of everything.
 const MAX_FETCH: usize = 256 << 20;

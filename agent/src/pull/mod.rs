@@ -11,6 +11,7 @@
 //! 3. Export that commit's tree and plan or apply its manifest: the engine's run, with the pull's
 //!    decision in the report (`pull`) and the metrics (`tend_pull_*`).
 
+mod bounded;
 mod fetch;
 mod pattern;
 mod record;
@@ -368,14 +369,18 @@ fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record
     // Before libgit2's first use, while tend has one thread.
     tend_resources::git::tls::start_deferred();
     tend_resources::git::tls::set_network_timeout(s.fetch_timeout);
-    let repo = fetch::open(&dir.join("repo.git")).map_err(other)?;
+    let cache = dir.join("repo.git");
+    // Made here (on first use), fetched into by a bounded child, then read afresh.
+    drop(fetch::open(&cache).map_err(other)?);
     let source = fetch::Source {
         url: &s.url,
         reference: &s.reference,
         ssh_key: s.ssh_key.as_deref(),
         token_env: s.token_env.as_deref(),
     };
-    let candidate = match fetch::fetch(&repo, &source) {
+    let fetched = bounded::fetch(&cache, &source, bounded::WALL);
+    let repo = fetch::open(&cache).map_err(other)?;
+    let candidate = match fetched {
         Ok(f) => {
             record.last_fetch = now;
             status.fetched = Some(f.commit.to_string());

@@ -97,6 +97,17 @@ impl Spec {
                 Some(self.url.clone()),
             ));
         }
+        for rewrite in url_rewrites(&repo) {
+            // git (and libgit2's fetch) would fetch from the rewritten URL instead: a user who
+            // owns the checkout could point every later update at a server that never has the
+            // commit. The manifest's URL is the only one tend fetches from.
+            drift.push(Change {
+                description: format!(
+                    "url: .git/config rewrites it ({rewrite}); remove the rewrite"
+                ),
+                ..Change::new("url", Some(rewrite), None::<String>)
+            });
+        }
         let mut notes = Vec::new();
         let target = self.desired(Some(&repo), &mut notes)?;
         drift.changes.extend(notes);

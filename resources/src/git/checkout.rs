@@ -160,6 +160,7 @@ impl Spec {
                         .map_err(|e| failed(e.message()))?;
                 }
             }
+            remove_url_rewrites(repo)?;
             if self.depth.is_some() && self.local_transport() {
                 applied.notes.push(format!(
                     "{} is a local repository, which cannot be fetched shallow: fetched in full",

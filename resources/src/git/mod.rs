@@ -21,7 +21,7 @@ mod trust;
 
 use as_owner::AsOwner;
 pub use transport::{credential_callbacks, redact_url};
-use transport::{scrub_credentials, scrub_error};
+use transport::{remove_url_rewrites, scrub_credentials, scrub_error, url_rewrites};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

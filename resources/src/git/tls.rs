@@ -33,7 +33,7 @@ pub fn start_deferred() {
 
 /// Whether this process has one thread (`/proc/self/task`): the only time the environment may
 /// be changed.
-fn single_threaded() -> bool {
+pub fn single_threaded() -> bool {
     std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() == 1)
 }
 

@@ -272,6 +272,56 @@ impl Spec {
     }
 }
 
+/// The URL rewrites (`url.<base>.insteadOf`, `url.<base>.pushInsteadOf`) in the checkout's own
+/// `.git/config`, as `name = value`: libgit2 applies them to a named remote's fetch, so they
+/// would send it elsewhere than the manifest's URL. (Root's global configuration is not read at
+/// all.)
+pub(super) fn url_rewrites(repo: &Repository) -> Vec<String> {
+    let Ok(config) = repo
+        .config()
+        .and_then(|c| c.open_level(git2::ConfigLevel::Local))
+    else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    if let Ok(mut entries) = config.entries(Some(r"^url\..*\.(insteadof|pushinsteadof)$")) {
+        while let Some(Ok(e)) = entries.next() {
+            found.push(format!(
+                "{} = {}",
+                String::from_utf8_lossy(e.name_bytes()),
+                String::from_utf8_lossy(e.value_bytes())
+            ));
+        }
+    }
+    found
+}
+
+/// Remove every URL rewrite from the checkout's `.git/config` (see [`url_rewrites`]).
+pub(super) fn remove_url_rewrites(repo: &Repository) -> Result<(), ResourceError> {
+    let mut config = repo
+        .config()
+        .and_then(|c| c.open_level(git2::ConfigLevel::Local))
+        .map_err(|e| failed(format!(".git/config: {}", e.message())))?;
+    let mut names = Vec::new();
+    if let Ok(mut entries) = config.entries(Some(r"^url\..*\.(insteadof|pushinsteadof)$")) {
+        while let Some(Ok(e)) = entries.next() {
+            names.push(e.name_bytes().to_vec());
+        }
+    }
+    names.sort();
+    names.dedup();
+    for name in names {
+        let name = String::from_utf8_lossy(&name).into_owned();
+        config.remove_multivar(&name, ".*").map_err(|e| {
+            failed(format!(
+                ".git/config: cannot remove {name}: {}",
+                e.message()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// A URL with its userinfo (`user:token@`) replaced: credentials in a git URL never reach
 /// output, reports or logs.
 pub fn redact_url(url: &str) -> String {

@@ -178,3 +178,47 @@ fn swapping_a_checkout_directory_for_a_link_during_200_owner_walks_never_wins() 
 fn lchown(p: &Path, uid: u32) {
     std::os::unix::fs::lchown(p, Some(uid), None).expect("lchown");
 }
+
+#[test]
+fn a_url_rewrite_planted_in_a_users_checkout_is_named_and_removed_not_followed() {
+    let sb = hostile_sandbox();
+    let up = Upstream::new();
+    let owned = "owner = \"65534\"";
+    sb.write_manifest(&manifest(&up, "/u/co", "v1", owned));
+    assert_eq!(sb.apply().code, 2);
+    // nobody sends every fetch of the manifest's URL to a repository that lacks v2.
+    let decoy = sb.path("/u/decoy.git");
+    as_nobody(&format!(
+        "import subprocess; subprocess.run(['git', 'init', '-q', '--bare', {d:?}], check=True); \
+         subprocess.run(['git', '-C', {co:?}, 'config', 'url.{d}.insteadOf', {u:?}], check=True)",
+        d = decoy.display().to_string(),
+        co = sb.path("/u/co").display().to_string(),
+        u = up.url()
+    ));
+    sb.write_manifest(&manifest(&up, "/u/co", "v2", owned));
+    // Every plan runs watched for writes (tend_tests::run).
+    let plan = sb.plan_json();
+    let fields: Vec<String> = resource(&plan, "git.app")["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["description"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        fields.iter().any(|d| d.contains("insteadof")
+            && d.contains("decoy.git")
+            && d.contains("remove the rewrite")),
+        "{fields:?}"
+    );
+    let run = sb.apply();
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        std::fs::read_to_string(sb.path("/u/co/README.md")).expect("README"),
+        "v2\n",
+        "fetched from the manifest's URL"
+    );
+    let config = std::fs::read_to_string(sb.path("/u/co/.git/config")).expect("config");
+    assert!(!config.to_lowercase().contains("insteadof"), "{config}");
+    assert_eq!(sb.apply().code, 0, "second run: zero changes");
+    assert_protected_untouched(&sb);
+}

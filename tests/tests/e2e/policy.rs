@@ -274,6 +274,32 @@ fn local_facts_anyone_could_write_are_not_trusted_and_bad_layers_are_located() {
         r.stderr
     );
 
+    // A directory a user owns: they could swap any file in it after a check; none is read.
+    let sb = Sandbox::new();
+    layered(&sb, "web");
+    std::os::unix::fs::chown(sb.path("/etc/tend/facts.d"), Some(65534), None).expect("chown");
+    let r = sb.plan();
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("facts.local: skipped, the directory is owned by uid 65534"),
+        "{}",
+        r.stderr
+    );
+    // A link in place of a file is not followed.
+    let sb = Sandbox::new();
+    layered(&sb, "web");
+    let real = sb.path("/etc/tend/role.real");
+    std::fs::rename(sb.path("/etc/tend/facts.d/role.toml"), &real).expect("rename");
+    std::os::unix::fs::symlink(&real, sb.path("/etc/tend/facts.d/role.toml")).expect("symlink");
+    let r = sb.plan();
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("facts.local: skipped, it is a symlink"),
+        "{}",
+        r.stderr
+    );
+
     let sb = Sandbox::new();
     layered(&sb, "web");
     sb.write_beside("roles/web.toml", "motd = \n");

@@ -608,6 +608,44 @@ fn a_server_that_never_answers_times_out() {
     assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
 }
 
+/// A delta bomb: a pack of a few kilobytes whose one delta inflates to 1.5 GiB, sent before
+/// anything can be verified. The fetch's memory budget stops it at once, the run says so, and
+/// nothing is applied.
+#[test]
+fn a_delta_bomb_is_stopped_by_the_fetch_budget_before_it_inflates() {
+    let p = Policy::new();
+    let sb = Sandbox::debian();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/delta_bomb_server.py");
+    let mut server = std::process::Command::new("python3")
+        .arg(&script)
+        .arg((3u64 << 29).to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().expect("stdout")),
+        &mut port,
+    )
+    .expect("port");
+    let url = format!("git://127.0.0.1:{}/policy.git", port.trim());
+    let started = std::time::Instant::now();
+    let r = pull(&sb, &url, &p.allowed(), &[], None);
+    let took = started.elapsed();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("inflates past the fetch's memory budget"),
+        "{}",
+        r.stderr
+    );
+    // Inflating and hashing 1.5 GiB takes far longer than failing to allocate it.
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+    assert!(!sb.path("/etc/motd").exists());
+}
+
 /// The allowed signers file in a directory a user owns is refused: the user could swap it for
 /// a file of theirs (or a hard link to any file root can read) between two runs.
 #[test]
