@@ -166,6 +166,8 @@ struct Outcome {
 }
 
 impl Exec {
+    /// Run `cmd` for a handle that may run it: the command itself only for a `Mutate`
+    /// (`execute`), a guard for whichever [`RunsGuards`] says so.
     async fn run(&self, host: &Probe, cmd: &Cmd) -> Result<Outcome, ResourceError> {
         if self.in_root && host.root() != std::path::Path::new("/") {
             return self.run_in_root(host, cmd).await;
@@ -279,25 +281,22 @@ impl Exec {
         }
     }
 
-    /// Whether the command needs to run, by its guards. `may_run_guards`: the caller holds a
-    /// `Mutate` (apply), or the guards are declared read-only.
-    async fn needed(
-        &self,
-        host: &Probe,
-        may_run_guards: bool,
-    ) -> Result<Option<String>, ResourceError> {
+    /// Whether the command needs to run, by its guards, asked of `host`: apply's `Mutate` runs
+    /// them; plan's `Probe` only when the manifest declares them read-only.
+    async fn needed<H: RunsGuards>(&self, host: &H) -> Result<Option<String>, ResourceError> {
         if let Some(p) = &self.creates {
-            if host.metadata(p)?.is_some() {
+            if host.probe().metadata(p)?.is_some() {
                 return Ok(None);
             }
         }
         let guards = self.unless.is_some() || self.onlyif.is_some();
-        if guards && !may_run_guards && !self.readonly_guards {
+        if guards && !host.runs_guards(self.readonly_guards) {
             return Err(ResourceError::Unknown {
                 class: crate::UnknownClass::GuardNotRun,
                 why: "unknown: guard not run in plan (set readonly_guards = true if unless/onlyif change nothing)".into(),
             });
         }
+        let host = host.probe();
         if let Some(u) = &self.unless {
             if self.run(host, u).await?.status == Some(0) {
                 return Ok(None);
@@ -377,6 +376,33 @@ fi
 exec chroot "$r" "$@"
 "#;
 
+/// Who may run an exec's guards (`unless`, `onlyif`): a guard is a command, and a command may
+/// change the host whatever it is meant to test. Apply's `Mutate` may; plan's `Probe` only a
+/// guard the manifest declares read-only (`readonly_guards`). What plan may do is what its
+/// handle's type allows, not a flag a caller passes.
+trait RunsGuards: Sync {
+    fn probe(&self) -> &Probe;
+    fn runs_guards(&self, declared_readonly: bool) -> bool;
+}
+
+impl RunsGuards for Probe {
+    fn probe(&self) -> &Probe {
+        self
+    }
+    fn runs_guards(&self, declared_readonly: bool) -> bool {
+        declared_readonly
+    }
+}
+
+impl RunsGuards for Mutate {
+    fn probe(&self) -> &Probe {
+        Mutate::probe(self)
+    }
+    fn runs_guards(&self, _declared_readonly: bool) -> bool {
+        true
+    }
+}
+
 /// What replaces the output of a command that used a secret.
 const WITHHELD: &str = "output withheld: the command was given a secret";
 
@@ -388,11 +414,11 @@ fn indent(text: &str) -> String {
 }
 
 impl Exec {
-    async fn drift(&self, host: &Probe, may_run_guards: bool) -> Result<Drift, ResourceError> {
+    async fn drift<H: RunsGuards>(&self, host: &H) -> Result<Drift, ResourceError> {
         if self.refresh_only {
             return Ok(Drift::none());
         }
-        Ok(match self.needed(host, may_run_guards).await? {
+        Ok(match self.needed(host).await? {
             None => Drift::none(),
             Some(why) => {
                 let c = if self.command.sensitive {
@@ -411,12 +437,12 @@ impl Exec {
 #[async_trait]
 impl Resource for Exec {
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
-        self.drift(host, false).await
+        self.drift(host).await
     }
 
     /// Apply may run guards: it holds a `Mutate`.
     async fn check_for_apply(&self, host: &Mutate) -> Result<Drift, ResourceError> {
-        self.drift(host.probe(), true).await
+        self.drift(host).await
     }
 
     async fn apply(&self, host: &Mutate, _drift: &Drift) -> Result<Applied, ResourceError> {

@@ -2,25 +2,63 @@
 
 use super::*;
 
+/// What a look at the checkout found.
+enum Seen {
+    /// Where it is against the manifest.
+    Drift(Drift),
+    /// The remote did not answer (`why` begins with [`UNREACHABLE`]); `empty`: nothing is
+    /// checked out yet.
+    Unreachable { empty: bool, why: String },
+}
+
 impl Spec {
-    /// `plan`: a remote that does not answer makes the check an honest unknown (or, with
-    /// nothing checked out yet, a clone whose commit is unknown). Apply's check fails instead:
-    /// it cannot clone or fetch from a remote it cannot reach.
-    pub(super) fn check(&self, host: &Probe, plan: bool) -> Result<Drift, ResourceError> {
-        match self.check_inner(host, plan) {
-            // Plan cannot know where the ref points without the remote: an honest unknown
-            // (the network may be back by the time apply runs, which then fails if it is not).
-            Err(ResourceError::Failed(m)) if plan && m.starts_with(UNREACHABLE) => {
-                Err(ResourceError::Unknown {
-                    class: crate::UnknownClass::Unreachable,
-                    why: format!("unknown: {m}"),
-                })
+    /// What plan says: a remote that does not answer makes the check an honest unknown (the
+    /// network may be back by the time apply runs, which then fails if it is not), or, with
+    /// nothing checked out yet, a clone that is certain whose commit is unknown.
+    pub(super) fn plan_check(&self, host: &Probe) -> Result<Drift, ResourceError> {
+        match self.look(host)? {
+            Seen::Drift(d) => Ok(d),
+            Seen::Unreachable { empty: true, why } => {
+                let mut drift = Drift::none();
+                drift.push(Change {
+                    description: format!(
+                        "clone {} at {} (commit unknown: {why})",
+                        self.url, self.reference
+                    ),
+                    ..Change::new("state", Some("absent"), Some(self.reference.clone()))
+                });
+                Ok(drift)
             }
-            other => other,
+            Seen::Unreachable { empty: false, why } => Err(ResourceError::Unknown {
+                class: crate::UnknownClass::Unreachable,
+                why: format!("unknown: {why}"),
+            }),
         }
     }
 
-    pub(super) fn check_inner(&self, host: &Probe, plan: bool) -> Result<Drift, ResourceError> {
+    /// What apply's check says: it cannot clone or fetch from a remote it cannot reach.
+    pub(super) fn apply_check(&self, host: &Probe) -> Result<Drift, ResourceError> {
+        match self.look(host)? {
+            Seen::Drift(d) => Ok(d),
+            Seen::Unreachable { why, .. } => Err(failed(why)),
+        }
+    }
+
+    /// The checkout against the manifest, or that the remote did not answer (and whether
+    /// nothing is checked out yet).
+    fn look(&self, host: &Probe) -> Result<Seen, ResourceError> {
+        match self.check_inner(host) {
+            Err(ResourceError::Failed(why)) if why.starts_with(UNREACHABLE) => {
+                let empty = host
+                    .read_dir(&self.path)?
+                    .is_none_or(|names| names.is_empty());
+                Ok(Seen::Unreachable { empty, why })
+            }
+            other => other.map(Seen::Drift),
+        }
+    }
+
+    fn check_inner(&self, host: &Probe) -> Result<Drift, ResourceError> {
         let ids = self.owner_ids(host)?;
         self.refuse_shared_parents(host, ids)?;
         self.load_key()?;
@@ -34,20 +72,7 @@ impl Spec {
             .is_none_or(|names| names.is_empty());
         if empty {
             let mut notes = Vec::new();
-            let target = match self.desired(None, &mut notes) {
-                // Nothing is there: the clone is certain drift, only its commit is unknown.
-                Err(ResourceError::Failed(m)) if plan && m.starts_with(UNREACHABLE) => {
-                    drift.push(Change {
-                        description: format!(
-                            "clone {} at {} (commit unknown: {m})",
-                            self.url, self.reference
-                        ),
-                        ..Change::new("state", Some("absent"), Some(self.reference.clone()))
-                    });
-                    return Ok(drift);
-                }
-                other => other?,
-            };
+            let target = self.desired(None, &mut notes)?;
             let depth = self
                 .depth
                 .map(|d| format!(", depth {d}"))

@@ -265,11 +265,11 @@ impl Resource for Git {
     }
 
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
-        self.checked(host, true).await
+        self.checked(host, Spec::plan_check).await
     }
 
     async fn check_for_apply(&self, host: &Mutate) -> Result<Drift, ResourceError> {
-        self.checked(host.probe(), false).await
+        self.checked(host.probe(), Spec::apply_check).await
     }
 
     async fn apply(&self, host: &Mutate, _drift: &Drift) -> Result<Applied, ResourceError> {
@@ -291,10 +291,15 @@ impl Resource for Git {
 }
 
 impl Git {
-    async fn checked(&self, host: &Probe, plan: bool) -> Result<Drift, ResourceError> {
+    /// `check` (plan's or apply's) on a blocking thread, credentials scrubbed from its words.
+    async fn checked(
+        &self,
+        host: &Probe,
+        check: fn(&Spec, &Probe) -> Result<Drift, ResourceError>,
+    ) -> Result<Drift, ResourceError> {
         let spec = self.spec.clone();
         let host = host.clone();
-        let result = tokio::task::spawn_blocking(move || spec.check(&host, plan))
+        let result = tokio::task::spawn_blocking(move || check(&spec, &host))
             .await
             .map_err(|e| failed(format!("the git check died: {e}")))?;
         let scrub = |t: &str| scrub_credentials(t, &self.spec.url);
