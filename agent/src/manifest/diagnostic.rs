@@ -109,7 +109,15 @@ impl fmt::Display for Diagnostic {
         if let Some(help) = &self.help {
             write!(f, "\n{gutter} = help: {help}")?;
         }
-        for note in &self.notes {
+        // A long chain keeps its two ends: where the mistake was reached from first and last.
+        let n = self.notes.len();
+        for (i, note) in self.notes.iter().enumerate() {
+            if n > 8 && (4..n - 4).contains(&i) {
+                if i == 4 {
+                    write!(f, "\n{gutter} = note: … {} more imports …", n - 8)?;
+                }
+                continue;
+            }
             write!(f, "\n{gutter} = note: {note}")?;
         }
         Ok(())

@@ -44,6 +44,17 @@ struct Param {
     ty: &'static str,
     default: Option<serde_json::Value>,
     secret: bool,
+    /// What the module's author says it is for: shown beside a mistake in it.
+    doc: Option<String>,
+}
+
+/// "a string", "an int".
+fn a(ty: &str) -> String {
+    if ty.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {ty}")
+    } else {
+        format!("a {ty}")
+    }
 }
 
 const TYPES: &[&str] = &["string", "bool", "int", "list", "table"];
@@ -395,10 +406,12 @@ impl Loader<'_> {
                 self.error(
                     span,
                     format!(
-                        "{name}: input `{}` must be a {}, found a {got}",
-                        p.name, p.ty
+                        "{name}: input `{}` must be {}, found {}",
+                        p.name,
+                        a(p.ty),
+                        a(got)
                     ),
-                    None,
+                    p.doc.as_ref().map(|d| format!("`{}`: {d}", p.name)),
                 );
                 ok = false;
                 continue;
@@ -594,6 +607,7 @@ impl Loader<'_> {
                 ty: "string",
                 default: None,
                 secret: false,
+                doc: None,
             };
             for f in fields {
                 match (f.key.as_str(), &f.value.value) {
@@ -607,7 +621,7 @@ impl Loader<'_> {
                     },
                     ("default", v) => param.default = super::to_json(v),
                     ("secret", Value::Bool(b)) => param.secret = *b,
-                    ("doc", Value::Str(_)) => {}
+                    ("doc", Value::Str(d)) => param.doc = Some(d.value.clone()),
                     (k, _) => self.error(
                         f.key_span.clone(),
                         format!("param `{}`: unknown or mistyped field `{k}`", p.key),
@@ -620,9 +634,9 @@ impl Loader<'_> {
                     self.error(
                         p.value.span.clone(),
                         format!(
-                            "param `{}`: its default is a {}, its type {}",
+                            "param `{}`: its default is {}, its type {}",
                             p.key,
-                            type_of(d),
+                            a(type_of(d)),
                             param.ty
                         ),
                         None,

@@ -23,6 +23,7 @@ mod modules;
 mod nginx;
 mod output;
 mod policy;
+mod policy_errors;
 mod provisioning;
 mod pull;
 mod pull_signatures;
