@@ -132,16 +132,25 @@ pub fn record(
     }
 }
 
-/// Kinds whose orphan `--prune` removes (when tend created it).
-const PRUNABLE: &[&str] = &["file", "symlink", "directory"];
+/// Kinds whose orphan `--prune` (or `[prune] kinds`) removes (when tend created it).
+pub const PRUNABLE: &[&str] = &["file", "symlink", "directory"];
 
 /// Remove what `--prune` may of `orphans` (each says what happened in `pruned`); the ones removed
 /// are returned apart from the ones that stay.
-pub fn prune(host: &tend_resources::Mutate, orphans: Vec<Managed>) -> (Vec<Managed>, Vec<Managed>) {
+pub fn prune(
+    host: &tend_resources::Mutate,
+    orphans: Vec<Managed>,
+    kinds: &[String],
+) -> (Vec<Managed>, Vec<Managed>) {
     let (mut gone, mut kept) = (Vec::new(), Vec::new());
     for mut o in orphans {
         let why_not = if !PRUNABLE.contains(&o.kind.as_str()) {
             Some(format!("not pruned: tend does not remove a {}", o.kind))
+        } else if !kinds.contains(&o.kind) {
+            Some(format!(
+                "not pruned: [prune] kinds does not name {} (or give --prune)",
+                o.kind
+            ))
         } else if !o.created {
             Some("not pruned: tend did not create it (it was there before)".to_string())
         } else {

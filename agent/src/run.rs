@@ -387,10 +387,21 @@ fn engine(
         } else {
             left.clone()
         };
-        if let (true, Some(lock)) = (a.prune && !interrupted, lock.as_ref()) {
+        // `--prune`: every kind tend can remove; else what the manifest's `[prune]` names.
+        let prune_kinds: Vec<String> = if a.prune {
+            crate::orphans::PRUNABLE
+                .iter()
+                .map(|k| k.to_string())
+                .collect()
+        } else {
+            m.prune.clone()
+        };
+        let pruning = !prune_kinds.is_empty() && !kept.is_empty();
+        if let (true, Some(lock)) = (pruning && !interrupted, lock.as_ref()) {
             if let Ok(p) = self::probe(&root, state_dir, true) {
                 let host = lock.mutate(p).keep_backups(a.keep_backups);
-                let (gone, stay) = crate::orphans::prune(&host, std::mem::take(&mut kept));
+                let (gone, stay) =
+                    crate::orphans::prune(&host, std::mem::take(&mut kept), &prune_kinds);
                 kept = stay.clone();
                 left = gone.into_iter().chain(stay).collect();
             }

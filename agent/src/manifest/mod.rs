@@ -29,7 +29,7 @@ use crate::facts::Facts;
 use crate::secrets::{SecretMode, SecretStore};
 
 /// Top-level tables that are not kinds.
-const SECTIONS: &[&str] = &["vars", "data"];
+const SECTIONS: &[&str] = &["vars", "data", "prune"];
 
 /// Keys every resource may have, handled by the engine rather than the provider.
 pub const COMMON_KEYS: &[&str] = &["requires", "notify", "tags", "when", "for_each"];
@@ -72,6 +72,8 @@ pub struct Manifest {
     pub facts: Facts,
     /// The merged `[data]` layers, when the manifest has them.
     pub data: Option<data::Data>,
+    /// `[prune] kinds`: the kinds whose orphans apply removes (what `--prune` does for all).
+    pub prune: Vec<String>,
 }
 
 impl Manifest {
@@ -359,6 +361,7 @@ fn load_with(
         source: &source,
         diags: Vec::new(),
         data: None,
+        prune: Vec::new(),
         prefix: String::new(),
     };
     let resources = loader.load(top, opts, &facts, secrets.clone(), observer)?;
@@ -366,6 +369,7 @@ fn load_with(
         return Err(LoadError::Invalid(dedup(loader.diags)));
     }
     let data = loader.data.take();
+    let prune = std::mem::take(&mut loader.prune);
     Ok(Manifest {
         path: path.to_path_buf(),
         sha256,
@@ -375,6 +379,7 @@ fn load_with(
         secrets,
         facts,
         data,
+        prune,
     })
 }
 
@@ -383,6 +388,8 @@ struct Loader<'s> {
     source: &'s str,
     diags: Vec<Diagnostic>,
     data: Option<data::Data>,
+    /// `[prune] kinds`.
+    prune: Vec<String>,
     /// `module.NAME.` inside a module (its resources' addresses), empty at the top.
     prefix: String,
 }
@@ -425,6 +432,7 @@ impl Loader<'_> {
         };
         renderer.set_includes(here.clone(), here);
         renderer.set("facts", facts.template_value());
+        self.prune = self.prune_kinds(&top);
         // [data]: its layers may use facts, never vars or data (set before either exists).
         match self.data(&top, &renderer) {
             Ok(Some(d)) => {
@@ -688,6 +696,72 @@ impl Loader<'_> {
                 renderer.set_each(None);
             }
         }
+    }
+
+    /// `[prune] kinds = [...]`: each a kind whose orphans tend can remove.
+    fn prune_kinds(&mut self, top: &[Entry]) -> Vec<String> {
+        let Some(e) = top.iter().find(|e| e.key == "prune") else {
+            return Vec::new();
+        };
+        let help = Some(format!(
+            "[prune]\nkinds = [{}]",
+            crate::orphans::PRUNABLE
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let Value::Table(fields) = &e.value.value else {
+            self.error(e.value.span.clone(), "[prune] must be a table", help);
+            return Vec::new();
+        };
+        let mut kinds = Vec::new();
+        for f in fields {
+            let items = match (&f.value.value, f.key.as_str()) {
+                (Value::Array(items), "kinds") => items,
+                (_, "kinds") => {
+                    self.error(
+                        f.value.span.clone(),
+                        "[prune] kinds must be a list of kinds",
+                        help.clone(),
+                    );
+                    continue;
+                }
+                (_, other) => {
+                    self.error(
+                        f.key_span.clone(),
+                        format!("[prune] has no field `{other}`"),
+                        Some("[prune] takes `kinds`".into()),
+                    );
+                    continue;
+                }
+            };
+            for item in items {
+                match &item.value {
+                    Value::Str(k) if crate::orphans::PRUNABLE.contains(&k.value.as_str()) => {
+                        kinds.push(k.value.clone());
+                    }
+                    Value::Str(k) => self.error(
+                        item.span.clone(),
+                        format!(
+                            "tend does not remove an orphaned {:?}: only what it created of {}",
+                            k.value,
+                            crate::orphans::PRUNABLE.join(", ")
+                        ),
+                        Some(
+                            "a package, a checkout, a volume or a service is listed as an orphan, never removed"
+                                .into(),
+                        ),
+                    ),
+                    _ => self.error(
+                        item.span.clone(),
+                        "[prune] kinds must be a list of kinds",
+                        help.clone(),
+                    ),
+                }
+            }
+        }
+        kinds
     }
 
     /// The `[data]` table's layers read and merged (`None` without one; `Err` after errors).

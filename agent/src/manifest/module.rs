@@ -334,6 +334,7 @@ impl Loader<'_> {
             source: text,
             diags: Vec::new(),
             data: None,
+            prune: Vec::new(),
             prefix: format!("{}{name}.", self.prefix),
         };
         // The module's params, checked against the call's inputs.
@@ -445,15 +446,17 @@ impl Loader<'_> {
         };
         for e in entries
             .iter()
-            .filter(|e| e.key == "vars" || e.key == "data")
+            .filter(|e| matches!(e.key.as_str(), "vars" | "data" | "prune"))
         {
             child.error(
                 e.key_span.clone(),
                 format!("a module has no [{}]", e.key),
-                Some(
+                Some(if e.key == "prune" {
+                    "what is pruned is the top manifest's to say".into()
+                } else {
                     "a module takes its inputs as [params]; values it computes go in templates"
-                        .into(),
-                ),
+                        .into()
+                }),
             );
         }
         let body: Vec<Entry> = entries.into_iter().filter(|e| e.key != "params").collect();

@@ -480,6 +480,56 @@ fn prune_removes_only_what_tend_created_and_restore_undoes_it() {
     assert_eq!(sb.read("/etc/new.conf"), "x\n");
 }
 
+/// `[prune] kinds` in the manifest prunes those kinds on every apply (no flag): a directory tend
+/// made goes, a file of a kind not named stays, listed with why; a kind tend never removes is a
+/// load error.
+#[test]
+fn the_manifests_prune_table_names_the_kinds_removed() {
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        "[directory.d]\npath = \"/srv/d\"\n\n[file.f]\npath = \"/etc/f\"\ncontent = \"x\\n\"\n\n[file.keep]\npath = \"/etc/keep\"\ncontent = \"k\\n\"\n",
+    );
+    assert_eq!(sb.apply().code, 2);
+    sb.write_manifest(
+        "[prune]\nkinds = [\"directory\"]\n\n[file.keep]\npath = \"/etc/keep\"\ncontent = \"k\\n\"\n",
+    );
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 0, "{report:#}");
+    let pruned: Vec<(&str, &str)> = report["orphans"]
+        .as_array()
+        .expect("orphans")
+        .iter()
+        .map(|o| {
+            (
+                o["address"].as_str().unwrap_or_default(),
+                o["pruned"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        pruned.contains(&("directory.d", "pruned: removed /srv/d")),
+        "{pruned:?}"
+    );
+    assert!(
+        pruned.contains(&(
+            "file.f",
+            "not pruned: [prune] kinds does not name file (or give --prune)"
+        )),
+        "{pruned:?}"
+    );
+    assert!(!sb.path("/srv/d").exists());
+    assert_eq!(sb.read("/etc/f"), "x\n");
+    sb.write_manifest("[prune]\nkinds = [\"package\"]\n");
+    let r = sb.tend("check", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("tend does not remove an orphaned \"package\": only what it created of file, symlink, directory"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// The network facts, held to iproute2's view of the same host.
 #[test]
 fn network_facts_agree_with_iproute2() {
