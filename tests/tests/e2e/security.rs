@@ -742,11 +742,21 @@ fn an_audit_as_another_user_never_calls_what_it_cannot_read_drift() {
     sb.write("/etc/app/secret.conf", "key=1\n");
     sb.set_mode("/etc/app/secret.conf", 0o600);
     sb.write("/etc/app/open.conf", "x\n");
+    // A file in a directory it may not enter, and a dpkg database it may not read.
+    sb.write("/etc/private/x.conf", "x\n");
+    sb.set_mode("/etc/private", 0o700);
+    sb.write(
+        "/var/lib/dpkg/status",
+        "Package: curl\nStatus: install ok installed\nArchitecture: amd64\nVersion: 7.88.1-10\n\n",
+    );
+    sb.set_mode("/var/lib/dpkg/status", 0o600);
     std::fs::create_dir_all(sb.state_dir()).expect("mkdir");
     sb.set_mode("/var/lib/tend", 0o700);
     sb.write_manifest(
         "[file.secret]\npath = \"/etc/app/secret.conf\"\ncontent = \"key=1\\n\"\n\n\
-         [file.open]\npath = \"/etc/app/open.conf\"\ncontent = \"y\\n\"\n",
+         [file.open]\npath = \"/etc/app/open.conf\"\ncontent = \"y\\n\"\n\n\
+         [file.hidden]\npath = \"/etc/private/x.conf\"\ncontent = \"x\\n\"\n\n\
+         [package.curl]\nnames = [\"curl\"]\n",
     );
     std::fs::set_permissions(sb.manifest_path(), std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
@@ -769,9 +779,11 @@ fn an_audit_as_another_user_never_calls_what_it_cannot_read_drift() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let secret = resource(&report, "file.secret");
-    assert_eq!(secret["status"], "unknown", "{secret:#}");
-    assert_eq!(secret["reason_class"], "permission");
+    for address in ["file.secret", "file.hidden", "package.curl"] {
+        let r = resource(&report, address);
+        assert_eq!(r["status"], "unknown", "{r:#}");
+        assert_eq!(r["reason_class"], "permission", "{r:#}");
+    }
     assert_eq!(resource(&report, "file.open")["status"], "would_change");
     assert_eq!(report["unprivileged"], true);
     assert_eq!(stderr.matches("this plan uses none").count(), 1, "{stderr}");
