@@ -103,6 +103,14 @@ pub fn run(cli: &Cli) -> Result<i32, StartError> {
             let m = load(args, SecretMode::Ephemeral, None, None)?;
             let g = graph::Graph::build(&m)?;
             let enabled = m.resources.iter().filter(|d| d.enabled).count();
+            // Valid, but likely wrong on this host (or image): said, not refused.
+            let root = root_of(args);
+            let probe = tend_resources::Probe::new(&root, root.join("var/lib/tend"));
+            for d in m.resources.iter().filter(|d| d.enabled) {
+                for lint in d.resource.lints(&probe) {
+                    eprintln!("warning: {}: {lint}", escape::line(&d.address));
+                }
+            }
             if !cli.quiet {
                 output::stdout(
                     &(format!(

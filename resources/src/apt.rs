@@ -88,7 +88,9 @@ pub fn lock_holder(host: &Probe) -> Option<i32> {
 
 /// Ask apt a question (`apt-cache policy`, `madison`): reads only, so a [`Probe`] will do.
 pub async fn query(host: &Probe, args: &[String]) -> Result<String, ResourceError> {
-    run(host, "apt-cache", args).await.map(|(out, _)| out)
+    run(host, "apt-cache", args, false)
+        .await
+        .map(|(out, _)| out)
 }
 
 /// One `apt-get` that changes the host at a time, within this run: two `package` resources of
@@ -99,7 +101,31 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// Change the host with `apt-get` (update, install, remove): a [`Mutate`] is needed.
 pub async fn act(host: &Mutate, args: &[String]) -> Result<String, ResourceError> {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let (stdout, stderr) = run(host.probe(), "apt-get", args).await?;
+    let image = host.probe().root() != Path::new("/");
+    // In an image, no service starts from a package's post-install (`invoke-rc.d` asks
+    // `policy-rc.d`, which says no): installed for the run when the image has none, removed
+    // after it whatever apt did.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let now = host.immediate();
+    let installed_policy = image && host.probe().metadata(policy)?.is_none() && {
+        now.write_atomic(
+            policy,
+            POLICY_RC_D,
+            crate::host::Attrs {
+                uid: Some(0),
+                gid: Some(0),
+                mode: Some(0o755),
+            },
+        )?;
+        true
+    };
+    let ran = run(host.probe(), "apt-get", args, image).await;
+    if installed_policy {
+        if let Err(e) = now.remove_file(policy) {
+            tracing::warn!("cannot remove the policy-rc.d tend put in the image: {e}");
+        }
+    }
+    let (stdout, stderr) = ran?;
     // `apt-get update` exits 0 when an index could not be fetched (a repository down, a name
     // that does not resolve): the lists are not updated, and saying they are would mislead.
     if args.iter().any(|a| a == "update")
@@ -112,6 +138,11 @@ pub async fn act(host: &Mutate, args: &[String]) -> Result<String, ResourceError
     }
     Ok(stdout)
 }
+
+/// `policy-rc.d` that denies every service action: what Debian's image builders install so that
+/// no package starts a daemon inside a chroot.
+const POLICY_RC_D: &[u8] =
+    b"#!/bin/sh\n# installed by tend for an image build: no service starts here\nexit 101\n";
 
 /// apt's own warnings and errors (`W:`, `E:`), each once, at most eight, with a count of the
 /// rest: offline, apt repeats the same failure for every index.
@@ -130,18 +161,31 @@ fn apt_messages(stderr: &str, stdout: &str) -> String {
     text
 }
 
-/// Run an apt tool (`apt-get`, `apt-cache`) under the probe's root; returns its output.
-async fn run(host: &Probe, tool: &str, args: &[String]) -> Result<(String, String), ResourceError> {
+/// Run an apt tool (`apt-get`, `apt-cache`) under the probe's root; returns its output. `mounts`:
+/// with the kernel's file systems mounted in the root for the run ([`crate::in_root`]), which
+/// packages' maintainer scripts need; a query needs only `chroot`.
+async fn run(
+    host: &Probe,
+    tool: &str,
+    args: &[String],
+    mounts: bool,
+) -> Result<(String, String), ResourceError> {
     let root = host.root();
     let mut cmd = if root == Path::new("/") {
-        tokio::process::Command::new(tool)
+        let mut c = tokio::process::Command::new(tool);
+        c.args(args);
+        c
+    } else if mounts {
+        let argv: Vec<&str> = std::iter::once(tool)
+            .chain(args.iter().map(String::as_str))
+            .collect();
+        crate::in_root::command(root, "", std::ffi::OsStr::new(""), &argv)
     } else {
         let mut c = tokio::process::Command::new("chroot");
-        c.arg(root).arg(tool);
+        c.arg(root).arg(tool).args(args);
         c
     };
-    cmd.args(args)
-        .env_clear()
+    cmd.env_clear()
         .env(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

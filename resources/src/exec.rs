@@ -5,12 +5,11 @@
 //! (`readonly_guards = true`); otherwise plan reports an honest "unknown". Output is captured
 //! (the last lines) into the report; a non-zero exit is a failure quoting them.
 //!
-//! Under `--root`, `in_root = true` runs the command and its guards inside the root: in a mount
-//! namespace of their own with `/proc`, `/sys`, `/dev` and a tmpfs `/run` mounted into the root
-//! there only, then `chroot` — so a guard reads the image's files, not the build machine's, and
-//! nothing mounted outlives the command or leaks to the build machine (the namespace ends with
-//! its last process, a killed tend's included). Without it a command runs on the build machine
-//! with the root passed as `TEND_ROOT`. `creates` is always resolved under the root.
+//! Under `--root`, the command and its guards run inside the root ([`crate::in_root`]) — so a
+//! guard reads the image's files, not the build machine's — when the root has a shell to run
+//! them (`in_root` unset) or `in_root = true`; `in_root = false`, or a root of files only, runs
+//! them on the build machine with the root passed as `TEND_ROOT`. `creates` is always resolved
+//! under the root.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,7 +64,8 @@ pub struct Exec {
     timeout: Duration,
     user: Option<String>,
     /// Under `--root`, run inside the root (chrooted, in a mount namespace of its own).
-    in_root: bool,
+    /// `None`: inside when the root has a shell (see [`Exec::inside`]).
+    in_root: Option<bool>,
     /// The command or its environment holds a secret: its output is withheld.
     uses_secret: bool,
     /// An unguarded command is in sync once it has run in this apply.
@@ -134,7 +134,7 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         .collect();
     let timeout = f.seconds("timeout", 300)?;
     let user = f.string("user")?.map(|(t, _)| t.value);
-    let in_root = f.bool("in_root")?.unwrap_or(false);
+    let in_root = f.bool("in_root")?;
     if refresh_only && (creates.is_some() || unless.is_some() || onlyif.is_some()) {
         return Err(SpecError::new(
             f.span_of("refresh_only"),
@@ -169,7 +169,7 @@ impl Exec {
     /// Run `cmd` for a handle that may run it: the command itself only for a `Mutate`
     /// (`execute`), a guard for whichever [`RunsGuards`] says so.
     async fn run(&self, host: &Probe, cmd: &Cmd) -> Result<Outcome, ResourceError> {
-        if self.in_root && host.root() != std::path::Path::new("/") {
+        if self.inside(host) {
             return self.run_in_root(host, cmd).await;
         }
         let mut c = tokio::process::Command::new(&cmd.argv[0]);
@@ -204,44 +204,30 @@ impl Exec {
     /// file systems into the root there, and `chroot` enters it — as `user` when given, in `cwd`
     /// (resolved inside the root) when given.
     async fn run_in_root(&self, host: &Probe, cmd: &Cmd) -> Result<Outcome, ResourceError> {
-        let mut c = tokio::process::Command::new("unshare");
-        c.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--fork",
-            "--kill-child",
-            "--",
-            "/bin/sh",
-            "-c",
-            IN_ROOT,
-            "tend-in-root",
-        ])
-        .arg(host.root());
-        match &self.user {
+        let userspec = match &self.user {
             Some(user) => {
                 let uid = host.uid(user)?;
-                c.arg(format!("{uid}:{}", host.gid(user).unwrap_or(uid)));
+                format!("{uid}:{}", host.gid(user).unwrap_or(uid))
             }
-            None => {
-                c.arg("");
-            }
-        }
-        c.arg(
-            self.cwd
-                .as_deref()
-                .map(|p| p.as_os_str())
-                .unwrap_or_default(),
-        )
-        .args(&cmd.argv)
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("TEND_ROOT", "/")
-        .envs(&self.env);
+            None => String::new(),
+        };
+        let cwd = self
+            .cwd
+            .as_deref()
+            .map(|p| p.as_os_str())
+            .unwrap_or_default();
+        let mut c = crate::in_root::command(host.root(), &userspec, cwd, &cmd.argv);
+        c.env("TEND_ROOT", "/").envs(&self.env);
         self.finish(c, cmd).await
+    }
+
+    /// Whether the command runs inside `--root`: as `in_root` says, else when the root holds a
+    /// system to run it in (its own `/bin/sh`); never on a live host's own root.
+    fn inside(&self, host: &Probe) -> bool {
+        host.root() != std::path::Path::new("/")
+            && self
+                .in_root
+                .unwrap_or_else(|| crate::in_root::has_shell(host))
     }
 
     async fn finish(
@@ -348,34 +334,6 @@ impl Exec {
     }
 }
 
-/// Run by `sh` in the new mount namespace: `ROOT USERSPEC CWD ARGV…`. The kernel's file systems
-/// go onto the root's own directories only — a symlink there (an image pointing `/proc` at a
-/// build-machine path) is refused, not followed — and everything mounted here goes with the
-/// namespace.
-const IN_ROOT: &str = r#"set -e
-r=$1 u=$2 d=$3
-shift 3
-for m in proc sys dev run; do
-  if [ -L "$r/$m" ] || [ ! -d "$r/$m" ]; then
-    echo "tend: $r/$m is not a directory of the root (a symlink, or missing): not mounting there" >&2
-    exit 125
-  fi
-done
-mount -t proc proc "$r/proc"
-mount --rbind /sys "$r/sys"
-mount --make-rslave "$r/sys"
-mount --rbind /dev "$r/dev"
-mount --make-rslave "$r/dev"
-mount -t tmpfs -o mode=0755 tmpfs "$r/run"
-if [ -n "$d" ]; then
-  set -- /bin/sh -c 'cd -- "$0" && exec "$@"' "$d" "$@"
-fi
-if [ -n "$u" ]; then
-  exec chroot --userspec="$u" "$r" "$@"
-fi
-exec chroot "$r" "$@"
-"#;
-
 /// Who may run an exec's guards (`unless`, `onlyif`): a guard is a command, and a command may
 /// change the host whatever it is meant to test. Apply's `Mutate` may; plan's `Probe` only a
 /// guard the manifest declares read-only (`readonly_guards`). What plan may do is what its
@@ -436,6 +394,42 @@ impl Exec {
 
 #[async_trait]
 impl Resource for Exec {
+    /// Under `--root`, a guard run on the build machine (`in_root = false`, or a root with no
+    /// shell) that names an absolute path reads the build machine's file, not the image's: the
+    /// classic image build that never converges.
+    fn lints(&self, host: &Probe) -> Vec<String> {
+        if host.root() == std::path::Path::new("/") || self.inside(host) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (name, guard) in [("unless", &self.unless), ("onlyif", &self.onlyif)] {
+            let Some(g) = guard else { continue };
+            if g.sensitive {
+                continue;
+            }
+            let text = g.argv.join(" ");
+            let named: Vec<&str> = text
+                .split(|c: char| {
+                    c.is_whitespace() || matches!(c, '\'' | '"' | '=' | '<' | '>' | ';')
+                })
+                .filter(|w| {
+                    w.starts_with('/')
+                        && w.len() > 1
+                        && !["/dev/", "/bin/", "/sbin/", "/usr/bin/", "/usr/sbin/"]
+                            .iter()
+                            .any(|p| w.starts_with(p))
+                })
+                .collect();
+            if let Some(path) = named.first() {
+                out.push(format!(
+                    "its `{name}` guard runs on the build machine (in_root = false) and names {path}, \
+                     the build machine's file, not the image's: write \"$TEND_ROOT{path}\", or set in_root = true"
+                ));
+            }
+        }
+        out
+    }
+
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError> {
         self.drift(host).await
     }

@@ -38,8 +38,10 @@ pub mod env_file;
 pub mod exec;
 pub mod file;
 pub mod fingerprint;
+
 pub mod git;
 pub mod host;
+mod in_root;
 pub mod nginx;
 pub mod package;
 pub mod process;

@@ -119,6 +119,12 @@ pub trait Resource: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// What `tend check` should warn about this resource on this host (its root), without
+    /// running anything: a manifest that is valid but likely wrong there.
+    fn lints(&self, _host: &Probe) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Read the host and say what differs from the manifest. Never changes the host: it is all
     /// `plan` ever calls, with a handle that cannot write.
     async fn check(&self, host: &Probe) -> Result<Drift, ResourceError>;

@@ -449,7 +449,12 @@ fn package_installs_into_a_debootstrap_root_and_leaves_the_host_alone() {
         .arg("http://deb.debian.org/debian"));
     let host_status = std::fs::read("/var/lib/dpkg/status").expect("host status");
     let manifest = dir.path().join("m.toml");
-    std::fs::write(&manifest, "[package.hello]\nnames = [\"hello\"]\n").expect("manifest");
+    // cron's post-install starts its daemon (`invoke-rc.d cron start`) — not in an image.
+    std::fs::write(
+        &manifest,
+        "[package.hello]\nnames = [\"hello\"]\n\n[package.cron]\nnames = [\"cron\"]\n",
+    )
+    .expect("manifest");
     let args = |sub: &'static str| {
         vec![
             sub.to_string(),
@@ -479,6 +484,25 @@ fn package_installs_into_a_debootstrap_root_and_leaves_the_host_alone() {
         std::fs::read("/var/lib/dpkg/status").expect("host status"),
         host_status,
         "the host's database changed"
+    );
+    // No daemon was started from the image, the policy-rc.d that said so is gone again, and
+    // nothing apt's maintainer scripts had mounted (/proc, /sys, /dev, /run) is left.
+    assert!(inside.contains("Package: cron\nStatus: install ok installed\n"));
+    let real_root = root.canonicalize().expect("root");
+    let running: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path().join("root")).is_ok_and(|r| r.starts_with(&real_root))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(running.is_empty(), "processes in the image: {running:?}");
+    assert!(!root.join("usr/sbin/policy-rc.d").exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(real_root.to_str().expect("utf8")),
+        "{mounts}"
     );
     assert_eq!(tend("apply").code, 0);
 }

@@ -234,3 +234,32 @@ unless = "test -e /etc/configured"
         "{why}"
     );
 }
+
+/// Under `--root`, a root with a shell of its own runs commands and guards inside it without
+/// being told; `in_root = false` (or a root of files only) runs them on the build machine, and
+/// `tend check` says when such a guard names the build machine's file.
+#[test]
+fn an_image_runs_commands_inside_by_default_and_check_warns_about_build_machine_guards() {
+    let sb = tend_tests::Sandbox::new();
+    image_root(&sb);
+    sb.write_manifest(
+        "[exec.configure]\ncommand = \"cat /etc/image-marker > /etc/configured\"\nunless = \"test -e /etc/configured\"\n",
+    );
+    let check = sb.tend("check", &[]);
+    assert_eq!(check.code, 0, "{check:?}");
+    assert!(!check.stderr.contains("warning"), "{}", check.stderr);
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.read("/etc/configured"), "the image\n");
+    assert!(!std::path::Path::new("/etc/configured").exists());
+    assert_eq!(sb.apply().code, 0, "the guard read the image: converged");
+
+    sb.write_manifest(
+        "[exec.locales]\nin_root = false\ncommand = \"true\"\nunless = \"grep -q '^en_US' /etc/locale.gen\"\n\n[exec.ok]\nin_root = false\ncommand = \"true\"\nunless = \"grep -q x $TEND_ROOT/etc/image-marker\"\n",
+    );
+    let check = sb.tend("check", &[]);
+    assert_eq!(check.code, 0, "{check:?}");
+    assert_eq!(
+        check.stderr.trim_end(),
+        "warning: exec.locales: its `unless` guard runs on the build machine (in_root = false) and names /etc/locale.gen, the build machine's file, not the image's: write \"$TEND_ROOT/etc/locale.gen\", or set in_root = true"
+    );
+}
