@@ -325,11 +325,12 @@ pub struct TimerInstallArgs {
     /// Set a variable of [vars] on every run (repeatable).
     #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
-    /// Run `tend pull --url URL` instead of `tend apply MANIFEST` (a fleet host); its other
-    /// settings come from /etc/tend/pull.toml or the flags below. With --pull, --manifest is the
-    /// manifest's path inside the policy repository (a role's manifest, say).
-    #[arg(long, value_name = "URL")]
-    pub pull: Option<String>,
+    /// Run `tend pull` instead of `tend apply MANIFEST` (a fleet host): from URL, or with no URL
+    /// from /etc/tend/pull.toml's; its other settings come from pull.toml or the flags below.
+    /// With --pull, --manifest is the manifest's path inside the policy repository (a role's
+    /// manifest, say).
+    #[arg(long, value_name = "URL", num_args = 0..=1)]
+    pub pull: Option<Option<String>>,
     /// With --pull: require commits signed by a key of FILE.
     #[arg(long, value_name = "FILE", requires = "pull")]
     pub allowed_signers: Option<PathBuf>,

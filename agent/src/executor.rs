@@ -223,10 +223,7 @@ fn moving_input(
         let dep = &m.resources[d].resource;
         let Some(report) = reports[d].as_ref().filter(|r| {
             matches!(r.status, Status::WouldChange | Status::MayChange)
-                && (r.changes.is_empty()
-                    || r.changes
-                        .iter()
-                        .any(|c| !matches!(c.field.as_str(), "mode" | "owner" | "group")))
+                && (r.changes.is_empty() || r.changes.iter().any(|c| !c.field.is_attribute()))
         }) else {
             continue;
         };

@@ -147,11 +147,11 @@ fn quiet(s: Status) -> bool {
 
 /// The names of a resource's changed fields, comma-separated (notes left out).
 fn changed_fields(r: &ResourceReport) -> String {
-    let mut f: Vec<&str> = r
+    let mut f: Vec<String> = r
         .changes
         .iter()
         .filter(|c| c.action != tend_resources::Action::Note)
-        .map(|c| c.field.as_str())
+        .map(|c| c.field.to_string())
         .collect();
     f.dedup();
     f.join(",")

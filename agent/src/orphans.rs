@@ -95,7 +95,7 @@ pub fn record(
                 && r.status == crate::report::Status::Changed
                 && r.changes
                     .iter()
-                    .any(|c| c.field == "state" && c.old.as_deref() == Some("absent"))
+                    .any(|c| c.action == tend_resources::Action::Create)
         })
     };
     let mut resources: Vec<Managed> = m

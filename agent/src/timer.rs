@@ -114,7 +114,9 @@ pub(crate) fn render_units(
         argv.extend(["--lock-wait".into(), args.lock_wait.to_string()]);
     }
     if let Some(url) = &args.pull {
-        argv.extend(["--url".into(), url.clone()]);
+        if let Some(url) = url {
+            argv.extend(["--url".into(), url.clone()]);
+        }
         if let Some(f) = &args.allowed_signers {
             argv.extend([
                 "--allowed-signers".into(),
@@ -266,6 +268,15 @@ async fn check_calendar(spec: &str) -> Result<(), StartError> {
 
 pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, StartError> {
     let root = root_of(&args.target);
+    if matches!(args.pull, Some(None))
+        && !crate::pull::config_names_url(&root.join("etc/tend/pull.toml"))
+    {
+        return Err(StartError::Other(format!(
+            "--pull with no URL runs from {}'s url, and it names none (or cannot be read): give \
+             --pull URL, or url = \"…\" there",
+            root.join("etc/tend/pull.toml").display()
+        )));
+    }
     if args.pull.is_some() && args.allowed_signers.is_none() && !args.insecure_unsigned {
         let config = root.join("etc/tend/pull.toml");
         if !crate::pull::config_verifies(&config) {

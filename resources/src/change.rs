@@ -28,11 +28,106 @@ pub enum Action {
     Note,
 }
 
+/// What a change is about, typed: a field the kind declares, a name the manifest or the host
+/// gave, or a field of one of the resource's parts. The engine asks it what it is
+/// ([`Field::is_attribute`]) instead of reading its words; reports show it as its name
+/// (`content`, `GREETING`, `key.mode`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// A field the kind declares, named in its code (`content`, `mode`, `state`, `url`).
+    Declared(&'static str),
+    /// A name the manifest or the host gave: a `.env` key, a sysctl key, a compose service.
+    Key(String),
+    /// A field of one part of the resource: a certificate's key file (`key.mode`), the file a
+    /// `sysctl` keeps its setting in (`file.content`).
+    Part(&'static str, Box<Field>),
+}
+
+impl Field {
+    /// What most kinds manage.
+    pub const CONTENT: Field = Field::Declared("content");
+    /// Whether it exists (and how: running, installed, enabled).
+    pub const STATE: Field = Field::Declared("state");
+    /// Permission bits.
+    pub const MODE: Field = Field::Declared("mode");
+    /// The owning user.
+    pub const OWNER: Field = Field::Declared("owner");
+    /// The owning group.
+    pub const GROUP: Field = Field::Declared("group");
+
+    /// A name the manifest or the host gave.
+    pub fn key(name: impl Into<String>) -> Field {
+        Field::Key(name.into())
+    }
+
+    /// This field, of the part `part` of the resource.
+    pub fn of(self, part: &'static str) -> Field {
+        Field::Part(part, Box::new(self))
+    }
+
+    /// The field itself when it is one of part `part`'s.
+    pub fn within(&self, part: &str) -> Option<&Field> {
+        match self {
+            Field::Part(p, f) if *p == part => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Whether it is an attribute of what the resource manages — its mode, owner or group —
+    /// which can change in place without touching the content.
+    pub fn is_attribute(&self) -> bool {
+        matches!(self, Field::Declared("mode" | "owner" | "group"))
+    }
+
+    /// The part and the attribute, when it is an attribute of one of the resource's parts.
+    pub fn part_attribute(&self) -> Option<(&'static str, &Field)> {
+        match self {
+            Field::Part(p, f) if f.is_attribute() => Some((p, f)),
+            _ => None,
+        }
+    }
+}
+
+impl From<&'static str> for Field {
+    fn from(name: &'static str) -> Field {
+        Field::Declared(name)
+    }
+}
+
+/// A name made at run time is a [`Field::Key`]: one the manifest or the host gave.
+impl From<String> for Field {
+    fn from(name: String) -> Field {
+        Field::Key(name)
+    }
+}
+
+impl From<&String> for Field {
+    fn from(name: &String) -> Field {
+        Field::Key(name.clone())
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Field::Declared(n) => f.write_str(n),
+            Field::Key(k) => f.write_str(k),
+            Field::Part(p, inner) => write!(f, "{p}.{inner}"),
+        }
+    }
+}
+
+impl Serialize for Field {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// One difference between the host and the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
-    /// The field of the resource this change is about (`content`, `mode`, `state`, a key name…).
-    pub field: String,
+    /// The field of the resource this change is about.
+    pub field: Field,
     /// What it does.
     pub action: Action,
     /// One line for a human: "mode 0644 → 0600", "create", "remove".
@@ -62,7 +157,7 @@ pub struct Change {
 impl Change {
     /// A change with an old and a new value, both shown.
     pub fn new(
-        field: impl Into<String>,
+        field: impl Into<Field>,
         old: Option<impl Into<String>>,
         new: Option<impl Into<String>>,
     ) -> Change {
@@ -73,7 +168,7 @@ impl Change {
             (Some(o), Some(n)) => format!("{field}: {o} → {n}"),
             (None, Some(n)) => format!("{field}: (none) → {n}"),
             (Some(o), None) => format!("{field}: {o} → (none)"),
-            (None, None) => field.clone(),
+            (None, None) => field.to_string(),
         };
         // The usual spellings of "there is nothing" on either side; anything else is an update
         // unless the provider says otherwise with [`Change::with_action`].
@@ -100,7 +195,7 @@ impl Change {
     }
 
     /// A change described in words only.
-    pub fn note(field: impl Into<String>, description: impl Into<String>) -> Change {
+    pub fn note(field: impl Into<Field>, description: impl Into<String>) -> Change {
         Change {
             field: field.into(),
             action: Action::Note,
@@ -115,7 +210,7 @@ impl Change {
     }
 
     /// A change to a secret value: the description must not contain it, and no value is kept.
-    pub fn sensitive(field: impl Into<String>, description: impl Into<String>) -> Change {
+    pub fn sensitive(field: impl Into<Field>, description: impl Into<String>) -> Change {
         Change {
             field: field.into(),
             action: Action::Update,
@@ -254,7 +349,8 @@ impl Drift {
         self.changes.push(change);
     }
     /// Whether a change to `field` was found.
-    pub fn touches(&self, field: &str) -> bool {
+    pub fn touches(&self, field: impl Into<Field>) -> bool {
+        let field = field.into();
         self.changes.iter().any(|c| c.field == field)
     }
 }

@@ -395,7 +395,7 @@ impl Resource for EnvFile {
                 } else {
                     Change {
                         description: format!("{k}: {} → (removed)", show(values.get(k))),
-                        ..Change::new(k.as_str(), values.get(k).cloned(), None::<String>)
+                        ..Change::new(k, values.get(k).cloned(), None::<String>)
                     }
                 };
                 drift.push(c);
@@ -412,7 +412,7 @@ impl Resource for EnvFile {
             } else {
                 Change {
                     description: format!("{k}: (unset) → added from {from}: {raw}"),
-                    ..Change::new(k.as_str(), None::<String>, Some(raw.clone()))
+                    ..Change::new(k, None::<String>, Some(raw.clone()))
                 }
             };
             c.from_input = true;
@@ -433,12 +433,7 @@ impl Resource for EnvFile {
         }
         // A new file or new keys: the validator, when there is one, sees what apply would write
         // (its refusal is a failure planned as one).
-        if self.validate.is_some()
-            && drift
-                .changes
-                .iter()
-                .any(|c| !matches!(c.field.as_str(), "mode" | "owner" | "group"))
-        {
+        if self.validate.is_some() && drift.changes.iter().any(|c| !c.field.is_attribute()) {
             let (text, creating) = self.base(host)?;
             let doc = self.parse(host, &text, &self.path)?;
             let new = self.edited(host, &doc, &self.edits(host, &doc, creating)?)?;

@@ -54,7 +54,7 @@ pub mod systemd;
 // the agent reach them here, as before.
 pub use tend_spec::{grammar, spec};
 
-pub use change::{Action, Change, Drift, REDACTED};
+pub use change::{Action, Change, Drift, Field, REDACTED};
 pub use host::{HostError, Mutate, Probe};
 pub use resource::{After, Applied, Kind, Resource, ResourceError, UnknownClass};
 pub use spec::{BuildContext, Fields, SpecError};

@@ -131,26 +131,24 @@ impl Package {
             let want = self.versions.get(name);
             let change = match (self.present, rec) {
                 (true, None) => Some(Change::new(
-                    name.as_str(),
+                    name,
                     Some("not installed"),
                     Some(want.map_or("install".to_string(), |v| format!("install {v}"))),
                 )),
                 (true, Some(r)) if !r.is_installed() => Some(Change::new(
-                    name.as_str(),
+                    name,
                     Some(format!("{} {}", r.state(), r.version)),
                     Some(want.map_or("install".to_string(), |v| format!("install {v}"))),
                 )),
                 (true, Some(r)) => match want {
-                    Some(v) if !dpkg::version_matches(v, &r.version) => Some(Change::new(
-                        name.as_str(),
-                        Some(r.version.clone()),
-                        Some(v.clone()),
-                    )),
+                    Some(v) if !dpkg::version_matches(v, &r.version) => {
+                        Some(Change::new(name, Some(r.version.clone()), Some(v.clone())))
+                    }
                     _ => None,
                 },
                 (false, Some(r)) if !matches!(r.state(), "config-files" | "not-installed") => {
                     Some(Change::new(
-                        name.as_str(),
+                        name,
                         Some(format!("{} {}", r.state(), r.version)),
                         Some("removed"),
                     ))

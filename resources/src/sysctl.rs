@@ -157,7 +157,7 @@ impl Resource for Sysctl {
             None => Drift::none(),
         };
         for c in &mut drift.changes {
-            c.field = format!("file.{}", c.field);
+            c.field = c.field.clone().of("file");
         }
         if self.live(host) {
             let now = self.read_live()?;
@@ -177,9 +177,11 @@ impl Resource for Sysctl {
         let mut applied = Applied::default();
         if let Some(f) = &self.persist {
             let mut own = drift.clone();
-            own.changes.retain(|c| c.field.starts_with("file."));
+            own.changes.retain(|c| c.field.within("file").is_some());
             for c in &mut own.changes {
-                c.field = c.field.trim_start_matches("file.").to_string();
+                if let Some(f) = c.field.within("file") {
+                    c.field = f.clone();
+                }
             }
             if !own.changes.is_empty() {
                 applied = f.apply(host, &own).await?;

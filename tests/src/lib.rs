@@ -9,6 +9,7 @@ pub mod docker;
 pub mod gitserve;
 pub mod pki;
 pub mod plan_watch;
+pub mod signed;
 pub mod systemd;
 
 /// The `tend` binary of this workspace, built on first use (the tests crate cannot depend on

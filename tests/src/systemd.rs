@@ -30,7 +30,7 @@ fn workspace() -> PathBuf {
 
 /// The package of this tree's tend, built once per test run (`scripts/package --dev`: the debug
 /// build, stripped), and the image, made when missing.
-fn package() -> PathBuf {
+pub fn package() -> PathBuf {
     static BUILD: Once = Once::new();
     let root = workspace();
     BUILD.call_once(|| {

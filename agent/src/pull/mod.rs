@@ -95,6 +95,12 @@ const DEFAULT_FETCH_TIMEOUT: u64 = 60;
 
 /// Whether the config file at `path` says how (or that it need not) verify: `allowed_signers`
 /// or `allow_unsigned = true`.
+/// Whether the config file at `path` names the policy's URL (what `timer install --pull` with no
+/// URL runs from).
+pub(crate) fn config_names_url(path: &Path) -> bool {
+    Config::load(path).is_ok_and(|c| c.url.is_some())
+}
+
 pub(crate) fn config_verifies(path: &Path) -> bool {
     Config::load(path)
         .is_ok_and(|c| c.allowed_signers.is_some() || c.allow_unsigned.unwrap_or(false))

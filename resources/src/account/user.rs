@@ -350,7 +350,7 @@ impl Resource for User {
         let (now, _, _) = self.read(host.probe())?;
         let mut args: Vec<String> = Vec::new();
         let creating = now.is_none();
-        let touched = |f: &str| creating || drift.touches(f);
+        let touched = |f: &'static str| creating || drift.touches(f);
         if let (true, Some(u)) = (touched("uid"), self.uid) {
             args.extend(["--uid".into(), u.to_string()]);
         }

@@ -205,7 +205,7 @@ impl Service {
             for c in file.check(host).await?.changes {
                 let description = format!("{field}: {}", c.description);
                 out.push(Change {
-                    field: field.clone(),
+                    field: field.clone().into(),
                     description,
                     ..c
                 });

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tend_tests::gitserve::{git, GitDaemon};
+use tend_tests::signed::keygen;
 use tend_tests::{plan_watch, run, Run, Sandbox};
 
 /// A policy repository, an operator's signing key, a key nobody allowed, and the allowed
@@ -18,16 +19,6 @@ enum Sign {
     Ops,
     Stranger,
     Unsigned,
-}
-
-fn keygen(path: &Path, comment: &str) {
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
-        .status()
-        .expect("ssh-keygen")
-        .success();
-    assert!(ok, "ssh-keygen");
 }
 
 impl Policy {

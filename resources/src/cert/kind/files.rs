@@ -39,7 +39,7 @@ impl Cert {
             want.check(host, &meta, &mut d)?;
             for mut c in d.changes {
                 c.description = format!("{what} {}: {}", path.display(), c.description);
-                c.field = format!("{what}.{}", c.field);
+                c.field = c.field.of(what);
                 drift.push(c);
             }
         }
@@ -48,24 +48,26 @@ impl Cert {
 
     pub(super) fn fix_attrs(&self, host: &Mutate, drift: &Drift) -> Result<(), ResourceError> {
         for (what, path, want) in self.attr_targets() {
-            let touched: Vec<&str> = drift
+            let touched: Vec<String> = drift
                 .changes
                 .iter()
                 .filter_map(|c| {
-                    attr_field(&c.field)
+                    c.field
+                        .part_attribute()
                         .filter(|(w, _)| *w == what)
-                        .map(|(_, f)| f)
+                        .map(|(_, f)| f.to_string())
                 })
                 .collect();
             if touched.is_empty() {
                 continue;
             }
             let ids = want.resolve(host)?;
-            let uid = ids.uid.filter(|_| touched.contains(&"owner"));
-            let gid = ids.gid.filter(|_| touched.contains(&"group"));
+            let touches = |f: &str| touched.iter().any(|t| t == f);
+            let uid = ids.uid.filter(|_| touches("owner"));
+            let gid = ids.gid.filter(|_| touches("group"));
             let mode = ids
                 .mode
-                .filter(|_| touched.contains(&"mode") || uid.is_some() || gid.is_some());
+                .filter(|_| touches("mode") || uid.is_some() || gid.is_some());
             host.set_attrs(path, uid, gid, mode)?;
         }
         Ok(())
@@ -114,13 +116,6 @@ impl Cert {
         }
         Ok(applied)
     }
-}
-
-/// `cert.mode` → (`cert`, `mode`): a change of one file's attributes.
-pub(super) fn attr_field(field: &str) -> Option<(&str, &str)> {
-    let (what, f) = field.split_once('.')?;
-    (matches!(what, "cert" | "key" | "chain") && matches!(f, "mode" | "owner" | "group"))
-        .then_some((what, f))
 }
 
 /// The PEM blocks of a file, each with its END line.

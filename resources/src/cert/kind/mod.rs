@@ -29,7 +29,6 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError, Value};
 
 use audit::rfc3339;
-use files::attr_field;
 #[cfg(test)]
 use files::split_pem;
 
@@ -105,7 +104,7 @@ impl Resource for Cert {
             let why: Vec<&str> = drift
                 .changes
                 .iter()
-                .filter(|c| attr_field(&c.field).is_none())
+                .filter(|c| c.field.part_attribute().is_none())
                 .map(|c| c.description.as_str())
                 .collect();
             if !why.is_empty() {
@@ -125,7 +124,11 @@ impl Resource for Cert {
     async fn apply(&self, host: &Mutate, drift: &Drift) -> Result<Applied, ResourceError> {
         // Only modes and owners differ: fixed in place, nothing renewed (an audited
         // certificate's files too: that is not a renewal).
-        if drift.changes.iter().all(|c| attr_field(&c.field).is_some()) {
+        if drift
+            .changes
+            .iter()
+            .all(|c| c.field.part_attribute().is_some())
+        {
             self.fix_attrs(host, drift)?;
             return Ok(Applied::default());
         }
