@@ -655,6 +655,7 @@ a.sendall(pad(m, 8))
             "/usr/libexec/docker/cli-plugins/docker-compose compose -p app ps -a --format json",
             "/usr/sbin/nginx -t -c /tmp/x/nginx.conf",
             "/usr/bin/dpkg --print-architecture",
+            "/usr/bin/gpg --batch --quiet --with-colons --show-keys /tmp/x/key",
         ] {
             assert!(read_only_exec(&argv(ok)), "{ok}");
         }
@@ -665,6 +666,7 @@ a.sendall(pad(m, 8))
             "/usr/bin/dpkg -i x.deb",
             "/usr/bin/apt-get install -y curl",
             "/usr/sbin/useradd app",
+            "/usr/bin/gpg --batch --import /tmp/x/key",
         ] {
             assert!(!read_only_exec(&argv(bad)), "{bad}");
         }
