@@ -204,6 +204,9 @@ pub fn read_only_exec(argv: &[String]) -> bool {
         "ssh-keygen" => args
             .iter()
             .any(|a| matches!(*a, "-l" | "-y" | "-Y" | "-lf")),
+        "gpg" => args
+            .iter()
+            .any(|a| matches!(*a, "--show-keys" | "--list-packets" | "--verify")),
         "openssl" => matches!(
             first_verb(false),
             Some("x509" | "verify" | "version" | "pkey")
