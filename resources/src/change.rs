@@ -155,7 +155,18 @@ pub struct Change {
 }
 
 impl Change {
-    /// A change with an old and a new value, both shown.
+    /// Something made that was not there: `absent` → `new`.
+    pub fn created(field: impl Into<Field>, new: impl Into<String>) -> Change {
+        Change::new(field, Some("absent"), Some(new)).with_action(Action::Create)
+    }
+
+    /// Something there removed: `old` → `absent`.
+    pub fn removed(field: impl Into<Field>, old: impl Into<String>) -> Change {
+        Change::new(field, Some(old), Some("absent")).with_action(Action::Delete)
+    }
+
+    /// A change of a value in place, both sides shown (an update; [`Change::created`],
+    /// [`Change::removed`] and [`Change::with_action`] say otherwise — never the words).
     pub fn new(
         field: impl Into<Field>,
         old: Option<impl Into<String>>,
@@ -170,20 +181,9 @@ impl Change {
             (Some(o), None) => format!("{field}: {o} → (none)"),
             (None, None) => field.to_string(),
         };
-        // The usual spellings of "there is nothing" on either side; anything else is an update
-        // unless the provider says otherwise with [`Change::with_action`].
-        let nothing = |v: &Option<String>| {
-            v.as_deref()
-                .is_some_and(|v| matches!(v, "absent" | "missing"))
-        };
-        let action = match (nothing(&old), nothing(&new)) {
-            (true, false) => Action::Create,
-            (false, true) => Action::Delete,
-            _ => Action::Update,
-        };
         Change {
             field,
-            action,
+            action: Action::Update,
             description,
             old,
             new,

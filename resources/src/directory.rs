@@ -74,13 +74,13 @@ impl Resource for Directory {
                 }
                 drift.push(Change {
                     description: "remove".into(),
-                    ..Change::new("state", Some("present"), Some("absent"))
+                    ..Change::removed("state", "present")
                 });
             }
             (None, true) => {
                 // An unknown owner or group fails in plan, not at apply.
                 self.attrs.resolve(host)?;
-                let mut c = Change::new("state", Some("absent"), Some("present"));
+                let mut c = Change::created("state", "present");
                 let attrs = self.attrs.describe();
                 c.description = if attrs.is_empty() {
                     format!("create (mode {})", fmt_mode(DEFAULT_DIR_MODE))

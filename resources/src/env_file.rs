@@ -376,7 +376,7 @@ impl Resource for EnvFile {
             let mode = self.attrs.mode.unwrap_or(DEFAULT_MODE);
             drift.push(Change {
                 description: format!("create{from} (mode {})", fmt_mode(mode)),
-                ..Change::new("state", Some("absent"), Some("present"))
+                ..Change::created("state", "present")
             });
         }
         let keys = self

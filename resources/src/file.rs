@@ -321,7 +321,7 @@ impl Resource for File {
             if meta.is_some() {
                 drift.push(Change {
                     description: "remove".into(),
-                    ..Change::new("state", Some("present"), Some("absent"))
+                    ..Change::removed("state", "present")
                 });
             }
             return Ok(drift);
@@ -331,7 +331,7 @@ impl Resource for File {
         self.attrs.resolve(host)?;
         let Some(meta) = meta else {
             let mode = self.attrs.mode.unwrap_or(self.default_mode());
-            let mut c = Change::new("state", Some("absent"), Some("present"));
+            let mut c = Change::created("state", "present");
             let mut what = format!("create (mode {}", fmt_mode(mode));
             for (label, v) in [("owner", &self.attrs.owner), ("group", &self.attrs.group)] {
                 if let Some(v) = v {

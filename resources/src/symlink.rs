@@ -103,9 +103,9 @@ impl Resource for Symlink {
         if !self.present {
             match meta {
                 None => {}
-                Some(m) if m.file_type().is_symlink() => drift.push(
-                    Change::new("state", Some("present"), Some("absent")).described("remove"),
-                ),
+                Some(m) if m.file_type().is_symlink() => {
+                    drift.push(Change::removed("state", "present").described("remove"))
+                }
                 Some(_) => {
                     return Err(ResourceError::Failed(format!(
                         "{} is not a symlink; an absent `symlink` removes only links",
@@ -117,10 +117,7 @@ impl Resource for Symlink {
         }
         let (uid, gid) = self.ids(host)?;
         let Some(m) = meta else {
-            drift.push(
-                Change::new("state", Some("absent"), Some("present"))
-                    .described(format!("create → {target}")),
-            );
+            drift.push(Change::created("state", "present").described(format!("create → {target}")));
             return Ok(drift);
         };
         let ft = m.file_type();

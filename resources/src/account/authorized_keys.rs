@@ -179,7 +179,7 @@ impl Resource for AuthorizedKeys {
         no_symlink(host, &dir, dmeta.as_ref())?;
         match &dmeta {
             None => drift.push(
-                Change::new("state", Some("absent"), Some("present"))
+                Change::created("state", "present")
                     .described(format!("create {} (mode 0700)", dir.display())),
             ),
             Some(m) if !m.is_dir() => {

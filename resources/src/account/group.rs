@@ -126,8 +126,7 @@ impl Resource for GroupRes {
         }
         match (found, self.present) {
             (None, false) => {}
-            (Some(_), false) => drift
-                .push(Change::new("state", Some("present"), Some("absent")).described("remove")),
+            (Some(_), false) => drift.push(Change::removed("state", "present").described("remove")),
             (None, true) => {
                 let mut what = String::from("create");
                 if let Some(g) = self.gid {
@@ -136,7 +135,7 @@ impl Resource for GroupRes {
                 if let Some(m) = self.wanted_members(&[]).filter(|m| !m.is_empty()) {
                     what.push_str(&format!(" with members {}", m.join(", ")));
                 }
-                drift.push(Change::new("state", Some("absent"), Some("present")).described(what));
+                drift.push(Change::created("state", "present").described(what));
             }
             (Some(g), true) => {
                 if let Some(want) = self.gid.filter(|w| *w != g.gid) {

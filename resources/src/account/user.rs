@@ -308,13 +308,11 @@ impl Resource for User {
             (Some(_), false) => {
                 let mut d = Drift::none();
                 d.push(
-                    Change::new("state", Some("present"), Some("absent")).described(
-                        if self.remove_home {
-                            "remove (and its home directory)"
-                        } else {
-                            "remove (its home directory is kept)"
-                        },
-                    ),
+                    Change::removed("state", "present").described(if self.remove_home {
+                        "remove (and its home directory)"
+                    } else {
+                        "remove (its home directory is kept)"
+                    }),
                 );
                 Ok(d)
             }
@@ -330,7 +328,7 @@ impl Resource for User {
                     what.push_str(&format!(" (uid {u})"));
                 }
                 let mut d = Drift::none();
-                d.push(Change::new("state", Some("absent"), Some("present")).described(what));
+                d.push(Change::created("state", "present").described(what));
                 Ok(d)
             }
             (Some(now), true) => self.drift_of(host, &now, &groups),

@@ -252,7 +252,7 @@ impl Resource for Image {
         let mut drift = Drift::none();
         match (&self.context, found) {
             (Some(_), None) => drift.push(
-                Change::new("image", Some("absent"), Some("built"))
+                Change::created("image", "built")
                     .described(format!("build {}", self.name)),
             ),
             (Some(ctx), Some(img)) => {
@@ -279,7 +279,7 @@ impl Resource for Image {
                 }
             }
             (None, None) if self.pull => drift.push(
-                Change::new("image", Some("absent"), Some("pulled"))
+                Change::created("image", "pulled")
                     .described(format!("pull {}", self.name)),
             ),
             (None, None) => {

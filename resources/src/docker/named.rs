@@ -57,11 +57,11 @@ impl Named {
         match (found, self.present) {
             (None, false) => {}
             (Some(_), false) => drift.push(
-                Change::new("state", Some("present"), Some("absent"))
+                Change::removed("state", "present")
                     .described(format!("remove {what} {}", self.name)),
             ),
             (None, true) => drift.push(
-                Change::new("state", Some("absent"), Some("present"))
+                Change::created("state", "present")
                     .described(format!("create {what} {}", self.name)),
             ),
             (Some((driver, labels)), true) => {

@@ -88,7 +88,7 @@ impl Target {
         let shown = self.path.to_string_lossy();
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let change = match old {
-            None => Change::new("state", Some("absent"), Some("present")).described(format!(
+            None => Change::created("state", "present").described(format!(
                 "create (mode {}) with the {what}",
                 fmt_mode(DEFAULT_FILE_MODE)
             )),

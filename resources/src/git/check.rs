@@ -25,7 +25,7 @@ impl Spec {
                         "clone {} at {} (commit unknown: {why})",
                         self.url, self.reference
                     ),
-                    ..Change::new("state", Some("absent"), Some(self.reference.clone()))
+                    ..Change::created("state", self.reference.clone())
                 });
                 Ok(drift)
             }
@@ -84,10 +84,9 @@ impl Spec {
                     self.reference,
                     short(target.commit)
                 ),
-                ..Change::new(
+                ..Change::created(
                     "state",
-                    Some("absent"),
-                    Some(format!("{} ({})", self.reference, short(target.commit))),
+                    format!("{} ({})", self.reference, short(target.commit)),
                 )
             });
             return Ok(drift);

@@ -58,6 +58,7 @@ impl Cert {
         let Some(bytes) = self.read(host, &self.cert).await? else {
             drift.push(
                 Change::new("cert", Some("missing"), Some("present"))
+                    .with_action(crate::Action::Create)
                     .described(format!("certificate {shown} is missing")),
             );
             drift.observed.insert("state".into(), json!("missing"));
@@ -146,6 +147,7 @@ impl Cert {
             match self.read(host, key).await? {
                 None => drift.push(
                     Change::new("key", Some("missing"), Some("present"))
+                        .with_action(crate::Action::Create)
                         .described(format!("private key {shown} is missing")),
                 ),
                 Some(k) => match inspect::key_matches(leaf, &String::from_utf8_lossy(&k)) {
@@ -169,6 +171,7 @@ impl Cert {
                 None => {
                     drift.push(
                         Change::new("chain", Some("missing"), Some("present"))
+                            .with_action(crate::Action::Create)
                             .described(format!("chain {} is missing", self.shown(p))),
                     );
                     None

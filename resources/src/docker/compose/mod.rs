@@ -459,7 +459,7 @@ impl Resource for Compose {
         if self.remove_orphans {
             for s in services.keys().filter(|s| !hashes.contains_key(**s)) {
                 drift.push(
-                    Change::new(format!("service {s}"), Some("running"), Some("absent"))
+                    Change::removed(format!("service {s}"), "running")
                         .described(format!("service {s}: orphan → remove"))
                         .about(*s),
                 );

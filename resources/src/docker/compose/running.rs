@@ -279,13 +279,9 @@ pub(super) fn runtime_change(service: &str, cs: &[&Running], one_shot: bool) -> 
     }
     if cs.is_empty() {
         return Some(
-            Change::new(
-                format!("service {service}"),
-                Some("absent"),
-                Some("running"),
-            )
-            .described(format!("service {service}: no container → create"))
-            .about(service),
+            Change::created(format!("service {service}"), "running")
+                .described(format!("service {service}: no container → create"))
+                .about(service),
         );
     }
     // Paused by hand: `up` would fail on it (a paused container cannot be started); apply

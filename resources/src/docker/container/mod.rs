@@ -73,11 +73,11 @@ impl Resource for Container {
         match (found, self.present) {
             (None, false) => {}
             (Some(_), false) => drift.push(
-                Change::new("state", Some("present"), Some("absent"))
+                Change::removed("state", "present")
                     .described(format!("remove container {}", self.name)),
             ),
             (None, true) => drift.push(
-                Change::new("state", Some("absent"), Some("running"))
+                Change::created("state", "running")
                     .described(format!("create container {}", self.name)),
             ),
             (Some(c), true) => {
