@@ -59,6 +59,14 @@ pub enum StartError {
     Other(String),
 }
 
+impl StartError {
+    /// Whether its text is already tend's error lines (located diagnostics, each `error: …`
+    /// with its file, line and caret), to be shown as it is rather than behind an `error: `.
+    pub fn renders_itself(&self) -> bool {
+        matches!(self, StartError::Load(LoadError::Invalid(_)))
+    }
+}
+
 pub fn init_logging(cli: &Cli) {
     let default = if cli.quiet {
         "error"

@@ -26,7 +26,7 @@ fn main() {
         Err(e) => {
             // A git server's or a file's text may be in it: shown, not obeyed.
             let text = tend::escape::lines(&e.to_string()).into_owned();
-            if text.starts_with("error") {
+            if e.renders_itself() {
                 eprintln!("{text}");
             } else {
                 eprintln!("error: {text}");
