@@ -21,9 +21,13 @@ pub fn marker(host: &Probe) -> PathBuf {
 
 /// Source lists an interrupted `apt_repo` apply left pending (apt-get update still owed).
 pub fn pending_sources(host: &Probe) -> Vec<String> {
-    std::fs::read_to_string(marker(host))
-        .map(|t| {
-            t.lines()
+    // tend's own record in the state directory: trusted only as tend's private file.
+    crate::host::read_private_file(&marker(host))
+        .ok()
+        .flatten()
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
                 .filter(|l| !l.is_empty())
                 .map(str::to_string)
                 .collect()
@@ -52,15 +56,16 @@ pub fn clear_marker(host: &Mutate) {
 
 /// Newest modification time of the package lists, if any.
 pub fn lists_age(host: &Probe) -> Option<Duration> {
-    let dir = host.real(Path::new("/var/lib/apt/lists"));
-    let newest = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter(|e| {
-            e.file_name().to_string_lossy().ends_with("Packages")
-                || e.file_name().to_string_lossy().ends_with("Release")
+    let dir = Path::new("/var/lib/apt/lists");
+    let newest = host
+        .read_dir(dir)
+        .ok()??
+        .into_iter()
+        .filter(|n| {
+            let n = n.to_string_lossy();
+            n.ends_with("Packages") || n.ends_with("Release")
         })
-        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .filter_map(|n| host.metadata(&dir.join(n)).ok()??.modified().ok())
         .max()?;
     newest.elapsed().ok()
 }
@@ -70,6 +75,8 @@ pub fn lists_age(host: &Probe) -> Option<Duration> {
 pub fn lock_holder(host: &Probe) -> Option<i32> {
     use std::os::fd::AsRawFd;
     let path = host.real(Path::new("/var/lib/dpkg/lock-frontend"));
+    // Opened only to ask the kernel who holds the lock (F_GETLK takes nothing, writes nothing).
+    #[allow(clippy::disallowed_methods)]
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -102,8 +102,12 @@ type Cache = Mutex<HashMap<PathBuf, (SystemTime, Arc<Db>)>>;
 /// The database under the probe's root, parsed once per change of the file.
 pub fn read(host: &Probe) -> Result<Arc<Db>, HostError> {
     static CACHE: OnceLock<Cache> = OnceLock::new();
-    let path = host.real(Path::new("/var/lib/dpkg/status"));
-    let mtime = std::fs::metadata(&path)
+    let status = Path::new("/var/lib/dpkg/status");
+    let path = host.real(status);
+    let missing = || std::io::Error::from(std::io::ErrorKind::NotFound);
+    let mtime = host
+        .metadata(status)?
+        .ok_or_else(missing)
         .and_then(|m| m.modified())
         .map_err(|e| HostError::new("read", path.clone(), e))?;
     let cache = CACHE.get_or_init(Default::default);
@@ -114,9 +118,11 @@ pub fn read(host: &Probe) -> Result<Arc<Db>, HostError> {
             }
         }
     }
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| HostError::new("read", path.clone(), e))?;
-    let db = Arc::new(Db::parse(&text));
+    // A database of every package Debian has is tens of MiB; a gigabyte is not a database.
+    let bytes = host
+        .read_limited(status, 1 << 30)?
+        .ok_or_else(|| HostError::new("read", path.clone(), missing()))?;
+    let db = Arc::new(Db::parse(&String::from_utf8_lossy(&bytes)));
     if let Ok(mut c) = cache.lock() {
         c.insert(path, (mtime, db.clone()));
     }

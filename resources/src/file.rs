@@ -130,7 +130,9 @@ const MAX_BESIDE: u64 = 16 << 20;
 /// A file the manifest names relative to its own directory, read at load: only inside that
 /// directory (no `..`, no absolute path, no symlink out of it — in a pulled policy, only the
 /// verified tree), only a regular file (a FIFO would hang the load, `/dev/zero` fill memory),
-/// at most 16 MiB. Its real path and bytes.
+/// at most 16 MiB. Its real path and bytes. (The policy's files, not the managed host's: read
+/// here, by these rules, rather than through a `Probe` of the root.)
+#[allow(clippy::disallowed_methods)]
 pub(crate) fn read_beside_manifest(
     f: &Fields<'_>,
     field: &str,

@@ -74,8 +74,11 @@ pub(crate) fn command(
 /// Whether the root holds a system to run a command in: its own `/bin/sh` (followed inside the
 /// root only). A root of files alone (a sandbox, a config tree) has none.
 pub(crate) fn has_shell(host: &Probe) -> bool {
+    // The real path Probe resolved, every link followed inside the root only.
+    #[allow(clippy::disallowed_methods)]
+    let file = |p: &Path| p.is_file();
     host.resolved(Path::new("/bin/sh"))
         .ok()
         .flatten()
-        .is_some_and(|p| p.is_file())
+        .is_some_and(|p| file(&p))
 }

@@ -1,6 +1,9 @@
 //! The 60 `.env` test vectors (compose-go's behaviour, `tests/fixtures/dotenv/cases.toml`) and
 //! the real Dify 1.12.1 `.env.example`.
 
+// Fixtures of the test itself, read as files.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -47,6 +47,8 @@ pub(crate) async fn tool(
     input: Option<Vec<u8>>,
 ) -> Result<(), ResourceError> {
     let sbin = Path::new("/usr/sbin").join(program);
+    // The build machine's tool (shadow-utils acts on `--prefix`), looked up where Debian puts it.
+    #[allow(clippy::disallowed_methods)]
     let exe = if sbin.exists() { sbin } else { program.into() };
     let mut c = tokio::process::Command::new(&exe);
     let root = host.root();

@@ -91,7 +91,8 @@ fn backoff_delay(failures: u32) -> u64 {
 
 /// Refuse to contact the CA again before the backoff has passed.
 pub fn check_backoff(host: &Probe, cert_id: &str) -> Result<(), ResourceError> {
-    let Ok(bytes) = std::fs::read(state_file(host, "backoff", cert_id)) else {
+    let Ok(Some(bytes)) = crate::host::read_private_file(&state_file(host, "backoff", cert_id))
+    else {
         return Ok(());
     };
     let Ok(b) = serde_json::from_slice::<Backoff>(&bytes) else {
@@ -112,8 +113,9 @@ pub fn check_backoff(host: &Probe, cert_id: &str) -> Result<(), ResourceError> {
 
 fn record_failure(host: &Mutate, cert_id: &str, error: &str) {
     let path = state_file(host, "backoff", cert_id);
-    let mut b: Backoff = std::fs::read(&path)
+    let mut b: Backoff = crate::host::read_private_file(&path)
         .ok()
+        .flatten()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
     b.failures += 1;
@@ -163,7 +165,7 @@ async fn account(host: &Mutate, spec: &AcmeSpec) -> Result<Account, String> {
         None => Account::builder().map_err(explain),
     };
     let path = state_file(host, "accounts", &format!("{}.json", slug(&spec.directory)));
-    if let Ok(bytes) = std::fs::read(&path) {
+    if let Ok(Some(bytes)) = crate::host::read_private_file(&path) {
         if let Ok(creds) = serde_json::from_slice::<AccountCredentials>(&bytes) {
             return builder()?.from_credentials(creds).await.map_err(explain);
         }

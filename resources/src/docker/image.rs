@@ -78,7 +78,7 @@ impl Image {
         ctx: &std::path::Path,
     ) -> Result<(String, Vec<context::Entry>), ResourceError> {
         let real = host.resolved(ctx)?.unwrap_or_else(|| host.real(ctx));
-        if !real.is_dir() {
+        if !host.metadata(ctx)?.is_some_and(|m| m.is_dir()) {
             return Err(ResourceError::Missing(format!(
                 "the build context {} does not exist",
                 ctx.display()

@@ -187,8 +187,13 @@ impl Spec {
         }
         if self.owner.is_some() || self.group.is_some() {
             use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::metadata(&real)
-                .map_err(|e| crate::HostError::new("inspect", real.clone(), e))?;
+            let meta = host.metadata(&self.path)?.ok_or_else(|| {
+                crate::HostError::new(
+                    "inspect",
+                    real.clone(),
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                )
+            })?;
             if let Some(o) = &self.owner {
                 if meta.uid() != host.uid(o)? {
                     drift.push(Change::new(

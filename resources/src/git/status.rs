@@ -1,6 +1,10 @@
 //! What a checkout holds: tracked files changed by hand (from the index, without git's own
 //! status walk), and how two commits are named and compared.
 
+// The work tree is read as libgit2 reads it, by path, on the thread acting as the checkout's
+// owner (see `as_owner`): the kernel refuses what the owner could not read.
+#![allow(clippy::disallowed_methods)]
+
 use super::*;
 
 impl Spec {

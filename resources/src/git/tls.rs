@@ -34,6 +34,8 @@ pub fn start_deferred() {
 /// Whether this process has one thread (`/proc/self/task`): the only time the environment may
 /// be changed.
 pub fn single_threaded() -> bool {
+    // This process's own /proc entry, not the managed host.
+    #[allow(clippy::disallowed_methods)]
     std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() == 1)
 }
 
@@ -104,17 +106,20 @@ pub fn before_use(url: &str) {
         let dir = dir
             .clone()
             .map_or_else(|| PathBuf::from(DEFAULT_DIR), PathBuf::from);
+        // This machine's CA bundle, for its own TLS (not a managed file).
+        #[allow(clippy::disallowed_methods)]
+        let (has_file, has_dir) = (file.exists(), dir.is_dir());
         // SAFETY: global libgit2 options, set once under `Once`; libgit2 guards its SSL context,
         // and connections made after this see the locations.
         #[allow(unsafe_code)]
         let result = unsafe {
-            let f = if file.exists() {
+            let f = if has_file {
                 git2::opts::set_ssl_cert_file(&file)
             } else {
                 Ok(())
             };
             f.and_then(|()| {
-                if dir.is_dir() {
+                if has_dir {
                     git2::opts::set_ssl_cert_dir(&dir)
                 } else {
                     Ok(())

@@ -44,7 +44,7 @@ impl Record {
     }
 
     pub(super) fn load(host: &Probe, project: &str) -> Option<Record> {
-        let bytes = std::fs::read(Record::path(host, project)).ok()?;
+        let bytes = crate::host::read_private_file(&Record::path(host, project)).ok()??;
         serde_json::from_slice(&bytes).ok()
     }
 
