@@ -590,18 +590,6 @@ impl Loader<'_> {
             .sum();
         let mut decls = Vec::with_capacity(declared);
         let mut built = 0;
-        if let Some(o) = observer.as_deref_mut() {
-            let mut kinds: Vec<&str> = top
-                .iter()
-                .filter(|e| !SECTIONS.contains(&e.key.as_str()))
-                .map(|e| e.key.as_str())
-                .collect();
-            // What a module declares is not known yet: libgit2's start must not be missed.
-            if kinds.contains(&"module") {
-                kinds.push("git");
-            }
-            o.kinds(&kinds);
-        }
         let env = module::Env {
             facts: facts.template_value(),
             data: self.data.as_ref().map(|d| d.merged.clone()),
@@ -609,6 +597,20 @@ impl Loader<'_> {
             chain: vec![self.path.clone()],
             parsed: Default::default(),
         };
+        if let Some(o) = observer.as_deref_mut() {
+            let mut kinds: Vec<&str> = top
+                .iter()
+                .filter(|e| !SECTIONS.contains(&e.key.as_str()))
+                .map(|e| e.key.as_str())
+                .collect();
+            // libgit2 starts before the run's threads, so a `git` inside a module counts too.
+            if kinds.contains(&"module")
+                && module::modules_may_declare(&top, &ctx.dir, "git", &env.parsed, 0)
+            {
+                kinds.push("git");
+            }
+            o.kinds(&kinds);
+        }
         self.build_all(
             &top,
             &renderer,

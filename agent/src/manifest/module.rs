@@ -34,6 +34,71 @@ pub(super) struct Env {
     pub parsed: Arc<std::sync::Mutex<Parsed>>,
 }
 
+/// Whether a module `top` calls (or one they call, down to [`MAX_DEPTH`]) may declare `kind`:
+/// read ahead through the load's parse cache, so the load itself reads and parses nothing twice.
+/// A source written as a template, or a file that cannot be read or parsed, counts as "may" (the
+/// load says what is wrong with it). The run starts libgit2 early only when a `git` may come.
+pub(super) fn modules_may_declare(
+    top: &[Entry],
+    dir: &Path,
+    kind: &str,
+    parsed: &std::sync::Mutex<Parsed>,
+    depth: usize,
+) -> bool {
+    for e in top.iter().filter(|e| e.key == "module") {
+        let Value::Table(calls) = &e.value.value else {
+            return true;
+        };
+        for call in calls {
+            let Value::Table(fields) = &call.value.value else {
+                return true;
+            };
+            let source = fields.iter().find_map(|f| match &f.value.value {
+                Value::Str(s) if f.key == "source" => Some(s.value.as_str()),
+                _ => None,
+            });
+            let Some(source) = source.filter(|s| !s.contains("{{")) else {
+                return true;
+            };
+            if depth >= MAX_DEPTH {
+                return true;
+            }
+            let mut full = dir.join(source);
+            if full.is_dir() {
+                full = full.join("manifest.toml");
+            }
+            let Ok(file) = std::fs::canonicalize(&full) else {
+                return true;
+            };
+            let cached = parsed.lock().ok().and_then(|p| p.get(&file).cloned());
+            let loaded = match cached {
+                Some(l) => l,
+                None => {
+                    let Ok(text) = super::beside::read(&file) else {
+                        return true;
+                    };
+                    let entries = raw::parse(&text).map_err(|e| (e.message, e.span));
+                    let l = Arc::new((text, entries));
+                    if let Ok(mut p) = parsed.lock() {
+                        p.insert(file.clone(), l.clone());
+                    }
+                    l
+                }
+            };
+            let Ok(entries) = &loaded.1 else {
+                return true;
+            };
+            let here = file.parent().unwrap_or(Path::new("/"));
+            if entries.iter().any(|e| e.key == kind)
+                || modules_may_declare(entries, here, kind, parsed, depth + 1)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// A module file's text and its parse, by its real path.
 pub(super) type Parsed =
     std::collections::HashMap<PathBuf, Arc<(String, Result<Vec<Entry>, (String, Span)>)>>;
