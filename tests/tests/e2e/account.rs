@@ -248,3 +248,134 @@ value = 0
         );
     }
 }
+
+/// shadow-utils' own answer about an account in the root: `passwd -S` (`L` locked, `P` usable
+/// password, `NP` none) and `chage -l`'s "Account expires".
+fn reference(sb: &Sandbox, name: &str) -> (String, String) {
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program)
+            .arg("-R")
+            .arg(sb.root())
+            .args(args)
+            .output()
+            .expect(program);
+        assert!(out.status.success(), "{program}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = run("passwd", &["-S", name])
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let expires = run("chage", &["-l", name])
+        .lines()
+        .find_map(|l| l.strip_prefix("Account expires"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        .unwrap_or_default();
+    (status, expires)
+}
+
+/// tend's verdict beside shadow-utils', case by case: an account changed by hand with
+/// `usermod`, read back by `passwd -S` and `chage -l`, and planned by tend against a manifest
+/// stating the same or another value. Every row must agree: in sync exactly where shadow-utils
+/// shows the manifest's value, and the drift naming exactly that field otherwise.
+#[test]
+fn lock_expiry_and_password_agree_with_passwd_and_chage_case_by_case() {
+    const HASH: &str = "$6$tendsalt$Zb0yl3P6cYpVXyZ1jzWq1Ch8cXb2k2vU3b1n0s6WnM6rX1Qy5T4Qb9o3K8m2yH0uV7dG6fA5sJ4lP3kQ2wE1r.";
+    const OTHER: &str = "$6$othersalt$hVwK6vT5jVbq3lGgR5yD2sUo0bW3mN8cQ1xF4zL7aP9eH6kJ2tY5rI0uO3iS8dC7vB4nM1lZ6xA9qW2eE3rT.";
+    // (what is done by hand, shadow-utils' (passwd -S, chage "Account expires"), the manifest's
+    // fields, tend's drift: the fields it names, none when in sync)
+    type Case = (
+        &'static [&'static [&'static str]],
+        (&'static str, &'static str),
+        &'static str,
+        &'static [&'static str],
+    );
+    let cases: &[Case] = &[
+        (&[&["-L"]], ("L", "never"), "locked = true", &[]),
+        (&[&["-L"]], ("L", "never"), "locked = false", &["locked"]),
+        (&[&["-p", HASH]], ("P", "never"), "locked = false", &[]),
+        (
+            &[&["-p", HASH]],
+            ("P", "never"),
+            "locked = true",
+            &["locked"],
+        ),
+        (
+            &[&["-p", HASH]],
+            ("P", "never"),
+            "password_hash = \"HASH\"",
+            &[],
+        ),
+        (
+            &[&["-p", OTHER]],
+            ("P", "never"),
+            "password_hash = \"HASH\"",
+            &["password_hash"],
+        ),
+        // A locked account keeps its hash behind `!`: the hash is still the manifest's.
+        (
+            &[&["-p", HASH], &["-L"]],
+            ("L", "never"),
+            "password_hash = \"HASH\"\nlocked = true",
+            &[],
+        ),
+        (
+            &[&["-e", "2030-01-31"]],
+            ("NP", "Jan 31, 2030"),
+            "expires = \"2030-01-31\"",
+            &[],
+        ),
+        (
+            &[&["-e", "2030-01-31"]],
+            ("NP", "Jan 31, 2030"),
+            "expires = \"2031-01-01\"",
+            &["expires"],
+        ),
+        (
+            &[&["-e", "2030-01-31"]],
+            ("NP", "Jan 31, 2030"),
+            "expires = \"never\"",
+            &["expires"],
+        ),
+        (
+            &[&["-e", "2030-01-31"], &["-e", ""]],
+            ("NP", "never"),
+            "expires = \"never\"",
+            &[],
+        ),
+    ];
+    for (i, (by_hand_steps, want_ref, fields, want_drift)) in cases.iter().enumerate() {
+        let sb = accounts_root();
+        by_hand(&sb, "useradd", &["-M", "tendcase"]);
+        if want_ref.0 == "NP" {
+            // useradd leaves `!` (locked, no password): passwd -d makes it "no password".
+            let out = Command::new("passwd")
+                .arg("-R")
+                .arg(sb.root())
+                .args(["-d", "tendcase"])
+                .output()
+                .expect("passwd -d");
+            assert!(out.status.success(), "{out:?}");
+        }
+        for step in *by_hand_steps {
+            let mut args: Vec<&str> = step.to_vec();
+            args.push("tendcase");
+            by_hand(&sb, "usermod", &args);
+        }
+        let got_ref = reference(&sb, "tendcase");
+        assert_eq!(
+            (got_ref.0.as_str(), got_ref.1.as_str()),
+            *want_ref,
+            "case {i}: shadow-utils"
+        );
+        sb.write_manifest(&format!(
+            "[user.case]\nname = \"tendcase\"\ncreate_home = false\n{}\n",
+            fields.replace("HASH", HASH)
+        ));
+        let plan = sb.plan_json();
+        let mut got: Vec<String> = changed_fields(&plan, "user.case");
+        got.sort();
+        assert_eq!(got, want_drift.to_vec(), "case {i} ({fields}): {plan:#}");
+    }
+}
