@@ -127,6 +127,26 @@ fn a_key_tend_adds_lets_its_holder_in_and_exclusive_takes_it_away() {
     assert!(sshd.login(&keys.path().join("alice")), "sshd lets alice in");
     assert_eq!(sb.plan().code, 0);
 
+    // By hand: alice's line deleted, the file made group-writable (sshd's StrictModes would then
+    // refuse every key). Plan names exactly those two, changes neither; apply repairs both.
+    let kept = format!("{before}\n");
+    std::fs::write(sb.path("/root/.ssh/authorized_keys"), &kept).expect("write");
+    sb.set_mode("/root/.ssh/authorized_keys", 0o620);
+    let plan = sb.plan_json();
+    let mut fields = tend_tests::changed_fields(&plan, "authorized_keys.root");
+    fields.sort();
+    assert_eq!(fields, ["file.attrs", "keys"], "{plan:#}");
+    assert_eq!(
+        sb.read("/root/.ssh/authorized_keys"),
+        kept,
+        "plan wrote nothing"
+    );
+    assert_eq!(sb.mode("/root/.ssh/authorized_keys"), 0o620);
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.mode("/root/.ssh/authorized_keys"), 0o600);
+    assert!(sshd.login(&keys.path().join("alice")), "alice is back in");
+    assert_eq!(sb.plan().code, 0);
+
     // Exclusive, with bob only: alice's key goes, bob's line and the comment stay.
     sb.write_manifest(&format!(
         "[authorized_keys.root]\nuser = \"root\"\nkeys = [\"from=\\\"10.0.0.0/8\\\" {bob}\"]\nexclusive = true\n"
