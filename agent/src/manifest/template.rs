@@ -32,8 +32,9 @@ pub struct Renderer {
     used_secret: Arc<AtomicBool>,
     /// Variables whose value came from a secret: a template that uses one is sensitive too.
     sensitive_vars: std::collections::BTreeSet<String>,
-    /// `each` (`key`, `value`) while the instances of a `for_each` render.
-    each: std::sync::Mutex<Option<serde_json::Value>>,
+    /// `each` (`key`, `value`) while the instances of a `for_each` render: as set, and as the
+    /// engine takes it (converted once per instance, not once per string).
+    each: std::sync::Mutex<Option<(serde_json::Value, minijinja::Value)>>,
     /// `context` as the template engine takes it, converted once (not per render: a `for_each`
     /// of 1,000 over a 1,000-element list would convert the list a million times).
     engine_context: std::sync::OnceLock<minijinja::Value>,
@@ -46,13 +47,15 @@ pub struct Renderer {
     includes: Option<(PathBuf, PathBuf)>,
 }
 
-/// Template sources by key and keys by source, and the names each source uses.
+/// Template sources by key, and by source its key and the names it uses (known once compiled).
 #[derive(Default)]
 struct Compiled {
     sources: std::collections::HashMap<String, String>,
-    keys: std::collections::HashMap<String, String>,
-    names: std::collections::HashMap<String, std::collections::HashSet<String>>,
+    keys: std::collections::HashMap<String, (String, Option<Names>)>,
 }
+
+/// The names a compiled source uses, shared by every render of it.
+type Names = Arc<Vec<String>>;
 
 /// Instructions one template may run: nested loops over `range` would otherwise hang even
 /// `tend check`. Real manifests use a few hundred.
@@ -94,13 +97,13 @@ impl Renderer {
 
     /// Set (or clear) `each` for the strings of one `for_each` instance.
     pub fn set_each(&self, each: Option<serde_json::Value>) {
+        let each = each.map(|v| {
+            let engine = minijinja::Value::from_serialize(&v);
+            (v, engine)
+        });
         if let Ok(mut e) = self.each.lock() {
             *e = each;
         }
-    }
-
-    fn each(&self) -> Option<serde_json::Value> {
-        self.each.lock().ok().and_then(|e| e.clone())
     }
 
     /// What templates see: the variables, facts and helpers, and `each` in an instance.
@@ -109,9 +112,14 @@ impl Renderer {
             .engine_context
             .get_or_init(|| minijinja::Value::from_serialize(&self.context))
             .clone();
-        match self.each() {
+        let each = self
+            .each
+            .lock()
+            .ok()
+            .and_then(|e| e.as_ref().map(|(_, engine)| engine.clone()));
+        match each {
             Some(each) => minijinja::context! {
-                each => minijinja::Value::from_serialize(&each),
+                each => each,
                 ..base
             },
             None => base,
@@ -133,7 +141,7 @@ impl Renderer {
             .env()
             .compile_expression(expr)
             .map_err(|e| RenderError::Syntax(describe(&e)))?;
-        self.all_defined(e.undeclared_variables(true))?;
+        self.all_defined(&e.undeclared_variables(true))?;
         e.eval(self.context_value())
             .map_err(|e| RenderError::Failed(describe(&e)))
     }
@@ -201,11 +209,14 @@ impl Renderer {
 
     /// `Err` naming the first (in sorted order) of `names` that is not defined, with the
     /// nearest defined name as a suggestion.
-    fn all_defined(&self, names: std::collections::HashSet<String>) -> Result<(), RenderError> {
+    fn all_defined<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n String>,
+    ) -> Result<(), RenderError> {
         match names.into_iter().filter(|path| !self.defined(path)).min() {
             Some(name) => Err(RenderError::Undefined {
-                suggestion: self.suggest(&name),
-                name,
+                suggestion: self.suggest(name),
+                name: name.clone(),
             }),
             None => Ok(()),
         }
@@ -228,17 +239,21 @@ impl Renderer {
         if GLOBALS.contains(&first) {
             return true;
         }
-        let each = if first == "each" { self.each() } else { None };
-        let Some(mut value) = each.as_ref().or_else(|| self.context.get(first)) else {
-            return false;
+        let walk = |mut value: &serde_json::Value| {
+            for p in parts {
+                match value.get(p) {
+                    Some(v) => value = v,
+                    None => return false,
+                }
+            }
+            true
         };
-        for p in parts {
-            match value.get(p) {
-                Some(v) => value = v,
-                None => return false,
+        if first == "each" {
+            if let Some((each, _)) = self.each.lock().ok().as_deref().and_then(Option::as_ref) {
+                return walk(each);
             }
         }
-        true
+        self.context.get(first).is_some_and(walk)
     }
 
     /// A suggestion for an undefined dotted name.
@@ -281,7 +296,7 @@ impl Renderer {
                     .env()
                     .template_from_named_str(name, source)
                     .map_err(|e| RenderError::Syntax(describe(&e)))?;
-                self.all_defined(tmpl.undeclared_variables(true))?;
+                self.all_defined(&tmpl.undeclared_variables(true))?;
                 self.used_secret.store(false, Ordering::SeqCst);
                 tmpl.render(self.context_value())
                     .map_err(|e| RenderError::Failed(describe(&e)))?
@@ -318,27 +333,32 @@ impl Renderer {
     /// not compile, `Some(Err(()))` when it names something undefined or fails to render (the
     /// caller says why).
     fn render_compiled(&self, source: &str) -> Option<Result<String, ()>> {
-        let key = {
+        let (key, known) = {
             let mut c = self.compiled.lock().ok()?;
             match c.keys.get(source) {
-                Some(k) => k.clone(),
+                Some((k, names)) => (k.clone(), names.clone()),
                 None => {
                     let k = format!("\u{1}{}", c.keys.len());
                     c.sources.insert(k.clone(), source.to_string());
-                    c.keys.insert(source.to_string(), k.clone());
-                    k
+                    c.keys.insert(source.to_string(), (k.clone(), None));
+                    (k, None)
                 }
             }
         };
         let tmpl = self.env().get_template(&key).ok()?;
-        let names = {
-            let mut c = self.compiled.lock().ok()?;
-            c.names
-                .entry(key)
-                .or_insert_with(|| tmpl.undeclared_variables(true))
-                .clone()
+        let names = match known {
+            Some(n) => n,
+            None => {
+                let n: Names = Arc::new(tmpl.undeclared_variables(true).into_iter().collect());
+                if let Ok(mut c) = self.compiled.lock() {
+                    if let Some(entry) = c.keys.get_mut(source) {
+                        entry.1 = Some(n.clone());
+                    }
+                }
+                n
+            }
         };
-        if self.all_defined(names).is_err() {
+        if self.all_defined(names.iter()).is_err() {
             return Some(Err(()));
         }
         self.used_secret.store(false, Ordering::SeqCst);
