@@ -498,7 +498,12 @@ fn writes(trace: &str) -> Vec<(String, String)> {
 
 /// The first quoted path of a call's arguments, made absolute with the directory fd before it.
 fn first_path(args: &str) -> Option<String> {
-    let wanted = args.split('"').nth(1)?;
+    absolute(args, args.split('"').nth(1)?)
+}
+
+/// `wanted` (a quoted argument of `args`) made absolute with the directory fd that precedes it
+/// (`AT_FDCWD</cwd>` or `3</dir>`) when relative.
+fn absolute(args: &str, wanted: &str) -> Option<String> {
     if wanted.starts_with('/') {
         return Some(wanted.to_string());
     }
@@ -528,16 +533,7 @@ fn at_path(name: &str, args: &str) -> Option<String> {
         } else {
             quoted.first()
         }?;
-    if wanted.starts_with('/') {
-        return Some((*wanted).to_string());
-    }
-    // The directory fd that precedes the wanted string.
-    let before = &args[..args.find(&format!("\"{wanted}\""))?];
-    let dir = before.rfind('<').and_then(|i| {
-        let end = before[i..].find('>')?;
-        Some(before[i + 1..i + end].to_string())
-    })?;
-    Some(format!("{dir}/{wanted}"))
+    absolute(args, wanted)
 }
 
 #[cfg(test)]
