@@ -20,14 +20,11 @@
 
 pub mod cli;
 mod commands;
-mod early;
+pub mod engine;
 pub mod escape;
-pub mod executor;
 pub mod facts;
 pub mod fleet;
-pub mod graph;
 mod image;
-pub mod journal;
 pub mod journald;
 pub mod manifest;
 pub mod orphans;

@@ -6,14 +6,14 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cli::{self, Cli, Format, RunArgs};
+use crate::engine::host::{probe, runtime};
+use crate::engine::{executor, graph, journal};
 use crate::report::{self, ManifestInfo, Mode, PullStatus, Report, Summary};
 use crate::secrets::{Redactor, SecretMode};
 use crate::signals::watch_signals;
 use crate::{
-    absolute, color_wanted, executor, graph, journal, load, output, printer, root_of, state,
-    state_dir_of, StartError,
+    absolute, color_wanted, load, output, printer, root_of, state, state_dir_of, StartError,
 };
-use tend_resources::Probe;
 
 /// What a run writes besides stdout: `--report`, `--metrics` and (apply) `last-run.json`.
 pub(crate) struct Records<'a> {
@@ -164,25 +164,6 @@ async fn heartbeat(progress: std::sync::Arc<executor::Progress>) {
     }
 }
 
-/// What a run reads the host through, keyed by the host key (`apply` creates it). A plan on a
-/// host that never ran apply fingerprints with a throwaway key: it shows that something
-/// changes, but does not compare across runs. Until the run changes something, a directory it
-/// resolved stays what it resolved: once each (the executor stops the cache before the first
-/// change).
-pub(crate) fn probe(root: &Path, state_dir: &Path, apply: bool) -> std::io::Result<Probe> {
-    let key =
-        state::host_key(state_dir, apply)?.unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
-    Ok(Probe::with_key(root, state_dir, key).caching_dirs())
-}
-
-/// The run's runtime: `jobs` workers (checks and applies are spread over them).
-pub(crate) fn runtime(jobs: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(jobs.clamp(1, 64))
-        .enable_all()
-        .build()
-}
-
 #[allow(clippy::too_many_arguments)]
 fn engine(
     cli: &Cli,
@@ -236,7 +217,7 @@ fn engine(
         SecretMode::ReadOnly
     };
     // A plan of the whole manifest checks each resource while the rest loads (`early`).
-    let mut early = (apply.is_none() && run.only.is_empty()).then(|| crate::early::Early {
+    let mut early = (apply.is_none() && run.only.is_empty()).then(|| crate::engine::early::Early {
         root: root_of(&run.manifest),
         state_dir,
         jobs,

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     match load_source(Path::new("fuzz.toml"), source, &opts) {
         // Rendering the diagnostics must not panic either.
         Err(e) => drop(e.to_string()),
-        Ok(m) => match tend::graph::Graph::build(&m) {
+        Ok(m) => match tend::engine::graph::Graph::build(&m) {
             Ok(g) => drop(g.to_dot(&m)),
             Err(e) => drop(e.to_string()),
         },

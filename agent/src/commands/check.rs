@@ -2,8 +2,9 @@
 //! a lint needs; warnings for what is valid but likely wrong here.
 
 use crate::cli::{Cli, ManifestArgs};
+use crate::engine::graph;
 use crate::secrets::SecretMode;
-use crate::{escape, graph, load, output, root_of, StartError};
+use crate::{escape, load, output, root_of, StartError};
 
 pub(crate) fn run(cli: &Cli, args: &ManifestArgs) -> Result<i32, StartError> {
     let m = load(args, SecretMode::Ephemeral, None, None)?;

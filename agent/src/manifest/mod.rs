@@ -295,7 +295,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, LoadError> {
 }
 
 /// Told of each resource as soon as it is built, while the rest of the manifest still loads: a
-/// plan checks them meanwhile (`crate::early`). A manifest that then fails to load is an error
+/// plan checks them meanwhile (`crate::engine::early`). A manifest that then fails to load is an error
 /// all the same; what was told of it is thrown away.
 pub trait Observer {
     /// The kinds the manifest declares, before the first resource is built.

@@ -17,8 +17,9 @@ use std::time::Instant;
 use tend_resources::{Drift, Mutate, Probe, Resource, ResourceError};
 use tokio::task::JoinSet;
 
-use crate::graph::Graph;
-use crate::journal::Journal;
+use crate::engine::check::{check_one, millis};
+use crate::engine::graph::Graph;
+use crate::engine::journal::Journal;
 use crate::manifest::Manifest;
 use crate::report::{ReasonClass, Refresh, RefreshStatus, ResourceReport, Status};
 
@@ -280,15 +281,15 @@ fn skip_reason(
         let dep = &m.resources[e.on].address;
         // A notifier that kicks its targets when it fails (an audited certificate) must not
         // also get them skipped.
-        if e.kind == crate::graph::EdgeKind::Notify
+        if e.kind == crate::engine::graph::EdgeKind::Notify
             && m.resources[e.on].resource.notifies_on_failure()
         {
             return None;
         }
         let how = match e.kind {
-            crate::graph::EdgeKind::Requires => "requires",
-            crate::graph::EdgeKind::Notify => "is notified by",
-            crate::graph::EdgeKind::Path => "depends on",
+            crate::engine::graph::EdgeKind::Requires => "requires",
+            crate::engine::graph::EdgeKind::Notify => "is notified by",
+            crate::engine::graph::EdgeKind::Path => "depends on",
         };
         match r.status {
             Status::Failed => Some(format!("{how} {dep}, which failed")),
@@ -297,22 +298,6 @@ fn skip_reason(
             _ => None,
         }
     })
-}
-
-/// One resource's check for a plan, named by `key`: `None` when the run was stopped first.
-pub(crate) type Checked = (usize, Option<Result<Drift, ResourceError>>, u64);
-
-pub(crate) async fn check_one(probe: Probe, key: usize, resource: Arc<dyn Resource>) -> Checked {
-    if tend_resources::process::stopping() {
-        return (key, None, 0);
-    }
-    let t = Instant::now();
-    let result = resource.check(&probe).await;
-    (key, Some(result), millis(t))
-}
-
-fn millis(t: Instant) -> u64 {
-    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Run `work` on every item, at most `jobs` at once: `jobs` tasks, each taking the next item
@@ -365,7 +350,7 @@ pub async fn plan(
     probe: Probe,
     jobs: usize,
     owed: &std::collections::BTreeMap<String, Vec<String>>,
-    early: Option<crate::early::EarlyChecks>,
+    early: Option<crate::engine::early::EarlyChecks>,
 ) -> Vec<ResourceReport> {
     let n = m.resources.len();
     let mut checks: Vec<Option<(Result<Drift, ResourceError>, u64)>> =
@@ -562,7 +547,7 @@ pub async fn plan(
         }) {
             let by = by
                 .iter()
-                .map(|n| format!("{n} {}", crate::journal::CARRIED_OVER))
+                .map(|n| format!("{n} {}", crate::engine::journal::CARRIED_OVER))
                 .collect();
             target.refresh = Some(Refresh {
                 notified_by: by,
@@ -867,7 +852,7 @@ pub async fn apply(
         if let Some(by) = journal.pending().get(&d.address) {
             notified[i].extend(
                 by.iter()
-                    .map(|n| format!("{n} {}", crate::journal::CARRIED_OVER)),
+                    .map(|n| format!("{n} {}", crate::engine::journal::CARRIED_OVER)),
             );
         }
     }

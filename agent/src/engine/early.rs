@@ -15,7 +15,7 @@ use futures_util::FutureExt;
 use tend_resources::{Probe, Resource};
 use tokio::sync::Notify;
 
-use crate::executor::{check_one, Checked};
+use crate::engine::check::{check_one, Checked};
 use crate::manifest::{Decl, Observer};
 
 /// What [`Early`] started: the runtime the run goes on with, the checks under way, and the
@@ -40,10 +40,10 @@ impl Observer for Early<'_> {
             tend_resources::git::tls::start_deferred();
         }
         // Anything amiss here is met again, and reported, where the run would have met it.
-        let Ok(probe) = crate::run::probe(&self.root, self.state_dir, false) else {
+        let Ok(probe) = crate::engine::host::probe(&self.root, self.state_dir, false) else {
             return;
         };
-        let Ok(runtime) = crate::run::runtime(self.jobs) else {
+        let Ok(runtime) = crate::engine::host::runtime(self.jobs) else {
             return;
         };
         let checks = EarlyChecks::start(&runtime, self.jobs, probe.clone());
@@ -320,7 +320,7 @@ mod tests {
     /// is checked once, and a check that panics costs its batch, not the run: `finish` returns.
     #[test]
     fn early_checks_begin_before_the_manifest_is_loaded_and_survive_a_panic() {
-        let runtime = crate::run::runtime(3).expect("runtime");
+        let runtime = crate::engine::host::runtime(3).expect("runtime");
         let probe = Probe::new("/nonexistent-tend-test", "/nonexistent-tend-test/state");
         let checked = Arc::new(AtomicUsize::new(0));
         let mut early = EarlyChecks::start(&runtime, 3, probe);
@@ -359,7 +359,7 @@ mod tests {
     #[test]
     fn early_checks_run_at_most_jobs_at_once() {
         for jobs in [1, 3] {
-            let runtime = crate::run::runtime(jobs).expect("runtime");
+            let runtime = crate::engine::host::runtime(jobs).expect("runtime");
             let probe = Probe::new("/nonexistent-tend-test", "/nonexistent-tend-test/state");
             let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
             let mut early = EarlyChecks::start(&runtime, jobs, probe);
