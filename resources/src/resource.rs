@@ -25,6 +25,11 @@ pub enum ResourceError {
     /// A failure described for the operator, e.g. "/etc/motd is a directory, expected a file".
     #[error("{0}")]
     Failed(String),
+    /// A remote did not answer (a git server): plan reports it as unknown (class unreachable),
+    /// since the network may be back when apply runs; apply fails with it. The text says which
+    /// remote and why, for the operator.
+    #[error("{0}")]
+    Unreachable(String),
     /// What the check reads is not there (a `source` file, a checkout): in a plan, when a
     /// dependency of this resource would change, this is an honest unknown rather than a failure.
     #[error("{0}")]

@@ -6,7 +6,7 @@ use super::*;
 enum Seen {
     /// Where it is against the manifest.
     Drift(Drift),
-    /// The remote did not answer (`why` begins with [`UNREACHABLE`]); `empty`: nothing is
+    /// The remote did not answer (`why` says which and why); `empty`: nothing is
     /// checked out yet.
     Unreachable { empty: bool, why: String },
 }
@@ -48,7 +48,7 @@ impl Spec {
     /// nothing is checked out yet).
     fn look(&self, host: &Probe) -> Result<Seen, ResourceError> {
         match self.check_inner(host) {
-            Err(ResourceError::Failed(why)) if why.starts_with(UNREACHABLE) => {
+            Err(ResourceError::Unreachable(why)) => {
                 let empty = host
                     .read_dir(&self.path)?
                     .is_none_or(|names| names.is_empty());

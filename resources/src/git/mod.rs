@@ -137,9 +137,6 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
 /// The report's `observed` key for the commit a moving checkout would be brought to.
 const TARGET_COMMIT: &str = "target_commit";
 
-/// How an unreachable remote's failure begins: plan turns exactly this failure into an unknown.
-const UNREACHABLE: &str = "cannot reach";
-
 /// Where a ref points, and what kind of ref it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RefKind {
@@ -173,11 +170,11 @@ fn remote_error(url: &str, e: &git2::Error) -> ResourceError {
     }
     // libgit2 calls a local path that is not there an "unsupported URL protocol".
     if msg.contains("unsupported URL protocol") && !url.contains("://") && !url.contains('@') {
-        return failed(format!(
-            "{UNREACHABLE} {url}: no repository at this path (a local path, since it names no scheme)"
+        return ResourceError::Unreachable(format!(
+            "cannot reach {url}: no repository at this path (a local path, since it names no scheme)"
         ));
     }
-    failed(format!("{UNREACHABLE} {url}: {msg}"))
+    ResourceError::Unreachable(format!("cannot reach {url}: {msg}"))
 }
 
 /// libgit2's process-wide settings for checkouts, set once before the first repository is

@@ -259,7 +259,7 @@ impl Spec {
         remote
             .fetch(&[refspec.as_str()], Some(&mut opts), None)
             .map_err(|e| match remote_error(&self.url, &e) {
-                ResourceError::Failed(m) if m.starts_with(UNREACHABLE) => {
+                ResourceError::Unreachable(_) => {
                     failed(format!("fetching {r} from {}: {}", self.url, e.message()))
                 }
                 other => other,
@@ -379,6 +379,7 @@ pub(super) fn scrub_credentials(text: &str, url: &str) -> String {
 pub(super) fn scrub_error(e: ResourceError, url: &str) -> ResourceError {
     match e {
         ResourceError::Failed(m) => ResourceError::Failed(scrub_credentials(&m, url)),
+        ResourceError::Unreachable(m) => ResourceError::Unreachable(scrub_credentials(&m, url)),
         ResourceError::Missing(m) => ResourceError::Missing(scrub_credentials(&m, url)),
         ResourceError::Unknown { class, why } => ResourceError::Unknown {
             class,
