@@ -4,14 +4,14 @@
 //! The stages, one module each:
 //! - [`manifest`]: TOML with spans → variables → rendered templates → typed resources, every
 //!   error located with file, line, column and a caret;
-//! - [`graph`]: explicit and automatic edges, topological order, cycles named;
-//! - [`executor`]: plan (read-only, through a `Probe`) and apply (check → apply → verify →
-//!   refresh, dependents of failures skipped);
+//! - [`engine`]: the graph (explicit and automatic edges, topological order, cycles named), plan
+//!   (read-only, through a `Probe`) and apply (check → apply → verify → refresh, dependents of
+//!   failures skipped), the early checks that overlap loading, the journal;
 //! - [`report`] and [`printer`]: JSON report, metrics, human output, exit codes;
 //! - [`state`]: the state directory, its lock and `last-run.json`; [`secrets`]: `secret()`;
 //! - `run`: one plan or apply from start to records (also when it cannot start); `signals`: the
-//!   graceful stop; `restore`: `tend restore`; `timer`: `tend timer`; [`output`]: stdout and the
-//!   files asked for.
+//!   graceful stop; `restore`: `tend restore`; `timer`: `tend timer`; `commands`: the other
+//!   subcommands, a file each; [`output`]: stdout and the files asked for.
 //!
 //! `main` only parses arguments and calls [`run()`].
 

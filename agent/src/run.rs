@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::cli::{self, Cli, Format, RunArgs};
 use crate::engine::host::{probe, runtime};
-use crate::engine::{executor, graph, journal};
+use crate::engine::{self, graph, journal};
 use crate::report::{self, ManifestInfo, Mode, PullStatus, Report, Summary};
 use crate::secrets::{Redactor, SecretMode};
 use crate::signals::watch_signals;
@@ -144,7 +144,7 @@ pub(crate) fn record_failed_start(
 
 /// While an apply runs: a line on stderr at most every 30 s (`TEND_HEARTBEAT_SECS` changes
 /// the period, for tests) naming what is in flight, so a journal shows the run is alive.
-async fn heartbeat(progress: std::sync::Arc<executor::Progress>) {
+async fn heartbeat(progress: std::sync::Arc<engine::Progress>) {
     let secs = std::env::var("TEND_HEARTBEAT_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -286,7 +286,7 @@ fn engine(
             root_dir.display()
         );
     }
-    let sel = executor::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
+    let sel = engine::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
     let recorded = crate::orphans::recorded(state_dir);
     let mut left = crate::orphans::orphans(&recorded, &m);
     let root = root_of(&run.manifest);
@@ -317,7 +317,7 @@ fn engine(
     // compose wait then shows what came before it, and the summary stays last.
     let live = apply.is_some() && run.format == Format::Human;
     let beating = apply.is_some() && !cli.quiet;
-    let progress = std::sync::Arc::new(executor::Progress {
+    let progress = std::sync::Arc::new(engine::Progress {
         on_settled: live.then(|| {
             let redactor = redactor.clone();
             Box::new(move |done: &[&report::ResourceReport]| {
@@ -326,13 +326,13 @@ fn engine(
                     &style,
                     &redactor,
                 ));
-            }) as Box<executor::OnSettled>
+            }) as Box<engine::OnSettled>
         }),
         in_flight: beating.then(Default::default),
     });
     let heartbeat = beating.then(|| runtime.spawn(heartbeat(progress.clone())));
     let resources = match apply {
-        None => runtime.block_on(executor::plan(
+        None => runtime.block_on(engine::plan(
             &m,
             &g,
             &sel,
@@ -346,7 +346,7 @@ fn engine(
                 return Err(StartError::Other("apply without the run lock".into()));
             };
             let host = lock.mutate(probe).keep_backups(a.keep_backups);
-            runtime.block_on(executor::apply(
+            runtime.block_on(engine::apply(
                 &m,
                 &g,
                 &sel,

@@ -1,13 +1,25 @@
 //! The engine: from a loaded manifest to what each resource did. `graph` orders the resources,
 //! `check` checks one, `early` checks a plan's resources while the manifest still loads,
-//! `executor` plans and applies in graph order (waves, a worker pool, refreshes), `journal`
+//! `select` says which resources a run involves, `plan` and `apply` go through them in graph
+//! order (`apply` in waves, with refreshes; both on `pool`), `outcome` builds the reports both
+//! share, `progress` tells a watcher what settled and what runs, `journal`
 //! records an apply's steps so an interrupted one is known, `host` makes the probe and the
 //! runtime a run reads the host through. The commands (`run`, `pull`) drive it; it imports
 //! nothing of theirs.
 
+mod apply;
 pub(crate) mod check;
 pub(crate) mod early;
-pub mod executor;
 pub mod graph;
 pub(crate) mod host;
 pub mod journal;
+mod outcome;
+mod plan;
+mod pool;
+mod progress;
+mod select;
+
+pub use apply::apply;
+pub use plan::plan;
+pub use progress::{OnSettled, Progress};
+pub use select::Selection;
