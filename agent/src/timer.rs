@@ -272,8 +272,8 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
         && !crate::pull::config_names_url(&root.join("etc/tend/pull.toml"))
     {
         return Err(StartError::Other(format!(
-            "--pull with no URL runs from {}'s url, and it names none (or cannot be read): give \
-             --pull URL, or url = \"…\" there",
+            "--pull with no URL takes the policy's url from {}, which names none (or cannot be \
+             read): give --pull URL, or set url = \"…\" there",
             root.join("etc/tend/pull.toml").display()
         )));
     }
