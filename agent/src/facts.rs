@@ -382,13 +382,15 @@ fn local_facts(probe: &tend_resources::Probe, warnings: &mut Vec<String>) -> ser
 /// The text of an opened local facts file, if it is a regular file of root's (or tend's user)
 /// that nobody else can write, of at most 1 MiB; else why not.
 fn trusted_text(file: &std::fs::File) -> Result<String, String> {
-    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
+    use tend_resources::host::Unread;
     const MAX: u64 = 1 << 20;
-    let m = file.metadata().map_err(|e| e.to_string())?;
-    if !m.is_file() {
-        return Err("not a regular file".into());
-    }
+    let (m, bytes) = tend_resources::host::read_opened(file, MAX).map_err(|why| match why {
+        Unread::Open(e) | Unread::Read(e) => e.to_string(),
+        Unread::Link => "a symlink".to_string(),
+        Unread::NotRegular => "not a regular file".to_string(),
+        Unread::TooLarge => format!("larger than {} MiB", MAX >> 20),
+    })?;
     if m.uid() != 0 && m.uid() != nix::unistd::geteuid().as_raw() {
         return Err(format!("owned by uid {}", m.uid()));
     }
@@ -397,13 +399,6 @@ fn trusted_text(file: &std::fs::File) -> Result<String, String> {
             "writable by others (mode {:04o})",
             m.mode() & 0o7777
         ));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX {
-        return Err(format!("larger than {} MiB", MAX >> 20));
     }
     String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())
 }

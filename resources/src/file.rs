@@ -139,7 +139,6 @@ pub(crate) fn read_beside_manifest(
     value: &str,
     span: &crate::spec::Span,
 ) -> Result<(PathBuf, Vec<u8>), SpecError> {
-    use std::io::Read;
     let rel = Path::new(value);
     let fail = |why: String| SpecError::new(span.clone(), format!("{field} {value:?}: {why}"));
     if !rel.components().all(|c| {
@@ -167,31 +166,16 @@ pub(crate) fn read_beside_manifest(
             real.display()
         )));
     }
-    // Non-blocking: opening a FIFO must not wait for a writer.
-    let handle = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open(&real)
-    }
-    .map_err(|e| fail(format!("cannot read {}: {e}", real.display())))?;
-    let meta = handle.metadata().map_err(|e| fail(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(fail(format!("{} is not a regular file", real.display())));
-    }
-    if meta.len() > MAX_BESIDE {
-        return Err(fail(format!(
-            "{} is larger than {} MiB",
-            real.display(),
-            MAX_BESIDE >> 20
-        )));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    handle
-        .take(MAX_BESIDE)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot read {}: {e}", real.display())))?;
+    use crate::host::Unread;
+    let (_, bytes) = crate::host::read_unfollowed(&real, MAX_BESIDE).map_err(|why| {
+        let shown = real.display();
+        fail(match why {
+            Unread::Open(e) | Unread::Read(e) => format!("cannot read {shown}: {e}"),
+            Unread::Link => format!("{shown} is a symlink (not followed)"),
+            Unread::NotRegular => format!("{shown} is not a regular file"),
+            Unread::TooLarge => format!("{shown} is larger than {} MiB", MAX_BESIDE >> 20),
+        })
+    })?;
     Ok((file, bytes))
 }
 

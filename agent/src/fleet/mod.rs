@@ -144,29 +144,16 @@ pub fn read(dirs: &[PathBuf], stale_after: Duration) -> Fleet {
 }
 
 fn read_one(f: &Path, now: SystemTime, stale_after: Duration) -> Result<Host, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
+    use tend_resources::host::Unread;
     // Opened once and judged by what was opened: a FIFO put among the reports is refused at
     // once (not waited on), a link is not followed.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(f)
-        .map_err(|e| match e.raw_os_error() {
-            Some(nix::libc::ELOOP) => "a symlink (not followed)".to_string(),
-            _ => e.to_string(),
+    let (_, bytes) =
+        tend_resources::host::read_unfollowed(f, MAX_REPORT).map_err(|why| match why {
+            Unread::Open(e) | Unread::Read(e) => e.to_string(),
+            Unread::Link => "a symlink (not followed)".to_string(),
+            Unread::NotRegular => "not a regular file".to_string(),
+            Unread::TooLarge => format!("larger than {} MiB", MAX_REPORT >> 20),
         })?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.len() > MAX_REPORT {
-        return Err(format!("larger than {} MiB", MAX_REPORT >> 20));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_REPORT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
     let v: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))?;
     let schema = v["schema_version"]

@@ -3,8 +3,6 @@
 //! policy uses only its own verified tree), opened once and checked on the opened file (no
 //! second lookup by name, no wait on a FIFO), a regular UTF-8 file of at most 16 MiB.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 /// The largest file read beside a manifest.
@@ -44,24 +42,12 @@ pub(super) fn resolve(dir: &Path, top: &Path, rel: &str) -> Result<PathBuf, Refu
 /// The text of the file at `real` (a path [`resolve`] gave): opened once, without following a
 /// link put there since, and judged by what was opened.
 pub(super) fn read(real: &Path) -> Result<String, String> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(real)
-        .map_err(|e| format!("cannot read it: {e}"))?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
-    }
-    if meta.len() > MAX {
-        return Err(format!("is larger than {} MiB", MAX >> 20));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read it: {e}"))?;
-    if bytes.len() as u64 > MAX {
-        return Err(format!("is larger than {} MiB", MAX >> 20));
-    }
+    use tend_resources::host::Unread;
+    let (_, bytes) = tend_resources::host::read_unfollowed(real, MAX).map_err(|why| match why {
+        Unread::Open(e) | Unread::Read(e) => format!("cannot read it: {e}"),
+        Unread::Link => "is a symlink (not followed)".into(),
+        Unread::NotRegular => "is not a regular file".into(),
+        Unread::TooLarge => format!("is larger than {} MiB", MAX >> 20),
+    })?;
     String::from_utf8(bytes).map_err(|_| "is not UTF-8".into())
 }

@@ -9,7 +9,7 @@
 //!
 //! One room per job: `probe` (reading, the directory-fd cache), `walk` (resolving a path
 //! component by component), `mutate` (writing: atomic, batched, modes, owners, removal), `backup`,
-//! `link` (symlinks, sysctl), `tree` (fd walks that set owners), `state_file` (tend's own private
+//! `link` (symlinks, sysctl), `outside` (tend's own files outside the root), `tree` (fd walks that set owners), `state_file` (tend's own private
 //! files), `lock` (the run lock that mints a `Mutate`), `error`, `fmt`.
 
 // This module is the filesystem seam: the std::fs calls and the Mutate constructor live here.
@@ -21,6 +21,7 @@ mod fmt;
 mod link;
 mod lock;
 mod mutate;
+mod outside;
 mod probe;
 mod state_file;
 mod tree;
@@ -45,6 +46,7 @@ pub use error::{HostError, HostResult};
 pub use fmt::{fmt_mode, hex, mode_of, sha256_hex};
 pub use lock::{LockError, OutputWriter, RunLock};
 pub use mutate::*;
+pub use outside::{read_opened, read_unfollowed, Unread};
 pub use probe::*;
 pub use state_file::*;
 pub use tree::OtherWriter;
