@@ -430,7 +430,7 @@ impl Loader<'_> {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        renderer.set_includes(here.clone(), here);
+        renderer.set_includes(here.clone(), here.clone());
         renderer.set("facts", facts.template_value());
         self.prune = self.prune_kinds(&top);
         // [data]: its layers may use facts, never vars or data (set before either exists).
@@ -605,7 +605,7 @@ impl Loader<'_> {
                 .collect();
             // libgit2 starts before the run's threads, so a `git` inside a module counts too.
             if kinds.contains(&"module")
-                && module::modules_may_declare(&top, &ctx.dir, "git", &env.parsed, 0)
+                && module::modules_may_declare(&top, &here, &here, "git", &env.parsed, 0)
             {
                 kinds.push("git");
             }

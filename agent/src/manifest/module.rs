@@ -34,6 +34,29 @@ pub(super) struct Env {
     pub parsed: Arc<std::sync::Mutex<Parsed>>,
 }
 
+/// The real path of module `source` named in a file of directory `dir`, inside `top` (the top
+/// manifest's directory); a directory means its `manifest.toml`. The same spelling each time it
+/// is reached (cycles are found by it). Else why not, to follow the source in a message.
+fn source_file(dir: &Path, top: &Path, source: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(source);
+    if source.is_empty()
+        || !rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(" must be a path inside the manifest's directory (relative, no `..`)".into());
+    }
+    let mut full = dir.join(rel);
+    if full.is_dir() {
+        full = full.join("manifest.toml");
+    }
+    match (std::fs::canonicalize(&full), std::fs::canonicalize(top)) {
+        (Ok(f), Ok(t)) if f.starts_with(&t) => Ok(f),
+        (Err(e), _) | (_, Err(e)) => Err(format!(": {e}")),
+        _ => Err(" leads out of the manifest's directory".into()),
+    }
+}
+
 /// Whether a module `top` calls (or one they call, down to [`MAX_DEPTH`]) may declare `kind`:
 /// read ahead through the load's parse cache, so the load itself reads and parses nothing twice.
 /// A source written as a template, or a file that cannot be read or parsed, counts as "may" (the
@@ -41,6 +64,7 @@ pub(super) struct Env {
 pub(super) fn modules_may_declare(
     top: &[Entry],
     dir: &Path,
+    root: &Path,
     kind: &str,
     parsed: &std::sync::Mutex<Parsed>,
     depth: usize,
@@ -63,11 +87,8 @@ pub(super) fn modules_may_declare(
             if depth >= MAX_DEPTH {
                 return true;
             }
-            let mut full = dir.join(source);
-            if full.is_dir() {
-                full = full.join("manifest.toml");
-            }
-            let Ok(file) = std::fs::canonicalize(&full) else {
+            // Only what the load itself would read: inside the top manifest's directory.
+            let Ok(file) = source_file(dir, root, source) else {
                 return true;
             };
             let cached = parsed.lock().ok().and_then(|p| p.get(&file).cloned());
@@ -90,7 +111,7 @@ pub(super) fn modules_may_declare(
             };
             let here = file.parent().unwrap_or(Path::new("/"));
             if entries.iter().any(|e| e.key == kind)
-                || modules_may_declare(entries, here, kind, parsed, depth + 1)
+                || modules_may_declare(entries, here, root, kind, parsed, depth + 1)
             {
                 return true;
             }
@@ -561,49 +582,21 @@ impl Loader<'_> {
     /// The module's file: `source` relative to this file's directory, inside the top manifest's
     /// directory; a directory means its `manifest.toml`.
     fn module_file(&mut self, source: &str, span: &Span, env: &Env) -> Option<PathBuf> {
-        let rel = Path::new(source);
-        if source.is_empty()
-            || !rel
-                .components()
-                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            self.error(
-                span.clone(),
-                format!("module source {source:?} must be a path inside the manifest's directory (relative, no `..`)"),
-                None,
-            );
-            return None;
-        }
         let here = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let mut full = here.join(rel);
-        if full.is_dir() {
-            full = full.join("manifest.toml");
-        }
         let top = match env.chain.first().and_then(|p| p.parent()) {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        match (std::fs::canonicalize(&full), std::fs::canonicalize(&top)) {
-            (Ok(f), Ok(t)) if f.starts_with(&t) => {}
-            (Err(e), _) => {
-                self.error(span.clone(), format!("module source {source:?}: {e}"), None);
-                return None;
-            }
-            _ => {
-                self.error(
-                    span.clone(),
-                    format!("module source {source:?} leads out of the manifest's directory"),
-                    None,
-                );
-                return None;
+        match source_file(&here, &top, source) {
+            Ok(file) => Some(file),
+            Err(why) => {
+                self.error(span.clone(), format!("module source {source:?}{why}"), None);
+                None
             }
         }
-        // The same spelling each time it is reached (cycles are found by it).
-        let canon = std::fs::canonicalize(&full).ok()?;
-        Some(canon)
     }
 
     /// An input's value, rendered in the caller's context: one `{{ expression }}` keeps its type.
