@@ -114,17 +114,27 @@ pub async fn act(host: &Mutate, args: &[String]) -> Result<String, ResourceError
     // after it whatever apt did.
     let policy = Path::new("/usr/sbin/policy-rc.d");
     let now = host.immediate();
-    let installed_policy = image && host.probe().metadata(policy)?.is_none() && {
-        now.write_atomic(
-            policy,
-            POLICY_RC_D,
-            crate::host::Attrs {
-                uid: Some(0),
-                gid: Some(0),
-                mode: Some(0o755),
-            },
-        )?;
+    // One of tend's own left by a run killed mid-apt (its exact bytes) is tend's to remove.
+    let ours_left = || {
+        host.probe()
+            .read_limited(policy, 4096)
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some(POLICY_RC_D)
+    };
+    let installed_policy = if !image {
+        false
+    } else if host.probe().metadata(policy)?.is_none() {
+        let attrs = crate::host::Attrs {
+            uid: Some(0),
+            gid: Some(0),
+            mode: Some(0o755),
+        };
+        now.write_atomic(policy, POLICY_RC_D, attrs)?;
         true
+    } else {
+        ours_left()
     };
     let ran = run(host.probe(), "apt-get", args, image).await;
     if installed_policy {

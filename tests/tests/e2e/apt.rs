@@ -505,6 +505,31 @@ fn package_installs_into_a_debootstrap_root_and_leaves_the_host_alone() {
         "{mounts}"
     );
     assert_eq!(tend("apply").code, 0);
+
+    // A run killed while apt ran leaves tend's policy-rc.d behind: the next apt run in the image
+    // takes it away again; one the image ships itself is left alone.
+    let policy = root.join("usr/sbin/policy-rc.d");
+    std::fs::write(
+        &policy,
+        "#!/bin/sh\n# installed by tend for an image build: no service starts here\nexit 101\n",
+    )
+    .expect("policy-rc.d");
+    std::fs::write(
+        &manifest,
+        "[package.hello]\nnames = [\"hello\"]\nstate = \"absent\"\n",
+    )
+    .expect("manifest");
+    assert_eq!(tend("apply").code, 2);
+    assert!(!root.join("usr/bin/hello").exists());
+    assert!(!policy.exists(), "tend's leftover policy-rc.d removed");
+    std::fs::write(&policy, "#!/bin/sh\nexit 0\n").expect("the image's own");
+    std::fs::write(&manifest, "[package.hello]\nnames = [\"hello\"]\n").expect("manifest");
+    assert_eq!(tend("apply").code, 2);
+    assert_eq!(
+        std::fs::read_to_string(&policy).expect("kept"),
+        "#!/bin/sh\nexit 0\n",
+        "the image's own policy-rc.d kept"
+    );
 }
 
 /// A repository whose server does not answer: `apt-get update` exits 0 all the same, so the
