@@ -6,8 +6,10 @@
 //! A resource whose `when` is false for this host counts as gone (a host that changed role).
 //! Orphans stay listed, run after run, until an apply with `--forget-orphans` lets them go, or
 //! `--prune` removes them: only what tend itself created (recorded when its apply created it)
-//! and only the kinds whose removal loses nothing — a file (backed up first, `tend restore`
-//! puts it back), a symlink, an empty directory. Anything else stays, listed, with why.
+//! and only the kinds that say how to take it back ([`tend_resources::prune`]) — a file (backed
+//! up first, `tend restore` puts it back), a symlink, an empty directory, an nginx site, a unit
+//! tend wrote (stopped and disabled first). What a pruned resource notified is refreshed, as when
+//! it changed (nginx reloads without the site). Anything else stays, listed, with why.
 
 use std::path::Path;
 
@@ -28,9 +30,30 @@ pub struct Managed {
     /// An apply of tend created it (it was absent before).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub created: bool,
+    /// What it notified when it changed: refreshed when it is pruned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
     /// What `--prune` did with it, when asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned: Option<String>,
+    /// What this run did (or a plan says apply would do) with it.
+    #[serde(default)]
+    pub state: State,
+}
+
+/// An orphan's state in a run's report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// On the host, listed (no pruning asked, or not this one).
+    #[default]
+    LeftInPlace,
+    /// A plan: apply would remove it.
+    ToBePruned,
+    /// This apply removed it: listed this once, then gone from the record.
+    Pruned,
+    /// Its removal failed (a failure of the run); still on the host.
+    PruneFailed,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -89,13 +112,19 @@ pub fn record(
     previous: &[Managed],
     reports: &[crate::report::ResourceReport],
 ) {
-    let created_now = |address: &str| {
+    // Created by this apply: a creation among its changes (of the fields that make the thing
+    // tend's own, for a kind that names them).
+    let created_now = |address: &str, kind: &str| {
+        let by = tend_resources::kind(kind)
+            .and_then(|k| k.prune)
+            .map_or(&[][..], |p| p.created_by);
         reports.iter().any(|r| {
             r.address == address
                 && r.status == crate::report::Status::Changed
-                && r.changes
-                    .iter()
-                    .any(|c| c.action == tend_resources::Action::Create)
+                && r.changes.iter().any(|c| {
+                    c.action == tend_resources::Action::Create
+                        && (by.is_empty() || by.contains(&c.field.to_string().as_str()))
+                })
         })
     };
     let mut resources: Vec<Managed> = m
@@ -111,9 +140,11 @@ pub fn record(
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
-            created: created_now(&d.address)
+            notify: d.notify.iter().map(|(t, _)| t.clone()).collect(),
+            created: created_now(&d.address, d.kind)
                 || previous.iter().any(|p| p.address == d.address && p.created),
             pruned: None,
+            state: State::LeftInPlace,
         })
         .collect();
     resources.extend(orphans.iter().cloned());
@@ -132,78 +163,118 @@ pub fn record(
     }
 }
 
-/// Kinds whose orphan `--prune` (or `[prune] kinds`) removes (when tend created it).
-pub const PRUNABLE: &[&str] = &["file", "symlink", "directory"];
+/// Kinds whose orphans `--prune` (or `[prune] kinds`) removes, when tend created them: those
+/// whose kind says how ([`tend_resources::Kind::prune`]).
+pub fn prunable() -> Vec<&'static str> {
+    tend_resources::KINDS
+        .iter()
+        .filter(|k| k.prune.is_some())
+        .map(|k| k.name)
+        .collect()
+}
 
-/// Remove what `--prune` may of `orphans` (each says what happened in `pruned`); the ones removed
-/// are returned apart from the ones that stay.
-pub fn prune(
+/// Why `o` stays although pruning was asked for `kinds`; `None` when it goes.
+fn why_kept(o: &Managed, kinds: &[String], host: &tend_resources::Probe) -> Option<String> {
+    let Some(prune) = tend_resources::kind(&o.kind).and_then(|k| k.prune) else {
+        return Some(format!("not pruned: tend does not remove a {}", o.kind));
+    };
+    if !kinds.contains(&o.kind) {
+        Some(format!(
+            "not pruned: [prune] kinds does not name {} (or give --prune)",
+            o.kind
+        ))
+    } else if !o.created {
+        Some("not pruned: tend did not create it (it was there before)".to_string())
+    } else {
+        let paths: Vec<std::path::PathBuf> = o.paths.iter().map(Into::into).collect();
+        (prune.keeps)(host, &paths).map(|why| format!("not pruned: {why}"))
+    }
+}
+
+/// What a plan says apply would do with each orphan when `kinds` are pruned: the ones that would
+/// go say so (a pending change); the rest say why they stay. Returns the ones that would go.
+pub fn foresee(
+    orphans: &mut [Managed],
+    kinds: &[String],
+    host: &tend_resources::Probe,
+) -> Vec<Managed> {
+    let mut going = Vec::new();
+    if kinds.is_empty() {
+        return going;
+    }
+    for o in orphans {
+        match why_kept(o, kinds, host) {
+            Some(why) => o.pruned = Some(why),
+            None => {
+                o.state = State::ToBePruned;
+                o.pruned = Some(if o.paths.is_empty() {
+                    "to be pruned by apply".to_string()
+                } else {
+                    format!("to be pruned by apply: {}", o.paths.join(", "))
+                });
+                going.push(o.clone());
+            }
+        }
+    }
+    going
+}
+
+/// What pruning did.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// Removed (each says how in `pruned`).
+    pub gone: Vec<Managed>,
+    /// Still there: not tend's to remove, not asked, or its removal failed.
+    pub kept: Vec<Managed>,
+    /// How many of `kept` failed to go.
+    pub failed: usize,
+    /// In a plan: how many apply would remove.
+    pub planned: usize,
+}
+
+/// Remove what `kinds` allows of `orphans`, each by its kind's pruner (each says what happened
+/// in `pruned`). Which ones go is settled before anything is removed, as a plan settles it: a
+/// directory emptied by this prune goes on the next run, as the plan said.
+pub async fn prune(
     host: &tend_resources::Mutate,
     orphans: Vec<Managed>,
     kinds: &[String],
-) -> (Vec<Managed>, Vec<Managed>) {
-    let (mut gone, mut kept) = (Vec::new(), Vec::new());
-    for mut o in orphans {
-        let why_not = if !PRUNABLE.contains(&o.kind.as_str()) {
-            Some(format!("not pruned: tend does not remove a {}", o.kind))
-        } else if !kinds.contains(&o.kind) {
-            Some(format!(
-                "not pruned: [prune] kinds does not name {} (or give --prune)",
-                o.kind
-            ))
-        } else if !o.created {
-            Some("not pruned: tend did not create it (it was there before)".to_string())
-        } else {
-            None
-        };
-        if let Some(w) = why_not {
-            o.pruned = Some(w);
-            kept.push(o);
+) -> Pruned {
+    let mut out = Pruned::default();
+    let verdicts: Vec<(Managed, Option<String>)> = orphans
+        .into_iter()
+        .map(|o| {
+            let why = why_kept(&o, kinds, host.probe());
+            (o, why)
+        })
+        .collect();
+    for (mut o, why) in verdicts {
+        let pruner = tend_resources::kind(&o.kind).and_then(|k| k.prune);
+        let (Some(pruner), None) = (pruner, &why) else {
+            o.pruned = why;
+            out.kept.push(o);
             continue;
-        }
-        let mut done = Vec::new();
-        let mut failed = None;
-        for p in &o.paths {
-            let path = Path::new(p);
-            let r = match host.metadata(path) {
-                Ok(None) => Ok(()),
-                Ok(Some(m)) if m.is_dir() => host
-                    .remove_dir(path)
-                    .map(|()| done.push(format!("removed {p}"))),
-                Ok(Some(m)) if m.is_file() => host.backup(path).and_then(|b| {
-                    host.remove_file(path).map(|()| {
-                        done.push(match b {
-                            Some(b) => format!("removed {p} (old content kept in {})", b.display()),
-                            None => format!("removed {p}"),
-                        })
-                    })
-                }),
-                Ok(Some(_)) => host
-                    .remove_file(path)
-                    .map(|()| done.push(format!("removed {p}"))),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = r {
-                failed = Some(format!("not pruned: {e}"));
-                break;
-            }
-        }
-        match failed {
-            Some(w) => {
-                o.pruned = Some(w);
-                kept.push(o);
-            }
-            None => {
+        };
+        let paths: Vec<std::path::PathBuf> = o.paths.iter().map(Into::into).collect();
+        match (pruner.run)(host, &paths).await {
+            Ok(done) => {
                 o.pruned = Some(if done.is_empty() {
                     "pruned: already gone".into()
                 } else {
                     format!("pruned: {}", done.join(", "))
                 });
-                gone.push(o);
+                o.state = State::Pruned;
+                out.gone.push(o);
+            }
+            Err(e) => {
+                o.pruned = Some(format!("not pruned: {e}"));
+                o.state = State::PruneFailed;
+                out.failed += 1;
+                out.kept.push(o);
             }
         }
     }
-    (gone, kept)
+    out
 }
 
 /// The line a run prints for an orphan.

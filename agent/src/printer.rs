@@ -194,7 +194,14 @@ pub fn render_summary(report: &Report, style: &Style, redactor: &Redactor) -> St
             "refreshed"
         },
     );
+    let orphans = |state| report.orphans.iter().filter(|o| o.state == state).count();
+    part(orphans(crate::orphans::State::ToBePruned), "to prune");
+    part(orphans(crate::orphans::State::Pruned), "pruned");
     part(s.failed, "failed");
+    part(
+        orphans(crate::orphans::State::PruneFailed),
+        "not pruned (failed)",
+    );
     part(s.will_fail, "would fail (apply cannot repair)");
     part(s.skipped, "skipped");
     part(s.in_sync, "in sync");

@@ -427,7 +427,11 @@ impl Report {
         family(
             "orphaned_resources",
             "Resources an earlier apply managed that the manifest no longer declares (left in place).",
-            one(self.orphans.len().to_string()),
+            one(self
+                .orphans
+                .iter()
+                .filter(|o| o.state != crate::orphans::State::Pruned)
+                .count().to_string()),
         );
         family(
             "resources_unlisted",

@@ -330,17 +330,63 @@ fn engine(
         }),
         in_flight: beating.then(Default::default),
     });
+    // `--prune`: every kind tend can remove; else what the manifest's `[prune]` names. An
+    // `--only` run saw part of the manifest: it neither prunes nor records.
+    let whole = run.only.is_empty();
+    let forget = apply.is_some_and(|a| a.forget_orphans);
+    let prune_kinds: Vec<String> = if apply.is_some_and(|a| a.prune) {
+        crate::orphans::prunable()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    } else {
+        m.prune.clone()
+    };
+    let mut owed = journal.owed();
+    let mut prune_outcome = crate::orphans::Pruned::default();
+    let mut kept: Vec<crate::orphans::Managed> = if forget { Vec::new() } else { left.clone() };
+    match (apply, lock.as_ref()) {
+        // Pruning goes first, so what a pruned resource notified (nginx, to drop the site)
+        // is refreshed by this apply like any notification, journaled first.
+        (Some(a), Some(lock)) if whole && !prune_kinds.is_empty() && !kept.is_empty() => {
+            let pruned = self::probe(&root, state_dir, true).map(|p| {
+                let host = lock.mutate(p).keep_backups(a.keep_backups);
+                runtime.block_on(crate::orphans::prune(
+                    &host,
+                    std::mem::take(&mut kept),
+                    &prune_kinds,
+                ))
+            });
+            if let Ok(p) = pruned {
+                for o in &p.gone {
+                    let targets = still_declared(&m, &o.notify);
+                    let by = format!("{} (pruned)", o.address);
+                    if let Err(e) = journal.add(&targets, &by) {
+                        tracing::warn!("cannot journal the refreshes {by} owes: {e}");
+                    }
+                }
+                kept = p.kept.clone();
+                left = p.gone.iter().chain(&p.kept).cloned().collect();
+                prune_outcome = p;
+            }
+        }
+        // A plan says what apply would prune, and what that would refresh.
+        (None, _) if whole => {
+            let going = crate::orphans::foresee(&mut left, &prune_kinds, &probe);
+            for o in &going {
+                for t in still_declared(&m, &o.notify) {
+                    owed.entry(t)
+                        .or_default()
+                        .push(format!("{} (pruned)", o.address));
+                }
+            }
+            prune_outcome.planned = going.len();
+        }
+        _ => {}
+    }
     let heartbeat = beating.then(|| runtime.spawn(heartbeat(progress.clone())));
     let resources = match apply {
-        None => runtime.block_on(engine::plan(
-            &m,
-            &g,
-            &sel,
-            probe,
-            jobs,
-            &journal.pending(),
-            early,
-        )),
+        None => runtime.block_on(engine::plan(&m, &g, &sel, probe, jobs, &owed, early)),
         Some(a) => {
             let Some(lock) = lock.as_ref() else {
                 return Err(StartError::Other("apply without the run lock".into()));
@@ -361,36 +407,14 @@ fn engine(
         h.abort();
     }
     let interrupted = tend_resources::process::stopping();
-    // A whole-manifest apply records what it manages (under the lock it still holds).
-    if let (Some(a), true) = (apply, run.only.is_empty()) {
-        let mut kept: Vec<crate::orphans::Managed> = if a.forget_orphans {
-            Vec::new()
-        } else {
-            left.clone()
-        };
-        // `--prune`: every kind tend can remove; else what the manifest's `[prune]` names.
-        let prune_kinds: Vec<String> = if a.prune {
-            crate::orphans::PRUNABLE
-                .iter()
-                .map(|k| k.to_string())
-                .collect()
-        } else {
-            m.prune.clone()
-        };
-        let pruning = !prune_kinds.is_empty() && !kept.is_empty();
-        if let (true, Some(lock)) = (pruning && !interrupted, lock.as_ref()) {
-            if let Ok(p) = self::probe(&root, state_dir, true) {
-                let host = lock.mutate(p).keep_backups(a.keep_backups);
-                let (gone, stay) =
-                    crate::orphans::prune(&host, std::mem::take(&mut kept), &prune_kinds);
-                kept = stay.clone();
-                left = gone.into_iter().chain(stay).collect();
-            }
-        }
+    // A whole-manifest apply records what it manages (under the lock it still holds), and the
+    // orphans still there.
+    if apply.is_some() && whole {
         let still: Vec<crate::orphans::Managed> = kept
             .into_iter()
             .map(|mut o| {
                 o.pruned = None;
+                o.state = crate::orphans::State::LeftInPlace;
                 o
             })
             .collect();
@@ -399,6 +423,13 @@ fn engine(
     let summary = Summary::of(&resources);
     // An interrupted run did not do all it was asked: the failure bit, whatever else happened.
     let mut exit_code = summary.exit_code() | if interrupted { 4 } else { 0 };
+    // What was pruned (or a plan would prune) is a change; a removal that failed, a failure.
+    if !prune_outcome.gone.is_empty() || prune_outcome.planned > 0 {
+        exit_code |= 2;
+    }
+    if prune_outcome.failed > 0 {
+        exit_code |= 4;
+    }
     if pull.is_some_and(PullStatus::failed) {
         exit_code |= 4;
     }
@@ -454,4 +485,13 @@ fn engine(
     std::mem::forget((sel, report));
     std::mem::forget((m, g));
     Ok(exit_code)
+}
+
+/// The addresses of `targets` the manifest still declares (and enables) for this host.
+fn still_declared(m: &crate::Manifest, targets: &[String]) -> Vec<String> {
+    targets
+        .iter()
+        .filter(|t| m.resources.iter().any(|d| d.enabled && &d.address == *t))
+        .cloned()
+        .collect()
 }

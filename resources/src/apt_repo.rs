@@ -19,6 +19,7 @@ pub const KIND: Kind = Kind {
     name: "apt_repo",
     summary: "a signed apt repository: keyring and deb822 .sources file",
     build,
+    prune: None,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,7 @@ pub const KIND: Kind = Kind {
     name: "directory",
     summary: "a directory (parents created) with mode, owner, group, or an absent empty one",
     build,
+    prune: Some(crate::prune::FILES),
 };
 
 #[derive(Debug)]

@@ -26,6 +26,7 @@ pub const KIND: Kind = Kind {
     summary:
         "keys of a docker compose .env file: set, on_create, absent, create_from, add_missing_from",
     build,
+    prune: None,
 };
 
 /// Mode of a `.env` file tend creates when the manifest names none: it usually holds secrets.

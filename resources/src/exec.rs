@@ -29,6 +29,7 @@ pub const KIND: Kind = Kind {
     name: "exec",
     summary: "a command, guarded by creates / unless / onlyif, or run only when notified",
     build,
+    prune: None,
 };
 
 /// Lines of output kept in the report.

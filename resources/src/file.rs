@@ -21,6 +21,7 @@ pub const KIND: Kind = Kind {
     name: "file",
     summary: "a regular file: content (inline, template or source), mode, owner, group, or absent",
     build,
+    prune: Some(crate::prune::FILES),
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -45,6 +45,7 @@ mod in_root;
 pub mod nginx;
 pub mod package;
 pub mod process;
+pub mod prune;
 pub mod resource;
 pub mod symlink;
 pub mod sysctl;

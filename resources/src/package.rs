@@ -23,6 +23,7 @@ pub const KIND: Kind = Kind {
     name: "package",
     summary: "apt packages present (optionally at a version) or absent",
     build,
+    prune: None,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -189,4 +189,7 @@ pub struct Kind {
     pub summary: &'static str,
     /// Build a resource from its manifest table.
     pub build: fn(&mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError>,
+    /// How `--prune` removes one that left the manifest; `None`: tend never removes this kind
+    /// (a package, a checkout, a volume hold what removing would lose).
+    pub prune: Option<crate::prune::Prune>,
 }

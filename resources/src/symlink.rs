@@ -19,6 +19,7 @@ pub const KIND: Kind = Kind {
     name: "symlink",
     summary: "a symbolic link to a target, with its owner, or absent",
     build,
+    prune: Some(crate::prune::FILES),
 };
 
 /// A `symlink` resource, as its manifest table declared it.

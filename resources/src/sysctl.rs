@@ -23,6 +23,7 @@ pub const KIND: Kind = Kind {
     name: "sysctl",
     summary: "a kernel parameter, set live and persisted in /etc/sysctl.d",
     build,
+    prune: None,
 };
 
 /// A `sysctl` resource, as its manifest table declared it.

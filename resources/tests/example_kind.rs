@@ -24,6 +24,7 @@ pub const KIND: Kind = Kind {
     name: "marker",
     summary: "a file holding exactly one line of text",
     build,
+    prune: None,
 };
 
 #[derive(Debug)]

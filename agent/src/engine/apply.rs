@@ -255,12 +255,10 @@ pub async fn apply(
         }
     }
     let mut notified: Vec<Vec<String>> = vec![Vec::new(); n];
+    let owed = journal.owed();
     for (i, d) in m.resources.iter().enumerate() {
-        if let Some(by) = journal.pending().get(&d.address) {
-            notified[i].extend(
-                by.iter()
-                    .map(|n| format!("{n} {}", crate::engine::journal::CARRIED_OVER)),
-            );
+        if let Some(by) = owed.get(&d.address) {
+            notified[i].extend(by.iter().cloned());
         }
     }
     let mut reports: Vec<Option<ResourceReport>> = vec![None; n];

@@ -21,6 +21,8 @@ struct Contents {
 pub struct Journal {
     path: PathBuf,
     contents: Mutex<Contents>,
+    /// What an earlier run left owed, as loaded: said as such when it is paid.
+    carried: BTreeMap<String, Vec<String>>,
 }
 
 /// Label of a notification carried over from an earlier run.
@@ -47,6 +49,7 @@ impl Journal {
         };
         Ok(Journal {
             path,
+            carried: contents.pending.clone(),
             contents: Mutex::new(contents),
         })
     }
@@ -57,6 +60,21 @@ impl Journal {
             .lock()
             .map(|c| c.pending.clone())
             .unwrap_or_default()
+    }
+
+    /// Refreshes owed, target → what owes them, in words for the report: what an interrupted run
+    /// left is said as such (`file.a (journaled by an interrupted run)`).
+    pub fn owed(&self) -> BTreeMap<String, Vec<String>> {
+        let mut owed = self.pending();
+        for (target, by) in owed.iter_mut() {
+            let carried = self.carried.get(target);
+            for n in by.iter_mut() {
+                if carried.is_some_and(|c| c.contains(n)) {
+                    *n = format!("{n} {CARRIED_OVER}");
+                }
+            }
+        }
+        owed
     }
 
     /// Record, durably, that `notifier` is about to change and owes `targets` a refresh.

@@ -301,12 +301,8 @@ pub async fn plan(
         if let Some(target) = reports[i].as_mut().filter(|r| {
             sel.selected[i] && r.status != Status::Failed && r.status != Status::Skipped
         }) {
-            let by = by
-                .iter()
-                .map(|n| format!("{n} {}", crate::engine::journal::CARRIED_OVER))
-                .collect();
             target.refresh = Some(Refresh {
-                notified_by: by,
+                notified_by: by.clone(),
                 status: RefreshStatus::WouldRun,
                 error: None,
             });

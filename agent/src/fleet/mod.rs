@@ -191,7 +191,7 @@ fn read_one(f: &Path, now: SystemTime, stale_after: Duration) -> Result<Host, St
         drift: n("would_change") + n("may_change"),
         failed: n("failed") + n("will_fail") + n("skipped"),
         unknown: n("unknown"),
-        orphans: orphans.len() as u64,
+        orphans: orphans.iter().filter(|o| o["state"] != "pruned").count() as u64,
     };
     Ok(Host {
         host,

@@ -707,7 +707,7 @@ impl Loader<'_> {
         };
         let help = Some(format!(
             "[prune]\nkinds = [{}]",
-            crate::orphans::PRUNABLE
+            crate::orphans::prunable()
                 .iter()
                 .map(|k| format!("\"{k}\""))
                 .collect::<Vec<_>>()
@@ -740,7 +740,7 @@ impl Loader<'_> {
             };
             for item in items {
                 match &item.value {
-                    Value::Str(k) if crate::orphans::PRUNABLE.contains(&k.value.as_str()) => {
+                    Value::Str(k) if crate::orphans::prunable().contains(&k.value.as_str()) => {
                         kinds.push(k.value.clone());
                     }
                     Value::Str(k) => self.error(
@@ -748,10 +748,10 @@ impl Loader<'_> {
                         format!(
                             "tend does not remove an orphaned {:?}: only what it created of {}",
                             k.value,
-                            crate::orphans::PRUNABLE.join(", ")
+                            crate::orphans::prunable().join(", ")
                         ),
                         Some(
-                            "a package, a checkout, a volume or a service is listed as an orphan, never removed"
+                            "a package, a checkout or a volume is listed as an orphan, never removed"
                                 .into(),
                         ),
                     ),

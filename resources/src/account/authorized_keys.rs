@@ -25,6 +25,7 @@ pub const KIND: Kind = Kind {
     name: "authorized_keys",
     summary: "the SSH keys of one user in ~/.ssh/authorized_keys (added, or exactly these)",
     build,
+    prune: None,
 };
 
 /// One key the manifest gives: the line as written, and what identifies the key.

@@ -15,6 +15,7 @@ pub const KIND: Kind = Kind {
     name: "group",
     summary: "a group: gid, members (exact or added), or absent",
     build,
+    prune: None,
 };
 
 /// Which members the manifest gives.

@@ -18,6 +18,7 @@ pub const KIND: Kind = Kind {
     name: "user",
     summary: "an account: uid, groups, home, shell, password hash, lock, expiry, or absent",
     build,
+    prune: None,
 };
 
 /// A `user` resource, as its manifest table declared it.

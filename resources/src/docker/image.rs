@@ -20,6 +20,7 @@ pub const KIND: Kind = Kind {
     name: "image",
     summary: "a Docker image present: built from a context (rebuilt when it changes) or pulled",
     build,
+    prune: None,
 };
 
 const HASH_LABEL: &str = "tend.context-hash";

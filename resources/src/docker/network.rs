@@ -17,6 +17,7 @@ pub const KIND: Kind = Kind {
     name: "network",
     summary: "a Docker network present (driver, labels) or absent",
     build,
+    prune: None,
 };
 
 #[derive(Debug)]

@@ -17,6 +17,7 @@ pub const KIND: Kind = Kind {
     name: "volume",
     summary: "a Docker volume present (driver, labels) or absent",
     build,
+    prune: None,
 };
 
 #[derive(Debug)]

@@ -15,6 +15,7 @@ pub const KIND: Kind = Kind {
     name: "block",
     summary: "lines of a file kept together between marker lines, or absent",
     build,
+    prune: None,
 };
 
 /// A `block` resource, as its manifest table declared it.

@@ -15,6 +15,7 @@ pub const KIND: Kind = Kind {
     name: "line",
     summary: "one line of a file present (replacing what a pattern matches) or absent",
     build,
+    prune: None,
 };
 
 /// A `line` resource, as its manifest table declared it.

@@ -42,6 +42,7 @@ pub const KIND: Kind = Kind {
     name: "git",
     summary: "a git checkout of url at a tag, branch or commit; local changes never lost",
     build,
+    prune: None,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

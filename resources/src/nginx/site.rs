@@ -22,6 +22,7 @@ pub const KIND: Kind = Kind {
     name: "nginx_site",
     summary: "an nginx reverse-proxy site (80 → 301, 443 → upstream), checked by nginx -t first",
     build,
+    prune: Some(crate::prune::FILES),
 };
 
 #[derive(Debug)]

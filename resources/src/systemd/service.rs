@@ -26,6 +26,7 @@ pub const KIND: Kind = Kind {
     name: "service",
     summary: "a systemd unit: enabled/disabled/masked, running/stopped, unit file and drop-ins",
     build,
+    prune: Some(PRUNE),
 };
 
 /// Where tend writes unit files: the administrator's directory, above what packages ship.
@@ -191,6 +192,53 @@ fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
         reload,
         kicked: AtomicBool::new(false),
     }))
+}
+
+/// A `service` is pruned only when tend wrote its unit file: stopped, disabled, its unit file and
+/// drop-ins backed up and removed, systemd reloaded. One whose unit a package ships (tend only
+/// enabled it, or added a drop-in) is never tend's to remove.
+const PRUNE: crate::prune::Prune = crate::prune::Prune {
+    keeps: |_, _| None,
+    run: |host, paths| Box::pin(prune(host, paths)),
+    created_by: &["unit_file"],
+};
+
+async fn prune(host: &Mutate, paths: &[PathBuf]) -> crate::prune::Done {
+    let Some(unit) = paths
+        .iter()
+        .find(|p| p.parent() == Some(Path::new(UNIT_DIR)))
+        .and_then(|p| p.file_name()?.to_str())
+    else {
+        return Err(ResourceError::Failed(format!(
+            "it has no unit file of its own in {UNIT_DIR}: tend removes only units it wrote"
+        )));
+    };
+    let manager = Manager::of(host.probe());
+    let view = systemctl::view(&manager, host.probe(), unit).await?;
+    let mut done = Vec::new();
+    if view.active.as_deref().is_some_and(is_active) {
+        systemctl::verb(&manager, "stop", &[unit]).await?;
+        done.push(format!("stopped {unit}"));
+    }
+    if !Enabled::No.satisfied_by(&view.file_state)
+        && view.file_state != "masked"
+        && !view.not_found()
+    {
+        systemctl::verb(&manager, "disable", &[unit]).await?;
+        done.push(format!("disabled {unit}"));
+    }
+    done.extend(crate::prune::files(host, paths).await?);
+    let dropins = PathBuf::from(format!("{UNIT_DIR}/{unit}.d"));
+    if matches!(host.metadata(&dropins), Ok(Some(m)) if m.is_dir())
+        && host.remove_dir(&dropins).is_ok()
+    {
+        done.push(format!("removed {}", dropins.display()));
+    }
+    systemctl::unit_files_written();
+    if systemctl::reload_if_needed(&manager, false).await? {
+        done.push("systemctl daemon-reload".into());
+    }
+    Ok(done)
 }
 
 fn is_active(active: &str) -> bool {

@@ -229,3 +229,30 @@ fn planning_a_site_whose_extra_names_a_log_writes_nothing() {
         .read("/etc/nginx/sites/s.conf")
         .contains(&format!("access_log {} combined;", log.display())));
 }
+
+/// A site that left the manifest is pruned when `[prune]` names `nginx_site`: its file backed up
+/// and removed, the reload it notified run; `tend restore` puts it back.
+#[test]
+fn a_site_that_left_the_manifest_is_pruned_and_nginx_reloaded() {
+    let sb = Sandbox::new();
+    let reload = "[exec.nginx_reload]\ncommand = \"echo reload >> $TEND_ROOT/nginx-reloads\"\nrefresh_only = true\n";
+    sb.write_manifest(&format!(
+        "{}notify = [\"exec.nginx_reload\"]\n\n{reload}",
+        site("host", "")
+    ));
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(sb.read("/nginx-reloads"), "reload\n");
+    sb.write_manifest(&format!("[prune]\nkinds = [\"nginx_site\"]\n\n{reload}"));
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    let pruned = report["orphans"][0]["pruned"].as_str().unwrap_or_default();
+    assert!(
+        pruned.starts_with(&format!("pruned: removed {PATH} (old content kept in ")),
+        "{report:#}"
+    );
+    assert!(!sb.path(PATH).exists());
+    assert_eq!(sb.read("/nginx-reloads"), "reload\nreload\n");
+    assert_eq!(sb.apply().code, 0);
+    assert_eq!(sb.restore(PATH, &[]).code, 0);
+    assert!(sb.read(PATH).contains("server_name dify42.hostkey.in;"));
+}

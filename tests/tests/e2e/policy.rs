@@ -59,7 +59,8 @@ fn for_each_instances_have_stable_addresses_and_leaving_one_out_orphans_it_alone
             "address": "file.site[\"b.example\"]",
             "kind": "file",
             "paths": ["/etc/nginx/sites/b.example.conf"],
-            "created": true
+            "created": true,
+            "state": "left_in_place"
         }])
     );
     let text = sb.plan();
@@ -433,7 +434,7 @@ fn prune_removes_only_what_tend_created_and_restore_undoes_it() {
         let r = sb.tend("apply", &["--prune", "--format", "json"]);
         (r.code, r.json())
     };
-    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(code, 2, "what was pruned is a change: {report:#}");
     let pruned: Vec<(String, String)> = report["orphans"]
         .as_array()
         .expect("orphans")
@@ -494,7 +495,7 @@ fn the_manifests_prune_table_names_the_kinds_removed() {
         "[prune]\nkinds = [\"directory\"]\n\n[file.keep]\npath = \"/etc/keep\"\ncontent = \"k\\n\"\n",
     );
     let (code, report) = sb.apply_json();
-    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(code, 2, "{report:#}");
     let pruned: Vec<(&str, &str)> = report["orphans"]
         .as_array()
         .expect("orphans")
@@ -524,10 +525,55 @@ fn the_manifests_prune_table_names_the_kinds_removed() {
     assert_eq!(r.code, 1);
     assert!(
         r.stderr
-            .contains("tend does not remove an orphaned \"package\": only what it created of file, symlink, directory"),
+            .contains("tend does not remove an orphaned \"package\": only what it created of file, directory, symlink, nginx_site, service"),
         "{}",
         r.stderr
     );
+}
+
+/// A pruned resource's notify targets are refreshed, as when it changed (nginx reloads without
+/// the site): plan says so beforehand and names the prune as a pending change; apply runs the
+/// refresh once; the next run owes nothing.
+#[test]
+fn what_a_pruned_resource_notified_is_refreshed() {
+    let sb = Sandbox::new();
+    let reload =
+        "[exec.reload]\ncommand = \"echo reloaded >> $TEND_ROOT/reloads\"\nrefresh_only = true\n";
+    sb.write_manifest(&format!(
+        "[file.site_a]\npath = \"/etc/sites/a.conf\"\ncontent = \"a\\n\"\nnotify = [\"exec.reload\"]\n\n[file.site_b]\npath = \"/etc/sites/b.conf\"\ncontent = \"b\\n\"\nnotify = [\"exec.reload\"]\n\n{reload}"
+    ));
+    assert_eq!(sb.apply().code, 2);
+    assert_eq!(
+        sb.read("/reloads"),
+        "reloaded\n",
+        "one refresh for two changes"
+    );
+    sb.write_manifest(&format!(
+        "[prune]\nkinds = [\"file\"]\n\n[file.site_b]\npath = \"/etc/sites/b.conf\"\ncontent = \"b\\n\"\nnotify = [\"exec.reload\"]\n\n{reload}"
+    ));
+    let plan = sb.plan_json();
+    assert_eq!(plan["exit_code"], 2, "{plan:#}");
+    assert_eq!(
+        plan["orphans"][0]["pruned"], "to be pruned by apply: /etc/sites/a.conf",
+        "{plan:#}"
+    );
+    assert_eq!(
+        resource(&plan, "exec.reload")["refresh"]["notified_by"],
+        serde_json::json!(["file.site_a (pruned)"]),
+        "{plan:#}"
+    );
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 2, "{report:#}");
+    assert!(!sb.path("/etc/sites/a.conf").exists());
+    assert_eq!(
+        resource(&report, "exec.reload")["refresh"]["notified_by"],
+        serde_json::json!(["file.site_a (pruned)"]),
+        "{report:#}"
+    );
+    assert_eq!(sb.read("/reloads"), "reloaded\nreloaded\n");
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 0, "nothing owed once it ran: {report:#}");
+    assert_eq!(sb.read("/reloads"), "reloaded\nreloaded\n");
 }
 
 /// The network facts, held to iproute2's view of the same host.

@@ -121,6 +121,125 @@ fn a_service_is_enabled_started_kept_and_restarted_once_per_change() {
     assert_eq!(sys.tend(&["apply", "/m/m.toml"]).code, 0);
 }
 
+/// A unit tend wrote that left the manifest: plan says apply would prune it (and writes nothing);
+/// apply stops it, disables it, backs up and removes its unit file and drop-in, reloads systemd
+/// once; a unit only enabled by tend (its file is the package's) stays, listed with why; `tend
+/// restore` puts the unit file back.
+#[test]
+fn a_pruned_unit_is_stopped_disabled_and_removed_and_a_packaged_one_stays() {
+    let sys = Booted::new();
+    // A unit "a package shipped": tend only enables it.
+    sys.write("/lib/systemd/system/shipped.service", &unit("p"));
+    sys.sh("/usr/bin/systemctl daemon-reload");
+    sys.write(
+        "/m/m.toml",
+        &format!(
+            "{}[service.shipped]\nenabled = true\nstate = \"running\"\n\n[service.loop2]\nenabled = true\nstate = \"running\"\ndropins = {{ \"env.conf\" = \"[Service]\\nEnvironment=X=1\\n\" }}\ncontent = \'\'\'\n{}\'\'\'\n",
+            manifest(&[("loop1", "a")], ""),
+            unit("b")
+        ),
+    );
+    let first = sys.tend(&["apply", "/m/m.toml"]);
+    assert_eq!(first.code, 2, "{first:?}");
+    for u in ["loop1", "loop2", "shipped"] {
+        assert_eq!(sys.property(u, "ActiveState"), "active", "{u}");
+    }
+    sys.write(
+        "/m/m.toml",
+        &format!(
+            "[prune]\nkinds = [\"service\"]\n\n{}",
+            manifest(&[("loop1", "a")], "")
+        ),
+    );
+    let plan = sys.plan(&["--format", "json", "/m/m.toml"]);
+    assert_eq!(
+        plan.code, 2,
+        "a prune to come is a pending change: {plan:?}"
+    );
+    let said: Vec<(String, String)> = plan.json()["orphans"]
+        .as_array()
+        .expect("orphans")
+        .iter()
+        .map(|o| {
+            (
+                o["address"].as_str().unwrap_or_default().to_string(),
+                o["pruned"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        said.contains(&(
+            "service.loop2".into(),
+            "to be pruned by apply: /etc/systemd/system/loop2.service, /etc/systemd/system/loop2.service.d/env.conf".into()
+        )),
+        "{said:?}"
+    );
+    assert!(
+        said.contains(&(
+            "service.shipped".into(),
+            "not pruned: tend did not create it (it was there before)".into()
+        )),
+        "{said:?}"
+    );
+    assert_eq!(
+        sys.property("loop2", "ActiveState"),
+        "active",
+        "plan stopped it"
+    );
+    let loop2_pid = sys.property("loop2", "MainPID");
+    sys.systemctl_calls();
+
+    let apply = sys.tend(&["apply", "--format", "json", "/m/m.toml"]);
+    assert_eq!(apply.code, 2, "{apply:?}");
+    let pruned = apply.json()["orphans"]
+        .as_array()
+        .expect("orphans")
+        .iter()
+        .find(|o| o["address"] == "service.loop2")
+        .map(|o| o["pruned"].as_str().unwrap_or_default().to_string())
+        .expect("loop2 listed");
+    assert!(
+        pruned.starts_with("pruned: stopped loop2.service, disabled loop2.service, removed /etc/systemd/system/loop2.service (old content kept in "),
+        "{pruned}"
+    );
+    assert!(
+        pruned.ends_with("removed /etc/systemd/system/loop2.service.d, systemctl daemon-reload"),
+        "{pruned}"
+    );
+    let calls = sys.systemctl_calls();
+    assert_eq!(count(&calls, "daemon-reload"), 1, "{calls:#?}");
+    assert_eq!(sys.property("loop2", "LoadState"), "not-found");
+    assert_eq!(
+        sys.sh("test -e /etc/systemd/system/loop2.service || test -e /etc/systemd/system/loop2.service.d || test -e /etc/systemd/system/multi-user.target.wants/loop2.service").code,
+        1,
+        "unit file, drop-ins and the enablement link are gone"
+    );
+    assert_eq!(
+        sys.sh(&format!("test -d /proc/{loop2_pid}")).code,
+        1,
+        "loop2's process is gone"
+    );
+    assert_eq!(sys.property("shipped", "ActiveState"), "active");
+    assert_eq!(sys.property("loop1", "ActiveState"), "active");
+    // Pruned once: the next run is a no-op that lists only what stays.
+    let again = sys.tend(&["apply", "--format", "json", "/m/m.toml"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let left: Vec<String> = again.json()["orphans"]
+        .as_array()
+        .expect("orphans")
+        .iter()
+        .filter_map(|o| o["address"].as_str().map(String::from))
+        .collect();
+    assert_eq!(left, ["service.shipped"]);
+    // The unit file comes back with restore.
+    let back = sys.tend(&["restore", "/etc/systemd/system/loop2.service"]);
+    assert_eq!(back.code, 0, "{back:?}");
+    assert!(sys
+        .sh("cat /etc/systemd/system/loop2.service")
+        .stdout
+        .contains("WHO=b"));
+}
+
 /// A unit file edited behind systemd's back (no daemon-reload) is read over the bus as
 /// `NeedDaemonReload` and planned as one daemon-reload; apply makes it, and the next run is a
 /// no-op. A service notified with `refresh = "reload"` is reloaded, not restarted (same main

@@ -37,6 +37,7 @@ pub const KIND: Kind = Kind {
     name: "cert",
     summary: "a TLS certificate audited on every run; renewed self-signed or through ACME",
     build: spec::build,
+    prune: None,
 };
 
 #[derive(Debug)]

@@ -42,6 +42,7 @@ pub const KIND: Kind = Kind {
     name: "compose",
     summary: "a docker compose project up or down, recreated only when its inputs change",
     build,
+    prune: None,
 };
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";

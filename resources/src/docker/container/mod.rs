@@ -39,6 +39,7 @@ pub const KIND: Kind = Kind {
     name: "container",
     summary: "a container (image, command, env, ports, volumes…) running as declared",
     build: spec::build,
+    prune: None,
 };
 
 const RESTARTS: &[&str] = &["no", "always", "unless-stopped", "on-failure"];
