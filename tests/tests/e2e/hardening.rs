@@ -50,7 +50,7 @@ fn temporaries(dir: &std::path::Path) -> Vec<String> {
 
 fn content(version: usize, i: usize) -> String {
     // Every tenth file is large (256 KiB), so a kill can land in the middle of a write.
-    let body = if i % 10 == 0 {
+    let body = if i.is_multiple_of(10) {
         "x".repeat(256 << 10)
     } else {
         "y".repeat(64)
