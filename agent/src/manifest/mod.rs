@@ -121,6 +121,13 @@ const MAX_INSTANCES: usize = 10_000;
 /// a whole (`file.site` → `file.site["a"]`, `file.site["b"]`), a module (`module.web` → every
 /// resource under `module.web.`, and its instances' under `module.web["a"].`).
 fn expand_group_references(decls: &mut [Decl]) {
+    // Most resources name nothing: then there is nothing to expand, and no set to build.
+    if decls
+        .iter()
+        .all(|d| d.requires.is_empty() && d.notify.is_empty())
+    {
+        return;
+    }
     let addresses: std::collections::HashSet<String> =
         decls.iter().map(|d| d.address.clone()).collect();
     let all: Vec<String> = decls.iter().map(|d| d.address.clone()).collect();
@@ -188,12 +195,8 @@ pub(crate) fn to_json(v: &Value) -> Option<serde_json::Value> {
 }
 
 /// A field whose string form is run by `/bin/sh -c`.
-fn shell_field(name: &str) -> bool {
-    name.starts_with("exec.")
-        && [".command", ".unless", ".onlyif"]
-            .iter()
-            .any(|f| name.ends_with(f))
-}
+/// The fields of an `exec` a shell reads.
+const SHELL_FIELDS: &[&str] = &["command", "unless", "onlyif"];
 
 /// The first `{{ … }}` of a shell string that a shell would not read as one quoted word: one
 /// not passed through `shell_quote`, or one that is but sits inside quotes of the command's own
@@ -680,11 +683,7 @@ impl Loader<'_> {
                         None => continue,
                     };
                 for instance in instances {
-                    renderer.set_each(
-                        instance
-                            .as_ref()
-                            .map(|(k, v)| serde_json::json!({ "key": k, "value": v })),
-                    );
+                    renderer.set_each(instance.as_ref().map(|(k, v)| (k.as_str(), v)));
                     let key = instance.as_ref().map(|(k, _)| k.as_str());
                     if let Some(mut d) = self.resource(kind, item, key, renderer, ctx) {
                         d.id = *built;
@@ -842,12 +841,14 @@ impl Loader<'_> {
     /// The instances `item`'s `for_each` makes — (key, value) each, in order —, or the one
     /// instance of a table without it (`[None]`); `None` after an error.
     #[allow(clippy::type_complexity)]
+    /// The instances of `item`'s `for_each`: `[None]` when it has none, else each instance's
+    /// key and `each.value` (as templates take it). `None` after an error.
     fn for_each(
         &mut self,
         address: &str,
         item: &Entry,
         renderer: &Renderer,
-    ) -> Option<Vec<Option<(String, serde_json::Value)>>> {
+    ) -> Option<Vec<Option<(String, minijinja::Value)>>> {
         let Value::Table(fields) = &item.value.value else {
             return Some(vec![None]);
         };
@@ -856,7 +857,7 @@ impl Loader<'_> {
         };
         let value = match &f.value.value {
             Value::Str(t) => match template::single_expression(&t.value) {
-                Some(expr) => match renderer.evaluate(expr) {
+                Some(expr) => match renderer.evaluate_value(expr) {
                     Ok(v) => v,
                     Err(e) => {
                         self.error(
@@ -867,44 +868,77 @@ impl Loader<'_> {
                         return None;
                     }
                 },
-                None => serde_json::Value::Null,
+                None => minijinja::Value::UNDEFINED,
             },
-            other => to_json(other).unwrap_or(serde_json::Value::Null),
+            other => minijinja::Value::from_serialize(to_json(other)),
         };
-        let pairs: Vec<(String, serde_json::Value)> = match value {
-            serde_json::Value::Array(items) => {
-                let mut keys = Vec::with_capacity(items.len());
+        let shape_help = || {
+            Some(
+                "a literal list or table, or one expression that yields one: for_each = \"{{ vars.sites }}\""
+                    .to_string(),
+            )
+        };
+        let mut pairs: Vec<(String, minijinja::Value)> = Vec::new();
+        match value.kind() {
+            minijinja::value::ValueKind::Seq => {
+                let Ok(items) = value.try_iter() else {
+                    self.error(
+                        f.value.span.clone(),
+                        format!("for_each of {address} must be a list or a table"),
+                        shape_help(),
+                    );
+                    return None;
+                };
+                pairs.reserve(value.len().unwrap_or(0));
                 for i in items {
-                    match i {
-                        serde_json::Value::String(k) => keys.push((k.clone(), k.into())),
-                        serde_json::Value::Number(n) => keys.push((n.to_string(), n.into())),
-                        other => {
+                    let key = match i.kind() {
+                        minijinja::value::ValueKind::String => {
+                            i.as_str().unwrap_or_default().to_string()
+                        }
+                        minijinja::value::ValueKind::Number => i.to_string(),
+                        _ => {
+                            let shown = serde_json::to_string(&i).unwrap_or_else(|_| i.to_string());
                             self.error(
                                 f.value.span.clone(),
                                 format!(
-                                    "for_each of {address}: a list gives instance keys, strings or numbers; found {other}"
+                                    "for_each of {address}: a list gives instance keys, strings or numbers; found {shown}"
                                 ),
                                 Some("for a list of tables, key them: a table of tables, `for_each = { a = { … }, b = { … } }`".into()),
                             );
                             return None;
                         }
-                    }
+                    };
+                    pairs.push((key, i));
                 }
-                keys
             }
-            serde_json::Value::Object(map) => map.into_iter().collect(),
+            minijinja::value::ValueKind::Map => {
+                let Ok(keys) = value.try_iter() else {
+                    self.error(
+                        f.value.span.clone(),
+                        format!("for_each of {address} must be a list or a table"),
+                        shape_help(),
+                    );
+                    return None;
+                };
+                for k in keys {
+                    let item = value.get_item(&k).unwrap_or_default();
+                    pairs.push((
+                        k.as_str().map_or_else(|| k.to_string(), str::to_string),
+                        item,
+                    ));
+                }
+                // Instances in key order, however the table was made.
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            }
             _ => {
                 self.error(
                     f.value.span.clone(),
                     format!("for_each of {address} must be a list or a table"),
-                    Some(
-                        "a literal list or table, or one expression that yields one: for_each = \"{{ vars.sites }}\""
-                            .into(),
-                    ),
+                    shape_help(),
                 );
                 return None;
             }
-        };
+        }
         if pairs.len() > MAX_INSTANCES {
             self.error(
                 f.value.span.clone(),
@@ -916,7 +950,7 @@ impl Loader<'_> {
             );
             return None;
         }
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = std::collections::HashSet::with_capacity(pairs.len());
         for (k, _) in &pairs {
             let ok = !k.is_empty()
                 && k.len() <= 200
@@ -930,7 +964,7 @@ impl Loader<'_> {
                 );
                 return None;
             }
-            if !seen.insert(k.clone()) {
+            if !seen.insert(k.as_str()) {
                 self.error(
                     f.value.span.clone(),
                     format!("for_each of {address}: the key {k:?} comes twice"),
@@ -982,7 +1016,13 @@ impl Loader<'_> {
         let mut rendered = Vec::with_capacity(fields.len());
         let mut ok = true;
         for f in fields.iter().filter(|f| f.key != "for_each") {
-            match self.render_value(&f.value, renderer, &|| format!("{address}.{}", f.key)) {
+            let shell = kind.name == "exec" && SHELL_FIELDS.contains(&f.key.as_str());
+            match self.render_value(
+                &f.value,
+                renderer,
+                &|| format!("{address}.{}", f.key),
+                shell,
+            ) {
                 Ok(v) => rendered.push(Entry {
                     key: f.key.clone(),
                     key_span: f.key_span.clone(),
@@ -1083,40 +1123,43 @@ impl Loader<'_> {
         }
     }
 
-    /// `name` makes the field's name (`exec.x.command`) for messages and templates: only built
-    /// for a string that is a template, not for each of a large manifest's plain strings.
+    /// `name` makes the field's name (`exec.x.command`) for messages: built only when one is
+    /// said, not for each of the strings a large manifest or a `for_each` renders. `shell`: the
+    /// string is read by a shell (an `exec` command or guard).
     fn render_value(
         &mut self,
         v: &Spanned,
         renderer: &Renderer,
         name: &dyn Fn() -> String,
+        shell: bool,
     ) -> Result<Spanned, ()> {
         let value = match &v.value {
             Value::Str(t) if !template::is_template(&t.value) => Value::Str(t.clone()),
             Value::Str(t) => {
-                let name = &name();
-                match shell_field(name)
+                match shell
                     .then(|| unquoted_interpolation(&t.value))
                     .flatten()
                 {
                     Some((expr, false)) => tracing::warn!(
-                        "{name}: `{{{{ {expr} }}}}` is pasted into a shell command unquoted, and a \
+                        "{}: `{{{{ {expr} }}}}` is pasted into a shell command unquoted, and a \
                          fact or variable could hold `$(…)`: write `{{{{ {expr} | shell_quote }}}}`, \
-                         or give the command as a list"
+                         or give the command as a list",
+                        name()
                     ),
                     Some((expr, true)) => tracing::warn!(
-                        "{name}: `{{{{ {expr} }}}}` sits inside quotes of the command's own, where \
+                        "{}: `{{{{ {expr} }}}}` sits inside quotes of the command's own, where \
                          the quotes shell_quote adds are mere characters (and `$(…)` still runs \
-                         within double quotes): remove the quotes around it"
+                         within double quotes): remove the quotes around it",
+                        name()
                     ),
                     None => {}
                 }
-                match renderer.render(&t.value, name) {
+                match renderer.render_named(&t.value, name) {
                     Ok(t) => Value::Str(t),
                     Err(e) => {
                         self.error(
                             v.span.clone(),
-                            format!("in {name}: {}", e.message()),
+                            format!("in {}: {}", name(), e.message()),
                             e.help(),
                         );
                         return Err(());
@@ -1126,15 +1169,19 @@ impl Loader<'_> {
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for i in items {
-                    out.push(self.render_value(i, renderer, name)?);
+                    out.push(self.render_value(i, renderer, name, shell)?);
                 }
                 Value::Array(out)
             }
             Value::Table(entries) => {
                 let mut out = Vec::with_capacity(entries.len());
                 for e in entries {
-                    let value =
-                        self.render_value(&e.value, renderer, &|| format!("{}.{}", name(), e.key))?;
+                    let value = self.render_value(
+                        &e.value,
+                        renderer,
+                        &|| format!("{}.{}", name(), e.key),
+                        false,
+                    )?;
                     out.push(Entry {
                         key: e.key.clone(),
                         key_span: e.key_span.clone(),

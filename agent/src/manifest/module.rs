@@ -198,11 +198,7 @@ impl Loader<'_> {
                 continue;
             };
             for instance in instances {
-                renderer.set_each(
-                    instance
-                        .as_ref()
-                        .map(|(k, v)| serde_json::json!({ "key": k, "value": v })),
-                );
+                renderer.set_each(instance.as_ref().map(|(k, v)| (k.as_str(), v)));
                 let suffix = instance
                     .as_ref()
                     .map(|(k, _)| format!("[\"{k}\"]"))
@@ -711,6 +707,12 @@ impl Loader<'_> {
 
     /// Inside a module, `requires` and `notify` name its own resources.
     fn check_local_references(&mut self, decls: &[Decl]) {
+        if decls
+            .iter()
+            .all(|d| d.requires.is_empty() && d.notify.is_empty())
+        {
+            return;
+        }
         let here: std::collections::HashSet<&str> =
             decls.iter().map(|d| d.address.as_str()).collect();
         for d in decls {

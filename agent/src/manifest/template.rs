@@ -32,9 +32,9 @@ pub struct Renderer {
     used_secret: Arc<AtomicBool>,
     /// Variables whose value came from a secret: a template that uses one is sensitive too.
     sensitive_vars: std::collections::BTreeSet<String>,
-    /// `each` (`key`, `value`) while the instances of a `for_each` render: as set, and as the
-    /// engine takes it (converted once per instance, not once per string).
-    each: std::sync::Mutex<Option<(serde_json::Value, minijinja::Value)>>,
+    /// `each` (`key`, `value`) while the instances of a `for_each` render: as set, and the
+    /// whole context with it as the engine takes it (built once per instance, not per string).
+    each: std::sync::Mutex<Option<Each>>,
     /// `context` as the template engine takes it, converted once (not per render: a `for_each`
     /// of 1,000 over a 1,000-element list would convert the list a million times).
     engine_context: std::sync::OnceLock<minijinja::Value>,
@@ -52,6 +52,13 @@ pub struct Renderer {
 struct Compiled {
     sources: std::collections::HashMap<String, String>,
     keys: std::collections::HashMap<String, (String, Option<Names>)>,
+}
+
+/// One `for_each` instance's `each` (`key`, `value`), and the context its strings render in
+/// (built on the first).
+struct Each {
+    value: minijinja::Value,
+    context: Option<minijinja::Value>,
 }
 
 /// The names a compiled source uses, shared by every render of it.
@@ -95,35 +102,44 @@ impl Renderer {
         self.sensitive_vars.insert(name.to_string());
     }
 
-    /// Set (or clear) `each` for the strings of one `for_each` instance.
-    pub fn set_each(&self, each: Option<serde_json::Value>) {
-        let each = each.map(|v| {
-            let engine = minijinja::Value::from_serialize(&v);
-            (v, engine)
-        });
+    /// Set (or clear) `each` for the strings of one `for_each` instance: its key and value.
+    pub fn set_each(&self, each: Option<(&str, &minijinja::Value)>) {
         if let Ok(mut e) = self.each.lock() {
-            *e = each;
+            *e = each.map(|(key, value)| Each {
+                value: minijinja::context! { key => key, value => value.clone() },
+                context: None,
+            });
         }
     }
 
     /// What templates see: the variables, facts and helpers, and `each` in an instance.
     fn context_value(&self) -> minijinja::Value {
-        let base = self
-            .engine_context
-            .get_or_init(|| minijinja::Value::from_serialize(&self.context))
-            .clone();
-        let each = self
-            .each
-            .lock()
-            .ok()
-            .and_then(|e| e.as_ref().map(|(_, engine)| engine.clone()));
-        match each {
-            Some(each) => minijinja::context! {
-                each => each,
-                ..base
-            },
-            None => base,
+        let base = || {
+            self.engine_context
+                .get_or_init(|| minijinja::Value::from_serialize(&self.context))
+                .clone()
+        };
+        let Ok(mut each) = self.each.lock() else {
+            return base();
+        };
+        match each.as_mut() {
+            Some(e) => e
+                .context
+                .get_or_insert_with(|| {
+                    minijinja::context! {
+                        each => e.value.clone(),
+                        ..base()
+                    }
+                })
+                .clone(),
+            None => base(),
         }
+    }
+
+    /// The value of one expression as templates hold it (a `for_each`'s list is iterated as it
+    /// is, not converted).
+    pub fn evaluate_value(&self, expr: &str) -> Result<minijinja::Value, RenderError> {
+        self.eval(expr)
     }
 
     /// The value of one expression (`data.sites`, `vars.admins`), typed: a list stays a list.
@@ -201,6 +217,9 @@ impl Renderer {
     pub fn set(&mut self, name: &str, value: serde_json::Value) {
         self.context.insert(name.to_string(), value);
         self.engine_context = std::sync::OnceLock::new();
+        if let Ok(Some(each)) = self.each.get_mut().map(Option::as_mut) {
+            each.context = None;
+        }
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -239,21 +258,28 @@ impl Renderer {
         if GLOBALS.contains(&first) {
             return true;
         }
-        let walk = |mut value: &serde_json::Value| {
-            for p in parts {
-                match value.get(p) {
-                    Some(v) => value = v,
-                    None => return false,
-                }
-            }
-            true
-        };
         if first == "each" {
-            if let Some((each, _)) = self.each.lock().ok().as_deref().and_then(Option::as_ref) {
-                return walk(each);
+            if let Some(each) = self.each.lock().ok().as_deref().and_then(Option::as_ref) {
+                let mut value = each.value.clone();
+                for p in parts {
+                    match value.get_attr(p) {
+                        Ok(v) if !v.is_undefined() => value = v,
+                        _ => return false,
+                    }
+                }
+                return true;
             }
         }
-        self.context.get(first).is_some_and(walk)
+        let Some(mut value) = self.context.get(first) else {
+            return false;
+        };
+        for p in parts {
+            match value.get(p) {
+                Some(v) => value = v,
+                None => return false,
+            }
+        }
+        true
     }
 
     /// A suggestion for an undefined dotted name.
@@ -281,6 +307,15 @@ impl Renderer {
 
     /// Render one string. Strings without template syntax are returned as they are.
     pub fn render(&self, source: &str, name: &str) -> Result<Text, RenderError> {
+        self.render_named(source, &|| name.to_string())
+    }
+
+    /// [`Renderer::render`], the field's name made only when a mistake is said under it.
+    pub fn render_named(
+        &self,
+        source: &str,
+        name: &dyn Fn() -> String,
+    ) -> Result<Text, RenderError> {
         if !is_template(source) {
             return Ok(Text {
                 value: source.to_string(),
@@ -292,9 +327,10 @@ impl Renderer {
             // Any mistake is said by a fresh compile under the field's name, as the operator
             // reads it (the cached one is known by an internal key).
             Some(Err(())) | None => {
+                let name = name();
                 let tmpl = self
                     .env()
-                    .template_from_named_str(name, source)
+                    .template_from_named_str(&name, source)
                     .map_err(|e| RenderError::Syntax(describe(&e)))?;
                 self.all_defined(&tmpl.undeclared_variables(true))?;
                 self.used_secret.store(false, Ordering::SeqCst);
