@@ -7,6 +7,7 @@
 mod beside;
 pub mod data;
 pub mod diagnostic;
+mod interpolate;
 mod module;
 pub mod raw;
 pub mod template;

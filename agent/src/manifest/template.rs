@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::interpolate::{self, Plain};
 use minijinja::{Environment, UndefinedBehavior};
 use tend_resources::spec::{nearest, Text};
 
@@ -47,11 +48,19 @@ pub struct Renderer {
     includes: Option<(PathBuf, PathBuf)>,
 }
 
-/// Template sources by key, and by source its key and the names it uses (known once compiled).
+/// Template sources by key, and by source what is known of it.
 #[derive(Default)]
 struct Compiled {
     sources: std::collections::HashMap<String, String>,
-    keys: std::collections::HashMap<String, (String, Option<Names>)>,
+    keys: std::collections::HashMap<String, Source>,
+}
+
+/// One template source: the key the engine knows it by, the names it uses (known once
+/// compiled), and its form when it only pastes names ([`interpolate`]).
+struct Source {
+    key: String,
+    names: Option<Names>,
+    plain: Option<Arc<Plain>>,
 }
 
 /// One `for_each` instance's `each` (`key`, `value`), and the context its strings render in
@@ -369,18 +378,30 @@ impl Renderer {
     /// not compile, `Some(Err(()))` when it names something undefined or fails to render (the
     /// caller says why).
     fn render_compiled(&self, source: &str) -> Option<Result<String, ()>> {
-        let (key, known) = {
+        let (key, known, plain) = {
             let mut c = self.compiled.lock().ok()?;
             match c.keys.get(source) {
-                Some((k, names)) => (k.clone(), names.clone()),
+                Some(s) => (s.key.clone(), s.names.clone(), s.plain.clone()),
                 None => {
-                    let k = format!("\u{1}{}", c.keys.len());
-                    c.sources.insert(k.clone(), source.to_string());
-                    c.keys.insert(source.to_string(), (k.clone(), None));
-                    (k, None)
+                    let key = format!("\u{1}{}", c.keys.len());
+                    let plain = interpolate::parse(source).map(Arc::new);
+                    c.sources.insert(key.clone(), source.to_string());
+                    c.keys.insert(
+                        source.to_string(),
+                        Source {
+                            key: key.clone(),
+                            names: None,
+                            plain: plain.clone(),
+                        },
+                    );
+                    (key, None, plain)
                 }
             }
         };
+        if let Some(text) = plain.and_then(|p| p.render(&self.context_value())) {
+            self.used_secret.store(false, Ordering::SeqCst);
+            return Some(Ok(text));
+        }
         let tmpl = self.env().get_template(&key).ok()?;
         let names = match known {
             Some(n) => n,
@@ -388,7 +409,7 @@ impl Renderer {
                 let n: Names = Arc::new(tmpl.undeclared_variables(true).into_iter().collect());
                 if let Ok(mut c) = self.compiled.lock() {
                     if let Some(entry) = c.keys.get_mut(source) {
-                        entry.1 = Some(n.clone());
+                        entry.names = Some(n.clone());
                     }
                 }
                 n
