@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub const DEFAULT_MANIFEST: &str = "/etc/tend/manifest.toml";
+pub(crate) const DEFAULT_MANIFEST: &str = "/etc/tend/manifest.toml";
 
 /// The exit codes, for `--help` and the man page (docs/cli.md has the whole story).
 const EXIT_STATUS: &str =
@@ -21,7 +21,7 @@ last-run.json, backups, secrets), /etc/systemd/system/tend.{service,timer} (`ten
     about = "Declare a host in TOML; plan the drift; apply only the changes.",
     after_long_help = EXIT_STATUS
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// More output: in-sync resources, info logs (-vv: debug logs).
@@ -40,7 +40,7 @@ pub struct Cli {
 /// (`Command::defer`): building every subcommand's arguments was a third of a millisecond of
 /// each run's start (bench/README). Help, completions and man pages build them all as before.
 #[derive(Debug)]
-pub struct Lazy<T>(pub T);
+pub(crate) struct Lazy<T>(pub T);
 
 impl<T> std::ops::Deref for Lazy<T> {
     type Target = T;
@@ -86,7 +86,7 @@ fn keep_about(cmd: clap::Command, augment: fn(clap::Command) -> clap::Command) -
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Report the drift between the host and the manifest; change nothing. Exit 2 on drift.
     Plan(Lazy<RunArgs>),
     /// Converge the host to the manifest. Exit 2 when something changed, 4 on failures.
@@ -142,7 +142,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct PullArgs {
+pub(crate) struct PullArgs {
     /// The policy repository (https://, ssh://, git://, file:// or a path).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
@@ -207,21 +207,21 @@ pub struct PullArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Shell {
+pub(crate) enum Shell {
     Bash,
     Zsh,
     Fish,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ImageCmd {
+pub(crate) enum ImageCmd {
     /// Remove what must not be cloned: tend's host key, stored secrets, policy cache, backups
     /// and run records; /etc/machine-id emptied (made at first boot); SSH host keys.
     Seal(SealArgs),
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct SealArgs {
+pub(crate) struct SealArgs {
     /// The image's root directory.
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
@@ -234,14 +234,14 @@ pub struct SealArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ReportCmd {
+pub(crate) enum ReportCmd {
     /// The fleet from its reports (last-run.json, --report files) under each DIR, however they
     /// were collected: a table on stdout, or --json, or a self-contained static --html page.
     Fleet(FleetArgs),
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct FleetArgs {
+pub(crate) struct FleetArgs {
     /// Directories (searched 4 levels deep for *.json) or report files.
     #[arg(required = true, value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
@@ -257,7 +257,7 @@ pub struct FleetArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Write tend.service and tend.timer to /etc/systemd/system, reload systemd and enable the
     /// timer (with --root: write under DIR and enable offline, for image builds).
     Install(Box<TimerInstallArgs>),
@@ -270,7 +270,7 @@ pub enum Timer {
 }
 
 #[derive(Debug, Args)]
-pub struct TimerTarget {
+pub(crate) struct TimerTarget {
     /// Write (or read) the units under DIR, with no call to a running systemd.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
@@ -284,7 +284,7 @@ pub struct TimerTarget {
 }
 
 #[derive(Debug, Args)]
-pub struct TimerInstallArgs {
+pub(crate) struct TimerInstallArgs {
     #[command(flatten)]
     pub target: TimerTarget,
     /// The manifest each run applies [default: /etc/tend/manifest.toml]; with --pull, its path
@@ -347,7 +347,7 @@ pub struct TimerInstallArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RestoreArgs {
+pub(crate) struct RestoreArgs {
     /// The file, as the manifest names it.
     pub path: PathBuf,
     /// The backup to restore: a sha256 or a unique prefix of one [default: the newest].
@@ -365,7 +365,7 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Inspect {
+pub(crate) enum Inspect {
     /// The keys and values docker compose reads from a .env file, after its expansion rules and
     /// with this process's environment consulted first, as JSON. Exit 1, naming the line, on a
     /// file compose would reject.
@@ -376,7 +376,7 @@ pub enum Inspect {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ManifestArgs {
+pub(crate) struct ManifestArgs {
     /// The manifest.
     #[arg(default_value = DEFAULT_MANIFEST)]
     pub manifest: PathBuf,
@@ -389,7 +389,7 @@ pub struct ManifestArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct DataArgs {
+pub(crate) struct DataArgs {
     #[command(flatten)]
     pub manifest: ManifestArgs,
     /// One dotted key (`web.vhosts`): only its value.
@@ -400,7 +400,7 @@ pub struct DataArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     pub manifest: ManifestArgs,
     #[command(flatten)]
@@ -409,7 +409,7 @@ pub struct RunArgs {
 
 /// What a run covers and what it writes: shared by plan, apply and pull.
 #[derive(Debug, Clone, Args)]
-pub struct RunFlags {
+pub(crate) struct RunFlags {
     /// Only these resources: an address (file.motd), a kind (file) or tag:NAME. Repeatable.
     /// Their dependencies are checked, not applied.
     #[arg(long, value_name = "SELECTOR", value_delimiter = ',')]
@@ -439,7 +439,7 @@ impl std::ops::Deref for RunArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ApplyArgs {
+pub(crate) struct ApplyArgs {
     #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
@@ -448,7 +448,7 @@ pub struct ApplyArgs {
 
 /// How an apply waits for the lock and keeps backups: shared by apply and pull.
 #[derive(Debug, Clone, Args)]
-pub struct ApplyFlags {
+pub(crate) struct ApplyFlags {
     /// Wait up to SECS for another run's lock before giving up (exit 1).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub lock_wait: u64,
@@ -472,13 +472,13 @@ impl std::ops::Deref for ApplyArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Human,
     Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }

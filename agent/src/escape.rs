@@ -8,13 +8,13 @@ use std::borrow::Cow;
 use std::fmt::Write;
 
 /// `text` for one line: every control character escaped, newlines too.
-pub fn line(text: &str) -> Cow<'_, str> {
+pub(crate) fn line(text: &str) -> Cow<'_, str> {
     escape(text, false)
 }
 
 /// `text` that may span lines (a command's own message, a located load error): newlines kept
 /// (the caller indents what follows), every other control character escaped.
-pub fn lines(text: &str) -> Cow<'_, str> {
+pub(crate) fn lines(text: &str) -> Cow<'_, str> {
     escape(text, true)
 }
 

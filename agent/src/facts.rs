@@ -206,7 +206,7 @@ impl Facts {
 /// The fully qualified name of `hostname`: itself when dotted, else the first dotted name of an
 /// `/etc/hosts` line that lists it (as `hostname -f` finds it through files); the hostname
 /// when none does.
-pub fn fqdn(hostname: &str, hosts: Option<&str>) -> String {
+pub(crate) fn fqdn(hostname: &str, hosts: Option<&str>) -> String {
     if hostname.contains('.') || hostname.is_empty() {
         return hostname.to_string();
     }
@@ -288,7 +288,7 @@ fn virtualization() -> &'static str {
 }
 
 /// The directory of local facts, inside the root.
-pub const LOCAL_FACTS: &str = "/etc/tend/facts.d";
+pub(crate) const LOCAL_FACTS: &str = "/etc/tend/facts.d";
 
 /// `/etc/tend/facts.d/*.toml`, merged in name order (a later file's keys win, tables merged).
 /// The directory is opened once and judged by the opened directory, each file is opened once
@@ -404,7 +404,7 @@ fn trusted_text(file: &std::fs::File) -> Result<String, String> {
 }
 
 /// `over` merged into `base`: tables deeply, anything else replaced.
-pub fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+pub(crate) fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
     match (base, over) {
         (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
             for (k, v) in o {
@@ -420,7 +420,7 @@ pub fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
     }
 }
 
-pub fn parse_os_release(text: &str) -> OsFacts {
+pub(crate) fn parse_os_release(text: &str) -> OsFacts {
     let map: BTreeMap<&str, String> = text
         .lines()
         .filter_map(|l| l.split_once('='))
@@ -446,7 +446,7 @@ pub fn parse_os_release(text: &str) -> OsFacts {
 }
 
 /// The kernel's machine name in Debian's architecture naming (what apt sources use).
-pub fn debian_arch(machine: &str) -> &str {
+pub(crate) fn debian_arch(machine: &str) -> &str {
     match machine {
         "x86_64" => "amd64",
         "aarch64" | "arm64" => "arm64",

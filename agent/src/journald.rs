@@ -21,26 +21,26 @@ const SOCKET: &str = "/run/systemd/journal/socket";
 const MAX_VALUE: usize = 4096;
 
 /// One id per event kind (`journalctl MESSAGE_ID=…`, and the catalog's key).
-pub mod message_id {
+pub(crate) mod message_id {
     /// A run finished (`TEND_EXIT_CODE`, counts).
-    pub const RUN: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f60";
+    pub(crate) const RUN: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f60";
     /// Plan: a resource differs from the manifest (would or may change).
-    pub const DRIFT: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f61";
+    pub(crate) const DRIFT: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f61";
     /// Apply: a resource was changed.
-    pub const CHANGED: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f62";
+    pub(crate) const CHANGED: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f62";
     /// A resource failed, would fail, or was skipped for a failed dependency.
-    pub const FAILED: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f63";
+    pub(crate) const FAILED: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f63";
     /// A resource could not be checked (not drift).
-    pub const UNKNOWN: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f64";
+    pub(crate) const UNKNOWN: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f64";
     /// A resource left the manifest and was left in place.
-    pub const ORPHAN: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f65";
+    pub(crate) const ORPHAN: &str = "4c2f3b0e8d0a4c7e9f6a1b2c3d4e5f65";
 }
 
 /// One record: its fields in order.
-pub type Record = Vec<(&'static str, String)>;
+pub(crate) type Record = Vec<(&'static str, String)>;
 
 /// The records of a run.
-pub fn records(report: &Report, run_id: &str, redactor: &Redactor) -> Vec<Record> {
+pub(crate) fn records(report: &Report, run_id: &str, redactor: &Redactor) -> Vec<Record> {
     let mode = word(&report.mode);
     let commit = report
         .pull
@@ -166,7 +166,7 @@ fn cut(s: &str) -> String {
 
 /// One record in journald's native format: `KEY=value\n`, or for a value holding a newline
 /// `KEY\n` + its length (64-bit little-endian) + the value + `\n`.
-pub fn encode(record: &Record) -> Vec<u8> {
+pub(crate) fn encode(record: &Record) -> Vec<u8> {
     let mut out = Vec::new();
     for (k, v) in record {
         out.extend_from_slice(k.as_bytes());
@@ -185,7 +185,7 @@ pub fn encode(record: &Record) -> Vec<u8> {
 
 /// Send the records to journald when its socket is there (nothing, silently, when it is not: a
 /// host without journald, an image build). One that cannot be sent is said once on stderr.
-pub fn send(records: &[Record]) {
+pub(crate) fn send(records: &[Record]) {
     send_to(Path::new(SOCKET), records);
 }
 
@@ -208,7 +208,7 @@ fn send_to(socket: &Path, records: &[Record]) {
 }
 
 /// The records as JSON lines (`--log-format json`).
-pub fn json_lines(records: &[Record]) -> String {
+pub(crate) fn json_lines(records: &[Record]) -> String {
     let mut out = String::new();
     for r in records {
         let obj: serde_json::Map<String, serde_json::Value> = r
@@ -222,7 +222,7 @@ pub fn json_lines(records: &[Record]) -> String {
 }
 
 /// A run id: 32 hex digits, random.
-pub fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     let b: [u8; 16] = rand::random();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -13,30 +13,33 @@
 //!   graceful stop; `restore`: `tend restore`; `timer`: `tend timer`; `commands`: the other
 //!   subcommands, a file each; [`output`]: stdout and the files asked for.
 //!
-//! `main` only parses arguments and calls [`run()`].
+//! The binary's `main` sets the umask and calls [`main()`], which parses the arguments and runs
+//! the command.
 
 // Stdout only through `output::stdout` (a closed pipe ends the output quietly).
 #![deny(clippy::print_stdout)]
+// What the binary, the fuzzer and the docs test reach says what it is.
+#![warn(missing_docs)]
 
-pub mod cli;
+pub(crate) mod cli;
 mod commands;
 pub mod engine;
-pub mod escape;
-pub mod facts;
-pub mod fleet;
+pub(crate) mod escape;
+pub(crate) mod facts;
+pub(crate) mod fleet;
 mod image;
-pub mod journald;
+pub(crate) mod journald;
 pub mod manifest;
-pub mod orphans;
-pub mod output;
-pub mod printer;
+pub(crate) mod orphans;
+pub(crate) mod output;
+pub(crate) mod printer;
 mod pull;
-pub mod report;
+pub(crate) mod report;
 mod restore;
 mod run;
 pub mod secrets;
 mod signals;
-pub mod state;
+pub(crate) mod state;
 mod timer;
 
 use std::io::IsTerminal;
@@ -48,7 +51,7 @@ use secrets::SecretMode;
 
 /// The run could not start: bad arguments, a bad manifest, a held lock. Exit code 1.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
@@ -60,12 +63,12 @@ pub enum StartError {
 impl StartError {
     /// Whether its text is already tend's error lines (located diagnostics, each `error: …`
     /// with its file, line and caret), to be shown as it is rather than behind an `error: `.
-    pub fn renders_itself(&self) -> bool {
+    pub(crate) fn renders_itself(&self) -> bool {
         matches!(self, StartError::Load(LoadError::Invalid(_)))
     }
 }
 
-pub fn init_logging(cli: &Cli) {
+fn init_logging(cli: &Cli) {
     let default = if cli.quiet {
         "error"
     } else {
@@ -99,8 +102,42 @@ fn color_wanted(tty: bool) -> bool {
     tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// The command line, run: parse the arguments, run the command, say why it could not start.
+/// Returns the exit code.
+pub fn main() -> i32 {
+    use clap::Parser;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            // A usage error is "could not start" (1), never 2, which means "changed": a hook that
+            // accepts 2 must not accept a typo.
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => 1,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(&cli);
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // A git server's or a file's text may be in it: shown, not obeyed.
+            let text = escape::lines(&e.to_string()).into_owned();
+            if e.renders_itself() {
+                eprintln!("{text}");
+            } else {
+                eprintln!("error: {text}");
+            }
+            1
+        }
+    }
+}
+
 /// Run a parsed command line; returns the exit code.
-pub fn run(cli: &Cli) -> Result<i32, StartError> {
+fn run(cli: &Cli) -> Result<i32, StartError> {
     match &cli.command {
         Command::Plan(args) => run::run_engine(cli, args, None, None),
         Command::Apply(args) => run::run_engine(cli, &args.run, Some(args), None),

@@ -18,11 +18,11 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::Manifest;
 
 /// The record, in the state directory.
-pub const FILE: &str = "managed.json";
+pub(crate) const FILE: &str = "managed.json";
 
 /// One resource an apply managed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Managed {
+pub(crate) struct Managed {
     pub address: String,
     pub kind: String,
     /// What it identifies on the host (its paths), for the operator to find it.
@@ -44,7 +44,7 @@ pub struct Managed {
 /// An orphan's state in a run's report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum State {
+pub(crate) enum State {
     /// On the host, listed (no pruning asked, or not this one).
     #[default]
     LeftInPlace,
@@ -64,7 +64,7 @@ struct Record {
 
 /// What the last recording apply managed (nothing when there is no record, or an unreadable
 /// one: a warning, not a failure).
-pub fn recorded(state_dir: &Path) -> Vec<Managed> {
+pub(crate) fn recorded(state_dir: &Path) -> Vec<Managed> {
     let file = state_dir.join(FILE);
     match tend_resources::host::read_private_file(&file) {
         Ok(Some(bytes)) => match serde_json::from_slice::<Record>(&bytes) {
@@ -89,7 +89,7 @@ pub fn recorded(state_dir: &Path) -> Vec<Managed> {
 }
 
 /// The recorded resources `m` no longer declares (or declares with `when` false).
-pub fn orphans(recorded: &[Managed], m: &Manifest) -> Vec<Managed> {
+pub(crate) fn orphans(recorded: &[Managed], m: &Manifest) -> Vec<Managed> {
     let now: std::collections::HashSet<&str> = m
         .resources
         .iter()
@@ -105,7 +105,7 @@ pub fn orphans(recorded: &[Managed], m: &Manifest) -> Vec<Managed> {
 
 /// Record what `m` manages, and the orphans still listed (unless forgotten). Only a whole-
 /// manifest apply records (an `--only` run saw part of it), under the run lock.
-pub fn record(
+pub(crate) fn record(
     state_dir: &Path,
     m: &Manifest,
     orphans: &[Managed],
@@ -165,7 +165,7 @@ pub fn record(
 
 /// Kinds whose orphans `--prune` (or `[prune] kinds`) removes, when tend created them: those
 /// whose kind says how ([`tend_resources::Kind::prune`]).
-pub fn prunable() -> Vec<&'static str> {
+pub(crate) fn prunable() -> Vec<&'static str> {
     tend_resources::KINDS
         .iter()
         .filter(|k| k.prune.is_some())
@@ -193,7 +193,7 @@ fn why_kept(o: &Managed, kinds: &[String], host: &tend_resources::Probe) -> Opti
 
 /// What a plan says apply would do with each orphan when `kinds` are pruned: the ones that would
 /// go say so (a pending change); the rest say why they stay. Returns the ones that would go.
-pub fn foresee(
+pub(crate) fn foresee(
     orphans: &mut [Managed],
     kinds: &[String],
     host: &tend_resources::Probe,
@@ -221,7 +221,7 @@ pub fn foresee(
 
 /// What pruning did.
 #[derive(Debug, Default)]
-pub struct Pruned {
+pub(crate) struct Pruned {
     /// Removed (each says how in `pruned`).
     pub gone: Vec<Managed>,
     /// Still there: not tend's to remove, not asked, or its removal failed.
@@ -235,7 +235,7 @@ pub struct Pruned {
 /// Remove what `kinds` allows of `orphans`, each by its kind's pruner (each says what happened
 /// in `pruned`). Which ones go is settled before anything is removed, as a plan settles it: a
 /// directory emptied by this prune goes on the next run, as the plan said.
-pub async fn prune(
+pub(crate) async fn prune(
     host: &tend_resources::Mutate,
     orphans: Vec<Managed>,
     kinds: &[String],
@@ -278,7 +278,7 @@ pub async fn prune(
 }
 
 /// The line a run prints for an orphan.
-pub fn describe(o: &Managed) -> String {
+pub(crate) fn describe(o: &Managed) -> String {
     if let Some(p) = &o.pruned {
         return format!("{} no longer in the manifest: {p}", o.address);
     }

@@ -10,7 +10,7 @@ use tend_resources::Probe;
 
 /// Print `text` on stdout. A closed pipe (`tend plan | head -1`) ends the output quietly: what
 /// follows (records, the exit code) is unaffected.
-pub fn stdout(text: &str) {
+pub(crate) fn stdout(text: &str) {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => {}
@@ -23,7 +23,7 @@ pub fn stdout(text: &str) {
 /// directory's fd with O_EXCL|O_NOFOLLOW and renamed over the name (a symlink there is replaced,
 /// never followed), the parents resolved through no symlink another user owns, and a directory
 /// that others can write is refused (they could swap the file a collector reads).
-pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let path = std::path::absolute(path)?;
     let parent = path.parent().unwrap_or(Path::new("/"));
     let probe = Probe::new("/", "/");

@@ -10,7 +10,7 @@ use crate::report::{Mode, RefreshStatus, Report, ResourceReport, Status};
 use crate::secrets::Redactor;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Style {
+pub(crate) struct Style {
     pub color: bool,
     pub verbose: bool,
     pub quiet: bool,
@@ -61,14 +61,14 @@ fn shown(r: &ResourceReport, style: &Style) -> bool {
     }
 }
 
-pub fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
+pub(crate) fn render(report: &Report, style: &Style, redactor: &Redactor) -> String {
     let mut out = render_resources(&report.resources, style, redactor);
     out.push_str(&render_summary(report, style, redactor));
     out
 }
 
 /// The lines of these resources (those the style shows), in the order given.
-pub fn render_resources<'a>(
+pub(crate) fn render_resources<'a>(
     resources: impl IntoIterator<Item = &'a ResourceReport>,
     style: &Style,
     redactor: &Redactor,
@@ -168,7 +168,7 @@ pub fn render_resources<'a>(
 }
 
 /// The closing lines: an interruption, if any, then the summary, always last.
-pub fn render_summary(report: &Report, style: &Style, redactor: &Redactor) -> String {
+pub(crate) fn render_summary(report: &Report, style: &Style, redactor: &Redactor) -> String {
     let mut out = String::new();
     let s = &report.summary;
     let mut parts = Vec::new();

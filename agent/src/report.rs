@@ -12,18 +12,18 @@ use crate::secrets::Redactor;
 /// Version of the JSON report; bumped on any incompatible change. 2: `unknown` status and
 /// `reason_class` (a check that could not be made is no longer "may change"), `interrupted`,
 /// `error` (a run that could not start).
-pub const SCHEMA_VERSION: u32 = 3;
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Mode {
+pub(crate) enum Mode {
     Plan,
     Apply,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub(crate) enum Status {
     /// The host matches the manifest.
     InSync,
     /// Plan: apply would change this.
@@ -52,7 +52,7 @@ pub enum Status {
 /// made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ReasonClass {
+pub(crate) enum ReasonClass {
     /// Plan: the host differs; apply would change it.
     WouldChange,
     /// Plan: what it reads is managed by a dependency that would change first.
@@ -81,7 +81,7 @@ pub enum ReasonClass {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RefreshStatus {
+pub(crate) enum RefreshStatus {
     WouldRun,
     /// Owed only if a notifier that may change does change (plan).
     MayRun,
@@ -90,7 +90,7 @@ pub enum RefreshStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Refresh {
+pub(crate) struct Refresh {
     pub notified_by: Vec<String>,
     pub status: RefreshStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,7 +98,7 @@ pub struct Refresh {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResourceReport {
+pub(crate) struct ResourceReport {
     pub address: String,
     pub kind: String,
     pub name: String,
@@ -124,7 +124,7 @@ pub struct ResourceReport {
 }
 
 impl ResourceReport {
-    pub fn new(address: &str, kind: &str, name: &str, status: Status) -> ResourceReport {
+    pub(crate) fn new(address: &str, kind: &str, name: &str, status: Status) -> ResourceReport {
         ResourceReport {
             address: address.to_string(),
             kind: kind.to_string(),
@@ -144,7 +144,7 @@ impl ResourceReport {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub total: usize,
     pub in_sync: usize,
     pub would_change: usize,
@@ -160,7 +160,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn of(resources: &[ResourceReport]) -> Summary {
+    pub(crate) fn of(resources: &[ResourceReport]) -> Summary {
         let mut s = Summary {
             total: resources.len(),
             ..Summary::default()
@@ -189,7 +189,7 @@ impl Summary {
     }
 
     /// Puppet's detailed exit codes: 0 nothing, 2 changes (or drift), 4 failures, 6 both.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         let changes =
             self.would_change + self.may_change + self.changed + self.not_applied + self.refreshes
                 > 0;
@@ -199,13 +199,13 @@ impl Summary {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ManifestInfo {
+pub(crate) struct ManifestInfo {
     pub path: String,
     pub sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub schema_version: u32,
     /// The run was asked to stop (SIGTERM, SIGINT, SIGHUP) and did not start everything.
     pub interrupted: bool,
@@ -236,7 +236,7 @@ pub struct Report {
 
 /// One commit of the policy repository, as the report names it.
 #[derive(Debug, Clone, Serialize)]
-pub struct PolicyCommit {
+pub(crate) struct PolicyCommit {
     pub commit: String,
     /// Its first line.
     pub summary: String,
@@ -249,7 +249,7 @@ pub struct PolicyCommit {
 
 /// A fetched commit this host waits for (staged rollout).
 #[derive(Debug, Clone, Serialize)]
-pub struct PendingCommit {
+pub(crate) struct PendingCommit {
     pub commit: String,
     pub summary: String,
     /// When it becomes eligible here (RFC 3339) and in how many seconds.
@@ -260,14 +260,14 @@ pub struct PendingCommit {
 
 /// A fetched commit that was not accepted, and why.
 #[derive(Debug, Clone, Serialize)]
-pub struct RefusedCommit {
+pub(crate) struct RefusedCommit {
     pub commit: String,
     pub reason: String,
 }
 
 /// What `tend pull` fetched and decided, in the report (`pull`) and the metrics (`tend_pull_*`).
 #[derive(Debug, Clone, Serialize, Default)]
-pub struct PullStatus {
+pub(crate) struct PullStatus {
     /// The server (credentials redacted) and the ref.
     pub url: String,
     pub reference: String,
@@ -302,14 +302,14 @@ pub struct PullStatus {
 impl PullStatus {
     /// A refused commit or an unreachable server: the run sets the failure bit, whatever it
     /// converged.
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.stale || self.refused.is_some()
     }
 }
 
 impl Report {
     /// The report as JSON text, every known secret scrubbed.
-    pub fn to_json(&self, redactor: &Redactor) -> String {
+    pub(crate) fn to_json(&self, redactor: &Redactor) -> String {
         let text = serde_json::to_string_pretty(self)
             .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
         redactor.scrub(&text) + "\n"
@@ -318,7 +318,7 @@ impl Report {
     /// Prometheus textfile-collector metrics (node_exporter), for plan and apply alike: an audit
     /// on a timer is as visible as a converging run. Every gauge carries `mode="plan"` or
     /// `mode="apply"`, so one host may export both (to two files).
-    pub fn to_metrics(&self) -> String {
+    pub(crate) fn to_metrics(&self) -> String {
         let s = &self.summary;
         let mode = match self.mode {
             Mode::Plan => "plan",
@@ -547,7 +547,7 @@ fn label(v: &str) -> String {
 }
 
 /// The snake_case word a status or reason class serializes as.
-pub fn word<T: Serialize>(v: &T) -> String {
+pub(crate) fn word<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

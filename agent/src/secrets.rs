@@ -27,6 +27,7 @@ pub enum SecretMode {
     Ephemeral,
 }
 
+/// The values of `secret(NAME)`: generated once, kept in the state directory (or not, by mode).
 #[derive(Debug)]
 pub struct SecretStore {
     dir: PathBuf,
@@ -36,10 +37,13 @@ pub struct SecretStore {
     fresh: Mutex<Vec<String>>,
 }
 
+/// The shortest secret `secret(NAME, LEN)` makes.
 pub const MIN_LEN: usize = 8;
+/// The longest.
 pub const MAX_LEN: usize = 4096;
 
 impl SecretStore {
+    /// The store of `state_dir`, used as `mode` allows.
     pub fn new(state_dir: &Path, mode: SecretMode) -> SecretStore {
         SecretStore {
             dir: state_dir.join("secrets"),
@@ -181,6 +185,7 @@ pub struct Redactor {
 }
 
 impl Redactor {
+    /// A redactor of `values` (ones shorter than [`MIN_LEN`] are not secrets tend made).
     pub fn new(mut values: Vec<String>) -> Redactor {
         // Longest first, so a secret that contains another is replaced whole.
         // Values shorter than a secret may be are not secrets tend made (and would garble
@@ -190,6 +195,7 @@ impl Redactor {
         Redactor { values }
     }
 
+    /// `text` with every secret value replaced by the redaction mark.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
         for v in &self.values {

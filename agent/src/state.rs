@@ -11,7 +11,7 @@ use std::time::Duration;
 /// a real directory (not a symlink), owned by the running user (root), that nobody else can
 /// write. Anything else is refused before tend reads a secret, a journal or a lock from it, or
 /// changes its mode.
-pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     if fs::symlink_metadata(dir).is_err() {
         // Parents get the usual 0755 (under --root they are /var, /var/lib); only the state
         // directory itself is private.
@@ -35,7 +35,7 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 /// Refuse a state directory whose path goes through a symlink inside the root (under `--root`, an
 /// image's `var -> /etc` would otherwise put secrets and backups on the machine preparing it).
 /// Any link on the way is refused, with what to do instead.
-pub fn check_path(root: &Path, dir: &Path) -> io::Result<()> {
+pub(crate) fn check_path(root: &Path, dir: &Path) -> io::Result<()> {
     let Ok(rel) = dir.strip_prefix(root) else {
         return Ok(());
     };
@@ -86,7 +86,7 @@ pub fn check_path(root: &Path, dir: &Path) -> io::Result<()> {
 /// describes, in words; `None` when nobody. A sticky directory (`/tmp`) protects what root owns
 /// in it. The one rule for every directory on the way to what tend trusts: the state directory
 /// and the files `tend pull` is told whom to trust by.
-pub fn changeable_by_others(meta: &fs::Metadata) -> Option<String> {
+pub(crate) fn changeable_by_others(meta: &fs::Metadata) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let me = nix::unistd::geteuid().as_raw();
     let mode = meta.mode();
@@ -104,7 +104,7 @@ pub fn changeable_by_others(meta: &fs::Metadata) -> Option<String> {
 
 /// Refuse a state directory another user could have prepared: see [`ensure_private_dir`]. A
 /// missing one is fine (nothing to trust yet).
-pub fn check_trusted(dir: &Path) -> io::Result<()> {
+pub(crate) fn check_trusted(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let meta = match fs::symlink_metadata(dir) {
         Ok(m) => m,
@@ -144,7 +144,7 @@ pub fn check_trusted(dir: &Path) -> io::Result<()> {
 /// The run lock (`STATE/lock`): the state directory made private first, then the lock taken.
 /// Holding it is the only way to get a handle that can write the host
 /// ([`RunLock::mutate`]).
-pub fn lock(state_dir: &Path, wait: Duration) -> Result<RunLock, LockError> {
+pub(crate) fn lock(state_dir: &Path, wait: Duration) -> Result<RunLock, LockError> {
     ensure_private_dir(state_dir).map_err(|source| LockError::Open {
         path: state_dir.join("lock"),
         source,
@@ -152,11 +152,11 @@ pub fn lock(state_dir: &Path, wait: Duration) -> Result<RunLock, LockError> {
     RunLock::acquire(state_dir, wait)
 }
 
-pub use tend_resources::host::{LockError, RunLock};
+pub(crate) use tend_resources::host::{LockError, RunLock};
 
 /// The host's key for secret fingerprints (`STATE/host.key`, 32 random bytes, mode 0600).
 /// `create` (apply) makes it when missing; otherwise a missing key gives `None`.
-pub fn host_key(state_dir: &Path, create: bool) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn host_key(state_dir: &Path, create: bool) -> io::Result<Option<Vec<u8>>> {
     let path = state_dir.join("host.key");
     check_trusted(state_dir)?;
     match tend_resources::host::read_private_file(&path)
@@ -180,13 +180,13 @@ pub fn host_key(state_dir: &Path, create: bool) -> io::Result<Option<Vec<u8>>> {
 }
 
 /// Write `last-run.json` atomically, mode 0600.
-pub fn write_last_run(state_dir: &Path, json: &str) -> io::Result<()> {
+pub(crate) fn write_last_run(state_dir: &Path, json: &str) -> io::Result<()> {
     write_private(state_dir, "last-run.json", json.as_bytes())
 }
 
 /// Write `DIR/name` atomically with mode 0600, `DIR` made private (0700) first: every file tend
 /// keeps for itself (reports, journal, keys, secrets) goes through here.
-pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     ensure_private_dir(dir)?;
     tend_resources::host::write_private_file(&dir.join(name), bytes)
         .map_err(|e| io::Error::other(e.to_string()))

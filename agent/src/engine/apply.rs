@@ -237,7 +237,7 @@ fn tell(progress: &Progress, reports: &mut [Option<ResourceReport>], mut settled
 /// Converge the host, in waves: every resource whose dependencies are done applies
 /// (concurrently, at most `jobs` at a time); the wave's file writes are then made durable and
 /// visible together; then each is verified and refreshed. Dependents wait for the next wave.
-pub async fn apply(
+pub(crate) async fn apply(
     m: &Manifest,
     g: &Graph,
     sel: &Selection,

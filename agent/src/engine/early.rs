@@ -81,7 +81,7 @@ type Batch = Vec<(usize, Arc<dyn Resource>)>;
 /// thread takes what is left alongside them (waking a parked worker costs more, on a virtual
 /// machine, than a batch of checks). Each result is named by the resource's `id`, its
 /// index being known only once the manifest is loaded.
-pub struct EarlyChecks {
+pub(crate) struct EarlyChecks {
     shared: Arc<Shared>,
     probe: Probe,
     batch: Batch,
@@ -159,7 +159,11 @@ impl Shared {
 }
 
 impl EarlyChecks {
-    pub fn start(runtime: &tokio::runtime::Runtime, jobs: usize, probe: Probe) -> EarlyChecks {
+    pub(crate) fn start(
+        runtime: &tokio::runtime::Runtime,
+        jobs: usize,
+        probe: Probe,
+    ) -> EarlyChecks {
         let shared = Arc::new(Shared {
             queue: Mutex::new((VecDeque::new(), false)),
             ready: Notify::new(),
@@ -181,7 +185,7 @@ impl EarlyChecks {
     }
 
     /// Check `decl` if it takes part in the run.
-    pub fn feed(&mut self, decl: &Decl) {
+    pub(crate) fn feed(&mut self, decl: &Decl) {
         if decl.enabled {
             self.batch.push((decl.id, decl.resource.clone()));
             if self.batch.len() >= BATCH {
@@ -202,7 +206,7 @@ impl EarlyChecks {
     }
 
     /// The manifest is loaded: what is fed so far is all there is.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.flush();
         self.shared
             .queue

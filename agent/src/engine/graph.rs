@@ -9,22 +9,28 @@ use tend_resources::spec::Span;
 
 use crate::manifest::{Diagnostic, LoadError, Manifest};
 
+/// Why one resource waits for another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EdgeKind {
+    /// The dependent's `requires` names it.
     Requires,
+    /// It `notify`s the dependent: the refresh comes after the change.
     Notify,
     /// The dependent's path lies inside the dependency's.
     Path,
 }
 
+/// One dependency of a node.
 #[derive(Debug, Clone)]
 pub struct Edge {
     /// The node depended on.
     pub on: usize,
+    /// Why it is there.
     pub kind: EdgeKind,
     span: Option<Span>,
 }
 
+/// The manifest's resources as a dependency graph: nodes are indexes into `resources`.
 #[derive(Debug)]
 pub struct Graph {
     /// `deps[i]`: what node `i` waits for.
@@ -36,6 +42,8 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// The graph of `m`: explicit edges, then the automatic ones that contradict none; a
+    /// cycle, or two resources managing one path, is a located error.
     pub fn build(m: &Manifest) -> Result<Graph, LoadError> {
         let n = m.resources.len();
         let index: HashMap<&str, usize> = m

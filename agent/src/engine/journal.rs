@@ -18,7 +18,7 @@ struct Contents {
 }
 
 #[derive(Debug)]
-pub struct Journal {
+pub(crate) struct Journal {
     path: PathBuf,
     contents: Mutex<Contents>,
     /// What an earlier run left owed, as loaded: said as such when it is paid.
@@ -26,11 +26,11 @@ pub struct Journal {
 }
 
 /// Label of a notification carried over from an earlier run.
-pub const CARRIED_OVER: &str = "(journaled by an interrupted run)";
+pub(crate) const CARRIED_OVER: &str = "(journaled by an interrupted run)";
 
 impl Journal {
     /// Read the journal; a missing one is empty.
-    pub fn load(state_dir: &Path) -> io::Result<Journal> {
+    pub(crate) fn load(state_dir: &Path) -> io::Result<Journal> {
         let path = state_dir.join("journal.json");
         let contents = match tend_resources::host::read_private_file(&path)
             .map_err(|e| io::Error::other(e.to_string()))?
@@ -55,7 +55,7 @@ impl Journal {
     }
 
     /// Refreshes owed from earlier runs: target → notifiers.
-    pub fn pending(&self) -> BTreeMap<String, Vec<String>> {
+    pub(crate) fn pending(&self) -> BTreeMap<String, Vec<String>> {
         self.contents
             .lock()
             .map(|c| c.pending.clone())
@@ -64,7 +64,7 @@ impl Journal {
 
     /// Refreshes owed, target → what owes them, in words for the report: what an interrupted run
     /// left is said as such (`file.a (journaled by an interrupted run)`).
-    pub fn owed(&self) -> BTreeMap<String, Vec<String>> {
+    pub(crate) fn owed(&self) -> BTreeMap<String, Vec<String>> {
         let mut owed = self.pending();
         for (target, by) in owed.iter_mut() {
             let carried = self.carried.get(target);
@@ -78,7 +78,7 @@ impl Journal {
     }
 
     /// Record, durably, that `notifier` is about to change and owes `targets` a refresh.
-    pub fn add(&self, targets: &[String], notifier: &str) -> io::Result<()> {
+    pub(crate) fn add(&self, targets: &[String], notifier: &str) -> io::Result<()> {
         let mut c = self
             .contents
             .lock()
@@ -93,7 +93,7 @@ impl Journal {
     }
 
     /// The refresh of `target` succeeded.
-    pub fn clear(&self, target: &str) -> io::Result<()> {
+    pub(crate) fn clear(&self, target: &str) -> io::Result<()> {
         let mut c = self
             .contents
             .lock()

@@ -99,7 +99,7 @@ fn moving_input(
 
 /// Dry run: check everything involved, predict the rest. Never changes the host. `early`: what
 /// began to be checked while the manifest loaded (`early`).
-pub async fn plan(
+pub(crate) async fn plan(
     m: &Manifest,
     g: &Graph,
     sel: &Selection,

@@ -5,7 +5,7 @@ use crate::manifest::Manifest;
 
 /// Which resources take part: `--only` selects some; their dependencies are checked, not applied.
 #[derive(Debug, Clone)]
-pub struct Selection {
+pub(crate) struct Selection {
     /// Selected for apply.
     pub selected: Vec<bool>,
     /// Selected or a dependency of a selected one.
@@ -13,7 +13,7 @@ pub struct Selection {
 }
 
 impl Selection {
-    pub fn new(m: &Manifest, g: &Graph, only: &[String]) -> Result<Selection, String> {
+    pub(crate) fn new(m: &Manifest, g: &Graph, only: &[String]) -> Result<Selection, String> {
         let n = m.resources.len();
         let mut selected = vec![only.is_empty(); n];
         for sel in only {

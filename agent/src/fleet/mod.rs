@@ -6,7 +6,7 @@
 //! A report is read only if it is a regular file of at most 64 MiB, JSON, and of a schema this
 //! tend knows; anything else is listed as refused with why. Per host the newest report counts.
 
-pub mod page;
+pub(crate) mod page;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -20,7 +20,7 @@ const MAX_DEPTH: usize = 4;
 
 /// One host, as its newest report says.
 #[derive(Debug, Clone, Serialize)]
-pub struct Host {
+pub(crate) struct Host {
     pub host: String,
     pub file: String,
     pub mode: String,
@@ -43,7 +43,7 @@ pub struct Host {
 
 /// A host's resources by outcome.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub total: u64,
     pub in_sync: u64,
     pub changed: u64,
@@ -55,14 +55,14 @@ pub struct Counts {
 
 /// A file that is not a report this tend can read, and why.
 #[derive(Debug, Clone, Serialize)]
-pub struct Refused {
+pub(crate) struct Refused {
     pub file: String,
     pub why: String,
 }
 
 /// The fleet as the reports say it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Fleet {
+pub(crate) struct Fleet {
     pub hosts: Vec<Host>,
     pub refused: Vec<Refused>,
     /// The policy commit most hosts run.
@@ -99,7 +99,7 @@ fn files(dirs: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// Read the reports under `dirs`.
-pub fn read(dirs: &[PathBuf], stale_after: Duration) -> Fleet {
+pub(crate) fn read(dirs: &[PathBuf], stale_after: Duration) -> Fleet {
     let now = SystemTime::now();
     let mut hosts: Vec<Host> = Vec::new();
     let mut refused = Vec::new();
@@ -211,7 +211,7 @@ fn read_one(f: &Path, now: SystemTime, stale_after: Duration) -> Result<Host, St
 }
 
 /// The terminal table.
-pub fn table(fleet: &Fleet) -> String {
+pub(crate) fn table(fleet: &Fleet) -> String {
     let mut out = format!(
         "{:<32} {:<5} {:>4} {:>7} {:>5} {:>6} {:>7} {:>7} {:>8}  {}\n",
         "HOST", "MODE", "EXIT", "CHANGED", "DRIFT", "FAILED", "UNKNOWN", "ORPHANS", "AGE", "POLICY"

@@ -19,7 +19,7 @@ const MAX_DIFF: usize = 4096;
 const MAX_RESOURCES: usize = 200;
 
 /// `s` as HTML text or attribute value.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -97,7 +97,7 @@ const SCRIPT: &str = r#"
 "#;
 
 /// The page.
-pub fn render(fleet: &Fleet) -> String {
+pub(crate) fn render(fleet: &Fleet) -> String {
     let mut out = String::with_capacity(64 * 1024 + fleet.hosts.len() * 2048);
     let hosts = fleet.hosts.len();
     let failing = fleet

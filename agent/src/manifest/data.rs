@@ -18,12 +18,14 @@ use super::raw;
 pub struct Origin {
     /// The layer, as the manifest names it (rendered).
     pub layer: String,
+    /// The line of the layer's file that gave it.
     pub line: usize,
 }
 
 /// The merged data and where each leaf came from.
 #[derive(Debug, Clone, Default)]
 pub struct Data {
+    /// The layers merged, the most specific winning at each leaf: `data` in templates.
     pub merged: serde_json::Value,
     /// Key path → the layers that give it, the winner first.
     pub origins: BTreeMap<Vec<String>, Vec<Origin>>,

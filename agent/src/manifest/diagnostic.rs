@@ -16,13 +16,19 @@ use std::path::PathBuf;
 /// One error in a manifest: what is wrong, where, and what would be right.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// What is wrong.
     pub message: String,
+    /// The file it is in (the manifest, a module, a data layer).
     pub file: PathBuf,
+    /// Its line, from 1.
     pub line: usize,
+    /// Its column, from 1, in characters.
     pub column: usize,
+    /// The line as written, shown above the caret.
     pub source_line: String,
     /// Caret width in characters (at least one).
     pub width: usize,
+    /// What would be right, when tend can say.
     pub help: Option<String>,
     /// Where it was reached from (`imported from manifest.toml:12 (module.web)`).
     pub notes: Vec<String>,

@@ -35,11 +35,16 @@ const SECTIONS: &[&str] = &["vars", "data", "prune"];
 /// Keys every resource may have, handled by the engine rather than the provider.
 pub const COMMON_KEYS: &[&str] = &["requires", "notify", "tags", "when", "for_each"];
 
+/// How to load a manifest.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
+    /// `--var NAME=VALUE`, overriding `[vars]`.
     pub vars: Vec<(String, String)>,
+    /// The root the host's facts are read from (`--root`, `/` for the running host).
     pub root: PathBuf,
+    /// The state directory: stored secrets, the stored parsed tree.
     pub state_dir: PathBuf,
+    /// What `secret()` may do with the state directory.
     pub secrets: SecretMode,
 }
 
@@ -49,27 +54,42 @@ pub struct Decl {
     /// Unique in its manifest: the order it was built in (the instances of one `for_each` share
     /// their table's span).
     pub id: usize,
+    /// `KIND.NAME`, `KIND.NAME["KEY"]` or `module.M.KIND.NAME`: unique in the manifest.
     pub address: String,
+    /// The kind's name.
     pub kind: &'static str,
+    /// The table's name (`NAME` of `[KIND.NAME]`).
     pub name: String,
+    /// Where it is declared (a module's resources: the module call).
     pub span: Span,
+    /// The resource its kind built.
     pub resource: Arc<dyn Resource>,
+    /// The addresses it waits for, each where it is written.
     pub requires: Vec<(String, Span)>,
+    /// The addresses it refreshes when it changes, each where it is written.
     pub notify: Vec<(String, Span)>,
+    /// Its tags (`--only tag:NAME`).
     pub tags: Vec<String>,
     /// False when `when` evaluated false: the resource takes no part in the run.
     pub enabled: bool,
 }
 
+/// A manifest, loaded: its resources built, in document order.
 pub struct Manifest {
+    /// The file it was read from.
     pub path: PathBuf,
+    /// Its text.
     pub source: String,
+    /// The sha256 of its text (hex), as reports name it.
     pub sha256: String,
     /// The parsed tree to store in the state directory (an apply does, under its lock), when it
     /// was parsed rather than read from there.
     pub tree_to_store: Option<Vec<u8>>,
+    /// Every resource, instances and modules' included, in document order.
     pub resources: Vec<Decl>,
+    /// The secrets its templates asked for.
     pub secrets: Arc<SecretStore>,
+    /// The facts its templates saw.
     pub facts: Facts,
     /// The merged `[data]` layers, when the manifest has them.
     pub data: Option<data::Data>,
@@ -78,6 +98,7 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// A located error in the manifest's own file.
     pub fn diagnostic(
         &self,
         span: Span,
@@ -88,15 +109,21 @@ impl Manifest {
     }
 }
 
+/// Why a manifest did not load.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// Its file could not be read.
     #[error("cannot read manifest {}: {source}{}", path.display(), default_hint(path, source))]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// It is not a valid manifest: every mistake found, located.
     #[error("{}", render_diagnostics(.0))]
     Invalid(Vec<Diagnostic>),
+    /// The command line does not fit it (a `--var` of the wrong type).
     #[error("{0}")]
     Usage(String),
 }

@@ -13,7 +13,9 @@ use toml::de::{DeTable, DeValue};
 /// Why the TOML could not be read, and where.
 #[derive(Debug)]
 pub struct ParseError {
+    /// What the TOML parser said.
     pub message: String,
+    /// The bytes it points at.
     pub span: Range<usize>,
 }
 

@@ -25,6 +25,7 @@ const GLOBALS: &[&str] = &[
     "super",
 ];
 
+/// Renders a manifest's strings (MiniJinja) over its variables, facts, `data` and `secret()`.
 pub struct Renderer {
     env: std::sync::OnceLock<Environment<'static>>,
     /// What `secret()` reads, handed to the environment when it is set up.
@@ -92,6 +93,7 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 impl Renderer {
+    /// A renderer with nothing defined yet, taking `secret()` from `secrets`.
     pub fn new(secrets: Arc<SecretStore>) -> Renderer {
         Renderer {
             env: std::sync::OnceLock::new(),
@@ -231,6 +233,7 @@ impl Renderer {
         }
     }
 
+    /// Whether `name` is defined.
     pub fn has(&self, name: &str) -> bool {
         self.context.contains_key(name)
     }
@@ -458,18 +461,26 @@ fn closes_a_template(expr: &str) -> bool {
     false
 }
 
+/// Why a string did not render.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenderError {
+    /// It is not a valid template.
     Syntax(String),
+    /// It uses a name nothing defines.
     Undefined {
+        /// The name.
         name: String,
+        /// The nearest defined name.
         suggestion: Option<String>,
     },
+    /// Rendering it failed (a filter's error, too much output).
     Failed(String),
+    /// Variables that need each other.
     Cycle(String),
 }
 
 impl RenderError {
+    /// What went wrong, for the error line.
     pub fn message(&self) -> String {
         match self {
             RenderError::Syntax(m) => format!("bad template: {m}"),
@@ -478,6 +489,7 @@ impl RenderError {
             RenderError::Cycle(c) => format!("variables refer to each other in a cycle: {c}"),
         }
     }
+    /// What would fix it, when tend can say.
     pub fn help(&self) -> Option<String> {
         match self {
             RenderError::Undefined {
@@ -527,7 +539,9 @@ pub fn resolve_vars(
 /// A variable's raw value: a template, a literal from `--var`, or a non-string TOML value.
 #[derive(Debug, Clone)]
 pub enum VarSource {
+    /// A string to render.
     Template(String),
+    /// A value taken as it is.
     Literal(serde_json::Value),
 }
 
