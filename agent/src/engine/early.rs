@@ -6,16 +6,13 @@
 //! and which resources take part in a selection is known only from the whole graph. A manifest
 //! that then fails to load fails the run as before; its checks only read, and are thrown away.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use futures_util::FutureExt;
 use tend_resources::{Probe, Resource};
-use tokio::sync::Notify;
 
 use crate::engine::check::{check_one, Checked};
+use crate::engine::pool::{Pool, Work};
 use crate::manifest::{Decl, Observer};
 
 /// What [`Early`] started: the runtime the run goes on with, the checks under way, and the
@@ -74,88 +71,13 @@ impl Drop for Early<'_> {
 /// worker (a thousand futex calls, and a plan slower than without the overlap).
 const BATCH: usize = 32;
 
-type Batch = Vec<(usize, Arc<dyn Resource>)>;
-
-/// A plan's checks started while the manifest still loads: the loader feeds each resource as
-/// it is built, `jobs - 1` workers check them meanwhile, and once the manifest is loaded the main
-/// thread takes what is left alongside them (waking a parked worker costs more, on a virtual
-/// machine, than a batch of checks). Each result is named by the resource's `id`, its
-/// index being known only once the manifest is loaded.
+/// A plan's checks started while the manifest still loads, on the engine's pool: the loader
+/// feeds each resource as it is built, `jobs - 1` workers check them meanwhile, and once the
+/// manifest is loaded the main thread takes what is left alongside them (waking a parked worker
+/// costs more, on a virtual machine, than a batch of checks). Each result is named by the
+/// resource's `id`, its index being known only once the manifest is loaded.
 pub(crate) struct EarlyChecks {
-    shared: Arc<Shared>,
-    probe: Probe,
-    batch: Batch,
-    /// Whether the main thread checks too once loaded: it counts as one of the `jobs`.
-    helps: bool,
-}
-
-struct Shared {
-    /// Batches not taken yet, and whether the loader is done.
-    queue: Mutex<(VecDeque<Batch>, bool)>,
-    ready: Notify,
-    /// Batches taken and not finished, and a wake-up when that reaches zero.
-    in_flight: AtomicUsize,
-    idle: Notify,
-    results: Mutex<Vec<Checked>>,
-}
-
-impl Shared {
-    /// The next batch, counted in flight; `None` once the loader is done and none is left.
-    fn take(&self) -> Option<Option<Batch>> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        match q.0.pop_front() {
-            Some(b) => {
-                self.in_flight.fetch_add(1, Ordering::SeqCst);
-                Some(Some(b))
-            }
-            None if q.1 => Some(None),
-            None => None,
-        }
-    }
-
-    /// Check a taken batch. A check that panics loses its batch (logged): those resources are
-    /// checked again by the plan, which reports one that panics again as not finished.
-    async fn check(self: &Arc<Self>, probe: &Probe, batch: Batch) {
-        // Counted out however the batch ends, panics included.
-        struct Done<'a>(&'a Shared);
-        impl Drop for Done<'_> {
-            fn drop(&mut self) {
-                if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-                    self.0.idle.notify_waiters();
-                }
-            }
-        }
-        let _done = Done(self);
-        let run = async {
-            let mut out = Vec::with_capacity(batch.len());
-            for (key, resource) in batch {
-                out.push(check_one(probe.clone(), key, resource).await);
-            }
-            out
-        };
-        match std::panic::AssertUnwindSafe(run).catch_unwind().await {
-            Ok(out) => self
-                .results
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(out),
-            Err(_) => tracing::error!("a check panicked while the manifest loaded"),
-        }
-    }
-
-    async fn worker(self: Arc<Self>, probe: Probe) {
-        loop {
-            // Registered before the look, so that a batch or the end between the two wakes it.
-            let notified = self.ready.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            match self.take() {
-                Some(Some(batch)) => self.check(&probe, batch).await,
-                Some(None) => return,
-                None => notified.await,
-            }
-        }
-    }
+    pool: Pool<(usize, Arc<dyn Resource>), Checked>,
 }
 
 impl EarlyChecks {
@@ -164,87 +86,29 @@ impl EarlyChecks {
         jobs: usize,
         probe: Probe,
     ) -> EarlyChecks {
-        let shared = Arc::new(Shared {
-            queue: Mutex::new((VecDeque::new(), false)),
-            ready: Notify::new(),
-            in_flight: AtomicUsize::new(0),
-            idle: Notify::new(),
-            results: Mutex::new(Vec::new()),
-        });
+        let work: Work<(usize, Arc<dyn Resource>), Checked> =
+            Arc::new(move |(id, resource)| Box::pin(check_one(probe.clone(), id, resource)));
         // `--jobs` checks at once, the main thread's included: `--jobs 1` is one worker, alone.
-        let helps = jobs > 1;
-        for _ in 0..if helps { jobs - 1 } else { 1 } {
-            runtime.spawn(shared.clone().worker(probe.clone()));
-        }
         EarlyChecks {
-            shared,
-            probe,
-            batch: Vec::with_capacity(BATCH),
-            helps,
+            pool: Pool::start(runtime.handle(), jobs, BATCH, true, work),
         }
     }
 
     /// Check `decl` if it takes part in the run.
     pub(crate) fn feed(&mut self, decl: &Decl) {
         if decl.enabled {
-            self.batch.push((decl.id, decl.resource.clone()));
-            if self.batch.len() >= BATCH {
-                self.flush();
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        if !self.batch.is_empty() {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-            let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if !q.1 {
-                q.0.push_back(batch);
-                self.shared.ready.notify_one();
-            }
+            self.pool.feed((decl.id, decl.resource.clone()));
         }
     }
 
     /// The manifest is loaded: what is fed so far is all there is.
     pub(crate) fn close(&mut self) {
-        self.flush();
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1 = true;
-        self.shared.ready.notify_waiters();
+        self.pool.close();
     }
 
     /// Every result: the caller checks what no worker has taken yet, then waits for the rest.
-    pub(crate) async fn finish(mut self) -> Vec<Checked> {
-        self.close();
-        if self.helps {
-            while let Some(Some(batch)) = self.shared.take() {
-                self.shared.check(&self.probe, batch).await;
-            }
-        }
-        // Done when no batch is left and none is being checked (a batch is counted in flight
-        // under the queue's lock as it is taken, so the two are seen together).
-        loop {
-            let idle = self.shared.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            {
-                let q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-                if q.0.is_empty() && self.shared.in_flight.load(Ordering::SeqCst) == 0 {
-                    break;
-                }
-            }
-            idle.await;
-        }
-        std::mem::take(
-            &mut *self
-                .shared
-                .results
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
+    pub(crate) async fn finish(self) -> Vec<Checked> {
+        self.pool.finish().await
     }
 }
 

@@ -1,7 +1,7 @@
 //! The engine: from a loaded manifest to what each resource did. `graph` orders the resources,
 //! `check` checks one, `early` checks a plan's resources while the manifest still loads,
 //! `select` says which resources a run involves, `plan` and `apply` go through them in graph
-//! order (`apply` in waves, with refreshes; both on `pool`), `outcome` builds the reports both
+//! order (`apply` in waves, with refreshes). All three work on the one `pool` of workers, `outcome` builds the reports both
 //! share, `progress` tells a watcher what settled and what runs, `journal`
 //! records an apply's steps so an interrupted one is known, `host` makes the probe and the
 //! runtime a run reads the host through. The commands (`run`, `pull`) drive it; it imports
@@ -15,7 +15,7 @@ pub(crate) mod host;
 pub(crate) mod journal;
 mod outcome;
 mod plan;
-mod pool;
+pub(crate) mod pool;
 mod progress;
 mod select;
 
