@@ -176,3 +176,53 @@ fn every_kinds_fields_are_documented_and_every_documented_field_is_accepted() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The `manifest` fuzzer starts from a valid table of every kind: `fuzz/seeds/manifest/
+/// min-KIND.toml`, one file per kind (the fuzzer reads 512 bytes of an input), made from the
+/// tables above — a kind added here is one more seed. After adding a kind:
+/// `TEND_WRITE_SEEDS=1 cargo test -p tend --test docs_fields` writes them.
+#[test]
+fn the_fuzzer_has_a_seed_for_every_kind() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/manifest");
+    let mut want: BTreeMap<String, String> = BTreeMap::new();
+    for (n, (kind, body)) in MINIMAL.iter().enumerate() {
+        let seed = want.entry(format!("min-{kind}.toml")).or_insert_with(|| {
+            "# Made by agent/tests/docs_fields.rs from its tables: do not edit.\n".to_string()
+        });
+        seed.push_str(&format!("\n[{kind}.s{n}]\n{body}\n"));
+    }
+    let write = std::env::var_os("TEND_WRITE_SEEDS").is_some();
+    for (name, seed) in &want {
+        // What the fuzzer mutates starts valid.
+        load_source(
+            Path::new(name),
+            seed.clone(),
+            &LoadOptions {
+                vars: Vec::new(),
+                root: PathBuf::from("/nonexistent-tend-seed"),
+                state_dir: PathBuf::from("/nonexistent-tend-seed/state"),
+                secrets: SecretMode::Ephemeral,
+            },
+        )
+        .map_err(|e| e.to_string())
+        .unwrap_or_else(|e| panic!("{name} is not a valid manifest: {e}"));
+        assert!(seed.len() <= 512, "{name} is longer than the fuzzer reads");
+        if write {
+            std::fs::write(dir.join(name), seed).expect("write the seed");
+        }
+    }
+    let stored: BTreeMap<String, String> = std::fs::read_dir(&dir)
+        .expect("the seeds")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("min-"))
+        .map(|n| {
+            let text = std::fs::read_to_string(dir.join(&n)).unwrap_or_default();
+            (n, text)
+        })
+        .collect();
+    assert_eq!(
+        stored, want,
+        "fuzz/seeds/manifest/min-*.toml are not made from this test's tables: TEND_WRITE_SEEDS=1 cargo test -p tend --test docs_fields"
+    );
+}
