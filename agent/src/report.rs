@@ -106,6 +106,10 @@ pub(crate) struct ResourceReport {
     pub changes: Vec<Change>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure `error` is, for machines: `command`, `refused`, `invalid`,
+    /// `docker`, `host`, `unreachable`, `missing`, `not_converged`, `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Set on every resource that is not in sync.
@@ -132,6 +136,7 @@ impl ResourceReport {
             status,
             changes: Vec::new(),
             error: None,
+            error_class: None,
             reason: None,
             reason_class: None,
             refresh: None,

@@ -148,7 +148,7 @@ pub async fn act(host: &Mutate, args: &[String]) -> Result<String, ResourceError
     if args.iter().any(|a| a == "update")
         && (stderr.contains("Failed to fetch") || stderr.contains("failed to download"))
     {
-        return Err(ResourceError::Failed(format!(
+        return Err(ResourceError::Command(format!(
             "apt-get update could not fetch every package index:\n  {}",
             apt_messages(&stderr, &stdout)
         )));
@@ -219,7 +219,7 @@ async fn run(
     use crate::process::{capture_protected, RunError};
     // Protected: a stop waits for apt and dpkg rather than leave a half-configured host.
     let out = capture_protected(cmd, RUN_TIMEOUT).await.map_err(|e| {
-        ResourceError::Failed(match e {
+        ResourceError::Command(match e {
             RunError::Timeout => {
                 format!("{tool} did not finish within {} s", RUN_TIMEOUT.as_secs())
             }
@@ -239,7 +239,7 @@ async fn run(
         } else {
             said
         };
-        return Err(ResourceError::Failed(format!(
+        return Err(ResourceError::Command(format!(
             "{tool} {} failed ({}):\n  {detail}",
             args.iter()
                 .filter(|a| !a.starts_with("-o") && !a.contains("::"))

@@ -232,9 +232,9 @@ async fn fingerprints(key: &[u8]) -> Result<Vec<String>, ResourceError> {
         .env("GNUPGHOME", home.path());
     let out = crate::process::capture(cmd, std::time::Duration::from_secs(30))
         .await
-        .map_err(|e| ResourceError::Failed(format!("cannot run gpg to read the key: {e}")))?;
+        .map_err(|e| ResourceError::Command(format!("cannot run gpg to read the key: {e}")))?;
     if !out.status.success() {
-        return Err(ResourceError::Failed(format!(
+        return Err(ResourceError::Invalid(format!(
             "the key is not an OpenPGP public key: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
@@ -290,7 +290,7 @@ impl AptRepo {
         };
         let found = fingerprints(key).await?;
         if !found.iter().any(|f| f == want) {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Refused(format!(
                 "the key's fingerprint is {}, expected {want}; nothing was written",
                 if found.is_empty() {
                     "(none)".to_string()
@@ -336,9 +336,11 @@ impl AptRepo {
         ]);
         let out = crate::process::capture(cmd, std::time::Duration::from_secs(90))
             .await
-            .map_err(|e| ResourceError::Failed(format!("cannot run curl to fetch the key: {e}")))?;
+            .map_err(|e| {
+                ResourceError::Command(format!("cannot run curl to fetch the key: {e}"))
+            })?;
         if !out.status.success() {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Command(format!(
                 "cannot fetch the key from {url}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             )));

@@ -57,7 +57,7 @@ impl Resource for Directory {
         let meta = host.metadata(&self.path)?;
         if let Some(m) = &meta {
             if !m.is_dir() {
-                return Err(ResourceError::Failed(format!(
+                return Err(ResourceError::Refused(format!(
                     "{} exists and is not a directory",
                     host.real(&self.path).display()
                 )));
@@ -68,7 +68,7 @@ impl Resource for Directory {
             (Some(_), false) => {
                 let entries = host.read_dir(&self.path)?.map_or(0, |n| n.len());
                 if entries > 0 {
-                    return Err(ResourceError::Failed(format!(
+                    return Err(ResourceError::Refused(format!(
                         "{} should be absent but holds {entries} entries; tend removes only empty directories",
                         host.real(&self.path).display()
                     )));

@@ -160,7 +160,7 @@ impl EnvFile {
         let new = apply_edits(doc, edits);
         let result = dotenv::parse(&new).and_then(|d| dotenv::evaluate(&d, &no_env).map(|_| ()));
         if let Err(e) = result {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Invalid(format!(
                 "{}: after this change {} (docker compose would reject the file); nothing written",
                 host.real(&self.path).display(),
                 self.unexpandable(&new, &e)
@@ -184,7 +184,7 @@ impl EnvFile {
                 ),
                 _ => e.to_string(),
             };
-            ResourceError::Failed(format!(
+            ResourceError::Invalid(format!(
                 "{}: {detail} (docker compose would reject this file)",
                 host.real(path).display()
             ))
@@ -193,7 +193,7 @@ impl EnvFile {
         // (found by fuzzing the writer): any edit that appends a line turns it into an error, so
         // tend edits no such file. Its value is not shown: it may be a secret.
         if let Some(s) = doc.statements.iter().find(|s| s.key.is_empty()) {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Invalid(format!(
                 "{}: line {} has no `=` (compose reads it as a variable with no name): fix or remove that line",
                 host.real(path).display(),
                 s.line
@@ -362,7 +362,7 @@ impl Resource for EnvFile {
                 .unwrap_or(&self.path),
         )?;
         let values = dotenv::evaluate(&doc, &no_env).map_err(|e| {
-            ResourceError::Failed(format!(
+            ResourceError::Invalid(format!(
                 "{}: {} (docker compose would reject this file)",
                 host.real(&self.path).display(),
                 self.unexpandable(&text, &e)
@@ -465,7 +465,7 @@ impl Resource for EnvFile {
         let new = self.edited(host, &doc, &edits)?;
         if creating || new != text {
             if let Some(why) = self.refused(&encode(&new)).await {
-                return Err(ResourceError::Failed(why));
+                return Err(ResourceError::Invalid(why));
             }
             let attrs = self.attrs.resolve(host)?;
             applied.backups.extend(host.replace_file(
@@ -514,7 +514,7 @@ fn decode(bytes: &[u8], host: &Probe, path: &std::path::Path) -> Result<String, 
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         if chunk.valid().chars().any(is_raw_byte) {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Invalid(format!(
                 "{} mixes bytes that are not UTF-8 with the code points U+10FF00–U+10FFFF; tend \
                  cannot edit it without changing other lines",
                 host.real(path).display()

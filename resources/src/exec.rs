@@ -238,20 +238,20 @@ impl Exec {
     ) -> Result<Outcome, ResourceError> {
         use crate::process::{capture, RunError};
         match capture(c, self.timeout).await {
-            Err(RunError::Spawn(e)) => Err(ResourceError::Failed(format!(
+            Err(RunError::Spawn(e)) => Err(ResourceError::Command(format!(
                 "cannot start {}: {e}",
                 cmd.argv[0]
             ))),
-            Err(RunError::Timeout) => Err(ResourceError::Failed(format!(
+            Err(RunError::Timeout) => Err(ResourceError::Command(format!(
                 "`{}` did not finish within {} s and was killed",
                 cmd.shown(),
                 self.timeout.as_secs()
             ))),
-            Err(RunError::Wait(e)) => Err(ResourceError::Failed(format!(
+            Err(RunError::Wait(e)) => Err(ResourceError::Command(format!(
                 "waiting for {}: {e}",
                 cmd.argv[0]
             ))),
-            Err(RunError::Interrupted) => Err(ResourceError::Failed(format!(
+            Err(RunError::Interrupted) => Err(ResourceError::Command(format!(
                 "`{}` was ended (with every process it started) because tend was asked to stop",
                 cmd.shown()
             ))),
@@ -319,7 +319,7 @@ impl Exec {
                 }
                 Ok(applied)
             }
-            status => Err(ResourceError::Failed(format!(
+            status => Err(ResourceError::Command(format!(
                 "`{}` exited with {}{}",
                 self.command.shown(),
                 status.map_or_else(|| "a signal".to_string(), |s| format!("status {s}")),

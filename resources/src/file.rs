@@ -382,7 +382,7 @@ impl Resource for File {
                 None => host.read(&self.path)?.unwrap_or_default(),
             };
             if let Some(why) = self.refused(&content).await {
-                return Err(ResourceError::Failed(why));
+                return Err(ResourceError::Invalid(why));
             }
             let attrs = self.attrs.resolve(host)?;
             applied.backups.extend(host.replace_file(
@@ -432,13 +432,13 @@ fn refuse_non_regular(
 ) -> Result<(), ResourceError> {
     if let Some(m) = meta {
         if m.file_type().is_symlink() {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Refused(format!(
                 "{} is a symlink; tend does not replace symlinks with files",
                 host.real(path).display()
             )));
         }
         if !m.is_file() {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Refused(format!(
                 "{} exists and is not a regular file",
                 host.real(path).display()
             )));

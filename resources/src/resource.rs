@@ -18,11 +18,27 @@ use crate::spec::{Fields, SpecError};
 
 /// Why a check, an apply or a refresh failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ResourceError {
     #[error(transparent)]
     /// A host operation failed (it names the operation and the path).
     Host(#[from] HostError),
-    /// A failure described for the operator, e.g. "/etc/motd is a directory, expected a file".
+    /// A program tend ran did not do what it was run for: it could not start, was not
+    /// installed, ran out of time, was stopped with tend, or exited with a failure (its words).
+    #[error("{0}")]
+    Command(String),
+    /// What is on the host is in the way, and tend will not replace or remove it unasked: a
+    /// directory where a link goes, a uid another user has, a unit file masking would replace.
+    #[error("{0}")]
+    Refused(String),
+    /// Content tend reads or would write is not valid in its format: a `.env` compose would
+    /// reject, YAML that does not parse, a block with no end, a candidate its validator refused.
+    #[error("{0}")]
+    Invalid(String),
+    /// The Docker engine refused or failed a request.
+    #[error("{0}")]
+    Docker(String),
+    /// Any other failure, described for the operator.
     #[error("{0}")]
     Failed(String),
     /// A remote did not answer (a git server): plan reports it as unknown (class unreachable),
@@ -44,6 +60,24 @@ pub enum ResourceError {
         /// Why, for the operator.
         why: String,
     },
+}
+
+impl ResourceError {
+    /// What kind of failure it is, for machines (the report's `error_class`): `host`,
+    /// `command`, `refused`, `invalid`, `docker`, `unreachable`, `missing`, `unknown`, `failed`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ResourceError::Host(_) => "host",
+            ResourceError::Command(_) => "command",
+            ResourceError::Refused(_) => "refused",
+            ResourceError::Invalid(_) => "invalid",
+            ResourceError::Docker(_) => "docker",
+            ResourceError::Failed(_) => "failed",
+            ResourceError::Unreachable(_) => "unreachable",
+            ResourceError::Missing(_) => "missing",
+            ResourceError::Unknown { .. } => "unknown",
+        }
+    }
 }
 
 /// Why a check could not be made.

@@ -108,7 +108,7 @@ impl Resource for Symlink {
                     drift.push(Change::removed("state", "present").described("remove"))
                 }
                 Some(_) => {
-                    return Err(ResourceError::Failed(format!(
+                    return Err(ResourceError::Refused(format!(
                         "{} is not a symlink; an absent `symlink` removes only links",
                         self.shown(host)
                     )))
@@ -152,13 +152,13 @@ impl Resource for Symlink {
         } else if ft.is_dir() {
             "a directory"
         } else {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Refused(format!(
                 "{} exists and is neither a link, a regular file nor a directory",
                 self.shown(host)
             )));
         };
         if !self.force {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Refused(format!(
                 "{} is {what}, not a symlink; set force = true to replace it with the link{}",
                 self.shown(host),
                 if ft.is_file() {
@@ -171,7 +171,7 @@ impl Resource for Symlink {
         if ft.is_dir() {
             let entries = host.read_dir(&self.path)?.map_or(0, |e| e.len());
             if entries > 0 {
-                return Err(ResourceError::Failed(format!(
+                return Err(ResourceError::Refused(format!(
                     "{} is a directory holding {entries} entries; tend replaces only an empty directory with a link",
                     self.shown(host)
                 )));

@@ -73,6 +73,7 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
         Err(e) => {
             report.status = Status::Failed;
             report.error = Some(e.to_string());
+            report.error_class = Some(e.class());
         }
         Ok(drift) if drift.is_empty() => report.status = Status::InSync,
         Ok(drift) if !selected => {
@@ -104,6 +105,7 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
                     kick = resource.notifies_on_failure();
                     report.status = Status::Failed;
                     report.error = Some(e.to_string());
+                    report.error_class = Some(e.class());
                 }
                 Ok((done, drift)) => {
                     report.backups = done
@@ -158,6 +160,7 @@ async fn verify_and_refresh(
         Err(e) => {
             report.status = Status::Failed;
             report.error = Some(e.to_string());
+            report.error_class = Some(e.class());
             false
         }
     };
@@ -170,12 +173,14 @@ async fn verify_and_refresh(
             Err(e) => {
                 report.status = Status::Failed;
                 report.error = Some(format!("check after apply failed: {e}"));
+                report.error_class = Some(e.class());
             }
             Ok(rest) if !rest.is_empty() => {
                 report.status = Status::Failed;
                 let what: Vec<String> =
                     rest.changes.iter().map(|c| c.description.clone()).collect();
                 report.error = Some(format!("did not converge: still {}", what.join("; ")));
+                report.error_class = Some("not_converged");
             }
             Ok(_) => report.status = Status::Changed,
         }
@@ -203,6 +208,7 @@ async fn verify_and_refresh(
                 refresh.error = Some(e.to_string());
                 report.status = Status::Failed;
                 report.error = Some(format!("refresh failed: {e}"));
+                report.error_class = Some(e.class());
             }
         }
         report.refresh = Some(refresh);

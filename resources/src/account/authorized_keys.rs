@@ -142,7 +142,7 @@ impl AuthorizedKeys {
             .ok_or_else(|| ResourceError::Missing(format!("user {} does not exist", self.user)))?;
         let home = PathBuf::from(&u.home);
         if !home.is_absolute() {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Invalid(format!(
                 "user {}'s home {:?} is not an absolute path",
                 self.user, u.home
             )));
@@ -158,7 +158,7 @@ fn no_symlink(
     meta: Option<&std::fs::Metadata>,
 ) -> Result<(), ResourceError> {
     if meta.is_some_and(|m| m.file_type().is_symlink()) {
-        return Err(ResourceError::Failed(format!(
+        return Err(ResourceError::Refused(format!(
             "{} is a symlink; tend does not follow links in a user's ~/.ssh (remove it)",
             host.real(path).display()
         )));
@@ -184,7 +184,7 @@ impl Resource for AuthorizedKeys {
                     .described(format!("create {} (mode 0700)", dir.display())),
             ),
             Some(m) if !m.is_dir() => {
-                return Err(ResourceError::Failed(format!(
+                return Err(ResourceError::Refused(format!(
                     "{} is not a directory",
                     host.real(&dir).display()
                 )))
@@ -214,7 +214,7 @@ impl Resource for AuthorizedKeys {
         no_symlink(host, &file, fmeta.as_ref())?;
         let old = match &fmeta {
             Some(m) if !m.is_file() => {
-                return Err(ResourceError::Failed(format!(
+                return Err(ResourceError::Refused(format!(
                     "{} is not a regular file",
                     host.real(&file).display()
                 )))

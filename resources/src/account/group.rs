@@ -118,7 +118,7 @@ impl Resource for GroupRes {
         if let Some(gid) = self.gid {
             if let Some(other) = groups.iter().find(|g| g.gid == gid && g.name != self.name) {
                 if self.present {
-                    return Err(ResourceError::Failed(format!(
+                    return Err(ResourceError::Refused(format!(
                         "gid {gid} belongs to group {}; group {} cannot have it",
                         other.name, self.name
                     )));

@@ -67,12 +67,12 @@ pub(crate) async fn tool(
         Some(bytes) => crate::process::capture_with_input(c, bytes, TIMEOUT).await,
         None => crate::process::capture(c, TIMEOUT).await,
     }
-    .map_err(|e| ResourceError::Failed(format!("{shown}: {e}")))?;
+    .map_err(|e| ResourceError::Command(format!("{shown}: {e}")))?;
     if out.status.success() {
         return Ok(());
     }
     let said = String::from_utf8_lossy(&out.stderr);
-    Err(ResourceError::Failed(format!(
+    Err(ResourceError::Command(format!(
         "{shown} failed ({}): {}",
         out.status
             .code()

@@ -298,7 +298,7 @@ impl Resource for User {
         let (now, users, groups) = self.read(host)?;
         if let Some(uid) = self.uid.filter(|_| self.present) {
             if let Some(other) = users.iter().find(|u| u.uid == uid && u.name != self.name) {
-                return Err(ResourceError::Failed(format!(
+                return Err(ResourceError::Refused(format!(
                     "uid {uid} belongs to user {}; user {} cannot have it",
                     other.name, self.name
                 )));
@@ -410,7 +410,7 @@ impl Resource for User {
             )
             .await
             .map_err(|_| {
-                ResourceError::Failed(format!(
+                ResourceError::Command(format!(
                     "chpasswd could not set the password hash of {} (its input is not shown)",
                     self.name
                 ))

@@ -51,7 +51,7 @@ pub(super) async fn find() -> Result<&'static Cli, ResourceError> {
         .await
         .as_ref()
         .ok_or_else(|| {
-            ResourceError::Failed(
+            ResourceError::Command(
                 "no compose CLI found: install the docker compose plugin (docker-compose-plugin) or docker-compose"
                     .into(),
             )
@@ -179,7 +179,7 @@ impl Invocation<'_> {
         let shown = self.command_line(args);
         use crate::process::{capture, RunError};
         let done = capture(c, self.timeout).await.map_err(|e| {
-            ResourceError::Failed(match e {
+            ResourceError::Command(match e {
                 RunError::Spawn(e) => format!("cannot run {shown}: {e}"),
                 RunError::Timeout => {
                     format!("{shown} did not finish within {} s", self.timeout.as_secs())
@@ -199,7 +199,7 @@ impl Invocation<'_> {
     pub(super) async fn run_ok(&self, args: &[&str]) -> Result<Output, ResourceError> {
         let out = self.run(args).await?;
         if !out.success {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Command(format!(
                 "{} failed:\n{}",
                 self.command_line(args),
                 out.summary()

@@ -77,7 +77,7 @@ pub(super) fn read(
         )));
     };
     if !meta.is_dir() {
-        return Err(ResourceError::Failed(format!(
+        return Err(ResourceError::Refused(format!(
             "{} is not a directory",
             dir.display()
         )));
@@ -144,7 +144,7 @@ pub(super) fn read(
         inputs.insert(f.display().to_string(), sha256(&bytes));
         let text = String::from_utf8_lossy(&bytes);
         let docs = YamlLoader::load_from_str(&text).map_err(|e| {
-            ResourceError::Failed(format!("{} is not valid YAML: {e}", f.display()))
+            ResourceError::Invalid(format!("{} is not valid YAML: {e}", f.display()))
         })?;
         let Some(doc) = docs.first() else { continue };
         if let Some(n) = doc["name"].as_str() {

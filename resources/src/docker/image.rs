@@ -137,7 +137,7 @@ impl Image {
             match item {
                 Ok(info) => {
                     if let Some(detail) = info.error_detail {
-                        return Err(ResourceError::Failed(format!(
+                        return Err(ResourceError::Docker(format!(
                             "building {} failed: {}\n{}",
                             self.name,
                             detail.message.unwrap_or_default(),
@@ -149,7 +149,7 @@ impl Image {
                     }
                 }
                 Err(e) => {
-                    return Err(ResourceError::Failed(format!(
+                    return Err(ResourceError::Docker(format!(
                         "building {} failed: {}\n{}",
                         self.name,
                         match e {

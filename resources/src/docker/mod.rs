@@ -46,7 +46,7 @@ pub async fn engine() -> Result<&'static Docker, ResourceError> {
                 .map_err(|e| unreachable(&e))
         })
         .await;
-    conn.as_ref().map_err(|e| ResourceError::Failed(e.clone()))
+    conn.as_ref().map_err(|e| ResourceError::Docker(e.clone()))
 }
 
 /// A Docker API error in words for the operator: the engine's own message when it gave one.
@@ -56,7 +56,7 @@ pub fn api_error(what: &str, e: bollard::errors::Error) -> ResourceError {
         E::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
     };
-    ResourceError::Failed(format!("{what}: {why}"))
+    ResourceError::Docker(format!("{what}: {why}"))
 }
 
 /// Whether the API said "no such object" (404).

@@ -87,7 +87,7 @@ impl Named {
     }
 
     pub(super) fn refuse(&self, what: &str, why: &str) -> ResourceError {
-        ResourceError::Failed(format!(
+        ResourceError::Refused(format!(
             "{what} {} exists with another driver or labels and {why}; remove it by hand (docker {what} rm {}) and tend will create it as declared",
             self.name, self.name
         ))

@@ -103,7 +103,7 @@ impl Edit for Block {
 
     fn edited(&self, host: &Probe, old: &[u8]) -> Result<Vec<u8>, ResourceError> {
         edit_block(old, &self.edit).map_err(|BlockError::Unclosed(n)| {
-            ResourceError::Failed(format!(
+            ResourceError::Invalid(format!(
                 "{}:{n} opens the block ({}) but no line after it closes it ({}); tend will not guess where it ends",
                 host.real(&self.target.path).display(),
                 String::from_utf8_lossy(&self.edit.begin),

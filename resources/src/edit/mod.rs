@@ -57,7 +57,7 @@ impl Target {
     pub(crate) fn current(&self, host: &Probe) -> Result<Option<Vec<u8>>, ResourceError> {
         let meta = crate::file::regular_file(host, &self.path)?;
         if meta.as_ref().is_some_and(|m| m.len() > MAX_EDITED) {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Refused(format!(
                 "{} is larger than {} MiB; tend edits lines and blocks only of files up to that size",
                 host.real(&self.path).display(),
                 MAX_EDITED >> 20

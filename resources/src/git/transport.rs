@@ -379,6 +379,10 @@ pub(super) fn scrub_credentials(text: &str, url: &str) -> String {
 pub(super) fn scrub_error(e: ResourceError, url: &str) -> ResourceError {
     match e {
         ResourceError::Failed(m) => ResourceError::Failed(scrub_credentials(&m, url)),
+        ResourceError::Command(m) => ResourceError::Command(scrub_credentials(&m, url)),
+        ResourceError::Refused(m) => ResourceError::Refused(scrub_credentials(&m, url)),
+        ResourceError::Invalid(m) => ResourceError::Invalid(scrub_credentials(&m, url)),
+        ResourceError::Docker(m) => ResourceError::Docker(scrub_credentials(&m, url)),
         ResourceError::Unreachable(m) => ResourceError::Unreachable(scrub_credentials(&m, url)),
         ResourceError::Missing(m) => ResourceError::Missing(scrub_credentials(&m, url)),
         ResourceError::Unknown { class, why } => ResourceError::Unknown {

@@ -237,7 +237,7 @@ async fn on_host(site: &Site) -> Result<Option<String>, ResourceError> {
     let out = crate::process::capture(cmd, std::time::Duration::from_secs(60))
         .await
         .map_err(|e| {
-            ResourceError::Failed(match e {
+            ResourceError::Command(match e {
                 crate::process::RunError::Timeout => {
                     format!("{} -t did not finish within 60 s", nginx.display())
                 }
@@ -363,7 +363,7 @@ fn verdict(
             None => out.push(msg.replace(dir, "(check)")),
         }
     }
-    Err(ResourceError::Failed(format!(
+    Err(ResourceError::Invalid(format!(
         "nginx -t rejected the rendered site; the live file was not touched:\n{}",
         out.join("\n")
     )))

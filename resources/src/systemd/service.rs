@@ -209,7 +209,7 @@ async fn prune(host: &Mutate, paths: &[PathBuf]) -> crate::prune::Done {
         .find(|p| p.parent() == Some(Path::new(UNIT_DIR)))
         .and_then(|p| p.file_name()?.to_str())
     else {
-        return Err(ResourceError::Failed(format!(
+        return Err(ResourceError::Refused(format!(
             "it has no unit file of its own in {UNIT_DIR}: tend removes only units it wrote"
         )));
     };
@@ -384,7 +384,7 @@ impl Resource for Service {
             if want == Enabled::Masked && done.is_err() && view.file_state != "not-found" {
                 let local = Path::new(UNIT_DIR).join(unit);
                 if host.metadata(&local)?.is_some_and(|m| m.is_file()) {
-                    return Err(ResourceError::Failed(format!(
+                    return Err(ResourceError::Refused(format!(
                         "cannot mask {unit}: its unit file is {}, which masking would replace with a link to /dev/null; remove that file first (masking is for units packages ship)",
                         host.real(&local).display()
                     )));

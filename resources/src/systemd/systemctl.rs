@@ -84,10 +84,10 @@ impl View {
 
 fn failed(what: &str, e: RunError) -> ResourceError {
     match e {
-        RunError::Spawn(e) if e.kind() == std::io::ErrorKind::NotFound => ResourceError::Failed(
+        RunError::Spawn(e) if e.kind() == std::io::ErrorKind::NotFound => ResourceError::Command(
             format!("{what}: systemctl is not installed (is this a systemd host?)"),
         ),
-        e => ResourceError::Failed(format!("{what}: systemctl: {e}")),
+        e => ResourceError::Command(format!("{what}: systemctl: {e}")),
     }
 }
 
@@ -122,7 +122,7 @@ pub async fn view(m: &Manager, host: &Probe, unit: &str) -> Result<View, Resourc
                     tracing::debug!("{unit}: systemd's bus did not answer ({e}); asking systemctl");
                     show(m, unit, &names.join(","))
                         .await
-                        .map_err(|e| ResourceError::Failed(format!("{what}: {e}")))?
+                        .map_err(|e| ResourceError::Command(format!("{what}: {e}")))?
                 }
             };
             let prop = |k: &str| {
@@ -165,7 +165,7 @@ pub async fn view(m: &Manager, host: &Probe, unit: &str) -> Result<View, Resourc
             } else if stderr.contains("No such file") || stderr.contains("not found") {
                 "not-found".to_string()
             } else {
-                return Err(ResourceError::Failed(format!(
+                return Err(ResourceError::Command(format!(
                     "{what}: systemctl is-enabled: {}",
                     stderr.trim()
                 )));
@@ -225,7 +225,7 @@ pub async fn verb(m: &Manager, verb: &str, units: &[&str]) -> Result<(), Resourc
                 units.join(" ")
             ));
         }
-        return Err(ResourceError::Failed(msg));
+        return Err(ResourceError::Command(msg));
     }
     Ok(())
 }

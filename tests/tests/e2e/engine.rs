@@ -586,3 +586,35 @@ fn plan_is_exact_where_a_dependency_can_say_what_it_writes_and_honest_where_not(
     assert_eq!(resource(&done, "exec.restart")["refresh"]["status"], "ran");
     assert_eq!(sb.plan().code, 0);
 }
+
+/// Each failure says what kind it is (`error_class`), for a fleet to count by: a command that
+/// exited with a failure, something on the host in the way, content its format refuses, a host
+/// operation the kernel refused — each a real failure of its own resource in one apply.
+#[test]
+fn each_failure_says_its_class() {
+    let sb = Sandbox::new();
+    sb.write("/etc/l", "a regular file where the link goes\n");
+    sb.write("/app/.env", "A=1\nC=\"unterminated\n");
+    sb.write("/blocker", "a file where a directory must be\n");
+    sb.write_manifest(
+        "[exec.fails]\ncommand = \"exit 3\"\n\n\
+         [symlink.l]\npath = \"/etc/l\"\ntarget = \"/etc/target\"\n\n\
+         [env_file.e]\npath = \"/app/.env\"\nset = { B = \"2\" }\n\n\
+         [file.f]\npath = \"/blocker/f\"\ncontent = \"x\\n\"\n",
+    );
+    let (code, report) = sb.apply_json();
+    assert_eq!(code, 4, "{report:#}");
+    for (address, class) in [
+        ("exec.fails", "command"),
+        ("symlink.l", "refused"),
+        ("env_file.e", "invalid"),
+        ("file.f", "host"),
+    ] {
+        let r = resource(&report, address);
+        assert_eq!(r["status"], "failed", "{address}: {r:#}");
+        assert_eq!(r["error_class"], class, "{address}: {r:#}");
+    }
+    // Nothing it refused was touched.
+    assert_eq!(sb.read("/etc/l"), "a regular file where the link goes\n");
+    assert_eq!(sb.read("/app/.env"), "A=1\nC=\"unterminated\n");
+}

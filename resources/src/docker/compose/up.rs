@@ -28,7 +28,7 @@ impl Compose {
                     && !c.running
                     && c.exit_code.is_some_and(|x| x != 0)
             }) {
-                return Err(ResourceError::Failed(format!(
+                return Err(ResourceError::Command(format!(
                     "the one-shot service {} exited with {} (see: docker logs {})",
                     c.service,
                     c.exit_code.unwrap_or_default(),

@@ -19,10 +19,10 @@ impl Container {
             };
             let text = String::from_utf8_lossy(&bytes);
             let doc = dotenv::parse::parse(&text).map_err(|e| {
-                ResourceError::Failed(format!("{} line {}: {}", path.display(), e.line, e.message))
+                ResourceError::Invalid(format!("{} line {}: {}", path.display(), e.line, e.message))
             })?;
             let values = dotenv::parse::evaluate(&doc, &|_| None).map_err(|e| {
-                ResourceError::Failed(format!("{} line {}: {}", path.display(), e.line, e.message))
+                ResourceError::Invalid(format!("{} line {}: {}", path.display(), e.line, e.message))
             })?;
             // Values of an env file are treated as secrets: the manifest cannot say otherwise.
             out.extend(values.into_iter().map(|(k, v)| (k, v, true)));

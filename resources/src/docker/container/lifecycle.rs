@@ -86,7 +86,7 @@ impl Container {
     pub(super) async fn exec(&self, argv: &[String]) -> Result<String, ResourceError> {
         let (status, said) = crate::docker::exec_in(&self.name, argv).await?;
         if status != Some(0) {
-            return Err(ResourceError::Failed(format!(
+            return Err(ResourceError::Command(format!(
                 "{} in {} exited with {}:\n{}",
                 argv.join(" "),
                 self.name,
