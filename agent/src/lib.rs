@@ -56,11 +56,41 @@ pub(crate) enum StartError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Lock(#[from] state::LockError),
+    /// The command line cannot be used as given: a value a flag does not take, a missing
+    /// option, a selector that matches nothing.
     #[error("{0}")]
-    Other(String),
+    Usage(String),
+    /// A file tend reads its own settings from (`pull.toml`, the allowed signers) is untrusted
+    /// or invalid.
+    #[error("{0}")]
+    Config(String),
+    /// The state directory is untrusted or unreadable, or lacks what the command needs.
+    #[error("{0}")]
+    State(String),
+    /// No policy to converge to: nothing verified was fetched, or a signature no longer holds.
+    #[error("{0}")]
+    Policy(String),
+    /// This machine refused: starting the runtime, a tool tend runs, a file it writes.
+    #[error("{0}")]
+    Host(String),
 }
 
 impl StartError {
+    /// What kind of failure to start it is, for machines (`error_class` in the record of a run
+    /// that could not start).
+    pub(crate) fn class(&self) -> &'static str {
+        match self {
+            StartError::Load(LoadError::Read { .. }) => "manifest_unreadable",
+            StartError::Load(LoadError::Invalid(_)) => "manifest_invalid",
+            StartError::Load(LoadError::Usage(_)) | StartError::Usage(_) => "usage",
+            StartError::Lock(_) => "lock",
+            StartError::Config(_) => "config",
+            StartError::State(_) => "state",
+            StartError::Policy(_) => "policy",
+            StartError::Host(_) => "host",
+        }
+    }
+
     /// Whether its text is already tend's error lines (located diagnostics, each `error: …`
     /// with its file, line and caret), to be shown as it is rather than behind an `error: `.
     pub(crate) fn renders_itself(&self) -> bool {
@@ -186,7 +216,7 @@ fn load(
 ) -> Result<Manifest, StartError> {
     let root = root_of(args);
     if !root.is_dir() {
-        return Err(StartError::Other(format!(
+        return Err(StartError::Usage(format!(
             "--root {}: not a directory",
             root.display()
         )));

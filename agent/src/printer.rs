@@ -269,6 +269,7 @@ mod tests {
             schema_version: crate::report::SCHEMA_VERSION,
             interrupted: true,
             error: None,
+            error_class: None,
             tend_version: "0",
             mode,
             host: "h".into(),

@@ -217,6 +217,9 @@ pub(crate) struct Report {
     /// Why the run could not start (then `resources` is empty and `exit_code` 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure to start `error` is, for machines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<&'static str>,
     pub tend_version: &'static str,
     pub mode: Mode,
     pub host: String,
@@ -611,6 +614,7 @@ mod tests {
             schema_version: SCHEMA_VERSION,
             interrupted: false,
             error: None,
+            error_class: None,
             tend_version: "0",
             mode: Mode::Plan,
             host: "h".into(),

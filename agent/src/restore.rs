@@ -23,10 +23,10 @@ pub(crate) fn restore(args: &cli::RestoreArgs, quiet: bool) -> Result<i32, Start
     let store = BackupStore::new(&state_dir);
     let mut entries = store
         .entries(&real)
-        .map_err(|e| StartError::Other(e.to_string()))?;
+        .map_err(|e| StartError::State(e.to_string()))?;
     entries.reverse();
     if entries.is_empty() {
-        return Err(StartError::Other(format!(
+        return Err(StartError::Usage(format!(
             "no backups of {} in {}",
             real.display(),
             state_dir.display()
@@ -52,14 +52,14 @@ pub(crate) fn restore(args: &cli::RestoreArgs, quiet: bool) -> Result<i32, Start
             match hits.as_slice() {
                 [one] => (*one).clone(),
                 [] => {
-                    return Err(StartError::Other(format!(
+                    return Err(StartError::Usage(format!(
                         "no backup of {} matches {prefix}; `tend restore {} --list` shows them",
                         real.display(),
                         args.path.display()
                     )))
                 }
                 _ => {
-                    return Err(StartError::Other(format!(
+                    return Err(StartError::Usage(format!(
                         "{prefix} matches {} backups; give more digits",
                         hits.len()
                     )))
@@ -69,12 +69,12 @@ pub(crate) fn restore(args: &cli::RestoreArgs, quiet: bool) -> Result<i32, Start
     };
     let lock = state::lock(&state_dir, Duration::ZERO)?;
     let content = std::fs::read(store.blob(&chosen.sha256))
-        .map_err(|e| StartError::Other(format!("cannot read backup {}: {e}", chosen.sha256)))?;
+        .map_err(|e| StartError::State(format!("cannot read backup {}: {e}", chosen.sha256)))?;
     // `tend restore` is an operator's explicit write: the run lock's handle.
     let host = lock.mutate(probe);
     let meta = host
         .metadata(&args.path)
-        .map_err(|e| StartError::Other(e.to_string()))?;
+        .map_err(|e| StartError::Host(e.to_string()))?;
     // The mode and owner the file had when the backup was taken; a current file's only for old
     // backups that did not record them; else the safe mode. Never a symlink's or a swapped file's.
     let attrs = match (chosen.mode, chosen.uid, chosen.gid, &meta) {
@@ -95,7 +95,7 @@ pub(crate) fn restore(args: &cli::RestoreArgs, quiet: bool) -> Result<i32, Start
         },
     };
     if meta.as_ref().is_some_and(|m| !m.is_file()) {
-        return Err(StartError::Other(format!(
+        return Err(StartError::Host(format!(
             "{} is not a regular file (a symlink or directory is in its place); tend restores \
              only over a regular file or a missing one: look at what is there and remove it first",
             real.display()
@@ -103,9 +103,9 @@ pub(crate) fn restore(args: &cli::RestoreArgs, quiet: bool) -> Result<i32, Start
     }
     let kept = host
         .backup(&args.path)
-        .map_err(|e| StartError::Other(e.to_string()))?;
+        .map_err(|e| StartError::Host(e.to_string()))?;
     host.write_atomic(&args.path, &content, attrs)
-        .map_err(|e| StartError::Other(e.to_string()))?;
+        .map_err(|e| StartError::Host(e.to_string()))?;
     if !quiet {
         output::stdout(
             &(format!(

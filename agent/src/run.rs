@@ -112,6 +112,7 @@ pub(crate) fn record_failed_start(
         // A stop that came while the run was starting (taken, not fatal: `signals::Held`).
         interrupted: tend_resources::process::stopping(),
         error: Some(e.to_string()),
+        error_class: Some(e.class()),
         tend_version: env!("CARGO_PKG_VERSION"),
         mode: if apply { Mode::Apply } else { Mode::Plan },
         unprivileged: !nix::unistd::geteuid().is_root(),
@@ -207,7 +208,7 @@ fn engine(
             );
             no_state
         }
-        Err(e) => return Err(StartError::Other(e.to_string())),
+        Err(e) => return Err(StartError::State(e.to_string())),
     };
     // The manifest first: one that does not load leaves no state directory, lock or secret.
     // Secrets it generates are kept in memory until the lock is held.
@@ -244,7 +245,7 @@ fn engine(
                 tend_resources::git::tls::start_deferred();
             }
             let runtime = runtime(jobs)
-                .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))?;
+                .map_err(|e| StartError::Host(format!("cannot start the runtime: {e}")))?;
             (runtime, None)
         }
     };
@@ -270,7 +271,7 @@ fn engine(
                 tracing::warn!("cannot store the manifest's parsed tree: {e}");
             }
         }
-        let stored = m.secrets.persist_fresh().map_err(StartError::Other)?;
+        let stored = m.secrets.persist_fresh().map_err(StartError::State)?;
         if !stored {
             // Another run stored a secret this one generated: use the stored value.
             m = load(&run.manifest, SecretMode::Persist, Some(state_dir), None)?;
@@ -286,7 +287,7 @@ fn engine(
             root_dir.display()
         );
     }
-    let sel = engine::Selection::new(&m, &g, &run.only).map_err(StartError::Other)?;
+    let sel = engine::Selection::new(&m, &g, &run.only).map_err(StartError::Usage)?;
     let recorded = crate::orphans::recorded(state_dir);
     let mut left = crate::orphans::orphans(&recorded, &m);
     let root = root_of(&run.manifest);
@@ -294,7 +295,7 @@ fn engine(
         Some((checks, probe)) => (Some(checks), probe),
         None => {
             let probe = probe(&root, state_dir, apply.is_some()).map_err(|e| {
-                StartError::Other(format!(
+                StartError::State(format!(
                     "cannot read the host key in the state directory {}: {e}",
                     state_dir.display()
                 ))
@@ -303,7 +304,7 @@ fn engine(
         }
     };
     let journal = journal::Journal::load(state_dir).map_err(|e| {
-        StartError::Other(format!(
+        StartError::State(format!(
             "cannot read the refresh journal in the state directory: {e}"
         ))
     })?;
@@ -389,7 +390,7 @@ fn engine(
         None => runtime.block_on(engine::plan(&m, &g, &sel, probe, jobs, &owed, early)),
         Some(a) => {
             let Some(lock) = lock.as_ref() else {
-                return Err(StartError::Other("apply without the run lock".into()));
+                return Err(StartError::Host("apply without the run lock".into()));
             };
             let host = lock.mutate(probe).keep_backups(a.keep_backups);
             runtime.block_on(engine::apply(
@@ -437,6 +438,7 @@ fn engine(
         schema_version: report::SCHEMA_VERSION,
         interrupted,
         error: None,
+        error_class: None,
         tend_version: env!("CARGO_PKG_VERSION"),
         mode,
         host: m.facts.hostname.clone(),

@@ -60,14 +60,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, StartError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| StartError::Other(format!("cannot start the runtime: {e}")))
+        .map_err(|e| StartError::Host(format!("cannot start the runtime: {e}")))
 }
 
 /// One argument of `ExecStart=` (systemd.service(5) quoting): plain when it is plain, else
 /// double-quoted with `\` and `"` escaped; `%` (specifiers) and `$` (variables) doubled.
 fn exec_arg(a: &str) -> Result<String, StartError> {
     if a.chars().any(char::is_control) {
-        return Err(StartError::Other(format!(
+        return Err(StartError::Usage(format!(
             "{a:?} holds a control character: it cannot go into a unit file"
         )));
     }
@@ -133,7 +133,7 @@ pub(crate) fn render_units(
                     .components()
                     .all(|c| matches!(c, std::path::Component::Normal(_)))
             {
-                return Err(StartError::Other(format!(
+                return Err(StartError::Usage(format!(
                     "--manifest {} with --pull: a path inside the policy repository (relative, no `..`)",
                     m.display()
                 )));
@@ -202,7 +202,7 @@ IOSchedulingPriority=7
         Some(every) => format!("OnUnitActiveSec={}\n", secs(*every)),
         None => {
             if args.on_calendar.chars().any(char::is_control) {
-                return Err(StartError::Other(
+                return Err(StartError::Usage(
                     "--on-calendar holds a control character".into(),
                 ));
             }
@@ -236,7 +236,7 @@ WantedBy=timers.target
 }
 
 fn host_error(e: HostError) -> StartError {
-    StartError::Other(e.to_string())
+    StartError::Host(e.to_string())
 }
 
 /// The host handle `install` and `remove` write through: the same fd-resolved, no-symlink seam
@@ -257,7 +257,7 @@ async fn check_calendar(spec: &str) -> Result<(), StartError> {
     c.args(["calendar", "--", spec]);
     match tend_resources::process::capture(c, Duration::from_secs(10)).await {
         Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(StartError::Other(format!(
+        Ok(out) => Err(StartError::Usage(format!(
             "--on-calendar {spec:?}: systemd does not read it: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ))),
@@ -271,7 +271,7 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
     if matches!(args.pull, Some(None))
         && !crate::pull::config_names_url(&root.join("etc/tend/pull.toml"))
     {
-        return Err(StartError::Other(format!(
+        return Err(StartError::Usage(format!(
             "--pull with no URL takes the policy's url from {}, which names none (or cannot be \
              read): give --pull URL, or set url = \"…\" there",
             root.join("etc/tend/pull.toml").display()
@@ -280,7 +280,7 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
     if args.pull.is_some() && args.allowed_signers.is_none() && !args.insecure_unsigned {
         let config = root.join("etc/tend/pull.toml");
         if !crate::pull::config_verifies(&config) {
-            return Err(StartError::Other(format!(
+            return Err(StartError::Usage(format!(
                 "no allowed signers: every run would refuse to start. Give --allowed-signers FILE \
                  (or allowed_signers in {}); --insecure-unsigned installs a timer that runs \
                  unverified policy as root",
@@ -292,7 +292,7 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
         Some(p) => absolute(p),
         None if args.target.root.is_some() => PathBuf::from("/usr/bin/tend"),
         None => std::env::current_exe()
-            .map_err(|e| StartError::Other(format!("cannot tell where tend is: {e}")))?,
+            .map_err(|e| StartError::Host(format!("cannot tell where tend is: {e}")))?,
     };
     let (service, timer) = render_units(args, &exec)?;
     // Each run would fail on it (exit 4) until someone made it: say so now.
@@ -334,7 +334,7 @@ pub(crate) fn install(args: &TimerInstallArgs, quiet: bool) -> Result<i32, Start
                 systemctl::unit_files_written();
             }
         }
-        let fail = |e: tend_resources::ResourceError| StartError::Other(e.to_string());
+        let fail = |e: tend_resources::ResourceError| StartError::Host(e.to_string());
         systemctl::reload_if_needed(&manager, false)
             .await
             .map_err(fail)?;
@@ -392,7 +392,7 @@ pub(crate) fn remove(t: &TimerTarget, quiet: bool) -> Result<i32, StartError> {
     } = Units::of(t);
     let (_lock, host) = mutate(&root)?;
     let manager = Manager::of(host.probe());
-    let fail = |e: tend_resources::ResourceError| StartError::Other(e.to_string());
+    let fail = |e: tend_resources::ResourceError| StartError::Host(e.to_string());
     runtime()?.block_on(async {
         let mut out = String::new();
         let timer = systemctl::view(&manager, host.probe(), timer_unit)
@@ -442,7 +442,7 @@ pub(crate) fn status(t: &TimerTarget) -> Result<i32, StartError> {
     } = Units::of(t);
     let probe = Probe::new(&root, root.join("var/lib/tend"));
     let manager = Manager::of(&probe);
-    let fail = |e: tend_resources::ResourceError| StartError::Other(e.to_string());
+    let fail = |e: tend_resources::ResourceError| StartError::Host(e.to_string());
     let state_dir = t
         .state_dir
         .as_deref()

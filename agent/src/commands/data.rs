@@ -7,7 +7,7 @@ use crate::{load, manifest, output, StartError};
 pub(crate) fn run(args: &DataArgs) -> Result<i32, StartError> {
     let m = load(&args.manifest, SecretMode::Ephemeral, None, None)?;
     let Some(data) = &m.data else {
-        return Err(StartError::Other(format!(
+        return Err(StartError::Usage(format!(
             "{} has no [data] layers",
             m.path.display()
         )));
@@ -20,10 +20,10 @@ pub(crate) fn run(args: &DataArgs) -> Result<i32, StartError> {
         let value = match key {
             Some(k) => manifest::data::lookup(&shown, k)
                 .cloned()
-                .ok_or_else(|| StartError::Other(format!("the data has no key `{k}`")))?,
+                .ok_or_else(|| StartError::Usage(format!("the data has no key `{k}`")))?,
             None => shown,
         };
-        serde_json::to_string_pretty(&value).map_err(|e| StartError::Other(e.to_string()))? + "\n"
+        serde_json::to_string_pretty(&value).map_err(|e| StartError::Host(e.to_string()))? + "\n"
     };
     output::stdout(&text);
     Ok(0)

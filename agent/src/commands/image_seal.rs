@@ -9,7 +9,7 @@ pub(crate) fn run(cli: &Cli, args: &SealArgs) -> Result<i32, StartError> {
         .state_dir
         .as_deref()
         .map_or_else(|| root.join("var/lib/tend"), absolute);
-    let said = image::seal(&root, &state, args.keep_ssh_host_keys).map_err(StartError::Other)?;
+    let said = image::seal(&root, &state, args.keep_ssh_host_keys).map_err(StartError::Host)?;
     if !cli.quiet {
         let mut out = said.join("\n");
         if said.is_empty() {

@@ -8,6 +8,6 @@ use crate::StartError;
 pub(crate) fn run(dir: &Path) -> Result<i32, StartError> {
     std::fs::create_dir_all(dir)
         .and_then(|()| clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir))
-        .map_err(|e| StartError::Other(format!("{}: {e}", dir.display())))?;
+        .map_err(|e| StartError::Host(format!("{}: {e}", dir.display())))?;
     Ok(0)
 }

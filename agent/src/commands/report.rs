@@ -11,7 +11,7 @@ pub(crate) fn fleet(cli: &Cli, args: &FleetArgs) -> Result<i32, StartError> {
         let tmp = out.with_extension("html.tmp");
         std::fs::write(&tmp, page.as_bytes())
             .and_then(|()| std::fs::rename(&tmp, out))
-            .map_err(|e| StartError::Other(format!("{}: {e}", out.display())))?;
+            .map_err(|e| StartError::Host(format!("{}: {e}", out.display())))?;
         if !cli.quiet {
             output::stdout(&format!(
                 "{}: {} hosts, {} reports not read
@@ -23,8 +23,7 @@ pub(crate) fn fleet(cli: &Cli, args: &FleetArgs) -> Result<i32, StartError> {
         }
     } else if args.json {
         output::stdout(
-            &(serde_json::to_string_pretty(&fleet)
-                .map_err(|e| StartError::Other(e.to_string()))?
+            &(serde_json::to_string_pretty(&fleet).map_err(|e| StartError::Host(e.to_string()))?
                 + "\n"),
         );
     } else {

@@ -78,15 +78,15 @@ impl Config {
     /// regular file owned by tend's user that nobody else can write, in directories nobody
     /// else can change, is read.
     fn load(path: &Path) -> Result<Config, StartError> {
-        check_trusted_path(path).map_err(StartError::Other)?;
+        check_trusted_path(path).map_err(StartError::Config)?;
         let bytes = tend_resources::host::read_private_file(path)
-            .map_err(|e| StartError::Other(e.to_string()))?;
+            .map_err(|e| StartError::Config(e.to_string()))?;
         let Some(bytes) = bytes else {
             return Ok(Config::default());
         };
         let text = String::from_utf8(bytes)
-            .map_err(|_| StartError::Other(format!("{}: not UTF-8", path.display())))?;
-        toml::from_str(&text).map_err(|e| StartError::Other(format!("{}: {e}", path.display())))
+            .map_err(|_| StartError::Config(format!("{}: not UTF-8", path.display())))?;
+        toml::from_str(&text).map_err(|e| StartError::Config(format!("{}: {e}", path.display())))
     }
 }
 
@@ -109,7 +109,7 @@ pub(crate) fn config_verifies(path: &Path) -> bool {
 fn duration(flag: &str, text: &str) -> Result<u64, StartError> {
     humantime::parse_duration(text)
         .map(|d| d.as_secs())
-        .map_err(|e| StartError::Other(format!("{flag} {text:?}: {e}")))
+        .map_err(|e| StartError::Usage(format!("{flag} {text:?}: {e}")))
 }
 
 /// Everything one pull resolved from its flags and the config file.
@@ -150,7 +150,7 @@ fn run_args(args: &PullArgs, manifest: &str) -> RunArgs {
 fn settings(args: &PullArgs) -> Result<Settings, StartError> {
     let cfg = Config::load(&args.config)?;
     let url = args.url.clone().or(cfg.url).ok_or_else(|| {
-        StartError::Other(format!(
+        StartError::Usage(format!(
             "no policy repository: give --url or `url` in {}",
             args.config.display()
         ))
@@ -161,7 +161,7 @@ fn settings(args: &PullArgs) -> Result<Settings, StartError> {
         .or(cfg.reference)
         .unwrap_or_else(|| "main".into());
     if reference.starts_with('-') || reference.contains("..") || reference.contains(':') {
-        return Err(StartError::Other(format!(
+        return Err(StartError::Usage(format!(
             "--ref {reference:?} is not a branch or tag name"
         )));
     }
@@ -175,14 +175,14 @@ fn settings(args: &PullArgs) -> Result<Settings, StartError> {
             .components()
             .any(|c| !matches!(c, std::path::Component::Normal(_)))
     {
-        return Err(StartError::Other(format!(
+        return Err(StartError::Usage(format!(
             "--manifest {manifest:?}: a path inside the repository (relative, no `..`)"
         )));
     }
     let unsigned = args.insecure_unsigned || cfg.allow_unsigned.unwrap_or(false);
     let signers_file = args.allowed_signers.clone().or(cfg.allowed_signers);
     if signers_file.is_none() && !unsigned {
-        return Err(StartError::Other(format!(
+        return Err(StartError::Usage(format!(
             "no allowed signers: tend pull runs only policy signed by a key you trust. Give \
              --allowed-signers FILE (or allowed_signers in {}); --insecure-unsigned \
              (allow_unsigned = true) runs whatever the server sends, as root",
@@ -192,7 +192,7 @@ fn settings(args: &PullArgs) -> Result<Settings, StartError> {
     let allowed = signers_file
         .map(|p| AllowedSigners::load(&p))
         .transpose()
-        .map_err(StartError::Other)?;
+        .map_err(StartError::Config)?;
     let fetch_timeout = match args.fetch_timeout {
         Some(d) => d.as_secs(),
         None => cfg
@@ -362,7 +362,8 @@ fn pull_dir(s: &Settings) -> PathBuf {
 /// Fetch, verify and choose; export the chosen commit's tree. Fills `status` as it goes (also
 /// when it fails, for the record of a run that could not start).
 fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record), StartError> {
-    let other = StartError::Other;
+    let other = StartError::State;
+    let policy = StartError::Policy;
     let state_dir = crate::state_dir_of(&s.run);
     let root = crate::root_of(&s.run.manifest);
     state::check_path(&root, &state_dir)
@@ -466,7 +467,7 @@ fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record
             (None, Some(e)) => e.clone(),
             (None, None) => "nothing fetched".into(),
         };
-        return Err(other(format!(
+        return Err(policy(format!(
             "no verified policy to converge to (no commit was applied here before): {why}"
         )));
     };
@@ -474,7 +475,7 @@ fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record
     // stops the policy it signed, here and now.
     let signer = match &s.allowed {
         Some(allowed) => Some(check_signature(allowed, &repo, commit).map_err(|why| {
-            other(format!(
+            policy(format!(
                 "the last applied commit {commit} no longer verifies: {why}; nothing to converge to"
             ))
         })?),
@@ -506,7 +507,7 @@ fn decide(s: &Settings, status: &mut PullStatus) -> Result<(PolicyCommit, Record
             .map_err(|e| other(e.to_string()))?;
     }
     if !tree.join(&s.manifest).is_file() {
-        return Err(other(format!(
+        return Err(policy(format!(
             "commit {commit} has no {} (--manifest)",
             s.manifest
         )));

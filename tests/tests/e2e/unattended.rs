@@ -70,6 +70,16 @@ fn a_run_that_cannot_start_still_leaves_its_record() {
     )
     .expect("json");
     assert_eq!(last["exit_code"], 1);
+    assert_eq!(last["error_class"], "manifest_invalid", "{last:#}");
+    // Each way of not starting says which it is: a selector that matches nothing is usage.
+    sb.write_manifest("[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n");
+    let r = sb.tend("apply", &["--only", "file.nope"]);
+    assert_eq!(r.code, 1);
+    let last: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sb.state_dir().join("last-run.json")).expect("last-run"),
+    )
+    .expect("json");
+    assert_eq!(last["error_class"], "usage", "{last:#}");
 }
 
 fn promtool_accepts(file: &std::path::Path) {
