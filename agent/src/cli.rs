@@ -429,6 +429,11 @@ pub(crate) struct RunFlags {
     /// The state directory [default: ROOT/var/lib/tend].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Remove the resources that left the manifest, where tend created them and can take them
+    /// back: files (backed up), links, empty directories, nginx sites, units it wrote (stopped
+    /// first); what they notified is refreshed. Others stay listed. A plan says what it would.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 impl std::ops::Deref for RunArgs {
@@ -456,12 +461,8 @@ pub(crate) struct ApplyFlags {
     #[arg(long, value_name = "N", default_value_t = tend_resources::host::DEFAULT_KEEP_BACKUPS)]
     pub keep_backups: usize,
     /// Stop listing the resources that left the manifest (they stay on the host as they are).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prune")]
     pub forget_orphans: bool,
-    /// Remove the resources that left the manifest, where tend created them and removing loses
-    /// nothing: a file (backed up first), a symlink, an empty directory. Others stay listed.
-    #[arg(long, conflicts_with = "forget_orphans")]
-    pub prune: bool,
 }
 
 impl std::ops::Deref for ApplyArgs {

@@ -335,7 +335,7 @@ fn engine(
     // `--only` run saw part of the manifest: it neither prunes nor records.
     let whole = run.only.is_empty();
     let forget = apply.is_some_and(|a| a.forget_orphans);
-    let prune_kinds: Vec<String> = if apply.is_some_and(|a| a.prune) {
+    let prune_kinds: Vec<String> = if run.prune {
         crate::orphans::prunable()
             .into_iter()
             .map(String::from)

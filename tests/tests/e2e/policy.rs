@@ -430,6 +430,32 @@ fn prune_removes_only_what_tend_created_and_restore_undoes_it() {
     );
     assert_eq!(sb.apply().code, 2);
     sb.write_manifest("[file.keep]\npath = \"/etc/keep\"\ncontent = \"k\\n\"\n");
+    // `plan --prune` says what `apply --prune` would do, and does none of it.
+    let preview = sb.tend("plan", &["--prune", "--format", "json"]);
+    assert_eq!(preview.code, 2, "{}", preview.stdout);
+    let states: Vec<(String, String)> = preview.json()["orphans"]
+        .as_array()
+        .expect("orphans")
+        .iter()
+        .map(|o| {
+            (
+                o["address"].as_str().unwrap_or_default().to_string(),
+                o["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for (address, state) in [
+        ("file.new", "to_be_pruned"),
+        ("directory.d", "to_be_pruned"),
+        ("symlink.l", "to_be_pruned"),
+        ("file.old", "left_in_place"),
+    ] {
+        assert!(
+            states.contains(&(address.to_string(), state.to_string())),
+            "{address}: {states:?}"
+        );
+    }
+    assert!(sb.path("/etc/new.conf").exists(), "plan --prune removed it");
     let (code, report) = {
         let r = sb.tend("apply", &["--prune", "--format", "json"]);
         (r.code, r.json())
