@@ -313,6 +313,23 @@ pub fn resource<'a>(report: &'a serde_json::Value, address: &str) -> &'a serde_j
         .unwrap_or_else(|| panic!("{address} not in report: {report:#}"))
 }
 
+/// Each orphan of a report as (address, its `field`: `pruned`, `state`…).
+pub fn orphans(report: &serde_json::Value, field: &str) -> Vec<(String, String)> {
+    report["orphans"]
+        .as_array()
+        .map(|os| {
+            os.iter()
+                .map(|o| {
+                    (
+                        o["address"].as_str().unwrap_or_default().to_string(),
+                        o[field].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Addresses with a given status.
 pub fn with_status(report: &serde_json::Value, status: &str) -> Vec<String> {
     report["resources"]

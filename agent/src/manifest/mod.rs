@@ -900,72 +900,54 @@ impl Loader<'_> {
             },
             other => minijinja::Value::from_serialize(to_json(other)),
         };
-        let shape_help = || {
-            Some(
-                "a literal list or table, or one expression that yields one: for_each = \"{{ vars.sites }}\""
-                    .to_string(),
-            )
-        };
-        let mut pairs: Vec<(String, minijinja::Value)> = Vec::new();
-        match value.kind() {
-            minijinja::value::ValueKind::Seq => {
-                let Ok(items) = value.try_iter() else {
-                    self.error(
-                        f.value.span.clone(),
-                        format!("for_each of {address} must be a list or a table"),
-                        shape_help(),
-                    );
-                    return None;
-                };
-                pairs.reserve(value.len().unwrap_or(0));
-                for i in items {
-                    let key = match i.kind() {
-                        minijinja::value::ValueKind::String => {
-                            i.as_str().unwrap_or_default().to_string()
-                        }
-                        minijinja::value::ValueKind::Number => i.to_string(),
-                        _ => {
-                            let shown = serde_json::to_string(&i).unwrap_or_else(|_| i.to_string());
-                            self.error(
-                                f.value.span.clone(),
-                                format!(
-                                    "for_each of {address}: a list gives instance keys, strings or numbers; found {shown}"
-                                ),
-                                Some("for a list of tables, key them: a table of tables, `for_each = { a = { … }, b = { … } }`".into()),
-                            );
-                            return None;
-                        }
-                    };
-                    pairs.push((key, i));
-                }
-            }
-            minijinja::value::ValueKind::Map => {
-                let Ok(keys) = value.try_iter() else {
-                    self.error(
-                        f.value.span.clone(),
-                        format!("for_each of {address} must be a list or a table"),
-                        shape_help(),
-                    );
-                    return None;
-                };
-                for k in keys {
-                    let item = value.get_item(&k).unwrap_or_default();
-                    pairs.push((
-                        k.as_str().map_or_else(|| k.to_string(), str::to_string),
-                        item,
-                    ));
-                }
-                // Instances in key order, however the table was made.
-                pairs.sort_by(|a, b| a.0.cmp(&b.0));
-            }
+        use minijinja::value::ValueKind;
+        let is_list = value.kind() == ValueKind::Seq;
+        let items = match value.try_iter() {
+            Ok(items) if is_list || value.kind() == ValueKind::Map => items,
             _ => {
                 self.error(
                     f.value.span.clone(),
                     format!("for_each of {address} must be a list or a table"),
-                    shape_help(),
+                    Some(
+                        "a literal list or table, or one expression that yields one: for_each = \"{{ vars.sites }}\""
+                            .into(),
+                    ),
                 );
                 return None;
             }
+        };
+        let mut pairs: Vec<(String, minijinja::Value)> =
+            Vec::with_capacity(value.len().unwrap_or(0));
+        for i in items {
+            // A list: each element is its instance's key and value. A table: each key.
+            if !is_list {
+                let item = value.get_item(&i).unwrap_or_default();
+                pairs.push((
+                    i.as_str().map_or_else(|| i.to_string(), str::to_string),
+                    item,
+                ));
+                continue;
+            }
+            let key = match i.kind() {
+                ValueKind::String => i.as_str().unwrap_or_default().to_string(),
+                ValueKind::Number => i.to_string(),
+                _ => {
+                    let shown = serde_json::to_string(&i).unwrap_or_else(|_| i.to_string());
+                    self.error(
+                        f.value.span.clone(),
+                        format!(
+                            "for_each of {address}: a list gives instance keys, strings or numbers; found {shown}"
+                        ),
+                        Some("for a list of tables, key them: a table of tables, `for_each = { a = { … }, b = { … } }`".into()),
+                    );
+                    return None;
+                }
+            };
+            pairs.push((key, i));
+        }
+        if !is_list {
+            // Instances in key order, however the table was made.
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
         }
         if pairs.len() > MAX_INSTANCES {
             self.error(

@@ -2,7 +2,7 @@
 //! with stable addresses, structured variables, and what left the manifest listed until the
 //! operator lets it go.
 
-use tend_tests::{resource, with_status, Sandbox};
+use tend_tests::{orphans, resource, with_status, Sandbox};
 
 const SITES: &str = r#"
 [vars]
@@ -433,17 +433,7 @@ fn prune_removes_only_what_tend_created_and_restore_undoes_it() {
     // `plan --prune` says what `apply --prune` would do, and does none of it.
     let preview = sb.tend("plan", &["--prune", "--format", "json"]);
     assert_eq!(preview.code, 2, "{}", preview.stdout);
-    let states: Vec<(String, String)> = preview.json()["orphans"]
-        .as_array()
-        .expect("orphans")
-        .iter()
-        .map(|o| {
-            (
-                o["address"].as_str().unwrap_or_default().to_string(),
-                o["state"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
+    let states = orphans(&preview.json(), "state");
     for (address, state) in [
         ("file.new", "to_be_pruned"),
         ("directory.d", "to_be_pruned"),
@@ -461,17 +451,7 @@ fn prune_removes_only_what_tend_created_and_restore_undoes_it() {
         (r.code, r.json())
     };
     assert_eq!(code, 2, "what was pruned is a change: {report:#}");
-    let pruned: Vec<(String, String)> = report["orphans"]
-        .as_array()
-        .expect("orphans")
-        .iter()
-        .map(|o| {
-            (
-                o["address"].as_str().unwrap_or_default().to_string(),
-                o["pruned"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
+    let pruned = orphans(&report, "pruned");
     assert_eq!(pruned.len(), 4, "{pruned:?}");
     assert!(pruned.iter().any(|(a, p)| a == "file.new"
         && p.starts_with("pruned: removed /etc/new.conf (old content kept in ")));
@@ -522,25 +502,15 @@ fn the_manifests_prune_table_names_the_kinds_removed() {
     );
     let (code, report) = sb.apply_json();
     assert_eq!(code, 2, "{report:#}");
-    let pruned: Vec<(&str, &str)> = report["orphans"]
-        .as_array()
-        .expect("orphans")
-        .iter()
-        .map(|o| {
-            (
-                o["address"].as_str().unwrap_or_default(),
-                o["pruned"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let pruned = orphans(&report, "pruned");
     assert!(
-        pruned.contains(&("directory.d", "pruned: removed /srv/d")),
+        pruned.contains(&("directory.d".into(), "pruned: removed /srv/d".into())),
         "{pruned:?}"
     );
     assert!(
         pruned.contains(&(
-            "file.f",
-            "not pruned: [prune] kinds does not name file (or give --prune)"
+            "file.f".into(),
+            "not pruned: [prune] kinds does not name file (or give --prune)".into()
         )),
         "{pruned:?}"
     );

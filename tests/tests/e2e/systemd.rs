@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use tend_tests::systemd::Booted;
-use tend_tests::{changed_fields, resource, Sandbox};
+use tend_tests::{changed_fields, orphans, resource, Sandbox};
 
 fn unit(env: &str) -> String {
     format!(
@@ -156,17 +156,7 @@ fn a_pruned_unit_is_stopped_disabled_and_removed_and_a_packaged_one_stays() {
         plan.code, 2,
         "a prune to come is a pending change: {plan:?}"
     );
-    let said: Vec<(String, String)> = plan.json()["orphans"]
-        .as_array()
-        .expect("orphans")
-        .iter()
-        .map(|o| {
-            (
-                o["address"].as_str().unwrap_or_default().to_string(),
-                o["pruned"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
+    let said = orphans(&plan.json(), "pruned");
     assert!(
         said.contains(&(
             "service.loop2".into(),
