@@ -10,17 +10,17 @@ use crate::host::{Mutate, Probe};
 use crate::resource::ResourceError;
 
 /// How long apt may wait for another process's dpkg lock.
-pub const LOCK_TIMEOUT_SECS: u64 = 600;
+pub(crate) const LOCK_TIMEOUT_SECS: u64 = 600;
 /// How long one apt-get may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// `STATE/apt-update-needed`: sources files whose lists must be fetched before the next install.
-pub fn marker(host: &Probe) -> PathBuf {
+pub(crate) fn marker(host: &Probe) -> PathBuf {
     host.state_dir().join("apt-update-needed")
 }
 
 /// Source lists an interrupted `apt_repo` apply left pending (apt-get update still owed).
-pub fn pending_sources(host: &Probe) -> Vec<String> {
+pub(crate) fn pending_sources(host: &Probe) -> Vec<String> {
     // tend's own record in the state directory: trusted only as tend's private file.
     crate::host::read_private_file(&marker(host))
         .ok()
@@ -36,7 +36,7 @@ pub fn pending_sources(host: &Probe) -> Vec<String> {
 }
 
 /// Record that `sources` (a host path) changed: its lists must be fetched.
-pub fn mark_sources_changed(host: &Mutate, sources: &Path) -> Result<(), ResourceError> {
+pub(crate) fn mark_sources_changed(host: &Mutate, sources: &Path) -> Result<(), ResourceError> {
     let mut pending = pending_sources(host);
     let s = sources.display().to_string();
     if !pending.contains(&s) {
@@ -50,12 +50,12 @@ pub fn mark_sources_changed(host: &Mutate, sources: &Path) -> Result<(), Resourc
 }
 
 /// Forget the pending marker once apt-get update has run.
-pub fn clear_marker(host: &Mutate) {
+pub(crate) fn clear_marker(host: &Mutate) {
     let _ = host.remove_state_file(&marker(host));
 }
 
 /// Newest modification time of the package lists, if any.
-pub fn lists_age(host: &Probe) -> Option<Duration> {
+pub(crate) fn lists_age(host: &Probe) -> Option<Duration> {
     let dir = Path::new("/var/lib/apt/lists");
     let newest = host
         .read_dir(dir)
@@ -72,7 +72,7 @@ pub fn lists_age(host: &Probe) -> Option<Duration> {
 
 /// The PID holding dpkg's frontend lock, if another process holds it (read with `F_GETLK`,
 /// which takes nothing).
-pub fn lock_holder(host: &Probe) -> Option<i32> {
+pub(crate) fn lock_holder(host: &Probe) -> Option<i32> {
     use std::os::fd::AsRawFd;
     let path = host.real(Path::new("/var/lib/dpkg/lock-frontend"));
     // Opened only to ask the kernel who holds the lock (F_GETLK takes nothing, writes nothing).
@@ -94,7 +94,7 @@ pub fn lock_holder(host: &Probe) -> Option<i32> {
 }
 
 /// Ask apt a question (`apt-cache policy`, `madison`): reads only, so a [`Probe`] will do.
-pub async fn query(host: &Probe, args: &[String]) -> Result<String, ResourceError> {
+pub(crate) async fn query(host: &Probe, args: &[String]) -> Result<String, ResourceError> {
     run(host, "apt-cache", args, false)
         .await
         .map(|(out, _)| out)
@@ -106,7 +106,7 @@ pub async fn query(host: &Probe, args: &[String]) -> Result<String, ResourceErro
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Change the host with `apt-get` (update, install, remove): a [`Mutate`] is needed.
-pub async fn act(host: &Mutate, args: &[String]) -> Result<String, ResourceError> {
+pub(crate) async fn act(host: &Mutate, args: &[String]) -> Result<String, ResourceError> {
     let _turn = ONE_AT_A_TIME.lock().await;
     let image = host.probe().root() != Path::new("/");
     // In an image, no service starts from a package's post-install (`invoke-rc.d` asks
@@ -253,7 +253,7 @@ async fn run(
 }
 
 /// Options every apt-get run gets: wait (bounded) for the dpkg lock, keep existing config files.
-pub fn common_options() -> Vec<String> {
+pub(crate) fn common_options() -> Vec<String> {
     vec![
         "-y".into(),
         "-q".into(),

@@ -15,7 +15,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, Spanned, SpecError, Value};
 
 /// The `apt_repo` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "apt_repo",
     summary: "a signed apt repository: keyring and deb822 .sources file",
     build,
@@ -33,7 +33,7 @@ enum Key {
 
 #[derive(Debug)]
 /// A `apt_repo` resource, as its manifest table declared it.
-pub struct AptRepo {
+pub(crate) struct AptRepo {
     name: String,
     uris: Vec<String>,
     suites: Vec<String>,

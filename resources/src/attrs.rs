@@ -12,7 +12,7 @@ use crate::spec::{Fields, SpecError};
 
 /// The `mode`, `owner` and `group` fields; each is managed only when given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ownership {
+pub(crate) struct Ownership {
     /// Permission bits, when managed.
     pub mode: Option<u32>,
     /// Owner (name or numeric id), when managed.
@@ -23,7 +23,7 @@ pub struct Ownership {
 
 impl Ownership {
     /// Read `mode`, `owner` and `group` from a resource's fields.
-    pub fn from_fields(fields: &mut Fields<'_>) -> Result<Ownership, SpecError> {
+    pub(crate) fn from_fields(fields: &mut Fields<'_>) -> Result<Ownership, SpecError> {
         Ok(Ownership {
             mode: fields.mode("mode")?,
             owner: fields.string("owner")?.map(|(t, _)| t.value),
@@ -32,7 +32,7 @@ impl Ownership {
     }
 
     /// The ids and mode wanted, resolved against the host's user and group databases.
-    pub fn resolve(&self, host: &Probe) -> Result<Attrs, ResourceError> {
+    pub(crate) fn resolve(&self, host: &Probe) -> Result<Attrs, ResourceError> {
         Ok(Attrs {
             mode: self.mode,
             uid: self.owner.as_deref().map(|o| host.uid(o)).transpose()?,
@@ -41,7 +41,7 @@ impl Ownership {
     }
 
     /// Add a change for each managed aspect that differs on an existing path.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         host: &Probe,
         meta: &Metadata,
@@ -79,7 +79,12 @@ impl Ownership {
     }
 
     /// Fix the aspects named in `drift` on an existing path (owner first: chown clears set-id bits).
-    pub fn apply(&self, host: &Mutate, path: &Path, drift: &Drift) -> Result<(), ResourceError> {
+    pub(crate) fn apply(
+        &self,
+        host: &Mutate,
+        path: &Path,
+        drift: &Drift,
+    ) -> Result<(), ResourceError> {
         let want = self.resolve(host)?;
         let uid = want.uid.filter(|_| drift.touches("owner"));
         let gid = want.gid.filter(|_| drift.touches("group"));
@@ -94,7 +99,7 @@ impl Ownership {
     }
 
     /// Short words for a creation line: "mode 0600, owner www-data".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut parts = Vec::new();
         if let Some(m) = self.mode {
             parts.push(format!("mode {}", fmt_mode(m)));

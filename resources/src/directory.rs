@@ -13,7 +13,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `directory` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "directory",
     summary: "a directory (parents created) with mode, owner, group, or an absent empty one",
     build,
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
 
 #[derive(Debug)]
 /// A `directory` resource, as its manifest table declared it.
-pub struct Directory {
+pub(crate) struct Directory {
     path: PathBuf,
     attrs: Ownership,
     present: bool,

@@ -21,7 +21,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `env_file` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "env_file",
     summary:
         "keys of a docker compose .env file: set, on_create, absent, create_from, add_missing_from",
@@ -41,7 +41,7 @@ struct Key {
 
 #[derive(Debug)]
 /// A `env_file` resource, as its manifest table declared it.
-pub struct EnvFile {
+pub(crate) struct EnvFile {
     path: PathBuf,
     create_from: Option<PathBuf>,
     set: Vec<Key>,

@@ -25,7 +25,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, Span, Spanned, SpecError, Value};
 
 /// The `exec` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "exec",
     summary: "a command, guarded by creates / unless / onlyif, or run only when notified",
     build,
@@ -53,7 +53,7 @@ impl Cmd {
 
 #[derive(Debug)]
 /// A `exec` resource, as its manifest table declared it.
-pub struct Exec {
+pub(crate) struct Exec {
     command: Cmd,
     creates: Option<PathBuf>,
     unless: Option<Cmd>,

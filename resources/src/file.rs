@@ -17,7 +17,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `file` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "file",
     summary: "a regular file: content (inline, template or source), mode, owner, group, or absent",
     build,
@@ -37,7 +37,7 @@ pub(crate) enum Content {
 
 #[derive(Debug)]
 /// A `file` resource, as its manifest table declared it.
-pub struct File {
+pub(crate) struct File {
     path: PathBuf,
     content: Content,
     attrs: Ownership,
@@ -200,7 +200,7 @@ impl File {
 
     /// A present file with content known at load time, for kinds that render one (`nginx_site`)
     /// and delegate the comparing, diffing, backing up and atomic writing to `file`.
-    pub fn with_content(
+    pub(crate) fn with_content(
         path: PathBuf,
         content: Vec<u8>,
         attrs: Ownership,
@@ -418,7 +418,10 @@ impl File {
 
 /// `lstat` of a path that must be a regular file when it exists: a symlink or anything else in
 /// the way is a failure, never silently replaced.
-pub fn regular_file(host: &Probe, path: &Path) -> Result<Option<std::fs::Metadata>, ResourceError> {
+pub(crate) fn regular_file(
+    host: &Probe,
+    path: &Path,
+) -> Result<Option<std::fs::Metadata>, ResourceError> {
     let meta = host.metadata(path)?;
     refuse_non_regular(host, path, meta.as_ref())?;
     Ok(meta)

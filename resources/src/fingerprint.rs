@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 const BLOCK: usize = 64;
 
 /// HMAC-SHA256 (RFC 2104).
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut k = [0u8; BLOCK];
     if key.len() > BLOCK {
         k[..32].copy_from_slice(&Sha256::digest(key));
@@ -25,7 +25,7 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 }
 
 /// `ab12…`: four hex digits of the HMAC.
-pub fn short(key: &[u8], value: &[u8]) -> String {
+pub(crate) fn short(key: &[u8], value: &[u8]) -> String {
     let mac = hmac_sha256(key, value);
     format!("{:02x}{:02x}…", mac[0], mac[1])
 }

@@ -23,32 +23,32 @@
 // Every item another crate can reach says what it is.
 #![warn(missing_docs)]
 
-pub mod account;
-pub mod apt;
-pub mod apt_repo;
-pub mod attrs;
-pub mod cert;
+pub(crate) mod account;
+pub(crate) mod apt;
+pub(crate) mod apt_repo;
+pub(crate) mod attrs;
+pub(crate) mod cert;
 pub mod change;
-pub mod directory;
-pub mod docker;
+pub(crate) mod directory;
+pub(crate) mod docker;
 pub mod dotenv;
 pub mod dpkg;
 pub mod edit;
-pub mod env_file;
-pub mod exec;
-pub mod file;
-pub mod fingerprint;
+pub(crate) mod env_file;
+pub(crate) mod exec;
+pub(crate) mod file;
+pub(crate) mod fingerprint;
 
 pub mod git;
 pub mod host;
 mod in_root;
 pub mod nginx;
-pub mod package;
+pub(crate) mod package;
 pub mod process;
 pub mod prune;
 pub mod resource;
-pub mod symlink;
-pub mod sysctl;
+pub(crate) mod symlink;
+pub(crate) mod sysctl;
 pub mod systemd;
 
 // The field readers and value grammars live in `tend-spec` (no dependencies); every provider and

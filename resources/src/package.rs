@@ -19,7 +19,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `package` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "package",
     summary: "apt packages present (optionally at a version) or absent",
     build,
@@ -35,7 +35,7 @@ enum Update {
 
 #[derive(Debug)]
 /// A `package` resource, as its manifest table declared it.
-pub struct Package {
+pub(crate) struct Package {
     names: Vec<String>,
     present: bool,
     versions: BTreeMap<String, String>,

@@ -15,7 +15,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `symlink` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "symlink",
     summary: "a symbolic link to a target, with its owner, or absent",
     build,
@@ -24,7 +24,7 @@ pub const KIND: Kind = Kind {
 
 /// A `symlink` resource, as its manifest table declared it.
 #[derive(Debug)]
-pub struct Symlink {
+pub(crate) struct Symlink {
     path: PathBuf,
     target: PathBuf,
     owner: Option<String>,

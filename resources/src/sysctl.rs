@@ -19,7 +19,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError, Value};
 
 /// The `sysctl` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "sysctl",
     summary: "a kernel parameter, set live and persisted in /etc/sysctl.d",
     build,
@@ -28,7 +28,7 @@ pub const KIND: Kind = Kind {
 
 /// A `sysctl` resource, as its manifest table declared it.
 #[derive(Debug)]
-pub struct Sysctl {
+pub(crate) struct Sysctl {
     /// As written (`net.ipv4.ip_forward`).
     key: String,
     /// Its path under `/proc/sys` (`net/ipv4/ip_forward`).

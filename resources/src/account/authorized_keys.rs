@@ -21,7 +21,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `authorized_keys` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "authorized_keys",
     summary: "the SSH keys of one user in ~/.ssh/authorized_keys (added, or exactly these)",
     build,
@@ -37,7 +37,7 @@ struct Key {
 
 /// An `authorized_keys` resource, as its manifest table declared it.
 #[derive(Debug)]
-pub struct AuthorizedKeys {
+pub(crate) struct AuthorizedKeys {
     user: String,
     keys: Vec<Key>,
     exclusive: bool,

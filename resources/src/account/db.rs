@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// A line of `/etc/passwd`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Passwd {
+pub(crate) struct Passwd {
     /// Login name.
     pub name: String,
     /// User id.
@@ -24,7 +24,7 @@ pub struct Passwd {
 
 /// A line of `/etc/group`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
+pub(crate) struct Group {
     /// Group name.
     pub name: String,
     /// Group id.
@@ -35,7 +35,7 @@ pub struct Group {
 
 /// A line of `/etc/shadow` (the fields tend manages).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Shadow {
+pub(crate) struct Shadow {
     /// Login name.
     pub name: String,
     /// The password hash, with `!` in front when locked.
@@ -54,7 +54,7 @@ fn lines(host: &Probe, file: &str) -> Result<Vec<Vec<String>>, ResourceError> {
 }
 
 /// Every user of `/etc/passwd` (lines that do not parse are skipped).
-pub fn passwd(host: &Probe) -> Result<Vec<Passwd>, ResourceError> {
+pub(crate) fn passwd(host: &Probe) -> Result<Vec<Passwd>, ResourceError> {
     Ok(lines(host, "/etc/passwd")?
         .into_iter()
         .filter(|f| f.len() >= 7)
@@ -72,7 +72,7 @@ pub fn passwd(host: &Probe) -> Result<Vec<Passwd>, ResourceError> {
 }
 
 /// Every group of `/etc/group`.
-pub fn groups(host: &Probe) -> Result<Vec<Group>, ResourceError> {
+pub(crate) fn groups(host: &Probe) -> Result<Vec<Group>, ResourceError> {
     Ok(lines(host, "/etc/group")?
         .into_iter()
         .filter(|f| f.len() >= 4)
@@ -91,7 +91,7 @@ pub fn groups(host: &Probe) -> Result<Vec<Group>, ResourceError> {
 }
 
 /// The `/etc/shadow` line of `name`.
-pub fn shadow(host: &Probe, name: &str) -> Result<Option<Shadow>, ResourceError> {
+pub(crate) fn shadow(host: &Probe, name: &str) -> Result<Option<Shadow>, ResourceError> {
     Ok(lines(host, "/etc/shadow")?
         .into_iter()
         .filter(|f| f.len() >= 8 && f[0] == name)

@@ -11,7 +11,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `group` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "group",
     summary: "a group: gid, members (exact or added), or absent",
     build,
@@ -31,7 +31,7 @@ enum Members {
 
 /// A `group` resource, as its manifest table declared it.
 #[derive(Debug)]
-pub struct GroupRes {
+pub(crate) struct GroupRes {
     name: String,
     gid: Option<u32>,
     system: bool,

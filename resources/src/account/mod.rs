@@ -4,10 +4,10 @@
 //! with `--prefix ROOT` under `--root`), the tools every Debian host's own scripts use, so that
 //! `/etc/shadow`, `/etc/gshadow`, their backups and locks are kept exactly as they keep them.
 
-pub mod authorized_keys;
-pub mod db;
-pub mod group;
-pub mod user;
+pub(crate) mod authorized_keys;
+pub(crate) mod db;
+pub(crate) mod group;
+pub(crate) mod user;
 
 use std::path::Path;
 use std::time::Duration;

@@ -14,7 +14,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `user` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "user",
     summary: "an account: uid, groups, home, shell, password hash, lock, expiry, or absent",
     build,
@@ -23,7 +23,7 @@ pub const KIND: Kind = Kind {
 
 /// A `user` resource, as its manifest table declared it.
 #[derive(Debug)]
-pub struct User {
+pub(crate) struct User {
     name: String,
     uid: Option<u32>,
     /// Primary group: a name or a numeric gid.

@@ -18,13 +18,14 @@ use crate::host::{Mutate, Probe};
 use crate::resource::ResourceError;
 
 /// Let's Encrypt's production directory.
-pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub(crate) const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// Let's Encrypt's staging directory (untrusted certificates, generous limits).
-pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+pub(crate) const LETSENCRYPT_STAGING: &str =
+    "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 /// How the CA is shown that we control the name.
-pub enum Challenge {
+pub(crate) enum Challenge {
     /// A directory served at `/.well-known/acme-challenge/` on port 80 of every name.
     Webroot(PathBuf),
     /// tend answers the challenge itself on this port.
@@ -33,7 +34,7 @@ pub enum Challenge {
 
 #[derive(Debug, Clone)]
 /// An ACME order as the manifest describes it.
-pub struct AcmeSpec {
+pub(crate) struct AcmeSpec {
     /// The CA's directory URL.
     pub directory: String,
     /// Contact address for the account.
@@ -47,7 +48,7 @@ pub struct AcmeSpec {
 }
 
 /// What a successful order gives: the new key and the certificate chain (leaf first).
-pub struct Issued {
+pub(crate) struct Issued {
     /// The private key, PEM.
     pub key_pem: String,
     /// The certificate and its chain, PEM, leaf first.
@@ -90,7 +91,7 @@ fn backoff_delay(failures: u32) -> u64 {
 }
 
 /// Refuse to contact the CA again before the backoff has passed.
-pub fn check_backoff(host: &Probe, cert_id: &str) -> Result<(), ResourceError> {
+pub(crate) fn check_backoff(host: &Probe, cert_id: &str) -> Result<(), ResourceError> {
     let Ok(Some(bytes)) = crate::host::read_private_file(&state_file(host, "backoff", cert_id))
     else {
         return Ok(());
@@ -266,7 +267,7 @@ async fn standalone(port: u16, answers: Answers) -> Result<Standalone, String> {
 }
 
 /// Order a certificate for `names`; `cert_id` names its backoff record.
-pub async fn issue(
+pub(crate) async fn issue(
     host: &Mutate,
     spec: &AcmeSpec,
     cert_id: &str,

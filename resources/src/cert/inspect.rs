@@ -10,7 +10,7 @@ use x509_parser::prelude::FromDer;
 
 #[derive(Debug, Clone)]
 /// What a certificate says, as the audit reports it.
-pub struct CertInfo {
+pub(crate) struct CertInfo {
     /// Subject alternative names (DNS names and IP addresses), else the common name.
     pub names: Vec<String>,
     /// The subject's distinguished name.
@@ -29,7 +29,7 @@ pub struct CertInfo {
 
 impl CertInfo {
     /// Whole days until it expires (negative once expired).
-    pub fn days_left(&self, now: SystemTime) -> i64 {
+    pub(crate) fn days_left(&self, now: SystemTime) -> i64 {
         let now = now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -38,7 +38,7 @@ impl CertInfo {
     }
 
     /// Whether `name` is covered (exactly, or by a `*.` wildcard one label deep).
-    pub fn covers(&self, name: &str) -> bool {
+    pub(crate) fn covers(&self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
         self.names.iter().any(|n| {
             let n = n.to_ascii_lowercase();
@@ -53,7 +53,7 @@ impl CertInfo {
 }
 
 /// Every certificate in a PEM file, in order. An empty list is an error.
-pub fn parse_chain(pem: &[u8]) -> Result<Vec<CertInfo>, String> {
+pub(crate) fn parse_chain(pem: &[u8]) -> Result<Vec<CertInfo>, String> {
     let mut out = Vec::new();
     for (i, block) in Pem::iter_from_buffer(pem).enumerate() {
         let block = block.map_err(|e| format!("PEM block {}: {e}", i + 1))?;
@@ -111,7 +111,7 @@ fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
 }
 
 /// Each certificate must be signed by the next; the last one, if self-issued, by itself.
-pub fn verify_chain(chain: &[CertInfo]) -> Result<(), String> {
+pub(crate) fn verify_chain(chain: &[CertInfo]) -> Result<(), String> {
     for (i, pair) in chain.windows(2).enumerate() {
         let (_, c) = x509_parser::certificate::X509Certificate::from_der(&pair[0].der)
             .map_err(|e| e.to_string())?;
@@ -138,7 +138,7 @@ pub fn verify_chain(chain: &[CertInfo]) -> Result<(), String> {
 }
 
 /// Whether the private key (PEM, PKCS#8) is the one of the certificate's public key.
-pub fn key_matches(cert: &CertInfo, key_pem: &str) -> Result<bool, String> {
+pub(crate) fn key_matches(cert: &CertInfo, key_pem: &str) -> Result<bool, String> {
     let key =
         rcgen::KeyPair::from_pem(key_pem).map_err(|e| format!("unreadable private key: {e}"))?;
     Ok(rcgen::PublicKeyData::subject_public_key_info(&key) == cert.spki)

@@ -11,7 +11,7 @@ use crate::resource::ResourceError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 /// The kinds of private key tend makes.
-pub enum KeyType {
+pub(crate) enum KeyType {
     /// ECDSA on P-256 (the default).
     EcdsaP256,
     /// RSA, 2048 bits.
@@ -22,10 +22,10 @@ pub enum KeyType {
 
 impl KeyType {
     /// The names the manifest uses for them.
-    pub const NAMES: &'static [&'static str] = &["ecdsa-p256", "rsa-2048", "rsa-4096"];
+    pub(crate) const NAMES: &'static [&'static str] = &["ecdsa-p256", "rsa-2048", "rsa-4096"];
 
     /// The key type a manifest name stands for.
-    pub fn parse(s: &str) -> Option<KeyType> {
+    pub(crate) fn parse(s: &str) -> Option<KeyType> {
         match s {
             "ecdsa-p256" => Some(KeyType::EcdsaP256),
             "rsa-2048" => Some(KeyType::Rsa2048),
@@ -42,7 +42,7 @@ fn failed(what: &str, e: impl std::fmt::Display) -> ResourceError {
 /// A new private key.
 // openssl genpkey computes a key and touches nothing; it runs in apply only, briefly.
 #[allow(clippy::disallowed_methods)]
-pub fn generate(kind: KeyType) -> Result<KeyPair, ResourceError> {
+pub(crate) fn generate(kind: KeyType) -> Result<KeyPair, ResourceError> {
     let bits = match kind {
         KeyType::EcdsaP256 => {
             return KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
@@ -95,7 +95,11 @@ fn params(names: &[String]) -> Result<CertificateParams, ResourceError> {
 }
 
 /// A self-signed certificate for `names`, valid from an hour ago for `days` days.
-pub fn self_signed(names: &[String], key: &KeyPair, days: u32) -> Result<String, ResourceError> {
+pub(crate) fn self_signed(
+    names: &[String],
+    key: &KeyPair,
+    days: u32,
+) -> Result<String, ResourceError> {
     let mut p = params(names)?;
     let now = SystemTime::now();
     p.not_before = (now - Duration::from_secs(3600)).into();
@@ -107,7 +111,7 @@ pub fn self_signed(names: &[String], key: &KeyPair, days: u32) -> Result<String,
 }
 
 /// A certificate signing request for `names` (DER), for ACME.
-pub fn csr(names: &[String], key: &KeyPair) -> Result<Vec<u8>, ResourceError> {
+pub(crate) fn csr(names: &[String], key: &KeyPair) -> Result<Vec<u8>, ResourceError> {
     let p = params(names)?;
     let req = p
         .serialize_request(key)

@@ -1,7 +1,7 @@
 //! Certificates: reading them ([`inspect`]), making keys, self-signed certificates and requests
 //! ([`keys`]), and the `cert` kind.
 
-pub mod acme;
-pub mod inspect;
-pub mod keys;
-pub mod kind;
+pub(crate) mod acme;
+pub(crate) mod inspect;
+pub(crate) mod keys;
+pub(crate) mod kind;

@@ -16,7 +16,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `image` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "image",
     summary: "a Docker image present: built from a context (rebuilt when it changes) or pulled",
     build,
@@ -27,7 +27,7 @@ const HASH_LABEL: &str = "tend.context-hash";
 
 #[derive(Debug)]
 /// A `image` resource, as its manifest table declared it.
-pub struct Image {
+pub(crate) struct Image {
     name: String,
     context: Option<PathBuf>,
     dockerfile: String,

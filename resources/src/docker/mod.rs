@@ -7,15 +7,15 @@
 //! the address, never of the run: resources that do not need Docker still converge, and in a plan
 //! where the package installing Docker would change first, the engine's absence is "may change".
 
-pub mod compose;
+pub(crate) mod compose;
 mod compose_cli;
 mod compose_files;
-pub mod container;
+pub(crate) mod container;
 mod context;
-pub mod image;
+pub(crate) mod image;
 mod named;
-pub mod network;
-pub mod volume;
+pub(crate) mod network;
+pub(crate) mod volume;
 
 use std::collections::HashMap;
 
@@ -27,12 +27,12 @@ use crate::resource::ResourceError;
 static ENGINE: OnceCell<Result<Docker, String>> = OnceCell::const_new();
 
 /// Where the engine is expected, as the operator would write it.
-pub fn engine_address() -> String {
+pub(crate) fn engine_address() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
 }
 
 /// The run's connection to the engine.
-pub async fn engine() -> Result<&'static Docker, ResourceError> {
+pub(crate) async fn engine() -> Result<&'static Docker, ResourceError> {
     let conn = ENGINE
         .get_or_init(|| async {
             let address = engine_address();
@@ -50,7 +50,7 @@ pub async fn engine() -> Result<&'static Docker, ResourceError> {
 }
 
 /// A Docker API error in words for the operator: the engine's own message when it gave one.
-pub fn api_error(what: &str, e: bollard::errors::Error) -> ResourceError {
+pub(crate) fn api_error(what: &str, e: bollard::errors::Error) -> ResourceError {
     use bollard::errors::Error as E;
     let why = match &e {
         E::DockerResponseServerError { message, .. } => message.clone(),
@@ -60,7 +60,7 @@ pub fn api_error(what: &str, e: bollard::errors::Error) -> ResourceError {
 }
 
 /// Whether the API said "no such object" (404).
-pub fn is_not_found(e: &bollard::errors::Error) -> bool {
+pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         bollard::errors::Error::DockerResponseServerError {
@@ -71,12 +71,12 @@ pub fn is_not_found(e: &bollard::errors::Error) -> bool {
 }
 
 /// Filters for list calls: `{"label": ["k=v"]}`.
-pub fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
+pub(crate) fn label_filter(key: &str, value: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![format!("{key}={value}")])])
 }
 
 /// The labels a resource declares that are missing or different on the object.
-pub fn labels_differ(
+pub(crate) fn labels_differ(
     declared: &[(String, String)],
     actual: Option<&HashMap<String, String>>,
 ) -> Vec<String> {
@@ -89,7 +89,7 @@ pub fn labels_differ(
 
 /// Run `argv` in a running container (API exec); its exit status and its output (stdout and
 /// stderr interleaved).
-pub async fn exec_in(
+pub(crate) async fn exec_in(
     container: &str,
     argv: &[String],
 ) -> Result<(Option<i64>, String), ResourceError> {

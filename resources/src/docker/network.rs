@@ -13,7 +13,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `network` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "network",
     summary: "a Docker network present (driver, labels) or absent",
     build,
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
 
 #[derive(Debug)]
 /// A `network` resource, as its manifest table declared it.
-pub struct Network(Named);
+pub(crate) struct Network(Named);
 
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     Ok(Arc::new(Network(Named::from_fields(f)?)))

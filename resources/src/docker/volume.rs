@@ -13,7 +13,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `volume` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "volume",
     summary: "a Docker volume present (driver, labels) or absent",
     build,
@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
 
 #[derive(Debug)]
 /// A `volume` resource, as its manifest table declared it.
-pub struct Volume(Named);
+pub(crate) struct Volume(Named);
 
 fn build(f: &mut Fields<'_>) -> Result<Arc<dyn Resource>, SpecError> {
     Ok(Arc::new(Volume(Named::from_fields(f)?)))

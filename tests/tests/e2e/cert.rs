@@ -186,6 +186,26 @@ fn audit_names_every_defect_and_kicks_the_renewer() {
         &now,
         &asn1_time(60),
     );
+    // Valid for 60 days, starting in 5: every client refuses it today.
+    cert(
+        &sb.path("/certs/future.pem"),
+        &k,
+        &["a.tend.test"],
+        &asn1_time(5),
+        &asn1_time(60),
+    );
+    // openssl, the reference, says so too.
+    let verify = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(sb.path("/certs/future.pem"))
+        .arg(sb.path("/certs/future.pem"))
+        .output()
+        .expect("openssl");
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("not yet valid")
+            || String::from_utf8_lossy(&verify.stderr).contains("not yet valid"),
+        "{verify:?}"
+    );
     // A leaf followed by a certificate that did not sign it.
     let broken = sb.read("/certs/valid.pem") + &sb.read("/certs/mismatch.pem");
     sb.write("/certs/chain.pem", &broken);
@@ -200,6 +220,7 @@ fn audit_names_every_defect_and_kicks_the_renewer() {
             one("mismatch", "mismatch.pem", ""),
             one("missing", "missing.pem", ""),
             one("chain", "chain.pem", ""),
+            one("future", "future.pem", ""),
             "[exec.kick]\ncommand = \"echo kicked >> $TEND_ROOT/kicks\"\nrefresh_only = true\n"
                 .to_string(),
         ]
@@ -217,7 +238,8 @@ fn audit_names_every_defect_and_kicks_the_renewer() {
             "cert.names",
             "cert.mismatch",
             "cert.missing",
-            "cert.chain"
+            "cert.chain",
+            "cert.future"
         ]
     );
     assert!(resource(&plan, "cert.expired")["error"]
@@ -252,6 +274,11 @@ fn audit_names_every_defect_and_kicks_the_renewer() {
     assert_eq!(changed_fields(&plan, "cert.mismatch"), ["key"]);
     assert_eq!(changed_fields(&plan, "cert.missing"), ["cert"]);
     assert_eq!(changed_fields(&plan, "cert.chain"), ["chain"]);
+    assert_eq!(changed_fields(&plan, "cert.future"), ["validity"]);
+    assert_eq!(
+        resource(&plan, "cert.future")["observed"]["state"],
+        "not_yet_valid"
+    );
     let desc = resource(&plan, "cert.names")["changes"][0]["description"]
         .as_str()
         .expect("d");

@@ -84,11 +84,17 @@ impl Cert {
         o.insert("subject".into(), json!(leaf.subject));
         o.insert("not_after".into(), json!(rfc3339(leaf.not_after)));
         o.insert("days_left".into(), json!(days));
+        o.insert("not_before".into(), json!(rfc3339(leaf.not_before)));
         let expired = leaf.not_after <= unix(now);
+        // A certificate whose validity has not begun is refused by every client today, however
+        // far its end is (issued for later, or this host's clock is behind).
+        let premature = leaf.not_before > unix(now);
         o.insert(
             "state".into(),
             json!(if expired {
                 "expired"
+            } else if premature {
+                "not_yet_valid"
             } else if days < self.renew_before_days {
                 "expiring"
             } else {
@@ -106,6 +112,18 @@ impl Cert {
                     "certificate expired {} days ago ({})",
                     -days,
                     rfc3339(leaf.not_after)
+                )),
+            );
+        } else if premature {
+            drift.push(
+                Change::new(
+                    "validity",
+                    Some(format!("not valid until {}", rfc3339(leaf.not_before))),
+                    Some("valid"),
+                )
+                .described(format!(
+                    "certificate is not valid until {} (issued for later, or this host's clock is behind)",
+                    rfc3339(leaf.not_before)
                 )),
             );
         } else if days < self.renew_before_days {

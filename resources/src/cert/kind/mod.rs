@@ -33,7 +33,7 @@ use audit::rfc3339;
 use files::split_pem;
 
 /// The `cert` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "cert",
     summary: "a TLS certificate audited on every run; renewed self-signed or through ACME",
     build: spec::build,
@@ -56,7 +56,7 @@ enum Location {
 
 #[derive(Debug)]
 /// A `cert` resource, as its manifest table declared it.
-pub struct Cert {
+pub(crate) struct Cert {
     address: String,
     names: Vec<String>,
     cert: PathBuf,

@@ -38,7 +38,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, SpecError};
 
 /// The `compose` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "compose",
     summary: "a docker compose project up or down, recreated only when its inputs change",
     build,
@@ -54,7 +54,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
 /// A `compose` resource, as its manifest table declared it.
-pub struct Compose {
+pub(crate) struct Compose {
     dir: PathBuf,
     project: Option<String>,
     files: Vec<PathBuf>,

@@ -35,7 +35,7 @@ use crate::resource::{Applied, Kind, Resource, ResourceError};
 use crate::spec::{Fields, Spanned, SpecError, Value};
 
 /// The `container` kind: its name, summary and constructor.
-pub const KIND: Kind = Kind {
+pub(crate) const KIND: Kind = Kind {
     name: "container",
     summary: "a container (image, command, env, ports, volumes…) running as declared",
     build: spec::build,
@@ -46,7 +46,7 @@ const RESTARTS: &[&str] = &["no", "always", "unless-stopped", "on-failure"];
 
 #[derive(Debug)]
 /// A `container` resource, as its manifest table declared it.
-pub struct Container {
+pub(crate) struct Container {
     name: String,
     image: String,
     command: Option<Vec<String>>,
