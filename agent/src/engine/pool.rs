@@ -1,28 +1,33 @@
-//! The engine's one pool of workers. Items are fed in batches — all at once for a wave of
-//! applies or a plan's checks, or as the loader builds them for a plan's early checks — and at
-//! most `jobs` of them are worked on at a time; results come back in no particular order.
+//! The engine's one pool of workers. Items are queued — all at once for a wave of applies or a
+//! plan's checks, or as the loader builds them for a plan's early checks — and at most `jobs` of
+//! them are worked on at a time; results come back in no particular order.
 //!
-//! Workers take whole batches, not items: for a thousand quick checks the hand-off between
-//! threads (a wake-up per item) costs more than the checks, so the loader hands its resources
-//! over 32 at a time, while the slow work of an apply wave goes one item per batch. An item
-//! whose work panics loses its batch (logged); the other workers go on with the rest.
+//! Fed items are handed over in batches: for a thousand quick checks the hand-off between
+//! threads (a wake-up per item) costs more than the checks, so the loader's resources reach the
+//! queue 32 at a time, with one wake-up; a worker then takes items one by one until none is
+//! left. An item whose work panics loses its own result (logged); the workers go on.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use tokio::sync::Notify;
 
-/// What a worker does with one item.
-pub(crate) type Work<T, R> =
-    Arc<dyn Fn(T) -> Pin<Box<dyn Future<Output = R> + Send>> + Send + Sync>;
+/// What a worker does with one item. A trait rather than a boxed closure: each item's future
+/// lives in its worker's task, not in an allocation of its own (an apply's future is large, and
+/// a thousand of them cost a no-op apply pages it did not need).
+pub(crate) trait Work<T>: Send + Sync + 'static {
+    /// What one item gives.
+    type Output: Send + 'static;
+    /// Work on one item.
+    fn run(&self, item: T) -> impl Future<Output = Self::Output> + Send;
+}
 
 /// A pool under way: feed it, close it, then [`Pool::finish`] for every result.
-pub(crate) struct Pool<T, R> {
-    shared: Arc<Shared<T, R>>,
+pub(crate) struct Pool<T, W: Work<T>> {
+    shared: Arc<Shared<T, W>>,
     /// Items fed and not handed over yet.
     batch: Vec<T>,
     batch_size: usize,
@@ -30,35 +35,35 @@ pub(crate) struct Pool<T, R> {
     helps: bool,
 }
 
-struct Shared<T, R> {
-    /// Batches not taken yet, and whether feeding is done.
-    queue: Mutex<(VecDeque<Vec<T>>, bool)>,
+struct Shared<T, W: Work<T>> {
+    /// Items not taken yet, and whether feeding is done.
+    queue: Mutex<(VecDeque<T>, bool)>,
     ready: Notify,
-    /// Batches taken and not finished, and a wake-up when that reaches zero.
+    /// Items taken and not finished, and a wake-up when that reaches zero.
     in_flight: AtomicUsize,
     idle: Notify,
-    results: Mutex<Vec<R>>,
-    work: Work<T, R>,
+    results: Mutex<Vec<W::Output>>,
+    work: W,
 }
 
-impl<T: Send + 'static, R: Send + 'static> Shared<T, R> {
-    /// The next batch, counted in flight; `Some(None)` once feeding is done and none is left;
+impl<T: Send + 'static, W: Work<T>> Shared<T, W> {
+    /// The next item, counted in flight; `Some(None)` once feeding is done and none is left;
     /// `None` while more may come.
-    fn take(&self) -> Option<Option<Vec<T>>> {
+    fn take(&self) -> Option<Option<T>> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         match q.0.pop_front() {
-            Some(b) => {
+            Some(item) => {
                 self.in_flight.fetch_add(1, Ordering::SeqCst);
-                Some(Some(b))
+                Some(Some(item))
             }
             None if q.1 => Some(None),
             None => None,
         }
     }
 
-    /// Work a taken batch; a panic loses the batch, not the pool.
-    async fn run(&self, batch: Vec<T>) {
-        // Counted out however the batch ends, panics included.
+    /// Work a taken item; a panic loses its result, not the pool.
+    async fn run(&self, item: T) {
+        // Counted out however the work ends, panics included.
         struct Done<'a>(&'a AtomicUsize, &'a Notify);
         impl Drop for Done<'_> {
             fn drop(&mut self) {
@@ -68,31 +73,27 @@ impl<T: Send + 'static, R: Send + 'static> Shared<T, R> {
             }
         }
         let _done = Done(&self.in_flight, &self.idle);
-        let run = async {
-            let mut out = Vec::with_capacity(batch.len());
-            for item in batch {
-                out.push((self.work)(item).await);
-            }
-            out
-        };
-        match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+        match std::panic::AssertUnwindSafe(self.work.run(item))
+            .catch_unwind()
+            .await
+        {
             Ok(out) => self
                 .results
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .extend(out),
+                .push(out),
             Err(_) => tracing::error!("a resource's work panicked; its result is lost"),
         }
     }
 
     async fn worker(self: Arc<Self>) {
         loop {
-            // Registered before the look, so that a batch or the end between the two wakes it.
+            // Registered before the look, so that an item or the end between the two wakes it.
             let notified = self.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             match self.take() {
-                Some(Some(batch)) => self.run(batch).await,
+                Some(Some(item)) => self.run(item).await,
                 Some(None) => return,
                 None => notified.await,
             }
@@ -100,23 +101,46 @@ impl<T: Send + 'static, R: Send + 'static> Shared<T, R> {
     }
 }
 
-impl<T: Send + 'static, R: Send + 'static> Pool<T, R> {
-    /// Start `jobs` workers on `runtime`, counting the caller as one of them when `helps`
-    /// (`--jobs 1` is then the caller alone, once it finishes feeding… and one worker while it
-    /// feeds, so that feeding never waits for the work). Fed items go over `batch_size` at a time.
+impl<T: Send + 'static, W: Work<T>> Pool<T, W> {
+    /// Start `jobs` workers on `runtime`; when `helps`, the caller counts as one of them (it
+    /// works too once it is done feeding: `--jobs 1` is one worker while it feeds, then the two
+    /// take turns). Fed items reach the workers `batch_size` at a time.
     pub(crate) fn start(
         runtime: &tokio::runtime::Handle,
         jobs: usize,
         batch_size: usize,
         helps: bool,
-        work: Work<T, R>,
-    ) -> Pool<T, R> {
+        work: W,
+    ) -> Pool<T, W> {
+        Pool::with_queue(
+            runtime,
+            jobs,
+            batch_size,
+            helps,
+            work,
+            VecDeque::new(),
+            false,
+        )
+    }
+
+    /// [`Pool::start`] with items already queued (and feeding done when `closed`): the workers
+    /// find them as they start, with no wake-up at all.
+    fn with_queue(
+        runtime: &tokio::runtime::Handle,
+        jobs: usize,
+        batch_size: usize,
+        helps: bool,
+        work: W,
+        queued: VecDeque<T>,
+        closed: bool,
+    ) -> Pool<T, W> {
+        let results = Vec::with_capacity(queued.len());
         let shared = Arc::new(Shared {
-            queue: Mutex::new((VecDeque::new(), false)),
+            queue: Mutex::new((queued, closed)),
             ready: Notify::new(),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
-            results: Mutex::new(Vec::new()),
+            results: Mutex::new(results),
             work,
         });
         let helps = helps && jobs > 1;
@@ -126,7 +150,7 @@ impl<T: Send + 'static, R: Send + 'static> Pool<T, R> {
         }
         Pool {
             shared,
-            batch: Vec::with_capacity(batch_size),
+            batch: Vec::new(),
             batch_size: batch_size.max(1),
             helps,
         }
@@ -142,10 +166,9 @@ impl<T: Send + 'static, R: Send + 'static> Pool<T, R> {
 
     fn flush(&mut self) {
         if !self.batch.is_empty() {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
             let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             if !q.1 {
-                q.0.push_back(batch);
+                q.0.extend(self.batch.drain(..));
                 self.shared.ready.notify_one();
             }
         }
@@ -164,14 +187,14 @@ impl<T: Send + 'static, R: Send + 'static> Pool<T, R> {
 
     /// Every result: the caller works on what no worker has taken yet (when it helps), then
     /// waits for the rest.
-    pub(crate) async fn finish(mut self) -> Vec<R> {
+    pub(crate) async fn finish(mut self) -> Vec<W::Output> {
         self.close();
         if self.helps {
-            while let Some(Some(batch)) = self.shared.take() {
-                self.shared.run(batch).await;
+            while let Some(Some(item)) = self.shared.take() {
+                self.shared.run(item).await;
             }
         }
-        // Done when no batch is left and none is being worked on (a batch is counted in flight
+        // Done when no item is left and none is being worked on (an item is counted in flight
         // under the queue's lock as it is taken, so the two are seen together).
         loop {
             let idle = self.shared.idle.notified();
@@ -195,25 +218,45 @@ impl<T: Send + 'static, R: Send + 'static> Pool<T, R> {
     }
 }
 
-/// Run `work` on every item of a list known up front, at most `jobs` at once, one item per
-/// hand-over (an apply wave's items are slow); the results in no particular order.
+/// Run `work` on every item of a list known up front, at most `jobs` at once; the results in
+/// no particular order.
 pub(super) async fn pool<T, R, F, Fut>(jobs: usize, items: Vec<T>, work: F) -> Vec<R>
 where
     T: Send + 'static,
     R: Send + 'static,
     F: Fn(T) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = R> + Send + 'static,
+    Fut: Future<Output = R> + Send,
 {
     if items.is_empty() {
         return Vec::new();
     }
-    let work: Work<T, R> = Arc::new(move |item| Box::pin(work(item)));
     let jobs = jobs.max(1).min(items.len());
-    let mut p = Pool::start(&tokio::runtime::Handle::current(), jobs, 1, false, work);
-    for item in items {
-        p.feed(item);
-    }
+    // Every item queued before the workers start: none of them waits for a wake-up.
+    let p = Pool::with_queue(
+        &tokio::runtime::Handle::current(),
+        jobs,
+        1,
+        false,
+        FnWork(work),
+        VecDeque::from(items),
+        true,
+    );
     p.finish().await
+}
+
+/// A closure as [`Work`].
+struct FnWork<F>(F);
+
+impl<T, R, F, Fut> Work<T> for FnWork<F>
+where
+    R: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send,
+{
+    type Output = R;
+    fn run(&self, item: T) -> impl Future<Output = R> + Send {
+        (self.0)(item)
+    }
 }
 
 #[cfg(test)]

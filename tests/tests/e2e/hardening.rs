@@ -75,7 +75,10 @@ fn sigkill_at_many_moments_never_leaves_a_mixed_file() {
     const FILES: usize = 100;
     let sb = Sandbox::new();
     versioned_manifest(&sb, 0, FILES);
+    // How long a run that rewrites every file takes here: the kills are spread over it.
+    let started = std::time::Instant::now();
     assert_eq!(sb.apply().code, 2);
+    let run_time = started.elapsed();
     let mut current = 0;
     let mut kills = 0;
     let mut interrupted_mid_run = 0;
@@ -84,7 +87,7 @@ fn sigkill_at_many_moments_never_leaves_a_mixed_file() {
         versioned_manifest(&sb, next, FILES);
         let mut child = spawn(&sb, &["-q"]);
         // Spread the kills over the whole run: start-up, loading, early and late writes.
-        std::thread::sleep(Duration::from_millis(attempt * 4));
+        std::thread::sleep(run_time.mul_f64(attempt as f64 / 52.0));
         kills += usize::from(kill(&mut child));
         let mut new_ones = 0;
         for i in 0..FILES {
