@@ -70,6 +70,10 @@ fn filters(sb: &Sandbox) -> Vec<(String, String)> {
             r#""not_after": "[^"]+""#.into(),
             r#""not_after": "[TIME]""#.into(),
         ),
+        (
+            r#""not_before": "[^"]+""#.into(),
+            r#""not_before": "[TIME]""#.into(),
+        ),
         // A certificate issued this run: its whole days left depend on the time of day.
         (
             r#""days_left": \d+"#.into(),
