@@ -7,11 +7,11 @@
 //! - [`engine`]: the graph (explicit and automatic edges, topological order, cycles named), plan
 //!   (read-only, through a `Probe`) and apply (check → apply → verify → refresh, dependents of
 //!   failures skipped), the early checks that overlap loading, the journal;
-//! - [`report`] and [`printer`]: JSON report, metrics, human output, exit codes;
-//! - [`state`]: the state directory, its lock and `last-run.json`; [`secrets`]: `secret()`;
+//! - `report` and `printer`: JSON report, metrics, human output, exit codes;
+//! - `state`: the state directory, its lock and `last-run.json`; [`secrets`]: `secret()`;
 //! - `run`: one plan or apply from start to records (also when it cannot start); `signals`: the
 //!   graceful stop; `restore`: `tend restore`; `timer`: `tend timer`; `commands`: the other
-//!   subcommands, a file each; [`output`]: stdout and the files asked for.
+//!   subcommands, a file each; `output`: stdout and the files asked for.
 //!
 //! The binary's `main` sets the umask and calls [`main()`], which parses the arguments and runs
 //! the command.

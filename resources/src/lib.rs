@@ -8,10 +8,10 @@
 //!   values and diffs, and sensitive changes that hold no value at all;
 //! - [`spec`]: [`Fields`], the typed, span-carrying view of one manifest table that a provider
 //!   builds itself from (unknown fields and wrong types become located errors);
-//! - [`dpkg`] (the dpkg database, read directly) and [`apt`] (running apt-get);
-//! - one module per provider: [`file`], [`directory`], [`edit`] (`line`, `block`), [`symlink`], [`sysctl`], [`account`] (`user`, `group`, `authorized_keys`), [`env_file`] (with the [`dotenv`] parser),
-//!   [`exec`], [`git`], [`package`], [`apt_repo`], [`systemd`] (`service`); the Docker kinds in [`docker`] (compose,
-//!   container, image, volume, network, over bollard); [`nginx`] (`nginx_site`) and [`cert`];
+//! - [`dpkg`] (the dpkg database, read directly) and `apt` (running apt-get);
+//! - one module per provider: [`file`], `directory`, [`edit`] (`line`, `block`), `symlink`, `sysctl`, `account` (`user`, `group`, `authorized_keys`), `env_file` (with the [`dotenv`] parser),
+//!   `exec`, [`git`], `package`, `apt_repo`, [`systemd`] (`service`); the Docker kinds in `docker` (compose,
+//!   container, image, volume, network, over bollard); [`nginx`] (`nginx_site`) and `cert`;
 //! - [`process`] (running a command with captured output and a time limit).
 //!
 //! Adding a kind: write a module with a type implementing [`Resource`] and a `build` function

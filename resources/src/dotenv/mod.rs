@@ -3,9 +3,9 @@
 //! multi-line values, `${VAR}` expansion, duplicates), and edited without disturbing any other
 //! byte.
 //!
-//! - [`parse`]: the file into [`Statement`]s that remember where their key and value sit;
+//! - [`parse`](mod@parse): the file into [`Statement`]s that remember where their key and value sit;
 //! - [`expand`]: compose's variable substitution (`$VAR`, `${VAR:-default}`, …);
-//! - [`write`]: the quoting that makes compose read a value back exactly, and in-place edits.
+//! - [`write`](mod@write): the quoting that makes compose read a value back exactly, and in-place edits.
 
 pub mod expand;
 pub mod parse;

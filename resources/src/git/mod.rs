@@ -7,8 +7,8 @@
 //! Ignored files (Dify's `docker/.env`, `docker/volumes/`) never count and are never touched:
 //! checkouts are forced only over tracked files.
 //!
-//! The rooms: [`transport`] (the remote: credentials, where a ref points, fetching, keeping
-//! credentials out of messages), [`status`] (what the checkout holds), [`check`], [`checkout`]
+//! The rooms: `transport` (the remote: credentials, where a ref points, fetching, keeping
+//! credentials out of messages), `status` (what the checkout holds), `check`, `checkout`
 //! (apply).
 
 mod as_owner;

@@ -4,7 +4,7 @@
 //! construction: no provider can reach a writing method without a `Mutate`, and the engine makes
 //! one only in apply mode. Every method takes the path *as the manifest names it* and resolves
 //! it under the root (`--root DIR`) from a directory fd, component by component, following no
-//! symlink another user could have planted ([`walk`]); every operation after that acts on the fds
+//! symlink another user could have planted (`walk`); every operation after that acts on the fds
 //! the resolution opened. Every error names the operation and the path.
 //!
 //! One room per job: `probe` (reading, the directory-fd cache), `walk` (resolving a path
