@@ -277,6 +277,48 @@ pub(crate) async fn prune(
     out
 }
 
+/// The refreshes pruned orphans owe what they notified, journaled before the apply goes on (a
+/// killed run still owes them). A target that also left the manifest is owed nothing.
+pub(crate) fn journal_refreshes(
+    m: &Manifest,
+    gone: &[Managed],
+    journal: &crate::engine::journal::Journal,
+) {
+    for o in gone {
+        let by = notifier(o);
+        if let Err(e) = journal.add(&still_declared(m, &o.notify), &by) {
+            tracing::warn!("cannot journal the refreshes {by} owes: {e}");
+        }
+    }
+}
+
+/// What a plan's orphans to be pruned would refresh, added to what is owed already.
+pub(crate) fn owe_refreshes(
+    m: &Manifest,
+    going: &[Managed],
+    owed: &mut std::collections::BTreeMap<String, Vec<String>>,
+) {
+    for o in going {
+        for t in still_declared(m, &o.notify) {
+            owed.entry(t).or_default().push(notifier(o));
+        }
+    }
+}
+
+/// How a pruned orphan is named as the notifier of a refresh.
+fn notifier(o: &Managed) -> String {
+    format!("{} (pruned)", o.address)
+}
+
+/// The addresses of `targets` the manifest still declares (and enables) for this host.
+fn still_declared(m: &Manifest, targets: &[String]) -> Vec<String> {
+    targets
+        .iter()
+        .filter(|t| m.resources.iter().any(|d| d.enabled && &d.address == *t))
+        .cloned()
+        .collect()
+}
+
 /// The line a run prints for an orphan.
 pub(crate) fn describe(o: &Managed) -> String {
     if let Some(p) = &o.pruned {

@@ -128,6 +128,13 @@ pub(crate) struct ResourceReport {
 }
 
 impl ResourceReport {
+    /// Failed: why, and what kind of failure that is (`error_class`).
+    pub(crate) fn fail(&mut self, error: String, class: &'static str) {
+        self.status = Status::Failed;
+        self.error = Some(error);
+        self.error_class = Some(class);
+    }
+
     pub(crate) fn new(address: &str, kind: &str, name: &str, status: Status) -> ResourceReport {
         ResourceReport {
             address: address.to_string(),
@@ -457,6 +464,14 @@ impl Report {
                 .reason_class
                 .map_or_else(|| "failed".to_string(), |c| word(&c));
             *reasons.entry(class).or_default() += 1;
+        }
+        let prune_failed = self
+            .orphans
+            .iter()
+            .filter(|o| o.state == crate::orphans::State::PruneFailed)
+            .count();
+        if prune_failed > 0 {
+            *reasons.entry("prune_failed".into()).or_default() += prune_failed;
         }
         if let Some(p) = &self.pull {
             if p.refused.is_some() {

@@ -350,37 +350,26 @@ fn engine(
         // Pruning goes first, so what a pruned resource notified (nginx, to drop the site)
         // is refreshed by this apply like any notification, journaled first.
         (Some(a), Some(lock)) if whole && !prune_kinds.is_empty() && !kept.is_empty() => {
-            let pruned = self::probe(&root, state_dir, true).map(|p| {
-                let host = lock.mutate(p).keep_backups(a.keep_backups);
-                runtime.block_on(crate::orphans::prune(
-                    &host,
-                    std::mem::take(&mut kept),
-                    &prune_kinds,
-                ))
-            });
-            if let Ok(p) = pruned {
-                for o in &p.gone {
-                    let targets = still_declared(&m, &o.notify);
-                    let by = format!("{} (pruned)", o.address);
-                    if let Err(e) = journal.add(&targets, &by) {
-                        tracing::warn!("cannot journal the refreshes {by} owes: {e}");
-                    }
+            match self::probe(&root, state_dir, true) {
+                Ok(p) => {
+                    let host = lock.mutate(p).keep_backups(a.keep_backups);
+                    let p = runtime.block_on(crate::orphans::prune(
+                        &host,
+                        std::mem::take(&mut kept),
+                        &prune_kinds,
+                    ));
+                    crate::orphans::journal_refreshes(&m, &p.gone, &journal);
+                    kept = p.kept.clone();
+                    left = p.gone.iter().chain(&p.kept).cloned().collect();
+                    prune_outcome = p;
                 }
-                kept = p.kept.clone();
-                left = p.gone.iter().chain(&p.kept).cloned().collect();
-                prune_outcome = p;
+                Err(e) => tracing::warn!("nothing pruned: cannot read the host key: {e}"),
             }
         }
         // A plan says what apply would prune, and what that would refresh.
         (None, _) if whole => {
             let going = crate::orphans::foresee(&mut left, &prune_kinds, &probe);
-            for o in &going {
-                for t in still_declared(&m, &o.notify) {
-                    owed.entry(t)
-                        .or_default()
-                        .push(format!("{} (pruned)", o.address));
-                }
-            }
+            crate::orphans::owe_refreshes(&m, &going, &mut owed);
             prune_outcome.planned = going.len();
         }
         _ => {}
@@ -487,13 +476,4 @@ fn engine(
     std::mem::forget((sel, report));
     std::mem::forget((m, g));
     Ok(exit_code)
-}
-
-/// The addresses of `targets` the manifest still declares (and enables) for this host.
-fn still_declared(m: &crate::Manifest, targets: &[String]) -> Vec<String> {
-    targets
-        .iter()
-        .filter(|t| m.resources.iter().any(|d| d.enabled && &d.address == *t))
-        .cloned()
-        .collect()
 }

@@ -601,5 +601,24 @@ fn reasons(v: &serde_json::Value) -> String {
     if failed.len() > MAX_REASONS {
         out.push_str(&format!("\n  and {} more", failed.len() - MAX_REASONS));
     }
+    // A removal `--prune` (or `[prune]`) asked for that failed: the failure bit, said here too.
+    for o in v["orphans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["state"] == "prune_failed")
+        .take(MAX_REASONS)
+    {
+        out.push_str(&format!(
+            "\n  {} not pruned: {}",
+            first(o["address"].as_str().unwrap_or("?")),
+            first(
+                o["pruned"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim_start_matches("not pruned: ")
+            )
+        ));
+    }
     out
 }

@@ -57,15 +57,19 @@ pub async fn files(host: &Mutate, paths: &[PathBuf]) -> Done {
 
 /// A directory among `paths` that holds anything stays: what is in it is not tend's to remove.
 pub fn filled_directory(host: &Probe, paths: &[PathBuf]) -> Option<String> {
-    paths.iter().find_map(|p| match host.read_dir(p) {
-        Ok(Some(entries)) if !entries.is_empty() => Some(format!(
-            "{} is not empty ({} entr{})",
-            p.display(),
-            entries.len(),
-            if entries.len() == 1 { "y" } else { "ies" }
-        )),
-        _ => None,
-    })
+    // Counted up to a budget: a directory someone filled is not listed whole to say so.
+    const COUNTED: usize = 1000;
+    paths
+        .iter()
+        .find_map(|p| match host.count_entries(p, COUNTED) {
+            Ok(Some(n)) if n > 0 => Some(format!(
+                "{} is not empty ({}{n} entr{})",
+                p.display(),
+                if n >= COUNTED { "at least " } else { "" },
+                if n == 1 { "y" } else { "ies" }
+            )),
+            _ => None,
+        })
 }
 
 fn remove(host: &Mutate, path: &Path) -> Result<Option<String>, ResourceError> {

@@ -71,9 +71,7 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
     }
     match checked {
         Err(e) => {
-            report.status = Status::Failed;
-            report.error = Some(e.to_string());
-            report.error_class = Some(e.class());
+            report.fail(e.to_string(), e.class());
         }
         Ok(drift) if drift.is_empty() => report.status = Status::InSync,
         Ok(drift) if !selected => {
@@ -103,9 +101,7 @@ async fn apply_drift(resource: &Arc<dyn Resource>, task: Task, host: &Mutate) ->
             match result {
                 Err(e) => {
                     kick = resource.notifies_on_failure();
-                    report.status = Status::Failed;
-                    report.error = Some(e.to_string());
-                    report.error_class = Some(e.class());
+                    report.fail(e.to_string(), e.class());
                 }
                 Ok((done, drift)) => {
                     report.backups = done
@@ -158,9 +154,7 @@ async fn verify_and_refresh(
         }
         Ok(None) => false,
         Err(e) => {
-            report.status = Status::Failed;
-            report.error = Some(e.to_string());
-            report.error_class = Some(e.class());
+            report.fail(e.to_string(), e.class());
             false
         }
     };
@@ -171,16 +165,15 @@ async fn verify_and_refresh(
         }
         match rechecked {
             Err(e) => {
-                report.status = Status::Failed;
-                report.error = Some(format!("check after apply failed: {e}"));
-                report.error_class = Some(e.class());
+                report.fail(format!("check after apply failed: {e}"), e.class());
             }
             Ok(rest) if !rest.is_empty() => {
-                report.status = Status::Failed;
                 let what: Vec<String> =
                     rest.changes.iter().map(|c| c.description.clone()).collect();
-                report.error = Some(format!("did not converge: still {}", what.join("; ")));
-                report.error_class = Some("not_converged");
+                report.fail(
+                    format!("did not converge: still {}", what.join("; ")),
+                    "not_converged",
+                );
             }
             Ok(_) => report.status = Status::Changed,
         }
@@ -206,9 +199,7 @@ async fn verify_and_refresh(
             Err(e) => {
                 refresh.status = RefreshStatus::Failed;
                 refresh.error = Some(e.to_string());
-                report.status = Status::Failed;
-                report.error = Some(format!("refresh failed: {e}"));
-                report.error_class = Some(e.class());
+                report.fail(format!("refresh failed: {e}"), e.class());
             }
         }
         report.refresh = Some(refresh);

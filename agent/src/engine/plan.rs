@@ -281,9 +281,7 @@ pub(crate) async fn plan(
                                 ));
                             }
                             None => {
-                                r.status = Status::Failed;
-                                r.error = Some(e.to_string());
-                                r.error_class = Some(e.class());
+                                r.fail(e.to_string(), e.class());
                             }
                         }
                     }

@@ -512,6 +512,22 @@ impl Probe {
 
     /// The names in a directory, sorted; `None` when it does not exist.
     pub fn read_dir(&self, path: &Path) -> HostResult<Option<Vec<OsString>>> {
+        let Some(mut names) = self.dir_names(path, usize::MAX)? else {
+            return Ok(None);
+        };
+        names.sort();
+        Ok(Some(names))
+    }
+
+    /// How many entries a directory holds, counting no further than `max` (a directory someone
+    /// filled with millions is not listed to learn that it is not empty); `None` when it does
+    /// not exist.
+    pub fn count_entries(&self, path: &Path, max: usize) -> HostResult<Option<usize>> {
+        Ok(self.dir_names(path, max)?.map(|n| n.len()))
+    }
+
+    /// At most `max` names of a directory, in the order the filesystem gives them.
+    fn dir_names(&self, path: &Path, max: usize) -> HostResult<Option<Vec<OsString>>> {
         let comps = components(path);
         let walker = Walker {
             root_fd: self.root_fd()?.as_fd(),
@@ -530,6 +546,9 @@ impl Probe {
             rfs::Dir::new(fd).map_err(|e| HostError::new("list", self.real(path), e.into()))?;
         let mut names = Vec::new();
         for entry in list {
+            if names.len() >= max {
+                break;
+            }
             let entry = entry.map_err(|e| HostError::new("list", self.real(path), e.into()))?;
             let name = entry.file_name().to_bytes();
             if name != b"." && name != b".." {
@@ -538,7 +557,6 @@ impl Probe {
                 ));
             }
         }
-        names.sort();
         Ok(Some(names))
     }
 

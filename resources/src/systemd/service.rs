@@ -208,6 +208,7 @@ async fn prune(host: &Mutate, paths: &[PathBuf]) -> crate::prune::Done {
         .iter()
         .find(|p| p.parent() == Some(Path::new(UNIT_DIR)))
         .and_then(|p| p.file_name()?.to_str())
+        .filter(|u| grammar::systemd_unit(u))
     else {
         return Err(ResourceError::Refused(format!(
             "it has no unit file of its own in {UNIT_DIR}: tend removes only units it wrote"

@@ -494,9 +494,11 @@ fn prune_removes_only_what_tend_created_and_restore_undoes_it() {
 fn the_manifests_prune_table_names_the_kinds_removed() {
     let sb = Sandbox::new();
     sb.write_manifest(
-        "[directory.d]\npath = \"/srv/d\"\n\n[file.f]\npath = \"/etc/f\"\ncontent = \"x\\n\"\n\n[file.keep]\npath = \"/etc/keep\"\ncontent = \"k\\n\"\n",
+        "[directory.d]\npath = \"/srv/d\"\n\n[directory.full]\npath = \"/srv/full\"\n\n[file.f]\npath = \"/etc/f\"\ncontent = \"x\\n\"\n\n[file.keep]\npath = \"/etc/keep\"\ncontent = \"k\\n\"\n",
     );
     assert_eq!(sb.apply().code, 2);
+    // Someone put a file in a directory tend made: it is not tend's to remove.
+    sb.write("/srv/full/theirs", "theirs\n");
     sb.write_manifest(
         "[prune]\nkinds = [\"directory\"]\n\n[file.keep]\npath = \"/etc/keep\"\ncontent = \"k\\n\"\n",
     );
@@ -507,6 +509,14 @@ fn the_manifests_prune_table_names_the_kinds_removed() {
         pruned.contains(&("directory.d".into(), "pruned: removed /srv/d".into())),
         "{pruned:?}"
     );
+    assert!(
+        pruned.contains(&(
+            "directory.full".into(),
+            "not pruned: /srv/full is not empty (1 entry)".into()
+        )),
+        "{pruned:?}"
+    );
+    assert_eq!(sb.read("/srv/full/theirs"), "theirs\n");
     assert!(
         pruned.contains(&(
             "file.f".into(),
@@ -525,6 +535,60 @@ fn the_manifests_prune_table_names_the_kinds_removed() {
         "{}",
         r.stderr
     );
+}
+
+/// A removal that fails is a failure of the run, said everywhere an unattended host is read:
+/// the exit code, the report's `state`, the failure-reason metric and `tend status`. Here
+/// another user replaced the orphan's directory with a symlink of theirs: pruning does not
+/// follow it, and what it points at stays.
+#[test]
+fn a_prune_that_fails_is_a_failure_with_its_reason() {
+    let sb = Sandbox::new();
+    sb.write_manifest(
+        "[file.x]\npath = \"/etc/app/x.conf\"\ncontent = \"x\\n\"\n\n[file.keep]\npath = \"/etc/keep\"\ncontent = \"k\\n\"\n",
+    );
+    assert_eq!(sb.apply().code, 2);
+    std::fs::rename(sb.path("/etc/app"), sb.path("/etc/app-real")).expect("move");
+    std::os::unix::fs::symlink("app-real", sb.path("/etc/app")).expect("link");
+    std::os::unix::fs::lchown(sb.path("/etc/app"), Some(65534), Some(65534)).expect("lchown");
+    sb.write_manifest(
+        "[prune]\nkinds = [\"file\"]\n\n[file.keep]\npath = \"/etc/keep\"\ncontent = \"k\\n\"\n",
+    );
+    let metrics = sb.dir.path().join("tend.prom");
+    let r = sb.tend(
+        "apply",
+        &[
+            "--format",
+            "json",
+            "--metrics",
+            metrics.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(r.code, 4, "{}", r.stdout);
+    let report = r.json();
+    let states = orphans(&report, "state");
+    assert_eq!(states, [("file.x".to_string(), "prune_failed".to_string())]);
+    let why = &orphans(&report, "pruned")[0].1;
+    assert!(
+        why.starts_with("not pruned: ") && why.contains("symlink"),
+        "{why}"
+    );
+    assert_eq!(sb.read("/etc/app-real/x.conf"), "x\n", "followed the link");
+    let text = std::fs::read_to_string(&metrics).expect("metrics");
+    assert!(
+        text.contains("tend_last_failure_reason{mode=\"apply\",reason_class=\"prune_failed\"} 1"),
+        "{text}"
+    );
+    let root = sb.root();
+    let status = tend_tests::run(&["status", "--root", root.to_str().expect("utf8")], &[]);
+    assert_eq!(status.code, 4, "{}", status.stdout);
+    assert!(
+        status.stdout.contains("file.x not pruned: "),
+        "{}",
+        status.stdout
+    );
+    // Still listed, and still failing, until the link is dealt with.
+    assert_eq!(sb.apply().code, 4);
 }
 
 /// A pruned resource's notify targets are refreshed, as when it changed (nginx reloads without
